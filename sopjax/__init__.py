@@ -1,0 +1,32 @@
+"""sopjax: soft open point studies in distribution networks, fast and differentiable."""
+
+import jax as _jax
+
+# Power-flow tolerances of 1e-8 need float64; kernels still run in float32 when
+# given float32 arrays.
+_jax.config.update("jax_enable_x64", True)
+
+from sopjax.cases import BUILTIN_CASES, ieee33, ieee69, ieee85, load_case  # noqa: E402
+from sopjax.devices import add_capacitors, add_demand_response, add_pv, add_sops  # noqa: E402
+from sopjax.errors import (  # noqa: E402
+    CaseFormatError,
+    NetworkError,
+    SopjaxError,
+    TopologyError,
+    UnsupportedElementError,
+)
+from sopjax.io.matpower import read_matpower  # noqa: E402
+from sopjax.kernels.radial import Grid, PowerFlowResult, VfCoupling  # noqa: E402
+from sopjax.network import Network, make_network  # noqa: E402
+from sopjax.powerflow import batched_solver, make_grid, solve  # noqa: E402
+from sopjax.topology import Topology, compile_topology, stack_topologies  # noqa: E402
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BUILTIN_CASES", "CaseFormatError", "Grid", "Network", "NetworkError", "PowerFlowResult",
+    "SopjaxError", "Topology", "TopologyError", "UnsupportedElementError", "VfCoupling",
+    "add_capacitors", "add_demand_response", "add_pv", "add_sops", "batched_solver",
+    "compile_topology", "ieee33", "ieee69", "ieee85", "load_case", "make_grid",
+    "make_network", "read_matpower", "solve", "stack_topologies",
+]

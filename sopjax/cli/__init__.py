@@ -1,0 +1,1 @@
+"""The ``sopjax`` command line: one module per subcommand, registered in :mod:`sopjax.cli.main`."""

@@ -1,0 +1,26 @@
+"""Exceptions raised at the Python boundary.
+
+Every error names the offending element (bus, branch, parameter) so that a user
+can fix their input without reading a traceback. The CLI prints ``str(error)``
+on one line and exits non-zero.
+"""
+
+
+class SopjaxError(ValueError):
+    """Base class for all user-facing sopjax errors."""
+
+
+class CaseFormatError(SopjaxError):
+    """A case file cannot be read (syntax, unsupported MATLAB code, missing table)."""
+
+
+class NetworkError(SopjaxError):
+    """Network data are invalid (unknown bus, duplicate branch, bad impedance, NaN...)."""
+
+
+class TopologyError(SopjaxError):
+    """A switch configuration is not radial (a closed loop, two sources joined)."""
+
+
+class UnsupportedElementError(SopjaxError):
+    """An input network holds an element sopjax does not model (e.g. a transformer)."""

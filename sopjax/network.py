@@ -1,0 +1,512 @@
+"""The network data model: an immutable pytree compiled once from case data.
+
+Conventions (written here once, used everywhere):
+
+* Per unit on the network's ``base_mva`` and each bus's ``base_kv``; public
+  helpers convert to kW / MW where a name says so.
+* **Loads are positive**: a bus's *net load* is consumption minus generation.
+  PV output and SOP injections therefore enter the net load with a minus sign.
+* Buses are 0-based internally; ``bus_ids`` keeps the case's own bus numbers.
+  Branches keep the case file's row order; ``branch_numbers`` are 1-based
+  (the literature's "open switches 7, 9, 14, 32, 37" on IEEE 33).
+* Array fields are pytree leaves (vmappable, differentiable); sizes, ids and
+  names are static metadata.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import numpy as np
+
+from sopjax.errors import NetworkError
+
+__all__ = [
+    "Network",
+    "PVUnits",
+    "SOPs",
+    "Capacitors",
+    "DemandResponse",
+    "make_network",
+]
+
+
+def _pytree(cls, static: Sequence[str] = ()):
+    """Register a frozen dataclass as a pytree; ``static`` fields are metadata."""
+    fields = [f.name for f in dataclasses.fields(cls)]
+    jax.tree_util.register_dataclass(
+        cls,
+        data_fields=[f for f in fields if f not in static],
+        meta_fields=list(static),
+    )
+    return cls
+
+
+@dataclasses.dataclass(frozen=True)
+class PVUnits:
+    """PV / DG units, modelled as negative load at their bus.
+
+    Attributes:
+        bus: 0-based bus index per unit, shape (pv,).
+        s_rated_pu: rated apparent power per unit, shape (pv,).
+        pf: power factor of the injection (1 = active power only), shape (pv,).
+            The unit injects reactive power ``p * tan(acos(pf))`` (over-excited);
+            pass ``pf`` = 1 for unity-power-factor inverters.
+    """
+
+    bus: Any
+    s_rated_pu: Any
+    pf: Any
+
+    @property
+    def count(self) -> int:
+        return int(np.shape(self.bus)[0])
+
+
+@dataclasses.dataclass(frozen=True)
+class SOPs:
+    """Soft open points: two back-to-back VSCs between buses ``bus_i`` and ``bus_j``.
+
+    Per VSC k: injected power ``P_k + jQ_k`` into its AC bus, converter loss
+    ``L_k = A_k * |S_k|``, ``|S_k| <= s_rated_k``, ``q_min_k <= Q_k <= q_max_k``
+    and the DC balance ``P_i + P_j + L_i + L_j = 0``.
+
+    Attributes:
+        bus_i, bus_j: 0-based terminal buses, shape (sop,).
+        s_rated_i_pu, s_rated_j_pu: per-VSC capacity, shape (sop,).
+        loss_i, loss_j: loss coefficients A_k (dimensionless), shape (sop,).
+        q_max_i_pu, q_max_j_pu: reactive limits (symmetric unless q_min given).
+        q_min_i_pu, q_min_j_pu: lower reactive limits, shape (sop,).
+    """
+
+    bus_i: Any
+    bus_j: Any
+    s_rated_i_pu: Any
+    s_rated_j_pu: Any
+    loss_i: Any
+    loss_j: Any
+    q_max_i_pu: Any
+    q_max_j_pu: Any
+    q_min_i_pu: Any
+    q_min_j_pu: Any
+
+    @property
+    def count(self) -> int:
+        return int(np.shape(self.bus_i)[0])
+
+
+@dataclasses.dataclass(frozen=True)
+class Capacitors:
+    """Switched capacitor banks: ``units`` steps of ``q_unit_pu`` each at ``bus``."""
+
+    bus: Any
+    q_unit_pu: Any
+    units: Any
+
+    @property
+    def count(self) -> int:
+        return int(np.shape(self.bus)[0])
+
+
+@dataclasses.dataclass(frozen=True)
+class DemandResponse:
+    """Demand-response buses: load at ``bus`` may be cut by up to ``max_reduction`` (0..1)."""
+
+    bus: Any
+    max_reduction: Any
+
+    @property
+    def count(self) -> int:
+        return int(np.shape(self.bus)[0])
+
+
+for _cls in (PVUnits, SOPs, Capacitors, DemandResponse):
+    _pytree(_cls)
+
+
+@dataclasses.dataclass(frozen=True)
+class Network:
+    """A compiled radial distribution network (immutable pytree).
+
+    Leaves (arrays) are per-unit quantities; metadata is static. Build one with
+    :func:`make_network` or a loader (:func:`sopjax.load_case`), never by hand,
+    so that it is validated.
+
+    Attributes:
+        p_load_pu, q_load_pu: nominal bus load (positive = consumption), (bus,).
+        v_min_pu, v_max_pu: voltage limits, (bus,).
+        base_kv: bus base voltage (kV), (bus,).
+        f_bus, t_bus: 0-based branch end buses (numpy int), (branch,).
+        r_pu, x_pu: branch series impedance, (branch,).
+        rate_pu: branch rating (apparent power), ``inf`` if unlimited, (branch,).
+        in_service: case status of each branch (True = closed), (branch,).
+        switchable: whether a branch carries a switch, (branch,).
+        v_slack_pu: substation voltage magnitude (scalar).
+        pv, sop, capacitor, demand_response: device tables.
+        name: case name. base_mva: system base (MVA). slack_bus: 0-based index.
+        bus_ids: the case's bus numbers in internal order.
+        branch_numbers: 1-based case-file row numbers in internal order.
+    """
+
+    p_load_pu: Any
+    q_load_pu: Any
+    v_min_pu: Any
+    v_max_pu: Any
+    base_kv: Any
+    f_bus: Any
+    t_bus: Any
+    r_pu: Any
+    x_pu: Any
+    rate_pu: Any
+    in_service: Any
+    switchable: Any
+    v_slack_pu: Any
+    pv: PVUnits
+    sop: SOPs
+    capacitor: Capacitors
+    demand_response: DemandResponse
+    name: str = "network"
+    base_mva: float = 1.0
+    slack_bus: int = 0
+    bus_ids: tuple[int, ...] = ()
+    branch_numbers: tuple[int, ...] = ()
+
+    # ------------------------------------------------------------------ sizes
+    @property
+    def n_bus(self) -> int:
+        return len(self.bus_ids)
+
+    @property
+    def n_branch(self) -> int:
+        return len(self.branch_numbers)
+
+    # ------------------------------------------------------------ id lookups
+    def bus_index(self, bus_id: int) -> int:
+        """0-based internal index of the case's bus ``bus_id``.
+
+        Raises:
+            NetworkError: if the bus does not exist.
+        """
+        try:
+            return self.bus_ids.index(int(bus_id))
+        except ValueError:
+            raise NetworkError(
+                f"unknown bus {bus_id!r} in network {self.name!r} "
+                f"(bus ids run {min(self.bus_ids)}..{max(self.bus_ids)})"
+            ) from None
+
+    def branch_index(self, number: int) -> int:
+        """0-based internal index of the 1-based case branch ``number``.
+
+        Raises:
+            NetworkError: if no branch has that number.
+        """
+        try:
+            return self.branch_numbers.index(int(number))
+        except (ValueError, TypeError):
+            raise NetworkError(
+                f"unknown branch number {number!r} in network {self.name!r} "
+                f"(branches are numbered 1..{self.n_branch})"
+            ) from None
+
+    def branch_status(
+        self, open: Sequence[int] = (), close: Sequence[int] = ()
+    ) -> np.ndarray:
+        """The case's branch statuses with the listed 1-based branches opened/closed.
+
+        Args:
+            open: 1-based branch numbers to open.
+            close: 1-based branch numbers to close.
+
+        Returns:
+            Boolean array (branch,), True = closed.
+
+        Raises:
+            NetworkError: if a number is unknown or listed in both.
+        """
+        both = set(map(int, open)) & set(map(int, close))
+        if both:
+            raise NetworkError(f"branch {sorted(both)[0]} is listed both to open and to close")
+        status = np.asarray(self.in_service, dtype=bool).copy()
+        for k in open:
+            status[self.branch_index(k)] = False
+        for k in close:
+            status[self.branch_index(k)] = True
+        return status
+
+    def branch_label(self, k: int) -> str:
+        """Human-readable label of internal branch ``k``: ``'7 (7-8)'``."""
+        f, t = int(self.f_bus[k]), int(self.t_bus[k])
+        return f"{self.branch_numbers[k]} ({self.bus_ids[f]}-{self.bus_ids[t]})"
+
+    def replace(self, **changes) -> "Network":
+        """A copy with some fields replaced (no re-validation of array leaves)."""
+        return dataclasses.replace(self, **changes)
+
+    def with_devices(
+        self,
+        *,
+        pv: PVUnits | None = None,
+        sop: SOPs | None = None,
+        capacitor: Capacitors | None = None,
+        demand_response: DemandResponse | None = None,
+    ) -> "Network":
+        """A copy with device tables replaced; validated like :func:`make_network`."""
+        net = dataclasses.replace(
+            self,
+            pv=pv if pv is not None else self.pv,
+            sop=sop if sop is not None else self.sop,
+            capacitor=capacitor if capacitor is not None else self.capacitor,
+            demand_response=demand_response
+            if demand_response is not None
+            else self.demand_response,
+        )
+        _validate_devices(net)
+        return net
+
+    @property
+    def total_load_mw(self) -> float:
+        return float(np.sum(self.p_load_pu)) * self.base_mva
+
+
+_pytree(Network, static=("name", "base_mva", "slack_bus", "bus_ids", "branch_numbers"))
+
+
+# ---------------------------------------------------------------------------
+# construction and validation
+# ---------------------------------------------------------------------------
+
+
+def _empty_devices():
+    z = np.zeros(0)
+    zi = np.zeros(0, dtype=np.int32)
+    return (
+        PVUnits(zi, z, z),
+        SOPs(zi, zi, z, z, z, z, z, z, z, z),
+        Capacitors(zi, z, zi),
+        DemandResponse(zi, z),
+    )
+
+
+def _finite(name: str, values: np.ndarray, labels: Sequence[str]) -> None:
+    bad = np.flatnonzero(~np.isfinite(values))
+    if bad.size:
+        raise NetworkError(f"{name} is not a finite number at {labels[bad[0]]}: {values[bad[0]]}")
+
+
+def make_network(
+    *,
+    bus_ids: Sequence[int],
+    p_load_mw: Sequence[float],
+    q_load_mvar: Sequence[float],
+    branch_from: Sequence[int],
+    branch_to: Sequence[int],
+    r_ohm: Sequence[float] | None = None,
+    x_ohm: Sequence[float] | None = None,
+    r_pu: Sequence[float] | None = None,
+    x_pu: Sequence[float] | None = None,
+    slack_bus: int,
+    base_kv: float | Sequence[float],
+    base_mva: float = 1.0,
+    v_slack_pu: float = 1.0,
+    v_min_pu: float | Sequence[float] = 0.95,
+    v_max_pu: float | Sequence[float] = 1.05,
+    rate_mva: Sequence[float] | None = None,
+    in_service: Sequence[bool] | None = None,
+    switchable: Sequence[bool] | None = None,
+    branch_numbers: Sequence[int] | None = None,
+    name: str = "network",
+) -> Network:
+    """Validate case data given in the case's own bus ids and compile a :class:`Network`.
+
+    Impedances come either in ohms (``r_ohm``/``x_ohm``, converted with the
+    from-bus base voltage) or in per unit on ``base_mva``.
+
+    Args:
+        bus_ids: the case's bus numbers, (bus,).
+        p_load_mw, q_load_mvar: bus load, positive = consumption, (bus,).
+        branch_from, branch_to: branch ends as case bus ids, (branch,).
+        r_ohm, x_ohm: series impedance in ohms, (branch,).
+        r_pu, x_pu: series impedance in per unit (alternative to ohms).
+        slack_bus: the case bus id of the substation.
+        base_kv: base voltage (kV), scalar or (bus,).
+        base_mva: system base power (MVA).
+        v_slack_pu: substation voltage magnitude.
+        v_min_pu, v_max_pu: voltage limits, scalar or (bus,).
+        rate_mva: branch ratings; 0 or inf = unlimited.
+        in_service: case status per branch (default all closed).
+        switchable: switch flag per branch (default: out-of-service branches).
+        branch_numbers: 1-based labels (default 1..branch).
+        name: network name.
+
+    Returns:
+        A validated :class:`Network` without devices (add them with
+        :meth:`Network.with_devices`).
+
+    Raises:
+        NetworkError: naming the bus or branch at fault.
+    """
+    bus_ids = [int(b) for b in bus_ids]
+    nb = len(bus_ids)
+    if nb == 0:
+        raise NetworkError("network has no buses")
+    index = {}
+    for i, b in enumerate(bus_ids):
+        if b in index:
+            raise NetworkError(f"duplicate bus id {b}")
+        index[b] = i
+    bus_labels = [f"bus {b}" for b in bus_ids]
+
+    def per_bus(name, value):
+        arr = np.broadcast_to(np.asarray(value, dtype=float), (nb,)).copy()
+        _finite(name, arr, bus_labels)
+        return arr
+
+    p = per_bus("p_load_mw", p_load_mw)
+    q = per_bus("q_load_mvar", q_load_mvar)
+    kv = per_bus("base_kv", base_kv)
+    vmin = per_bus("v_min_pu", v_min_pu)
+    vmax = per_bus("v_max_pu", v_max_pu)
+    if np.any(kv <= 0):
+        raise NetworkError(f"base_kv must be positive at {bus_labels[int(np.argmax(kv <= 0))]}")
+    bad = np.flatnonzero(vmin > vmax)
+    if bad.size:
+        raise NetworkError(f"v_min_pu > v_max_pu at {bus_labels[bad[0]]}")
+    if not np.isfinite(base_mva) or base_mva <= 0:
+        raise NetworkError(f"base_mva must be a positive number, got {base_mva}")
+    if not np.isfinite(v_slack_pu) or v_slack_pu <= 0:
+        raise NetworkError(f"slack voltage must be positive, got {v_slack_pu}")
+
+    nl = len(branch_from)
+    if len(branch_to) != nl:
+        raise NetworkError("branch_from and branch_to differ in length")
+    numbers = list(range(1, nl + 1)) if branch_numbers is None else [int(k) for k in branch_numbers]
+    br_labels = [f"branch {k}" for k in numbers]
+    f = np.empty(nl, dtype=np.int32)
+    t = np.empty(nl, dtype=np.int32)
+    seen: dict[tuple[int, int], int] = {}
+    for k, (a, b) in enumerate(zip(branch_from, branch_to)):
+        for end in (a, b):
+            if int(end) not in index:
+                raise NetworkError(f"{br_labels[k]} refers to unknown bus {end}")
+        if int(a) == int(b):
+            raise NetworkError(f"{br_labels[k]} connects bus {a} to itself")
+        f[k], t[k] = index[int(a)], index[int(b)]
+        key = (min(f[k], t[k]), max(f[k], t[k]))
+        if key in seen:
+            raise NetworkError(
+                f"{br_labels[k]} duplicates branch {numbers[seen[key]]} (both join buses {a} and {b}); "
+                "merge parallel branches into one equivalent impedance"
+            )
+        seen[key] = k
+
+    if (r_ohm is None) == (r_pu is None) or (x_ohm is None) == (x_pu is None):
+        raise NetworkError("give branch impedances either in ohms (r_ohm, x_ohm) or in p.u. (r_pu, x_pu)")
+    if r_ohm is not None:
+        zbase = kv[f] ** 2 / base_mva
+        r = np.asarray(r_ohm, dtype=float) / zbase
+        x = np.asarray(x_ohm, dtype=float) / zbase
+    else:
+        r = np.asarray(r_pu, dtype=float).copy()
+        x = np.asarray(x_pu, dtype=float).copy()
+    if r.shape != (nl,) or x.shape != (nl,):
+        raise NetworkError(f"branch impedances must have one value per branch ({nl})")
+    _finite("branch resistance", r, br_labels)
+    _finite("branch reactance", x, br_labels)
+    bad = np.flatnonzero((r < 0) | (x < 0) | ((r == 0) & (x == 0)))
+    if bad.size:
+        k = bad[0]
+        raise NetworkError(
+            f"{br_labels[k]} has a non-positive impedance r={r[k]:g}, x={x[k]:g} p.u. "
+            "(need r >= 0, x >= 0 and |z| > 0)"
+        )
+    bad = np.flatnonzero(np.abs(kv[f] - kv[t]) > 1e-9 * kv[f])
+    if bad.size:
+        k = bad[0]
+        raise NetworkError(
+            f"{br_labels[k]} joins buses of different base voltage "
+            f"({kv[f[k]]} kV and {kv[t[k]]} kV); transformers are not modelled"
+        )
+
+    rate = np.full(nl, np.inf) if rate_mva is None else np.asarray(rate_mva, dtype=float).copy()
+    if np.any(np.isnan(rate)):
+        raise NetworkError(f"rating is NaN at {br_labels[int(np.argmax(np.isnan(rate)))]}")
+    if np.any(rate < 0):
+        raise NetworkError(f"negative rating at {br_labels[int(np.argmax(rate < 0))]}")
+    rate = np.where(rate == 0, np.inf, rate) / base_mva
+    status = np.ones(nl, dtype=bool) if in_service is None else np.asarray(in_service, dtype=bool).copy()
+    sw = (~status) if switchable is None else np.asarray(switchable, dtype=bool).copy()
+
+    if int(slack_bus) not in index:
+        raise NetworkError(f"slack bus {slack_bus} is not a bus of the network")
+    pv, sop, cap, dr = _empty_devices()
+    net = Network(
+        p_load_pu=p / base_mva,
+        q_load_pu=q / base_mva,
+        v_min_pu=vmin,
+        v_max_pu=vmax,
+        base_kv=kv,
+        f_bus=f,
+        t_bus=t,
+        r_pu=r,
+        x_pu=x,
+        rate_pu=rate,
+        in_service=status,
+        switchable=sw,
+        v_slack_pu=float(v_slack_pu),
+        pv=pv,
+        sop=sop,
+        capacitor=cap,
+        demand_response=dr,
+        name=name,
+        base_mva=float(base_mva),
+        slack_bus=index[int(slack_bus)],
+        bus_ids=tuple(bus_ids),
+        branch_numbers=tuple(numbers),
+    )
+    return net
+
+
+def _validate_devices(net: Network) -> None:
+    nb = net.n_bus
+
+    def check_bus(table: str, buses) -> None:
+        buses = np.asarray(buses)
+        bad = np.flatnonzero((buses < 0) | (buses >= nb))
+        if bad.size:
+            raise NetworkError(f"{table} unit {bad[0]} refers to bus index {buses[bad[0]]}, which does not exist")
+
+    def check_nonneg(table: str, name: str, values) -> None:
+        values = np.asarray(values, dtype=float)
+        bad = np.flatnonzero(~np.isfinite(values) | (values < 0))
+        if bad.size:
+            raise NetworkError(f"{table} unit {bad[0]}: {name} must be finite and >= 0, got {values[bad[0]]}")
+
+    check_bus("PV", net.pv.bus)
+    check_nonneg("PV", "s_rated", net.pv.s_rated_pu)
+    pf = np.asarray(net.pv.pf, dtype=float)
+    bad = np.flatnonzero(~((pf > 0) & (pf <= 1)))
+    if bad.size:
+        raise NetworkError(f"PV unit {bad[0]}: power factor must be in (0, 1], got {pf[bad[0]]}")
+    s = net.sop
+    check_bus("SOP", s.bus_i)
+    check_bus("SOP", s.bus_j)
+    same = np.flatnonzero(np.asarray(s.bus_i) == np.asarray(s.bus_j))
+    if same.size:
+        raise NetworkError(f"SOP {same[0]} has both terminals at the same bus")
+    for name in ("s_rated_i_pu", "s_rated_j_pu", "loss_i", "loss_j", "q_max_i_pu", "q_max_j_pu"):
+        check_nonneg("SOP", name, getattr(s, name))
+    for name in ("loss_i", "loss_j"):
+        if np.any(np.asarray(getattr(s, name)) >= 1):
+            raise NetworkError(f"SOP loss coefficient {name} must be < 1")
+    check_bus("capacitor", net.capacitor.bus)
+    check_nonneg("capacitor", "q_unit", net.capacitor.q_unit_pu)
+    check_nonneg("capacitor", "units", net.capacitor.units)
+    check_bus("demand-response", net.demand_response.bus)
+    red = np.asarray(net.demand_response.max_reduction, dtype=float)
+    bad = np.flatnonzero(~((red >= 0) & (red <= 1)))
+    if bad.size:
+        raise NetworkError(f"demand-response unit {bad[0]}: max_reduction must be in [0, 1]")

@@ -1,0 +1,152 @@
+"""Power flow at the Python boundary: validate, compile, run the batched kernels.
+
+``solve`` runs one case (or a batch of load samples) and returns numpy arrays;
+``batched_solver`` returns the jitted, vmapped kernel for repeated calls on one
+topology (Monte Carlo, benchmarks).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from sopjax.errors import SopjaxError
+from sopjax.kernels.radial import Grid, PowerFlowResult, VfCoupling, lindistflow, sweep_power_flow
+from sopjax.network import Network
+from sopjax.topology import Topology, compile_topology
+
+__all__ = ["METHODS", "make_grid", "batched_solver", "solve", "check_loads"]
+
+METHODS: dict[str, Callable] = {"sweep": sweep_power_flow, "lindistflow": lindistflow}
+
+
+def make_grid(net: Network, topo: Topology, v_source_pu: np.ndarray | None = None) -> Grid:
+    """Upstream impedances of ``topo`` and source voltages (default: the slack set-point everywhere)."""
+    k = np.asarray(topo.up_branch)
+    hp = np.asarray(topo.has_parent)
+    r_up = np.where(hp, np.asarray(net.r_pu)[k], 0.0)
+    x_up = np.where(hp, np.asarray(net.x_pu)[k], 0.0)
+    v = np.full(net.n_bus, float(net.v_slack_pu)) if v_source_pu is None else np.asarray(v_source_pu, float)
+    return Grid(r_up=r_up, x_up=x_up, v_source=v)
+
+
+def _dtype(dtype) -> np.dtype:
+    dt = np.dtype(dtype)
+    if dt not in (np.float32, np.float64):
+        raise SopjaxError(f"dtype must be float32 or float64, got {dtype}")
+    return dt
+
+
+def batched_solver(
+    method: str = "sweep", *, tol: float = 1e-8, max_iter: int = 100, chunk_size: int | None = None
+) -> Callable[..., PowerFlowResult]:
+    """A jitted solver ``f(topo, grid, f_bus, p, q, vf=None)`` over a leading sample axis of p, q.
+
+    Args:
+        method: ``"sweep"`` (exact) or ``"lindistflow"``.
+        tol, max_iter: sweep convergence settings.
+        chunk_size: samples per vectorised chunk; chunks run in sequence
+            (``lax.map``) so that the working set stays cache-sized. ``None``: one chunk.
+    """
+    if method not in METHODS:
+        raise SopjaxError(f"unknown power-flow method {method!r}; choose from {sorted(METHODS)}")
+    if not (tol > 0):
+        raise SopjaxError(f"tol must be positive, got {tol}")
+    if int(max_iter) < 1:
+        raise SopjaxError(f"max_iter must be >= 1, got {max_iter}")
+    kernel = METHODS[method]
+    if method == "sweep":
+        kernel = partial(kernel, tol=tol, max_iter=int(max_iter))
+
+    @jax.jit
+    def run(topo, grid, f_bus, p, q, vf=None):
+        one = lambda pq: kernel(topo, grid, f_bus, pq[0], pq[1], vf)  # noqa: E731
+        if chunk_size is None or p.shape[0] <= chunk_size:
+            return jax.vmap(one)((p, q))
+        return jax.lax.map(one, (p, q), batch_size=chunk_size)
+
+    return run
+
+
+def check_loads(net: Network, p: np.ndarray, q: np.ndarray) -> None:
+    """Raise naming the first bus whose load is not finite, or on a shape mismatch."""
+    for name, arr in (("p_load", p), ("q_load", q)):
+        if arr.shape[-1] != net.n_bus:
+            raise SopjaxError(f"{name} has {arr.shape[-1]} buses, the network has {net.n_bus}")
+        bad = ~np.isfinite(arr)
+        if bad.any():
+            idx = np.argwhere(bad)[0]
+            bus = net.bus_ids[idx[-1]]
+            where = f" in sample {idx[0]}" if arr.ndim > 1 else ""
+            raise SopjaxError(f"{name} is not finite at bus {bus}{where}: {arr[tuple(idx)]}")
+
+
+def solve(
+    net: Network,
+    *,
+    status: Sequence[bool] | None = None,
+    open: Sequence[int] = (),
+    close: Sequence[int] = (),
+    load_scale: float = 1.0,
+    p_load_pu: np.ndarray | None = None,
+    q_load_pu: np.ndarray | None = None,
+    sources: Sequence[int] = (),
+    v_source_pu: np.ndarray | None = None,
+    vf: VfCoupling | None = None,
+    method: str = "sweep",
+    dtype="float64",
+    tol: float = 1e-8,
+    max_iter: int = 100,
+) -> tuple[PowerFlowResult, Topology]:
+    """Run a power flow on ``net`` (one sample, or a batch if loads carry a leading axis).
+
+    Args:
+        net: the network.
+        status: closed flag per branch; default the case statuses changed by ``open``/``close``.
+        open, close: 1-based case branch numbers to open / close.
+        load_scale: factor on the nominal loads (ignored when loads are given).
+        p_load_pu, q_load_pu: net load (bus,) or (sample, bus); default nominal x ``load_scale``.
+        sources: extra source buses (0-based), e.g. Vf-mode SOP terminals.
+        v_source_pu: voltage magnitude at each source, (bus,).
+        vf: Vf-mode SOP coupling.
+        method: ``"sweep"`` or ``"lindistflow"``.
+        dtype: ``"float64"`` or ``"float32"``.
+        tol, max_iter: sweep convergence settings.
+
+    Returns:
+        (result as numpy arrays, topology).
+
+    Raises:
+        SopjaxError: unknown branch, non-radial topology, non-finite loads, bad settings.
+    """
+    dt = _dtype(dtype)
+    if not np.isfinite(load_scale):
+        raise SopjaxError(f"load_scale must be finite, got {load_scale}")
+    if status is None:
+        status = net.branch_status(open=open, close=close)
+    topo = compile_topology(net, status, sources)
+    p = np.asarray(net.p_load_pu) * load_scale if p_load_pu is None else np.asarray(p_load_pu, float)
+    q = np.asarray(net.q_load_pu) * load_scale if q_load_pu is None else np.asarray(q_load_pu, float)
+    check_loads(net, p, q)
+    single = p.ndim == 1
+    p2, q2 = np.atleast_2d(p).astype(dt), np.atleast_2d(q).astype(dt)
+    grid = make_grid(net, topo, v_source_pu)
+    grid = jax.tree_util.tree_map(lambda a: np.asarray(a, dt), grid)
+    run = batched_solver(method, tol=tol, max_iter=max_iter)
+    res = run(topo, grid, np.asarray(net.f_bus), p2, q2, vf)
+    res = jax.tree_util.tree_map(np.asarray, res)
+    if single:
+        res = jax.tree_util.tree_map(lambda a: a[0], res)
+    return PowerFlowResult(*res), topo
+
+
+def to_device(tree, dtype) -> object:
+    """Cast the floating leaves of a pytree to ``dtype`` as JAX arrays."""
+    return jax.tree_util.tree_map(
+        lambda a: jnp.asarray(a, dtype) if np.issubdtype(np.asarray(a).dtype, np.floating) else jnp.asarray(a),
+        tree,
+    )
