@@ -148,9 +148,10 @@ def compile_topology(
         visited[src] = True
         island[src] = comp
         stack = [(src, iter(adj[src]))]
-        preorder.append(src)
-        entry[src] = len(tour)
-        tour.append(src)
+        if strict:
+            preorder.append(src)
+            entry[src] = len(tour)
+            tour.append(src)
         while stack:
             u, it = stack[-1]
             for v, k in it:
