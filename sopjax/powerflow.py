@@ -16,10 +16,11 @@ import numpy as np
 
 from sopjax.errors import SopjaxError
 from sopjax.kernels.radial import Grid, PowerFlowResult, VfCoupling, lindistflow, sweep_power_flow
+from sopjax.kernels.sweep_batch import sweep_batch
 from sopjax.network import Network
 from sopjax.topology import Topology, compile_topology
 
-__all__ = ["METHODS", "make_grid", "batched_solver", "solve", "check_loads"]
+__all__ = ["METHODS", "LAYOUTS", "make_grid", "batched_solver", "solve", "check_loads"]
 
 METHODS: dict[str, Callable] = {"sweep": sweep_power_flow, "lindistflow": lindistflow}
 
@@ -41,16 +42,43 @@ def _dtype(dtype) -> np.dtype:
     return dt
 
 
+LAYOUTS = ("auto", "vmap", "bus_major")
+
+
+def _has_vf(vf) -> bool:
+    return vf is not None and np.shape(vf.vf_bus)[0] > 0
+
+
 def batched_solver(
-    method: str = "sweep", *, tol: float = 1e-8, max_iter: int = 100, chunk_size: int | None = None
+    method: str = "sweep",
+    *,
+    tol: float = 1e-8,
+    max_iter: int = 100,
+    chunk_size: int | None = None,
+    layout: str = "auto",
 ) -> Callable[..., PowerFlowResult]:
     """A jitted solver ``f(topo, grid, f_bus, p, q, vf=None)`` over a leading sample axis of p, q.
+
+    Two layouts compute the same per-sample iteration (same start, stopping rule,
+    ``iterations`` and ``converged``; values agree to rounding):
+
+    * ``"vmap"``: ``jax.vmap`` of the per-sample kernel (sample-major).
+    * ``"bus_major"``: :func:`sopjax.kernels.sweep_batch.sweep_batch`, blocks of
+      samples stored ``[bus, sample]`` so that every tree step is a vector
+      operation over samples (several times faster on a CPU; see
+      ``docs/benchmarks.md``). Sweep only, without Vf-mode SOPs. When JAX has
+      several local devices (e.g. ``jax.config.update("jax_num_cpu_devices", 2)``
+      before the first computation), the samples are split across them.
+
+    ``"auto"`` picks ``"bus_major"`` for the sweep without Vf coupling, else ``"vmap"``.
 
     Args:
         method: ``"sweep"`` (exact) or ``"lindistflow"``.
         tol, max_iter: sweep convergence settings.
         chunk_size: samples per vectorised chunk; chunks run in sequence
-            (``lax.map``) so that the working set stays cache-sized. ``None``: one chunk.
+            (``lax.map``) so that the working set stays cache-sized. ``None``: one
+            chunk for ``"vmap"``, a size chosen from the bus count for ``"bus_major"``.
+        layout: ``"auto"``, ``"vmap"`` or ``"bus_major"``.
     """
     if method not in METHODS:
         raise SopjaxError(f"unknown power-flow method {method!r}; choose from {sorted(METHODS)}")
@@ -58,17 +86,58 @@ def batched_solver(
         raise SopjaxError(f"tol must be positive, got {tol}")
     if int(max_iter) < 1:
         raise SopjaxError(f"max_iter must be >= 1, got {max_iter}")
+    if layout not in LAYOUTS:
+        raise SopjaxError(f"unknown layout {layout!r}; choose from {list(LAYOUTS)}")
+    if layout == "bus_major" and method != "sweep":
+        raise SopjaxError("layout 'bus_major' exists for method 'sweep' only")
+    if chunk_size is not None and int(chunk_size) < 1:
+        raise SopjaxError(f"chunk_size must be >= 1, got {chunk_size}")
     kernel = METHODS[method]
     if method == "sweep":
         kernel = partial(kernel, tol=tol, max_iter=int(max_iter))
 
     @jax.jit
-    def run(topo, grid, f_bus, p, q, vf=None):
+    def run_vmap(topo, grid, f_bus, p, q, vf=None):
         one = lambda pq: kernel(topo, grid, f_bus, pq[0], pq[1], vf)  # noqa: E731
         if chunk_size is None or p.shape[0] <= chunk_size:
             return jax.vmap(one)((p, q))
         return jax.lax.map(one, (p, q), batch_size=chunk_size)
 
+    @jax.jit
+    def run_bus_major(topo, grid, f_bus, p, q):
+        solve_block = partial(sweep_batch, tol=tol, max_iter=int(max_iter), block=chunk_size)
+        devices = jax.local_devices()
+        n_dev = len(devices)
+        if n_dev == 1 or p.shape[0] < 2 * n_dev:
+            return solve_block(topo, grid, f_bus, p, q)
+        from jax.sharding import Mesh, PartitionSpec
+
+        n_s = p.shape[0]
+        pad = (-n_s) % n_dev
+        p = jnp.pad(p, ((0, pad), (0, 0)))
+        q = jnp.pad(q, ((0, pad), (0, 0)))
+        mesh = Mesh(np.asarray(devices), ("sample",))
+        spec = PartitionSpec("sample")
+        rep = PartitionSpec()
+        sharded = jax.shard_map(
+            solve_block, mesh=mesh, in_specs=(rep, rep, rep, spec, spec), out_specs=spec, check_vma=False
+        )
+        res = sharded(topo, grid, f_bus, p, q)
+        return jax.tree_util.tree_map(lambda a: a[:n_s], res)
+
+    use_bus_major = method == "sweep" and layout != "vmap"
+
+    def run(topo, grid, f_bus, p, q, vf=None):
+        if use_bus_major and not _has_vf(vf) and np.shape(p)[0] > 0:
+            return run_bus_major(topo, grid, f_bus, p, q)
+        if layout == "bus_major":
+            raise SopjaxError(
+                "layout 'bus_major' does not handle Vf-mode SOP couplings; use 'vmap' or 'auto'"
+            )
+        return run_vmap(topo, grid, f_bus, p, q, vf)
+
+    # compiled-program count, as on a jitted function (tests check it does not grow)
+    run._cache_size = lambda: run_bus_major._cache_size() + run_vmap._cache_size()
     return run
 
 

@@ -1,0 +1,110 @@
+"""``sopjax bench``: power-flow throughput of sopjax against its baselines, in one run."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "bench",
+        help="benchmark the batched power flow against pandapower, power-grid-model and numba",
+        description="Solve the same random load samples (+-sigma normal noise per load, fixed seed) with "
+        "sopjax (jit, bus-major sweep), a fused numba sweep, power-grid-model's batch calculation "
+        "(newton_raphson and iterative_current) and a pandapower runpp loop; print samples/s side by "
+        "side with ratios and the largest voltage difference to sopjax.",
+    )
+    p.add_argument(
+        "--case",
+        default="ieee33",
+        metavar="CASE",
+        help="built-in name, a .m file, or pp:<pandapower.networks builder> (e.g. pp:lv_schutterwald)",
+    )
+    p.add_argument("--samples", type=int, default=100_000, metavar="N", help="load samples (default 100000)")
+    p.add_argument("--dtype", choices=("float64", "float32"), default="float64", help="sopjax float type")
+    p.add_argument(
+        "--tol", type=float, default=1e-8, help="voltage tolerance in p.u. for every method (default 1e-8)"
+    )
+    p.add_argument("--max-iter", type=int, default=100, help="iteration limit (default 100)")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    p.add_argument("--sigma", type=float, default=0.1, help="relative load noise (default 0.1)")
+    p.add_argument(
+        "--repeats", type=int, default=5, help="timed runs of sopjax and numba; median (default 5)"
+    )
+    p.add_argument(
+        "--pgm-repeats", type=int, default=3, help="timed runs of each power-grid-model method (default 3)"
+    )
+    p.add_argument(
+        "--pp-samples",
+        type=int,
+        default=200,
+        metavar="N",
+        help="samples for the pandapower loop, extrapolated (default 200; 0 skips it)",
+    )
+    p.add_argument("--chunk-size", type=int, default=None, metavar="N", help="sopjax samples per block")
+    p.add_argument(
+        "--layout", choices=("auto", "bus_major", "vmap"), default="auto", help="sopjax batch layout"
+    )
+    p.add_argument(
+        "--devices",
+        type=int,
+        default=0,
+        metavar="N",
+        help="JAX CPU devices to split samples over (default 0: one per CPU core)",
+    )
+    p.add_argument(
+        "--skip",
+        default="",
+        metavar="LIST",
+        help="baselines to leave out: pandapower,power_grid_model,fused_reference",
+    )
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=run)
+
+
+def _set_cpu_devices(n: int) -> None:
+    """Ask JAX for ``n`` CPU devices; only possible before its first computation."""
+    import os
+
+    import jax
+
+    n = n or os.cpu_count() or 1
+    try:
+        jax.config.update("jax_num_cpu_devices", int(n))
+    except Exception:  # backend already initialised (e.g. called in-process): keep what exists
+        pass
+
+
+def run(args: argparse.Namespace) -> int:
+    from sopjax.errors import SopjaxError
+
+    if args.devices < 0:
+        raise SopjaxError(f"--devices must be >= 0, got {args.devices}")
+    _set_cpu_devices(args.devices)
+    from sopjax.bench.powerflow_bench import format_report, run_benchmark
+    from sopjax.cli.common import print_json
+
+    skip = tuple(s.strip() for s in args.skip.split(",") if s.strip())
+    progress = None if args.json else (lambda msg: print(msg, file=sys.stderr, flush=True))
+    rep = run_benchmark(
+        args.case,
+        samples=args.samples,
+        dtype=args.dtype,
+        tol=args.tol,
+        max_iter=args.max_iter,
+        seed=args.seed,
+        sigma=args.sigma,
+        repeats=args.repeats,
+        pgm_repeats=args.pgm_repeats,
+        pp_samples=args.pp_samples,
+        chunk_size=args.chunk_size,
+        layout=args.layout,
+        skip=skip,
+        progress=progress,
+    )
+    if args.json:
+        print_json(rep)
+    else:
+        print(format_report(rep))
+    return 0

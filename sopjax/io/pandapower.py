@@ -1,0 +1,640 @@
+"""Convert between pandapower networks and :class:`~sopjax.network.Network`.
+
+``from_pandapower`` compiles a balanced pandapower distribution network into a
+validated ``Network``; ``to_pandapower`` builds the equivalent pandapower net of a
+``Network`` (used by the Newton-Raphson cross-check and the benchmark).
+
+Mapping (pandapower -> sopjax):
+
+* **buses**: ``Network.bus_ids`` are pandapower bus indices; ``base_kv`` =
+  ``vn_kv``; ``v_min_pu`` / ``v_max_pu`` from ``min_vm_pu`` / ``max_vm_pu`` when
+  present, else 0.9 / 1.1. Buses joined by a *closed* bus-bus switch are merged
+  into the bus of lowest index; see :func:`pandapower_bus_map`.
+* **lines**: ``r = r_ohm_per_km * length_km / parallel`` (x likewise), rating
+  ``sqrt(3) * vn_kv * max_i_ka * df * parallel`` MVA. Line *i* of ``net.line``
+  (row order, 0-based position *i*) is branch number ``i + 1``, so
+  ``net.line.index[number - 1]`` is its pandapower index. Shunt capacitance
+  ``c_nf_per_km`` and conductance ``g_us_per_km`` are **neglected** (short
+  distribution lines); because that is only safe when the charging power is
+  small, the import fails when the charging power of the in-service lines at
+  rated voltage exceeds ``max_charging_ratio`` (default 5 %) of the total load.
+* **switches**: a line switch (``et='l'``) that is open opens its line; every
+  line with a switch is ``switchable``. Out-of-service lines are open and also
+  ``switchable`` (the MATPOWER convention for tie lines, e.g. ``case33bw``).
+  Open bus-bus switches (``et='b'``) are ignored: they join nothing, and sopjax
+  reconfigures branches, not bus couplers. Closed bus-bus switches with
+  ``z_ohm > 0`` are not supported.
+* **loads**: ``p_mw * scaling``, ``q_mvar * scaling`` (pandapower applies the
+  scaling to both), summed per bus; constant-current / constant-impedance
+  shares (``const_i_*``, ``const_z_*``) are rejected.
+* **sgens**: PV/DG units at their bus; rating ``sn_mva`` (or ``|p + jq|`` when
+  ``sn_mva`` is missing), power factor ``p / |p + jq|``. With ``sgen_as="load"``
+  their present output is instead subtracted from the bus load.
+* **ext_grid**: exactly one in service; its bus is the slack, ``vm_pu`` the
+  slack voltage (``va_degree`` is dropped: sopjax angles are relative to the slack).
+
+Everything else that carries power (transformers, generators, shunts, wards,
+storage with nonzero power, motors, asymmetric elements, ...) raises
+:class:`~sopjax.errors.UnsupportedElementError` naming what was found and how many.
+Real feeders sit below a substation transformer: ``slack_at_trafo_lv=True``
+replaces every in-service transformer by an ideal source at its LV bus at the
+ext_grid's ``vm_pu`` (transformer impedance and tap are neglected) and drops the
+HV side. Several such LV busbars are merged into one slack bus, which is exact
+for ideal sources of the same set-point as long as the LV grids are not
+connected to each other (a connection then shows up as a closed loop).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from sopjax.errors import NetworkError, UnsupportedElementError
+from sopjax.network import Network, PVUnits, make_network
+
+__all__ = ["from_pandapower", "to_pandapower", "pandapower_bus_map", "load_pandapower_network"]
+
+# element tables sopjax cannot represent; rows out of service are ignored
+_UNSUPPORTED = (
+    ("trafo", "two-winding transformer"),
+    ("trafo3w", "three-winding transformer"),
+    ("gen", "voltage-controlled generator (gen)"),
+    ("shunt", "shunt"),
+    ("impedance", "impedance branch"),
+    ("tcsc", "TCSC"),
+    ("svc", "SVC"),
+    ("ssc", "SSC"),
+    ("vsc", "VSC"),
+    ("xward", "extended ward"),
+    ("ward", "ward"),
+    ("dcline", "DC line"),
+    ("motor", "motor"),
+    ("asymmetric_load", "asymmetric load"),
+    ("asymmetric_sgen", "asymmetric static generator"),
+    ("line_dc", "DC line"),
+    ("bus_dc", "DC bus"),
+)
+
+_DEFAULT_VMIN, _DEFAULT_VMAX = 0.9, 1.1
+
+
+def _in_service(table) -> np.ndarray:
+    if "in_service" in table.columns:
+        return table["in_service"].fillna(False).to_numpy(dtype=bool)
+    return np.ones(len(table), dtype=bool)
+
+
+def _table(net_pp, name: str):
+    """The element table ``name`` of the pandapower net, or None if absent/empty."""
+    try:
+        table = net_pp[name]
+    except (KeyError, AttributeError):
+        return None
+    if not hasattr(table, "columns") or len(table) == 0:
+        return None
+    return table
+
+
+class _UnionFind:
+    def __init__(self, items):
+        self.parent = {int(i): int(i) for i in items}
+
+    def find(self, a: int) -> int:
+        root = a
+        while self.parent[root] != root:
+            root = self.parent[root]
+        while self.parent[a] != root:
+            self.parent[a], a = root, self.parent[a]
+        return root
+
+    def union(self, a: int, b: int) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:  # keep the lower index as representative
+            lo, hi = min(ra, rb), max(ra, rb)
+            self.parent[hi] = lo
+
+
+def _check_unsupported(net_pp, slack_at_trafo_lv: bool) -> None:
+    found = []
+    for name, what in _UNSUPPORTED:
+        if slack_at_trafo_lv and name == "trafo":
+            continue
+        table = _table(net_pp, name)
+        if table is None:
+            continue
+        n = int(_in_service(table).sum())
+        if n:
+            found.append(f"{n} {what}{'s' if n > 1 else ''} (net.{name})")
+    storage = _table(net_pp, "storage")
+    if storage is not None:
+        active = _in_service(storage) & (
+            (storage["p_mw"].fillna(0).to_numpy() != 0) | (storage["q_mvar"].fillna(0).to_numpy() != 0)
+        )
+        if active.any():
+            found.append(f"{int(active.sum())} storage unit(s) with nonzero power (net.storage)")
+    if found:
+        hint = ""
+        if any("transformer" in f for f in found) and not slack_at_trafo_lv:
+            hint = (
+                "; for a feeder below a substation transformer use slack_at_trafo_lv=True "
+                "(the slack moves to the transformer's LV bus)"
+            )
+        raise UnsupportedElementError(
+            "the pandapower network holds elements sopjax does not model: " + ", ".join(found) + hint
+        )
+
+
+def _trafo_sources(net_pp, uf: _UnionFind, switches) -> tuple[set[int], float, set[int]]:
+    """Replace transformers by ideal sources at their LV buses.
+
+    Returns (kept LV bus representatives, slack vm_pu, dropped HV-side buses).
+    """
+    trafo = _table(net_pp, "trafo")
+    ext = _table(net_pp, "ext_grid")
+    if trafo is None or not _in_service(trafo).any():
+        raise UnsupportedElementError("slack_at_trafo_lv=True but the network has no in-service transformer")
+    trafo = trafo[_in_service(trafo)]
+    if switches is not None:
+        ts = switches[(switches["et"] == "t") & ~switches["closed"].astype(bool)]
+        open_t = sorted(set(int(e) for e in ts["element"]) & set(int(i) for i in trafo.index))
+        if open_t:
+            raise UnsupportedElementError(
+                f"transformer {open_t[0]} has an open switch; with slack_at_trafo_lv=True every "
+                "in-service transformer becomes a source: set it out of service instead"
+            )
+    # HV side: everything reachable from the HV buses through lines/bus switches
+    # without crossing a transformer.
+    lv = {int(b) for b in trafo["lv_bus"]}
+    hv = {int(b) for b in trafo["hv_bus"]}
+    adj: dict[int, set[int]] = {}
+    line = _table(net_pp, "line")
+    if line is not None:
+        for a, b in zip(
+            line["from_bus"].to_numpy()[_in_service(line)], line["to_bus"].to_numpy()[_in_service(line)]
+        ):
+            adj.setdefault(int(a), set()).add(int(b))
+            adj.setdefault(int(b), set()).add(int(a))
+    if switches is not None:
+        bb = switches[(switches["et"] == "b") & switches["closed"].astype(bool)]
+        for a, b in zip(bb["bus"], bb["element"]):
+            adj.setdefault(int(a), set()).add(int(b))
+            adj.setdefault(int(b), set()).add(int(a))
+    hv_side, stack = set(hv), list(hv)
+    while stack:
+        u = stack.pop()
+        for v in adj.get(u, ()):
+            if v not in hv_side:
+                hv_side.add(v)
+                stack.append(v)
+    clash = hv_side & lv
+    if clash:
+        raise UnsupportedElementError(
+            f"bus {min(clash)} is on both sides of the transformers (the LV grid connects back to the "
+            "HV side); slack_at_trafo_lv needs the transformers to be the only link to the upstream grid"
+        )
+    vms = []
+    if ext is not None:
+        ext_on = ext[_in_service(ext)]
+        for bus, vm in zip(ext_on["bus"], ext_on["vm_pu"]):
+            if int(bus) in hv_side:
+                vms.append(float(vm))
+            else:
+                raise UnsupportedElementError(
+                    f"ext_grid at bus {int(bus)} is not on the HV side of the transformers; with "
+                    "slack_at_trafo_lv=True the transformers must be the only sources"
+                )
+    if not vms:
+        raise UnsupportedElementError(
+            "slack_at_trafo_lv=True but no in-service ext_grid feeds the transformers"
+        )
+    if max(vms) - min(vms) > 1e-12:
+        raise UnsupportedElementError(
+            f"the ext_grids feeding the transformers have different vm_pu ({min(vms)} .. {max(vms)}); "
+            "their LV buses cannot be merged into one slack"
+        )
+    for name in ("load", "sgen"):
+        table = _table(net_pp, name)
+        if table is None:
+            continue
+        on_hv = _in_service(table) & table["bus"].isin(hv_side).to_numpy()
+        if on_hv.any():
+            raise UnsupportedElementError(
+                f"{int(on_hv.sum())} {name}(s) on the HV side of the transformers (e.g. at bus "
+                f"{int(table['bus'][on_hv].iloc[0])}) would be dropped by slack_at_trafo_lv=True"
+            )
+    lv_sorted = sorted(lv)
+    for b in lv_sorted[1:]:
+        uf.union(lv_sorted[0], b)
+    return {uf.find(b) for b in lv}, vms[0], hv_side
+
+
+def _grouping(net_pp, slack_at_trafo_lv: bool):
+    """Union-find of merged buses, the set of dropped buses and trafo slack info."""
+    bus = net_pp["bus"]
+    uf = _UnionFind(bus.index)
+    switches = _table(net_pp, "switch")
+    if switches is not None:
+        bb = switches[switches["et"] == "b"]
+        for idx, a, b, closed, z in zip(
+            bb.index,
+            bb["bus"],
+            bb["element"],
+            bb["closed"].astype(bool),
+            bb["z_ohm"] if "z_ohm" in bb.columns else np.zeros(len(bb)),
+        ):
+            if not closed:
+                continue  # an open bus-bus switch joins nothing (see module docstring)
+            if z is not None and np.isfinite(z) and z > 0:
+                raise UnsupportedElementError(
+                    f"bus-bus switch {idx} (buses {int(a)}-{int(b)}) is closed with z_ohm={z}; "
+                    "only ideal (z_ohm = 0) bus couplers can be merged"
+                )
+            for end in (a, b):
+                if int(end) not in uf.parent:
+                    raise NetworkError(f"bus-bus switch {idx} refers to unknown bus {int(end)}")
+            uf.union(int(a), int(b))
+    dropped: set[int] = set()
+    trafo_info = None
+    if slack_at_trafo_lv:
+        sources, vm, dropped = _trafo_sources(net_pp, uf, switches)
+        trafo_info = (sources, vm)
+    return uf, dropped, trafo_info
+
+
+def pandapower_bus_map(net_pp, *, slack_at_trafo_lv: bool = False) -> dict[int, int]:
+    """Map each pandapower bus index to the ``Network.bus_ids`` entry it became.
+
+    Buses merged by closed bus-bus switches (or, with ``slack_at_trafo_lv``, the
+    transformers' LV buses) map to the lowest index of their group; buses dropped
+    on the HV side of the transformers are absent.
+    """
+    uf, dropped, _ = _grouping(net_pp, slack_at_trafo_lv)
+    return {int(b): uf.find(int(b)) for b in net_pp["bus"].index if int(b) not in dropped}
+
+
+def from_pandapower(
+    net_pp,
+    name: str | None = None,
+    *,
+    slack_at_trafo_lv: bool = False,
+    sgen_as: str = "pv",
+    max_charging_ratio: float = 0.05,
+) -> Network:
+    """Compile a balanced pandapower network into a :class:`Network`.
+
+    Args:
+        net_pp: a ``pandapowerNet`` (not modified).
+        name: network name (default ``net_pp.name`` or ``"pandapower"``).
+        slack_at_trafo_lv: replace the in-service transformers by ideal sources at
+            their LV buses (merged into one slack) and drop the HV side.
+        sgen_as: ``"pv"`` (sgens become PV units, their output is not in the load)
+            or ``"load"`` (their present output ``p_mw``, ``q_mvar`` is subtracted
+            from the bus load, e.g. to reproduce pandapower's power flow).
+        max_charging_ratio: largest accepted ratio of the neglected line charging
+            power (at rated voltage, Mvar) to the total apparent load (MVA).
+
+    Returns:
+        A validated :class:`Network`; ``bus_ids`` are pandapower bus indices and
+        branch number ``k`` is row ``k - 1`` of ``net_pp.line``.
+
+    Raises:
+        UnsupportedElementError: an element sopjax does not model (what, how many).
+        NetworkError: invalid data, naming the bus / line / switch at fault.
+    """
+    if sgen_as not in ("pv", "load"):
+        raise NetworkError(f"sgen_as must be 'pv' or 'load', got {sgen_as!r}")
+    bus = _table(net_pp, "bus")
+    if bus is None:
+        raise NetworkError("the pandapower network has no buses")
+    _check_unsupported(net_pp, slack_at_trafo_lv)
+    uf, dropped, trafo_info = _grouping(net_pp, slack_at_trafo_lv)
+    base_mva = float(getattr(net_pp, "sn_mva", 1.0) or 1.0)
+    f_hz = float(getattr(net_pp, "f_hz", 50.0) or 50.0)
+    name = name or (str(net_pp.name) if getattr(net_pp, "name", "") else "pandapower")
+
+    # ---------------------------------------------------------------- buses
+    bus_on = dict(zip((int(i) for i in bus.index), _in_service(bus)))
+    kept = [int(b) for b in bus.index if int(b) not in dropped]
+    reps = sorted({uf.find(b) for b in kept})
+    rep_pos = {r: i for i, r in enumerate(reps)}
+    vn = bus["vn_kv"].to_numpy(dtype=float)
+    vn_of = dict(zip((int(i) for i in bus.index), vn))
+    for b in kept:
+        r = uf.find(b)
+        if abs(vn_of[b] - vn_of[r]) > 1e-9 * vn_of[r]:
+            raise NetworkError(
+                f"buses {r} and {b} are merged (closed bus-bus switch or transformer LV buses) but have "
+                f"different vn_kv ({vn_of[r]} and {vn_of[b]} kV)"
+            )
+
+    def bus_column(col: str, default: float) -> np.ndarray:
+        out = np.full(len(reps), default)
+        if col in bus.columns:
+            vals = dict(zip((int(i) for i in bus.index), bus[col].to_numpy(dtype=float)))
+            for r in reps:
+                if np.isfinite(vals[r]):
+                    out[rep_pos[r]] = vals[r]
+        return out
+
+    base_kv = np.array([vn_of[r] for r in reps])
+    vmin = bus_column("min_vm_pu", _DEFAULT_VMIN)
+    vmax = bus_column("max_vm_pu", _DEFAULT_VMAX)
+
+    # -------------------------------------------------------------- sources
+    if trafo_info is not None:
+        sources, v_slack = trafo_info
+        slack = min(sources)
+    else:
+        ext = _table(net_pp, "ext_grid")
+        ext_on = ext[_in_service(ext)] if ext is not None else None
+        n_ext = 0 if ext_on is None else len(ext_on)
+        if n_ext != 1:
+            where = "" if not n_ext else f" at buses {', '.join(str(int(b)) for b in ext_on['bus'])}"
+            raise UnsupportedElementError(
+                f"a radial feeder needs exactly one in-service ext_grid, found {n_ext}{where}"
+            )
+        slack_pp = int(ext_on["bus"].iloc[0])
+        if slack_pp not in uf.parent:
+            raise NetworkError(f"ext_grid refers to unknown bus {slack_pp}")
+        slack = uf.find(slack_pp)
+        v_slack = float(ext_on["vm_pu"].iloc[0])
+    if not bus_on.get(slack, True):
+        raise NetworkError(f"the slack bus {slack} is out of service")
+
+    # ---------------------------------------------------------------- loads
+    p = np.zeros(len(reps))
+    q = np.zeros(len(reps))
+
+    def add_bus_power(table_name: str, sign: float) -> None:
+        table = _table(net_pp, table_name)
+        if table is None:
+            return
+        on = _in_service(table)
+        scale = (
+            table["scaling"].fillna(1.0).to_numpy(float)
+            if "scaling" in table.columns
+            else np.ones(len(table))
+        )
+        pw = table["p_mw"].to_numpy(float) * scale
+        qv = table["q_mvar"].fillna(0.0).to_numpy(float) * scale
+        for idx, b, o, pi, qi in zip(table.index, table["bus"].to_numpy(), on, pw, qv):
+            if not o:
+                continue
+            b = int(b)
+            if b not in uf.parent:
+                raise NetworkError(f"{table_name} {idx} refers to unknown bus {b}")
+            if not np.isfinite(pi) or not np.isfinite(qi):
+                raise NetworkError(
+                    f"{table_name} {idx} at bus {b} has a non-finite power ({pi} MW, {qi} Mvar)"
+                )
+            if not bus_on[b]:
+                continue  # out-of-service bus: pandapower ignores its elements too
+            k = rep_pos[uf.find(b)]
+            p[k] += sign * pi
+            q[k] += sign * qi
+
+    load = _table(net_pp, "load")
+    if load is not None:
+        for col in (
+            "const_z_p_percent",
+            "const_i_p_percent",
+            "const_z_q_percent",
+            "const_i_q_percent",
+            "const_z_percent",
+            "const_i_percent",
+        ):
+            if col in load.columns:
+                nz = _in_service(load) & (load[col].fillna(0).to_numpy(float) != 0)
+                if nz.any():
+                    raise UnsupportedElementError(
+                        f"{int(nz.sum())} load(s) have a voltage-dependent share ({col}), e.g. load "
+                        f"{load.index[nz][0]}; sopjax models constant-power loads only"
+                    )
+    add_bus_power("load", 1.0)
+
+    pv_bus, pv_s, pv_pf = [], [], []
+    sgen = _table(net_pp, "sgen")
+    if sgen is not None and sgen_as == "load":
+        add_bus_power("sgen", -1.0)
+    elif sgen is not None:
+        scale = (
+            sgen["scaling"].fillna(1.0).to_numpy(float) if "scaling" in sgen.columns else np.ones(len(sgen))
+        )
+        sn = sgen["sn_mva"].to_numpy(float) if "sn_mva" in sgen.columns else np.full(len(sgen), np.nan)
+        for idx, b, o, pi, qi, si, sc in zip(
+            sgen.index,
+            sgen["bus"].to_numpy(),
+            _in_service(sgen),
+            sgen["p_mw"].to_numpy(float),
+            sgen["q_mvar"].fillna(0.0).to_numpy(float),
+            sn,
+            scale,
+        ):
+            if int(b) not in uf.parent:
+                raise NetworkError(f"sgen {idx} refers to unknown bus {int(b)}")
+            if not o or not bus_on[int(b)]:
+                continue
+            pi, qi = pi * sc, qi * sc
+            if not np.isfinite(pi) or not np.isfinite(qi) or pi < 0 or qi < 0:
+                raise UnsupportedElementError(
+                    f"sgen {idx} at bus {int(b)} has p_mw={pi}, q_mvar={qi}; PV units need p >= 0 and "
+                    "q >= 0 (use sgen_as='load' to fold it into the load)"
+                )
+            mag = math.hypot(pi, qi)
+            rating = si if np.isfinite(si) and si > 0 else mag
+            pv_bus.append(rep_pos[uf.find(int(b))])
+            pv_s.append(rating / base_mva)
+            pv_pf.append(pi / mag if mag > 0 else 1.0)
+
+    # ---------------------------------------------------------------- lines
+    line = _table(net_pp, "line")
+    f_ids, t_ids, r_ohm, x_ohm, rate, status, sw, numbers = [], [], [], [], [], [], [], []
+    charging_mvar = 0.0
+    if line is not None:
+        on = _in_service(line)
+        switched: dict[int, bool] = {}
+        switches = _table(net_pp, "switch")
+        if switches is not None:
+            ls = switches[switches["et"] == "l"]
+            for idx, b, e, closed in zip(ls.index, ls["bus"], ls["element"], ls["closed"].astype(bool)):
+                e = int(e)
+                if e not in line.index:
+                    raise NetworkError(f"line switch {idx} refers to unknown line {e}")
+                if int(b) not in (int(line.at[e, "from_bus"]), int(line.at[e, "to_bus"])):
+                    raise NetworkError(
+                        f"line switch {idx} is at bus {int(b)}, which is not an end of line {e}"
+                    )
+                switched[e] = switched.get(e, True) and bool(closed)
+        cols = {c: line[c].to_numpy(float) for c in ("length_km", "r_ohm_per_km", "x_ohm_per_km")}
+        par = line["parallel"].to_numpy(float) if "parallel" in line.columns else np.ones(len(line))
+        df = line["df"].fillna(1.0).to_numpy(float) if "df" in line.columns else np.ones(len(line))
+        imax = line["max_i_ka"].to_numpy(float) if "max_i_ka" in line.columns else np.full(len(line), np.inf)
+        cnf = (
+            line["c_nf_per_km"].fillna(0).to_numpy(float)
+            if "c_nf_per_km" in line.columns
+            else np.zeros(len(line))
+        )
+        for pos, (idx, a, b) in enumerate(zip(line.index, line["from_bus"], line["to_bus"])):
+            a, b = int(a), int(b)
+            for end in (a, b):
+                if end not in uf.parent:
+                    raise NetworkError(f"line {idx} refers to unknown bus {end}")
+            if a in dropped or b in dropped:
+                continue  # HV side of the transformers (slack_at_trafo_lv)
+            ra, rb = uf.find(a), uf.find(b)
+            if ra == rb:
+                raise NetworkError(
+                    f"line {idx} joins buses {a} and {b}, which are merged (closed bus-bus switch or "
+                    "transformer LV buses): it would be a loop of zero length"
+                )
+            length, npar = cols["length_km"][pos], par[pos]
+            if not (np.isfinite(length) and length > 0 and np.isfinite(npar) and npar >= 1):
+                raise NetworkError(
+                    f"line {idx} has length_km={length}, parallel={npar}; need length > 0, parallel >= 1"
+                )
+            closed = bool(on[pos]) and switched.get(int(idx), True) and bus_on[a] and bus_on[b]
+            f_ids.append(ra)
+            t_ids.append(rb)
+            r_ohm.append(cols["r_ohm_per_km"][pos] * length / npar)
+            x_ohm.append(cols["x_ohm_per_km"][pos] * length / npar)
+            kv = vn_of[a]
+            rate.append(math.sqrt(3) * kv * imax[pos] * df[pos] * npar if np.isfinite(imax[pos]) else np.inf)
+            status.append(closed)
+            sw.append(int(idx) in switched or not bool(on[pos]))
+            numbers.append(pos + 1)
+            if closed:
+                charging_mvar += kv**2 * 2 * math.pi * f_hz * cnf[pos] * 1e-9 * length * npar
+    s_load = float(np.sum(np.hypot(p, q)))
+    if charging_mvar > max_charging_ratio * s_load:
+        raise UnsupportedElementError(
+            f"the in-service lines' shunt capacitance (c_nf_per_km) gives {charging_mvar:.4g} Mvar of charging "
+            f"at rated voltage, {charging_mvar / s_load * 100 if s_load else float('inf'):.3g} % of the "
+            f"{s_load:.4g} MVA load; sopjax neglects line charging (limit max_charging_ratio="
+            f"{max_charging_ratio}); raise the limit to accept the approximation"
+        )
+
+    net = make_network(
+        bus_ids=reps,
+        p_load_mw=p,
+        q_load_mvar=q,
+        branch_from=f_ids,
+        branch_to=t_ids,
+        r_ohm=r_ohm,
+        x_ohm=x_ohm,
+        slack_bus=slack,
+        base_kv=base_kv,
+        base_mva=base_mva,
+        v_slack_pu=v_slack,
+        v_min_pu=vmin,
+        v_max_pu=vmax,
+        rate_mva=rate,
+        in_service=status,
+        switchable=sw,
+        branch_numbers=numbers,
+        name=name,
+    )
+    if pv_bus:
+        net = net.with_devices(
+            pv=PVUnits(
+                bus=np.asarray(pv_bus, dtype=np.int32),
+                s_rated_pu=np.asarray(pv_s, dtype=float),
+                pf=np.asarray(pv_pf, dtype=float),
+            )
+        )
+    return net
+
+
+def to_pandapower(
+    net: Network,
+    status: Sequence[bool] | np.ndarray | None = None,
+    p_load_pu: np.ndarray | None = None,
+    q_load_pu: np.ndarray | None = None,
+):
+    """Build the pandapower network equivalent to ``net`` (balanced, no shunts).
+
+    Buses keep their ids as pandapower indices; each branch becomes a 1 km line
+    with ``r_ohm_per_km``/``x_ohm_per_km`` equal to its impedance in ohms and
+    ``c_nf_per_km = 0``, named by its branch number; each bus with a nonzero
+    load gets one load; the slack gets an ext_grid at ``v_slack_pu``. Device
+    tables (PV, SOPs, capacitors) are not exported.
+
+    Args:
+        net: the network.
+        status: closed flag per branch, (branch,); default the case statuses.
+        p_load_pu, q_load_pu: bus load (bus,), default the nominal load.
+
+    Returns:
+        A ``pandapowerNet``.
+    """
+    import pandapower as pp
+
+    nb, nl = net.n_bus, net.n_branch
+    closed = np.asarray(net.in_service if status is None else status, dtype=bool)
+    if closed.shape != (nl,):
+        raise NetworkError(f"branch status needs {nl} entries, got shape {closed.shape}")
+    p = np.asarray(net.p_load_pu if p_load_pu is None else p_load_pu, dtype=float)
+    q = np.asarray(net.q_load_pu if q_load_pu is None else q_load_pu, dtype=float)
+    if p.shape != (nb,) or q.shape != (nb,):
+        raise NetworkError(f"loads need shape ({nb},), got {p.shape} and {q.shape}")
+    kv = np.asarray(net.base_kv, dtype=float)
+    out = pp.create_empty_network(name=net.name, sn_mva=net.base_mva)
+    pp.create_buses(
+        out,
+        nb,
+        vn_kv=kv,
+        index=list(net.bus_ids),
+        min_vm_pu=np.asarray(net.v_min_pu, float),
+        max_vm_pu=np.asarray(net.v_max_pu, float),
+    )
+    ids = np.asarray(net.bus_ids)
+    f, t = np.asarray(net.f_bus), np.asarray(net.t_bus)
+    zbase = kv[f] ** 2 / net.base_mva
+    rate = np.asarray(net.rate_pu, float) * net.base_mva
+    imax = np.where(np.isfinite(rate), rate / (math.sqrt(3) * kv[f]), 99999.0)
+    if nl:
+        pp.create_lines_from_parameters(
+            out,
+            ids[f],
+            ids[t],
+            length_km=1.0,
+            r_ohm_per_km=np.asarray(net.r_pu, float) * zbase,
+            x_ohm_per_km=np.asarray(net.x_pu, float) * zbase,
+            c_nf_per_km=0.0,
+            max_i_ka=imax,
+            in_service=closed,
+            name=[str(k) for k in net.branch_numbers],
+        )
+    has_load = (p != 0) | (q != 0)
+    if has_load.any():
+        pp.create_loads(
+            out, ids[has_load], p_mw=p[has_load] * net.base_mva, q_mvar=q[has_load] * net.base_mva
+        )
+    pp.create_ext_grid(out, int(ids[net.slack_bus]), vm_pu=float(net.v_slack_pu), va_degree=0.0)
+    return out
+
+
+def load_pandapower_network(name: str, **kwargs) -> Network:
+    """A network from a ``pandapower.networks`` builder, e.g. ``"lv_schutterwald"``.
+
+    Keyword arguments go to :func:`from_pandapower`; when the builder's network
+    holds transformers and ``slack_at_trafo_lv`` is not given, it is set to True
+    (the feeder below the substation transformers).
+
+    Raises:
+        NetworkError: if no such builder exists.
+    """
+    import pandapower.networks as pn
+
+    builder = getattr(pn, name, None)
+    if builder is None or not callable(builder) or name.startswith("_"):
+        raise NetworkError(f"pandapower.networks has no network builder {name!r}")
+    net_pp = builder()
+    if not hasattr(net_pp, "bus"):
+        raise NetworkError(f"pandapower.networks.{name}() did not return a network")
+    if "slack_at_trafo_lv" not in kwargs:
+        trafo = _table(net_pp, "trafo")
+        kwargs["slack_at_trafo_lv"] = trafo is not None and bool(_in_service(trafo).any())
+    kwargs.setdefault("name", name)
+    return from_pandapower(net_pp, **kwargs)

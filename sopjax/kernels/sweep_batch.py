@@ -1,0 +1,231 @@
+"""Backward/forward sweep for a block of samples in bus-major layout ``[bus, sample]``.
+
+:func:`sopjax.kernels.radial.sweep_power_flow` is written for one sample, and
+``jax.vmap`` of it is correct but slow on a CPU: its O(bus) tree reductions
+(a gather, a cumulative sum and a gather) become gathers along the minor axis and
+log-depth scans over every sample's buses. Here the same iteration runs on a
+block of samples stored bus-major, so each bus is a contiguous row of samples and
+every step is a vector operation over samples:
+
+* backward sweep: for each bus in reverse depth-first order, add its row of
+  current to its parent's row (``J[parent] += J[bus]``);
+* forward sweep: for each bus in depth-first order, ``V[bus] = V[parent] - z J[bus]``.
+
+Both are ``fori_loop`` s over buses whose bodies are a row slice and a row update,
+so the compiled program does not grow with the network and the work is O(bus)
+per sample and iteration. The loop indices come from the (possibly traced)
+:class:`~sopjax.topology.Topology`, so stacked topologies can be vmapped.
+
+Per-sample semantics are those of ``vmap(sweep_power_flow)``: same start point
+(source voltage everywhere), same stopping rule (largest voltage update <= ``tol``)
+and collapse guard, per-sample ``iterations`` and ``converged``; a sample that has
+stopped is frozen while the others of its block iterate. Results agree with the
+per-sample kernel to rounding (sums are accumulated in a different order).
+Vf-mode SOP couplings are not handled here (the caller falls back to ``vmap``).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float, Int
+
+from sopjax.kernels.radial import _COLLAPSE_PU, Grid, PowerFlowResult
+from sopjax.topology import Topology
+
+__all__ = ["sweep_batch", "default_block"]
+
+
+def default_block(n_bus: int) -> int:
+    """Samples per block: about 8k values per bus-major array (cache-sized), 64 to 2048.
+
+    Measured per core on a 2-core AMD EPYC (``benchmarks/block_size_bench.py``,
+    ``docs/benchmarks.md``): IEEE 33 runs fastest at 256 samples per block (1.6x
+    faster than 1024, whose arrays no longer fit the 512 KiB L2 cache), the
+    2913-bus lv_schutterwald feeder at 64; smaller blocks pay the per-step loop
+    overhead.
+    """
+    target = 8192 / max(int(n_bus), 1)
+    block = 1 << max(0, round(np.log2(max(target, 1.0))))
+    return int(min(2048, max(64, block)))
+
+
+def _plan(topo: Topology):
+    """Row indices of the two sweeps; row ``n`` is a scratch row for sources."""
+    n = topo.parent.shape[0]
+    order = jnp.asarray(topo.preorder, jnp.int32)
+    hp = jnp.asarray(topo.has_parent)
+    par = jnp.asarray(topo.parent, jnp.int32)
+    rev = order[::-1]
+    back_dst = jnp.where(hp[rev], par[rev], n)  # sources add into the scratch row
+    fwd_src = jnp.where(hp[order], par[order], n)
+    fwd_dst = jnp.where(hp[order], order, n)  # sources keep their voltage
+    return rev, back_dst, order, fwd_src, fwd_dst
+
+
+def _backward(plan, J):
+    """Subtree sums of the rows of ``J`` (bus + 1 scratch row, 2 x sample columns)."""
+    rev, back_dst, _, _, _ = plan
+
+    def step(k, J):
+        row = jax.lax.dynamic_slice_in_dim(J, rev[k], 1, 0)
+        dst = back_dst[k]
+        return jax.lax.dynamic_update_slice_in_dim(
+            J, jax.lax.dynamic_slice_in_dim(J, dst, 1, 0) + row, dst, 0
+        )
+
+    return jax.lax.fori_loop(0, rev.shape[0], step, J)
+
+
+def _forward(plan, W, D):
+    """Root-to-bus voltages: ``W[bus] = W[parent] - D[bus]`` in depth-first order."""
+    _, _, order, fwd_src, fwd_dst = plan
+
+    def step(k, W):
+        row = jax.lax.dynamic_slice_in_dim(W, fwd_src[k], 1, 0) - jax.lax.dynamic_slice_in_dim(
+            D, order[k], 1, 0
+        )
+        return jax.lax.dynamic_update_slice_in_dim(W, row, fwd_dst[k], 0)
+
+    return jax.lax.fori_loop(0, order.shape[0], step, W)
+
+
+def _currents(P, Q, vr, vi, en):
+    """Load currents ``conj(S / V)`` as stacked ``[re | im]`` columns plus a zero scratch row."""
+    d = vr * vr + vi * vi
+    ir = jnp.where(en, (P * vr + Q * vi) / d, 0)
+    ii = jnp.where(en, (P * vi - Q * vr) / d, 0)
+    J = jnp.concatenate([ir, ii], axis=1)
+    return jnp.concatenate([J, jnp.zeros((1, J.shape[1]), J.dtype)], axis=0)
+
+
+def _block(topo, grid, f_bus, p, q, tol, max_iter) -> PowerFlowResult:
+    """Solve one block; ``p``, ``q`` of shape (sample, bus)."""
+    rdtype = jnp.result_type(p.dtype, jnp.float32)
+    n_s, n = p.shape
+    plan = _plan(topo)
+    en = jnp.asarray(topo.energized)[:, None]
+    zr = jnp.asarray(grid.r_up, rdtype)[:, None]
+    zx = jnp.asarray(grid.x_up, rdtype)[:, None]
+    vsrc = jnp.asarray(grid.v_source, rdtype)[jnp.asarray(topo.root)][:, None]
+    P = jnp.where(en, p.T.astype(rdtype), 0)
+    Q = jnp.where(en, q.T.astype(rdtype), 0)
+    collapse2 = jnp.asarray(_COLLAPSE_PU**2, rdtype)
+    # forward-sweep start: source voltage in every row (sources keep it), zero imaginary part
+    W0 = jnp.concatenate(
+        [
+            jnp.concatenate([jnp.broadcast_to(vsrc, (n, n_s)), jnp.zeros((n, n_s), rdtype)], axis=1),
+            jnp.zeros((1, 2 * n_s), rdtype),
+        ],
+        axis=0,
+    )
+
+    def sweep(vr, vi):
+        J = _backward(plan, _currents(P, Q, vr, vi, en))
+        jr, ji = J[:n, :n_s], J[:n, n_s:]
+        D = jnp.concatenate([zr * jr - zx * ji, zr * ji + zx * jr], axis=1)
+        W = _forward(plan, W0, D)
+        return jnp.where(en, W[:n, :n_s], vsrc), jnp.where(en, W[:n, n_s:], 0)
+
+    def cond(state):
+        return jnp.any(state[4])
+
+    def body(state):
+        vr, vi, it, err, active, ok = state
+        nr, ni = sweep(vr, vi)
+        healthy = jnp.all(jnp.isfinite(nr) & jnp.isfinite(ni) & (nr * nr + ni * ni > collapse2), axis=0)
+        e = jnp.sqrt(jnp.max((nr - vr) ** 2 + (ni - vi) ** 2, axis=0))
+        take = active & healthy
+        vr = jnp.where(take, nr, vr)
+        vi = jnp.where(take, ni, vi)
+        err = jnp.where(active, jnp.where(healthy, e, jnp.inf), err)
+        ok = jnp.where(active, healthy, ok)
+        it = it + active.astype(it.dtype)
+        active = ok & (err > tol) & (it < max_iter)
+        return vr, vi, it, err, active, ok
+
+    init = (
+        jnp.broadcast_to(vsrc, (n, n_s)),
+        jnp.zeros((n, n_s), rdtype),
+        jnp.zeros((n_s,), jnp.int32),
+        jnp.full((n_s,), jnp.inf, rdtype),
+        jnp.ones((n_s,), bool),
+        jnp.ones((n_s,), bool),
+    )
+    vr, vi, it, err, _, ok = jax.lax.while_loop(cond, body, init)
+    converged = ok & (err <= tol)
+
+    # outputs of the final iterate, as in radial._outputs
+    J = _backward(plan, _currents(P, Q, vr, vi, en))[:n]
+    V = jnp.concatenate([vr, vi], axis=1)
+    parent = jnp.asarray(topo.parent)
+    child = jnp.asarray(topo.branch_child)
+    Jb, Vb, Vpb = J[child], V[child], V[parent[child]]  # rows of each branch's downstream bus
+    jr, ji = J[:, :n_s], J[:, n_s:]
+    bjr, bji = Jb[:, :n_s], Jb[:, n_s:]
+    bvr, bvi, bpr, bpi = Vb[:, :n_s], Vb[:, n_s:], Vpb[:, :n_s], Vpb[:, n_s:]
+    sin_r, sin_i = bvr * bjr + bvi * bji, bvi * bjr - bvr * bji  # V conj(J): power into the subtree
+    ss_r, ss_i = bpr * bjr + bpi * bji, bpi * bjr - bpr * bji  # V_parent conj(J): power sent
+    act = jnp.asarray(topo.branch_active)[:, None]
+    fwd = (jnp.asarray(f_bus) == parent[child])[:, None]
+    p_from = jnp.where(act, jnp.where(fwd, ss_r, -sin_r), 0)
+    q_from = jnp.where(act, jnp.where(fwd, ss_i, -sin_i), 0)
+    i_mag = jnp.where(act, jnp.sqrt(bjr * bjr + bji * bji), 0)
+    p_loss = jnp.where(act, ss_r - sin_r, 0)
+    src = (jnp.asarray(topo.is_source) & jnp.asarray(topo.energized))[:, None]
+    return PowerFlowResult(
+        vm_pu=jnp.where(en, jnp.sqrt(vr * vr + vi * vi), 0).T,
+        va_rad=jnp.where(en, jnp.arctan2(vi, vr), 0).T,
+        p_from_pu=p_from.T,
+        q_from_pu=q_from.T,
+        i_pu=i_mag.T,
+        p_loss_pu=p_loss.T,
+        losses_pu=jnp.sum(p_loss, axis=0),
+        p_source_pu=jnp.where(src, vr * jr + vi * ji, 0).T,
+        q_source_pu=jnp.where(src, vi * jr - vr * ji, 0).T,
+        converged=converged,
+        iterations=it,
+    )
+
+
+def sweep_batch(
+    topo: Topology,
+    grid: Grid,
+    f_bus: Int[Array, " branch"],
+    p_load_pu: Float[Array, "sample bus"],
+    q_load_pu: Float[Array, "sample bus"],
+    *,
+    tol: float = 1e-8,
+    max_iter: int = 100,
+    block: int | None = None,
+) -> PowerFlowResult:
+    """Exact radial power flow of many samples (no Vf-mode SOPs), block by block.
+
+    Args:
+        topo: rooted forest (:func:`sopjax.topology.compile_topology`).
+        grid: upstream impedances and source voltages (p.u.).
+        f_bus: from-bus per branch, (branch,).
+        p_load_pu, q_load_pu: net load, positive = consumption, (sample, bus).
+        tol: stopping tolerance on the largest voltage update (p.u.).
+        max_iter: sweep limit.
+        block: samples per block (default :func:`default_block`); blocks run in
+            sequence (``lax.map``) so the working set stays in cache. The last
+            block is padded with zero-load samples.
+
+    Returns:
+        :class:`~sopjax.kernels.radial.PowerFlowResult` with a leading sample axis.
+    """
+    n_s, n = p_load_pu.shape
+    block = default_block(n) if block is None else int(block)
+    if n_s <= block:
+        return _block(topo, grid, f_bus, p_load_pu, q_load_pu, tol, max_iter)
+    n_blocks = -(-n_s // block)
+    pad = n_blocks * block - n_s
+    p = jnp.pad(p_load_pu, ((0, pad), (0, 0)))
+    q = jnp.pad(q_load_pu, ((0, pad), (0, 0)))
+    res = jax.lax.map(
+        lambda pq: _block(topo, grid, f_bus, pq[0], pq[1], tol, max_iter),
+        (p.reshape(n_blocks, block, n), q.reshape(n_blocks, block, n)),
+    )
+    return jax.tree_util.tree_map(lambda a: a.reshape((n_blocks * block,) + a.shape[2:])[:n_s], res)
