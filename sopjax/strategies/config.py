@@ -1,0 +1,118 @@
+"""Strategies from config tables (parsed TOML / dicts); the library itself reads no files.
+
+One table per strategy::
+
+    [[strategy]]
+    name = "SOP 8-21"
+    close = []                 # 1-based case branch numbers to close
+    open = []                  # ... to open (the fault's branches are always opened)
+    pickup = "greedy"          # "all" | "greedy" | {shed = [bus ids]} | {fraction = {"17" = 0.5}}
+    pickup_margin_pu = 0.0     # greedy only: extra margin above v_min at the forecast
+    pickup_capacity_margin = 0.0   # greedy only: fraction of Vf-SOP capacity kept free
+    sop = [{pair = [8, 21], mode = "vf_i", u_set_pu = 1.05, q_j_kvar = 0.0}]
+
+SOP settings take the fields of :class:`~sopjax.strategies.strategy.SOPSetting`
+(``pair`` or ``index``, ``mode``, ``p_kw``, ``q_i_kvar``, ``q_j_kvar``, ``u_set_pu``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from sopjax.kernels.scoring import ScoringOptions
+from sopjax.network import Network
+from sopjax.strategies.pickup import greedy_pickup
+from sopjax.strategies.strategy import Strategy, StrategyError
+
+__all__ = ["strategy_from_config", "strategies_from_config"]
+
+_KEYS = {"name", "open", "close", "sop", "pickup", "pickup_margin_pu", "pickup_capacity_margin", "description"}
+
+
+def _ints(value, what: str) -> list[int]:
+    if value is None:
+        return []
+    if not isinstance(value, Sequence) or isinstance(value, str):
+        raise StrategyError(f"{what} must be a list of numbers, got {value!r}")
+    out = []
+    for v in value:
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+            raise StrategyError(f"{what}: {v!r} is not an integer")
+        out.append(int(v))
+    return out
+
+
+def strategy_from_config(
+    net: Network,
+    table: Mapping[str, Any],
+    *,
+    fault_open: Sequence[int] = (),
+    p_pv_forecast_pu: Sequence[float] | np.ndarray | None = None,
+    v_min_pu: float = 0.95,
+    v_max_pu: float = 1.05,
+    options: ScoringOptions = ScoringOptions(),
+) -> Strategy:
+    """One :class:`Strategy` from a config table (see the module docstring).
+
+    Args:
+        net: the network with its SOP and PV tables.
+        table: the strategy's table.
+        fault_open: branches isolated by the fault; always opened.
+        p_pv_forecast_pu: PV forecast (pv,), needed for ``pickup = "greedy"``.
+        v_min_pu, v_max_pu: voltage limits used by the greedy pickup.
+        options: scoring settings used by the greedy pickup.
+
+    Raises:
+        StrategyError: unknown key, bad SOP setting, a faulted branch closed.
+        NetworkError: unknown branch number or bus id (named).
+    """
+    name = table.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise StrategyError(f"every strategy needs a non-empty 'name', got {name!r}")
+    where = f"strategy {name!r}"
+    unknown = set(table) - _KEYS
+    if unknown:
+        raise StrategyError(f"{where}: unknown key {sorted(unknown)[0]!r}; allowed: {sorted(_KEYS)}")
+    opened = _ints(table.get("open"), f"{where}: open")
+    closed = _ints(table.get("close"), f"{where}: close")
+    faulted = set(int(k) for k in fault_open)
+    clash = faulted & set(closed)
+    if clash:
+        raise StrategyError(f"{where} closes branch {sorted(clash)[0]}, which is isolated by the fault")
+    opened = sorted(set(opened) | faulted)
+    sops = table.get("sop", [])
+    if isinstance(sops, Mapping):
+        sops = [sops]
+    pickup = table.get("pickup", "all")
+    greedy = isinstance(pickup, str) and pickup.lower() == "greedy"
+    s = Strategy.build(net, name, open=opened, close=closed, sops=list(sops), pickup=None if greedy else pickup)
+    s = s.with_pickup(s.pickup, description=str(table.get("description", "")))
+    if greedy:
+        if p_pv_forecast_pu is None:
+            raise StrategyError(f"{where}: pickup = 'greedy' needs the PV forecast")
+        margin = float(table.get("pickup_margin_pu", 0.0))
+        cap = float(table.get("pickup_capacity_margin", 0.0))
+        for key, v in (("pickup_margin_pu", margin), ("pickup_capacity_margin", cap)):
+            if not np.isfinite(v) or not 0 <= v < 1:
+                raise StrategyError(f"{where}: {key} must lie in [0, 1), got {v}")
+        s = greedy_pickup(
+            net, s, p_pv_pu=p_pv_forecast_pu, fault_open=sorted(faulted), v_min_pu=v_min_pu,
+            v_max_pu=v_max_pu, margin_pu=margin, capacity_margin=cap, options=options,
+        )
+    else:
+        for key in ("pickup_margin_pu", "pickup_capacity_margin"):
+            if key in table:
+                raise StrategyError(f"{where}: {key} only applies to pickup = 'greedy'")
+    return s
+
+
+def strategies_from_config(
+    net: Network, tables: Sequence[Mapping[str, Any]], **kwargs
+) -> list[Strategy]:
+    """:func:`strategy_from_config` for each table (same keyword arguments)."""
+    if not tables:
+        raise StrategyError("the config defines no strategies ([[strategy]] tables)")
+    return [strategy_from_config(net, t, **kwargs) for t in tables]
