@@ -16,10 +16,17 @@ from sopjax.errors import (  # noqa: E402
     UnsupportedElementError,
 )
 from sopjax.io.matpower import read_matpower  # noqa: E402
+from sopjax.io.pandapower import from_pandapower, to_pandapower  # noqa: E402
 from sopjax.kernels.radial import Grid, PowerFlowResult, VfCoupling  # noqa: E402
 from sopjax.network import Network, make_network  # noqa: E402
 from sopjax.powerflow import batched_solver, make_grid, solve  # noqa: E402
 from sopjax.topology import Topology, compile_topology, stack_topologies  # noqa: E402
+from sopjax.sampling import Samples, UncertaintyError, UncertaintyModel  # noqa: E402
+from sopjax.planning import CostModel, PlanningInputError, make_planning_problem  # noqa: E402
+from sopjax.strategies import SOPSetting, Strategy, StrategyError, compile_strategies  # noqa: E402
+from sopjax.kernels.dispatch import (  # noqa: E402
+    DispatchInfeasibleError, DispatchInputError, DispatchInputs, DispatchResult, compile_dispatch, dispatch_native,
+)
 
 __version__ = "0.1.0"
 
@@ -29,4 +36,10 @@ __all__ = [
     "add_capacitors", "add_demand_response", "add_pv", "add_sops", "batched_solver",
     "compile_topology", "ieee33", "ieee69", "ieee85", "load_case", "make_grid",
     "make_network", "read_matpower", "solve", "stack_topologies",
+    "from_pandapower", "to_pandapower",
+    "Samples", "UncertaintyError", "UncertaintyModel",
+    "CostModel", "PlanningInputError", "make_planning_problem",
+    "SOPSetting", "Strategy", "StrategyError", "compile_strategies",
+    "DispatchInfeasibleError", "DispatchInputError", "DispatchInputs", "DispatchResult", "compile_dispatch",
+    "dispatch_native",
 ]

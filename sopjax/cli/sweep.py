@@ -1,0 +1,101 @@
+"""``sopjax sweep CONFIG.toml``: parameter sweeps with derivatives, or capacity optimization."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "sweep",
+        help="sweep SOP capacity / PV penetration (quantities and their derivatives) or optimize capacity",
+        description="Evaluate expected losses, minimum voltage and restorable load with their derivatives "
+        "(d<quantity>_d<axis>) over a grid of SOP capacity, PV penetration or load scale "
+        "(kind = \"sweep\"), or minimize yearly investment + loss cost over the SOP capacity with optax "
+        "and compare with a grid search (kind = \"optimization\"). Writes an xarray dataset (netCDF).",
+    )
+    p.add_argument("config", metavar="CONFIG.toml", help="sweep or optimization config (see configs/)")
+    p.add_argument("--out", metavar="FILE.nc", help="write the dataset (netCDF) and PNG figures next to it")
+    p.add_argument("--samples", type=int, metavar="N", help="override [sampling] samples")
+    p.add_argument("--engine", choices=("jax", "cvxpylayers"), help="override [dispatch] engine")
+    p.add_argument("--no-plots", action="store_true", help="do not write figures")
+    p.add_argument("--quiet", action="store_true", help="no per-point progress lines")
+    p.set_defaults(func=run)
+
+
+def _summary(ds) -> str:
+    import json
+
+    import numpy as np
+
+    if ds.attrs.get("kind") == "optimization":
+        g = json.loads(ds.attrs["grid_optimum_mva"])
+        u = json.loads(ds.attrs["optax_optimum_mva"])
+        cur = ds["grid_cost"].attrs["units"]
+        a = ds.attrs
+        return "\n".join([
+            f"{ds.attrs['title']}",
+            f"  grid search : {np.round(g, 4).tolist()} MVA per VSC, "
+            f"cost {a['grid_optimum_cost']:.1f} {cur}",
+            f"  optax       : {np.round(u, 4).tolist()} MVA per VSC, "
+            f"cost {a['optax_optimum_cost']:.1f} {cur} (losses {a['optax_optimum_losses_kw']:.2f} kW)",
+            f"  |optax - grid| = {a['optimum_gap_mva']:.4f} MVA (grid step {a['grid_step_mva']:.4g} MVA): "
+            + ("within one grid step" if a["within_one_grid_step"] else "NOT within one grid step"),
+            f"  time: grid {a['grid_seconds']:.1f} s, optax {a['optax_seconds']:.1f} s",
+        ])
+    dims = list(ds.dims)
+    derivs = [v for v in ds.data_vars if ds[v].attrs.get("method")]
+    qs = [v for v in ds.data_vars if v not in derivs]
+    cols = dims + qs + derivs
+    width = {c: max(12, len(c) + 2) for c in cols}
+    head = [f"{c:>{width[c]}}" for c in cols]
+    a = ds.attrs
+    lines = [f"{a['title']} ({a['n_samples']} samples, engine {a['engine']})", "".join(head)]
+    flat = ds.stack(point=dims) if len(dims) > 1 else ds.rename({dims[0]: "point"})
+    for k in range(flat.sizes["point"]):
+        row = flat.isel(point=k)
+        if len(dims) > 1:
+            cells = [f"{float(row[d]):>{width[d]}.4g}" for d in dims]
+        else:
+            cells = [f"{float(row['point']):>{width[dims[0]]}.4g}"]
+        cells += [f"{float(row[c]):>{width[c]}.5g}" for c in qs + derivs]
+        lines.append("".join(cells))
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    import tomllib
+    from pathlib import Path
+
+    from sopjax.errors import SopjaxError
+    from sopjax.sweeps.config import spec_from_config
+
+    path = Path(args.config)
+    try:
+        with path.open("rb") as fh:
+            cfg = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as e:
+        raise SopjaxError(f"{path}: not valid TOML: {e}") from None
+    if args.samples is not None and args.samples < 1:
+        raise SopjaxError(f"--samples must be >= 1, got {args.samples}")
+    spec = spec_from_config(cfg, samples=args.samples, engine=args.engine)
+    if spec.kind == "optimization":
+        from sopjax.sweeps.optimize import optimize_capacity
+
+        ds = optimize_capacity(spec, progress=not args.quiet)
+    else:
+        from sopjax.sweeps.runner import run_sweep
+
+        ds = run_sweep(spec, progress=not args.quiet)
+    print(_summary(ds))
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        ds.to_netcdf(out)
+        print(f"wrote {out}")
+        if not args.no_plots:
+            from sopjax.sweeps.plots import write_plots
+
+            for p in write_plots(ds, out):
+                print(f"wrote {p}")
+    return 0

@@ -1,0 +1,310 @@
+"""A planning study from a config mapping (a parsed TOML file): sample, reduce, plan, compare, validate.
+
+The library reads no files: ``sopjax plan CONFIG.toml`` parses the TOML and calls
+:func:`study_from_config`, then :func:`run_planning_study`. Layout (every key
+optional unless marked; see ``configs/ieee33_planning.toml``)::
+
+    title = "..."
+    [network]
+    case = "ieee33"                     # required: built-in name or .m path
+    v_min_pu = 0.95, v_max_pu = 1.05    # planning voltage limits (default: the case's)
+    pv = [{bus = 18, s_rated_kva = 500, pf = 1.0}, ...]
+    [profiles]
+    periods = 24
+    load = "rts79_summer_weekday"       # a sopjax.sampling load shape or `periods` numbers
+    pv = "clear_sky"                    # or `periods` numbers in [0, 1]
+    latitude_deg = 30.0, day_of_year = 172, pv_peak_frac = 1.0
+    [uncertainty]                       # sopjax.sampling.UncertaintyModel.from_dict (no load_profile)
+    [scenarios]
+    samples = 500, count = 4, seed = 0, representative = "mean"
+    [sop]
+    candidates = "ties"                 # or [[8, 21], [12, 22]] (case bus ids)
+    s_max_kva = 2000, loss = 0.02, max_sops = 3, budget = 1.0e6
+    [costs]                             # sopjax.planning.CostModel fields
+    [solver]
+    method = "bnb"                      # "bnb" | "enumerate" | "monolithic"
+    tol = 1e-6, mip_gap = 1e-6, time_limit_s = 600, warm_start = true, heuristics = "off"
+    [baselines]
+    fixed_size_kva = 1000, standard_unit_kva = 250
+    [validation]
+    samples = 1000, seed = 1       # days scored with the lookup dispatch rule (and without SOP)
+    optimal_days = 50              # the first of them also scored with optimal hourly dispatch
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from sopjax.planning.costs import CostModel, PlanningInputError
+from sopjax.planning.problem import PlanningProblem, make_planning_problem
+from sopjax.planning.results import PlanResult
+from sopjax.planning.scenarios import reduce_scenarios
+from sopjax.planning.validation import ValidationResult, validate_plan
+
+__all__ = ["PlanningStudy", "PlanningStudyResult", "study_from_config", "run_planning_study"]
+
+_SECTIONS = {
+    "title": None, "description": None,
+    "network": {"case", "v_min_pu", "v_max_pu", "pv"},
+    "profiles": {"periods", "load", "pv", "latitude_deg", "day_of_year", "pv_peak_frac"},
+    "uncertainty": None,
+    "scenarios": {"samples", "count", "seed", "representative"},
+    "sop": {"candidates", "s_max_kva", "loss", "max_sops", "budget"},
+    "costs": {f.name for f in dataclasses.fields(CostModel)},
+    "solver": {"method", "tol", "mip_gap", "time_limit_s", "warm_start", "heuristics"},
+    "baselines": {"fixed_size_kva", "standard_unit_kva"},
+    "validation": {"samples", "seed", "optimal_days"},
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class PlanningStudy:
+    """A validated planning study (everything needed to rerun it)."""
+
+    title: str
+    problem: PlanningProblem
+    samples: dict
+    solver: dict
+    baselines: dict
+    validation: dict
+    uncertainty: Any
+    pv_forecast_pu: np.ndarray
+    config: dict
+
+
+@dataclasses.dataclass
+class PlanningStudyResult:
+    """Outcome of :func:`run_planning_study`."""
+
+    study: PlanningStudy
+    plan: PlanResult
+    baselines: dict
+    rows: list
+    comparison: dict
+    validation: dict
+    timings: dict
+
+    def as_dict(self) -> dict:
+        p = self.study.problem
+        return {
+            "title": self.study.title,
+            "case": p.net.name,
+            "candidates": p.labels,
+            "scenarios": {"count": p.scenarios.n_scenarios, "periods": p.scenarios.n_periods,
+                          "probability": p.scenarios.probability.tolist(),
+                          "samples": self.study.samples["samples"]},
+            "plan": self.plan.as_dict(),
+            "baselines": self.rows,
+            "comparison": self.comparison,
+            "validation": {name: {rule: v.summary() for rule, v in d.items()}
+                           for name, d in self.validation.items()},
+            "timings_s": self.timings,
+            "currency": p.costs.currency,
+        }
+
+
+def _section(cfg: Mapping, name: str) -> dict:
+    d = cfg.get(name, {})
+    if not isinstance(d, Mapping):
+        raise PlanningInputError(f"[{name}] must be a table")
+    allowed = _SECTIONS[name]
+    if allowed is not None:
+        unknown = sorted(set(d) - allowed)
+        if unknown:
+            raise PlanningInputError(
+                f"[{name}]: unknown key {unknown[0]!r}; allowed: {', '.join(sorted(allowed))}"
+            )
+    return dict(d)
+
+
+def _int(section: str, key: str, value, lo: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo:
+        raise PlanningInputError(f"{section}.{key} must be an integer >= {lo}, got {value!r}")
+    return int(value)
+
+
+def study_from_config(cfg: Mapping[str, Any]) -> PlanningStudy:
+    """Validate a config mapping and build the study (samples drawn and reduced here).
+
+    Raises:
+        PlanningInputError, SopjaxError: naming the section, key, bus or candidate at fault.
+    """
+    import jax
+
+    from sopjax.cases import load_case
+    from sopjax.devices import add_pv
+    from sopjax.sampling import from_dict
+    from sopjax.sampling.profiles import clear_sky_pv_profile, daily_profile, load_profile, pv_forecast
+
+    if not isinstance(cfg, Mapping):
+        raise PlanningInputError("the planning config must be a table")
+    unknown = sorted(set(cfg) - set(_SECTIONS))
+    if unknown:
+        raise PlanningInputError(
+            f"unknown config section {unknown[0]!r}; allowed: {', '.join(sorted(_SECTIONS))}"
+        )
+    netc = _section(cfg, "network")
+    if "case" not in netc:
+        raise PlanningInputError("[network] case is required (a built-in name or a .m file)")
+    net = load_case(netc["case"])
+    pv_units = netc.get("pv", [])
+    if pv_units:
+        if not isinstance(pv_units, list) or not all(isinstance(u, Mapping) for u in pv_units):
+            raise PlanningInputError("[network] pv must be a list of tables {bus, s_rated_kva, pf}")
+        for n, u in enumerate(pv_units):
+            bad = sorted(set(u) - {"bus", "s_rated_kva", "pf"})
+            if bad or "bus" not in u or "s_rated_kva" not in u:
+                raise PlanningInputError(
+                    f"[network] pv[{n}] needs bus and s_rated_kva (and optionally pf), got {u}"
+                )
+        net = add_pv(net, buses=[u["bus"] for u in pv_units],
+                     s_rated_kva=[u["s_rated_kva"] for u in pv_units],
+                     pf=[u.get("pf", 1.0) for u in pv_units])
+
+    prof = _section(cfg, "profiles")
+    periods = _int("profiles", "periods", prof.get("periods", 24), 1)
+    load = prof.get("load", "rts79_summer_weekday")
+    load_shape = load_profile(load) if isinstance(load, str) else np.asarray(load, float)
+    load_shape = daily_profile(load_shape, name="profiles.load", periods=periods)
+    pv = prof.get("pv", "clear_sky")
+    if isinstance(pv, str):
+        if pv != "clear_sky":
+            raise PlanningInputError(f"profiles.pv must be 'clear_sky' or {periods} numbers, got {pv!r}")
+        pv_shape = clear_sky_pv_profile(latitude_deg=float(prof.get("latitude_deg", 30.0)),
+                                        day_of_year=int(prof.get("day_of_year", 172)), periods=periods)
+    else:
+        pv_shape = daily_profile(pv, name="profiles.pv", periods=periods)
+    forecast = pv_forecast(net, pv_shape, peak_frac=prof.get("pv_peak_frac", 1.0)) if net.pv.count else None
+
+    unc = dict(_section(cfg, "uncertainty"))
+    if "load_profile" in unc:
+        raise PlanningInputError("give the load profile as profiles.load, not uncertainty.load_profile")
+    unc["load_profile"] = tuple(float(v) for v in load_shape)
+    umodel = from_dict(unc)
+
+    scc = _section(cfg, "scenarios")
+    n_samples = _int("scenarios", "samples", scc.get("samples", 500), 1)
+    count = _int("scenarios", "count", scc.get("count", 4), 1)
+    seed = _int("scenarios", "seed", scc.get("seed", 0), 0)
+    if count > n_samples:
+        raise PlanningInputError(f"scenarios.count ({count}) exceeds scenarios.samples ({n_samples})")
+    draw = umodel.sample(net, forecast, key=jax.random.key(seed), n=n_samples, dtype="float64")
+    scenarios = reduce_scenarios(
+        np.asarray(draw.p_load_pu), np.asarray(draw.q_load_pu), np.asarray(draw.p_pv_pu),
+        count, seed=seed, representative=scc.get("representative", "mean"),
+    )
+
+    sop = _section(cfg, "sop")
+    costs = CostModel(**_section(cfg, "costs"))
+    problem = make_planning_problem(
+        net, scenarios=scenarios, candidates=sop.get("candidates", "ties"), costs=costs,
+        s_max_kva=sop.get("s_max_kva", 2000.0), loss=sop.get("loss", 0.02),
+        v_min_pu=netc.get("v_min_pu"), v_max_pu=netc.get("v_max_pu"),
+        max_sops=sop.get("max_sops"), budget=sop.get("budget"),
+    )
+
+    solver = _section(cfg, "solver")
+    method = solver.get("method", "bnb")
+    from sopjax.solvers.planning.solve import METHODS
+
+    if method not in METHODS:
+        raise PlanningInputError(f"solver.method must be one of {', '.join(METHODS)}, got {method!r}")
+    base = _section(cfg, "baselines")
+    val = _section(cfg, "validation")
+    val_n = _int("validation", "samples", val.get("samples", 1000), 0)
+    opt_days = _int("validation", "optimal_days", val.get("optimal_days", min(50, val_n)), 0)
+    if opt_days > val_n:
+        raise PlanningInputError(f"validation.optimal_days ({opt_days}) exceeds validation.samples ({val_n})")
+    val_seed = _int("validation", "seed", val.get("seed", seed + 1), 0)
+    if val_n and val_seed == seed:
+        raise PlanningInputError("validation.seed must differ from scenarios.seed (out-of-sample days)")
+    return PlanningStudy(
+        title=str(cfg.get("title", "")), problem=problem,
+        samples={"samples": n_samples, "seed": seed},
+        solver={"method": method, **{k: v for k, v in solver.items() if k != "method"}},
+        baselines={"fixed_size_kva": float(base.get("fixed_size_kva", 1000.0)),
+                   "standard_unit_kva": float(base.get("standard_unit_kva", 250.0))},
+        validation={"samples": val_n, "seed": val_seed, "optimal_days": opt_days},
+        uncertainty=umodel, pv_forecast_pu=forecast, config=dict(cfg),
+    )
+
+
+def _solve_options(study: PlanningStudy, method: str) -> dict:
+    s = study.solver
+    if method == "monolithic":
+        opts = {"mip_gap": float(s.get("mip_gap", 1e-6)), "warm_start": bool(s.get("warm_start", True)),
+                "heuristics": s.get("heuristics", "off")}
+        if s.get("time_limit_s") is not None:
+            opts["time_limit"] = float(s["time_limit_s"])
+        return opts
+    if method == "bnb":
+        return {"tol": float(s.get("tol", 1e-6))}
+    return {}
+
+
+def run_planning_study(study: PlanningStudy, *, method: str | None = None, validate: bool = True,
+                       log=None) -> PlanningStudyResult:
+    """Solve the plan, the baselines, the comparison and the out-of-sample validation.
+
+    Args:
+        study: from :func:`study_from_config`.
+        method: override ``solver.method``.
+        validate: run the out-of-sample validation (``validation.samples`` days).
+        log: optional callable receiving progress lines.
+    """
+    import jax
+
+    from sopjax.planning import baselines as bl
+    from sopjax.solvers.planning.solve import solve_plan
+    from sopjax.solvers.solve import InfeasibleError
+
+    say = log or (lambda msg: None)
+    problem = study.problem
+    method = method or study.solver["method"]
+    timings = {}
+    t0 = time.perf_counter()
+    plan = solve_plan(problem, method, **_solve_options(study, method))
+    timings["plan"] = time.perf_counter() - t0
+    say(f"plan: {method} {plan.stats.status} in {plan.stats.time_s:.1f} s")
+
+    t0 = time.perf_counter()
+    baselines: dict[str, Any] = {"no SOP": bl.no_sop(problem)}
+    for name, make in (
+        ("fixed size", lambda: bl.fixed_size(problem, study.baselines["fixed_size_kva"])),
+        ("standard units", lambda: bl.standard_units(problem, plan, study.baselines["standard_unit_kva"])),
+    ):
+        try:
+            baselines[name] = make()
+        except InfeasibleError as e:
+            baselines[name] = None
+            say(f"baseline {name}: infeasible ({e})")
+    timings["baselines"] = time.perf_counter() - t0
+    rows = [bl.plan_row("optimal", plan)] + [bl.plan_row(k, v) for k, v in baselines.items() if v is not None]
+    comp = bl.comparison(rows)
+
+    validation: dict[str, dict[str, ValidationResult]] = {}
+    if validate and study.validation["samples"]:
+        t0 = time.perf_counter()
+        key = jax.random.key(study.validation["seed"])
+        draw = study.uncertainty.sample(problem.net, study.pv_forecast_pu, key=key,
+                                        n=study.validation["samples"], dtype="float64")
+        arrays = (np.asarray(draw.p_load_pu), np.asarray(draw.q_load_pu), np.asarray(draw.p_pv_pu))
+        plans = {"optimal": plan, **{k: v for k, v in baselines.items() if isinstance(v, PlanResult)}}
+        k = study.validation["optimal_days"]
+        validation["no SOP"] = {"none": validate_plan(problem, None, *arrays, name="no SOP")}
+        if k:
+            subset = tuple(a[:k] for a in arrays)
+            validation["no SOP"]["none_subset"] = validate_plan(problem, None, *subset, name="no SOP")
+        for name, p in plans.items():
+            validation[name] = {"lookup": validate_plan(problem, p, *arrays, dispatch="lookup", name=name)}
+            if k:
+                validation[name]["optimal"] = validate_plan(problem, p, *subset, dispatch="optimal",
+                                                            name=name)
+        timings["validation"] = time.perf_counter() - t0
+        say(f"validation: {study.validation['samples']} days in {timings['validation']:.1f} s")
+    return PlanningStudyResult(study, plan, baselines, rows, comp, validation, timings)

@@ -1,0 +1,1 @@
+"""Problem builders: they call formulation functions only (PowerModels-style)."""

@@ -1,0 +1,290 @@
+"""A restoration study from a parsed config: plan (MISOCP), exact re-check, Monte Carlo score.
+
+The config mapping (a parsed TOML file; the library never reads files) has the
+same ``[network]``, ``[fault]``, ``[uncertainty]`` and ``[montecarlo]`` tables as
+``sopjax montecarlo`` configs, plus::
+
+    [network]
+    v_slack_pu = 1.05         # optional substation voltage (default: the case's)
+
+    [restoration]
+    switchable = "all"        # "all" | "ties" | "none" | [branch numbers]
+    keep_open = [33]          # branches that stay open (a tie replaced by an SOP)
+    use_sop = true
+    eta_d = 100.0             # weight of restored load
+    eta_l = 1.0               # weight of line + converter losses
+    u_set_pu = 1.0            # minimum Vf-side voltage
+    load_blocks = 1           # pickup blocks per bus
+    max_switch_operations = 4 # optional
+    v_min_pu = 0.95
+    v_max_pu = 1.05
+    i_max_pu = 0.05           # optional, per branch current limit (p.u.)
+    uncertainty = "forecast"  # "forecast" | "quantile" | "scenarios"
+    scenarios = 10
+    seed = 0
+    formulation = "soc"       # "soc" | "lindistflow"
+    naive = false             # the naive baseline formulation
+    gap_threshold = 1e-3      # relative SOC gap that flags a branch
+
+    [solver]
+    name = "scip"             # any installed cvxpy solver; default SCIP / HiGHS
+    time_limit = 600
+    mip_gap = 1e-4
+
+The PV forecast (``[uncertainty] pv_forecast_kw``), its error
+(``pv.sigma_frac``), the load error (``load.sigma_frac``) and the confidence
+(``[montecarlo] confidence``) feed both the planner (quantile / scenarios) and
+the Monte Carlo score, so that a plan is judged under the uncertainty it was
+planned for.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from sopjax.cases import load_case
+from sopjax.devices import add_pv, add_sops
+from sopjax.errors import SopjaxError
+from sopjax.network import Network
+from sopjax.solvers.options import TIGHT
+from sopjax.solvers.problems.restoration import (
+    RestorationPlan,
+    RestorationSettings,
+    exact_check,
+    solve_restoration,
+    with_limits,
+)
+
+__all__ = ["RestorationStudy", "study_from_config", "run_restoration_study", "score_plans", "network_from_config"]
+
+_TOP = {"title", "network", "fault", "restoration", "solver", "uncertainty", "montecarlo", "study", "sweep", "case",
+        "experiment"}
+_NETWORK = {"case", "pv", "sop", "v_slack_pu"}
+_RESTORATION = {
+    "switchable", "keep_open", "use_sop", "eta_d", "eta_l", "u_set_pu", "load_blocks", "max_switch_operations",
+    "v_min_pu", "v_max_pu", "i_max_pu", "uncertainty", "scenarios", "seed", "formulation", "naive",
+    "gap_threshold", "quantile_sides", "shed_outside", "v_margin_pu",
+}
+_SOLVER = {"name", "time_limit", "mip_gap", "threads", "scip_params"}
+_MC = {"samples", "seed", "confidence", "ci_level", "v_min_pu", "v_max_pu", "power_flow", "island_overload",
+       "chunk_size", "enabled"}
+
+
+def _keys(table: Any, allowed: set[str], where: str) -> Mapping:
+    if table is None:
+        return {}
+    if not isinstance(table, Mapping):
+        raise SopjaxError(f"{where} must be a table")
+    unknown = set(table) - allowed
+    if unknown:
+        raise SopjaxError(f"{where}: unknown key {sorted(unknown)[0]!r}; allowed: {', '.join(sorted(allowed))}")
+    return table
+
+
+def network_from_config(cfg: Mapping) -> Network:
+    """The network of ``[network]``: case, PV units and SOPs (user units, case bus ids)."""
+    table = _keys(cfg.get("network"), _NETWORK, "[network]")
+    if "case" not in table:
+        raise SopjaxError("[network] needs 'case' (ieee33, ieee69, ieee85 or a .m file)")
+    net = load_case(table["case"])
+    if "v_slack_pu" in table:
+        vs = float(table["v_slack_pu"])
+        if not (0.8 <= vs <= 1.2):
+            raise SopjaxError(f"[network] v_slack_pu must lie in [0.8, 1.2], got {vs}")
+        vmin = np.asarray(net.v_min_pu, float).copy()
+        vmax = np.asarray(net.v_max_pu, float).copy()
+        vmin[net.slack_bus] = min(vmin[net.slack_bus], vs)
+        vmax[net.slack_bus] = max(vmax[net.slack_bus], vs)
+        net = net.replace(v_slack_pu=vs, v_min_pu=vmin, v_max_pu=vmax)
+    pv = list(table.get("pv", []))
+    if pv:
+        for k, row in enumerate(pv):
+            _keys(row, {"bus", "s_rated_kva", "pf"}, f"[network] pv {k}")
+            if "bus" not in row or "s_rated_kva" not in row:
+                raise SopjaxError(f"[network] pv {k} needs 'bus' and 's_rated_kva'")
+        net = add_pv(net, buses=[r["bus"] for r in pv], s_rated_kva=[r["s_rated_kva"] for r in pv],
+                     pf=[r.get("pf", 1.0) for r in pv])
+    sop = list(table.get("sop", []))
+    if sop:
+        for k, row in enumerate(sop):
+            _keys(row, {"pair", "s_rated_kva", "loss", "q_max_kvar"}, f"[network] sop {k}")
+            if "pair" not in row or "s_rated_kva" not in row:
+                raise SopjaxError(f"[network] sop {k} needs 'pair' and 's_rated_kva'")
+        net = add_sops(net, pairs=[tuple(r["pair"]) for r in sop], s_rated_kva=[r["s_rated_kva"] for r in sop],
+                       loss=[r.get("loss", 0.02) for r in sop],
+                       q_max_kvar=[r.get("q_max_kvar", r["s_rated_kva"]) for r in sop])
+    return net
+
+
+@dataclasses.dataclass(frozen=True)
+class RestorationStudy:
+    """Everything a restoration study needs (built by :func:`study_from_config`)."""
+
+    title: str
+    net: Network
+    settings: RestorationSettings
+    solver: dict
+    gap_threshold: float
+    montecarlo: dict | None
+    uncertainty: dict
+
+
+def _sigma(unc: Mapping, key: str) -> float:
+    table = unc.get(key)
+    if table is None:
+        return 0.0
+    if not isinstance(table, Mapping):
+        raise SopjaxError(f"[uncertainty] {key} must be a table")
+    return float(table.get("sigma_frac", 0.1 if key == "pv" else 0.05))
+
+
+def study_from_config(cfg: Mapping[str, Any], **overrides) -> RestorationStudy:
+    """Build a :class:`RestorationStudy` from a parsed config; ``overrides`` replace ``[restoration]`` keys.
+
+    Raises:
+        SopjaxError: unknown keys, missing fault, bad buses/branches (named).
+    """
+    _keys(cfg, _TOP, "config")
+    net = network_from_config(cfg)
+    fault = _keys(cfg.get("fault"), {"open"}, "[fault]")
+    if not fault.get("open"):
+        raise SopjaxError("[fault] needs 'open' = [faulted branch numbers]")
+    rest = dict(_keys(cfg.get("restoration", {}), _RESTORATION, "[restoration]"))
+    rest.update({k: v for k, v in overrides.items() if v is not None})
+    solver = dict(_keys(cfg.get("solver", {}), _SOLVER, "[solver]"))
+    unc = dict(cfg.get("uncertainty", {}))
+    mc = dict(_keys(cfg.get("montecarlo", {}), _MC, "[montecarlo]")) if "montecarlo" in cfg else None
+    kva = net.base_mva * 1e3
+    fc = None
+    if "pv_forecast_kw" in unc:
+        fc = tuple(float(x) / kva for x in np.asarray(unc["pv_forecast_kw"], float).reshape(-1))
+    from sopjax.solvers.naive import NAIVE
+
+    options = NAIVE if rest.pop("naive", False) else TIGHT
+    options = dataclasses.replace(options, formulation=str(rest.pop("formulation", "soc")))
+    gap_threshold = float(rest.pop("gap_threshold", 1e-3))
+    sw = rest.pop("switchable", "all")
+    sw = sw if isinstance(sw, str) else tuple(int(k) for k in sw)
+    imax = rest.pop("i_max_pu", None)
+    if imax is not None and not np.isscalar(imax):
+        imax = tuple(float(x) for x in imax)
+    settings = RestorationSettings(
+        faulted=tuple(int(k) for k in fault["open"]),
+        switchable=sw,
+        keep_open=tuple(int(k) for k in rest.pop("keep_open", ())),
+        pv_forecast_pu=fc,
+        pv_sigma_frac=_sigma(unc, "pv"),
+        load_sigma_frac=_sigma(unc, "load"),
+        confidence=float((mc or {}).get("confidence", 0.9921)),
+        i_max_pu=imax,
+        options=options,
+        **{k: v for k, v in rest.items()},
+    )
+    settings.validate(net)
+    return RestorationStudy(
+        title=str(cfg.get("title", "restoration")),
+        net=net,
+        settings=settings,
+        solver=solver,
+        gap_threshold=gap_threshold,
+        montecarlo=mc if mc is None or mc.get("enabled", True) else None,
+        uncertainty=unc,
+    )
+
+
+def solve_study(study: RestorationStudy, *, time_limit: float | None = None) -> tuple[RestorationPlan, Any]:
+    """Solve the study's restoration problem with its solver settings."""
+    s = study.solver
+    return solve_restoration(
+        study.net,
+        study.settings,
+        solver=s.get("name"),
+        time_limit=time_limit if time_limit is not None else s.get("time_limit"),
+        mip_gap=s.get("mip_gap", 1e-4),
+        scip_params=s.get("scip_params"),
+        gap_threshold=study.gap_threshold,
+    )
+
+
+def score_plans(
+    net: Network,
+    plans: list[tuple[str, RestorationPlan]],
+    settings: RestorationSettings,
+    uncertainty: Mapping,
+    montecarlo: Mapping,
+    *,
+    progress: bool | None = False,
+):
+    """Score plans with the Monte Carlo engine under the study's uncertainty.
+
+    Returns:
+        (xarray Dataset of the run, {name: summary dict}) where each summary holds
+        ``recovery_nominal`` (at the forecast), ``recovery_mean``, ``recovery_guaranteed``
+        (reached with probability ``confidence``), ``p_violation`` and the buses whose
+        voltage leaves the limits in more than 1 % of the samples.
+    """
+    from sopjax.kernels.scoring import ScoringOptions
+    from sopjax.montecarlo import ModelSource, MonteCarloSettings, run_montecarlo
+    from sopjax.sampling import UncertaintyModel
+
+    netl = with_limits(net, settings)
+    strategies = [p.strategy(netl, name) for name, p in plans]
+    unc = {k: v for k, v in uncertainty.items() if k != "pv_forecast_kw"}
+    model = UncertaintyModel.from_dict(unc)
+    forecast = np.asarray(settings.pv_forecast_pu if settings.pv_forecast_pu is not None else net.pv.s_rated_pu,
+                          float)
+    mc = dict(montecarlo)
+    n = int(mc.get("samples", 500))
+    source = ModelSource(netl, model, forecast, seed=int(mc.get("seed", 0)), n_samples=n,
+                         description={"model": model.to_dict()})
+    ms = MonteCarloSettings(
+        n_samples=n,
+        fault_open=tuple(settings.faulted) + tuple(settings.keep_open),
+        v_min_pu=float(mc.get("v_min_pu", settings.v_min_pu or 0.95)),
+        v_max_pu=float(mc.get("v_max_pu", settings.v_max_pu or 1.05)),
+        island_overload=str(mc.get("island_overload", "shed")),
+        options=ScoringOptions(method=str(mc.get("power_flow", "sweep"))),
+        confidence=float(mc.get("confidence", 0.9921)),
+        ci_level=float(mc.get("ci_level", 0.95)),
+        chunk_size=int(mc["chunk_size"]) if mc.get("chunk_size") else None,
+    )
+    ds = run_montecarlo(netl, strategies, source, ms, progress=progress)
+    out = {}
+    for name, _ in plans:
+        sub = ds.sel(strategy=name)
+        pv = np.asarray(sub["p_bus_violation"].values, float)
+        out[name] = {
+            "recovery_nominal": float(sub["recovery_ratio_nominal"].values),
+            "recovery_mean": float(sub["recovery_ratio_mean"].values),
+            "recovery_guaranteed": float(sub["recovery_ratio_guaranteed"].values),
+            "confidence": ms.confidence,
+            "p_voltage_violation": float(sub["p_voltage_violation"].values),
+            "p_any_violation": float(sub["p_any_violation"].values),
+            "vmin_mean_pu": float(sub["vmin_pu_mean"].values),
+            "buses_violating_1pct": [int(b) for b, p in zip(ds["bus"].values, pv) if p > 0.01],
+            "samples": int(ds.attrs["n_samples"]),
+            "failed": int(sub["n_failed"].values),
+        }
+    return ds, out
+
+
+def run_restoration_study(study: RestorationStudy, *, with_montecarlo: bool = True) -> dict:
+    """Plan, re-check and (if configured) score one study; a JSON-able dict."""
+    plan, model = solve_study(study)
+    check = exact_check(study.net, plan, study.settings, model=model)
+    out = {
+        "title": study.title,
+        "network": study.net.name,
+        "faulted": list(study.settings.faulted),
+        "uncertainty": study.settings.uncertainty,
+        "plan": plan.as_dict(study.net),
+        "exact_check": {k: v for k, v in check.items() if k != "vm_pu"},
+    }
+    if with_montecarlo and study.montecarlo is not None:
+        _, score = score_plans(study.net, [("plan", plan)], study.settings, study.uncertainty, study.montecarlo)
+        out["montecarlo"] = score["plan"]
+    return out

@@ -1,0 +1,315 @@
+"""Sweep and capacity-optimization configs: a parsed TOML mapping -> validated spec.
+
+The library reads no files; ``sopjax sweep CONFIG.toml`` parses the TOML and
+calls :func:`spec_from_config`. Layout (keys optional unless marked)::
+
+    title = "..."
+    kind = "sweep"                         # or "optimization"
+    [network]                              # required
+    case = "ieee33"                        # required
+    pv  = [{bus = 7, s_rated_kva = 300, pf = 0.95}, ...]   # the PV fleet's *shape*
+    sop = [{pair = [12, 22], s_rated_kva = 1000, loss = 0.02}, ...]   # required
+    [dispatch]
+    v_min_pu = 0.90, v_max_pu = 1.10, voltage_weight = 0.0
+    engine = "jax"                         # or "cvxpylayers"
+    [uncertainty]                          # sopjax.sampling.UncertaintyModel.from_dict,
+    pv_forecast_frac = 1.0                 #   plus the forecast as a fraction of PV rating
+    pv = {kind = "normal", sigma_frac = 0.1}
+    load = {kind = "normal", sigma_frac = 0.1}
+    [sampling]
+    samples = 64, seed = 0
+    [baseline]                             # values of the parameters that are not swept
+    capacity_mva = 1.0, pv_penetration = 0.4, load_scale = 1.0
+    [[axis]]                               # kind = "sweep": one or two axes
+    name = "capacity_mva"                  # a parameter: see PARAMETERS
+    values = [0, 0.5, 1.0]                 # or start / stop / num
+    quantities = ["losses_kw", "vmin_pu", "restored_kw"]
+    [restoration]                          # optional: restorable load by the Monte Carlo engine
+    strategy = "SOP + reconfiguration"     # which [[restoration.strategy]] is reported
+    fault = {open = [2]}
+    montecarlo = {samples = 200, v_min_pu = 0.95, ...}   # sopjax.montecarlo.study [montecarlo]
+    uncertainty = {...}                    # defaults to [uncertainty] (minus pv_forecast_frac)
+    [[restoration.strategy]] ...           # sopjax.strategies.config tables
+    [optimization]                         # kind = "optimization"
+    capacity = "common"                    # one capacity for all SOPs, or "per_sop"
+    grid = {start = 0, stop = 3, num = 13} # grid search (MVA per VSC)
+    steps = 300, batch = 16, learning_rate = 0.05, init_mva = 1.0, seed = 1
+    [costs]                                # sopjax.planning.costs.CostModel fields
+
+PV penetration is the fleet's rated active power over the nominal active load:
+``sum(s_rated * pf) / sum(P_load)``; the fleet keeps the shape of ``[network] pv``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from sopjax.errors import SopjaxError
+
+__all__ = ["SweepConfigError", "SweepSpec", "Axis", "OptimizationSpec", "spec_from_config", "PARAMETERS",
+           "QUANTITIES"]
+
+
+class SweepConfigError(SopjaxError):
+    """A sweep config is malformed (unknown key or parameter, bad axis, missing section)."""
+
+
+#: sweepable parameters -> (units, description)
+PARAMETERS: dict[str, tuple[str, str]] = {
+    "capacity_mva": ("MVA", "capacity of every SOP VSC"),
+    "pv_penetration": ("1", "PV rated active power / nominal active load"),
+    "load_scale": ("1", "factor on all nominal loads"),
+}
+
+#: quantities -> (units, description, source)
+QUANTITIES: dict[str, tuple[str, str, str]] = {
+    "losses_kw": ("kW", "expected line + converter losses at the optimal SOP dispatch", "dispatch"),
+    "line_loss_kw": ("kW", "expected line losses at the optimal SOP dispatch", "dispatch"),
+    "converter_loss_kw": ("kW", "expected SOP converter losses at the optimal dispatch", "dispatch"),
+    "vmin_pu": ("pu", "expected lowest bus voltage at the optimal SOP dispatch", "dispatch"),
+    "objective_kw": ("kW", "expected dispatch objective (losses + voltage penalty)", "dispatch"),
+    "restored_kw": ("kW", "expected restored outage-area load (Monte Carlo restoration)", "montecarlo"),
+    "recovery_ratio": ("1", "expected recovery ratio (Monte Carlo restoration)", "montecarlo"),
+    "restoration_vmin_pu": ("pu", "expected lowest voltage after restoration (Monte Carlo)", "montecarlo"),
+    "restoration_loss_kw": ("kW", "expected line + SOP losses after restoration (Monte Carlo)", "montecarlo"),
+}
+
+_TOP = {"title", "description", "kind", "network", "dispatch", "uncertainty", "sampling", "baseline", "axis",
+        "quantities", "restoration", "optimization", "costs"}
+_DISPATCH = {"v_min_pu", "v_max_pu", "voltage_weight", "engine", "tol", "max_iter"}
+_SAMPLING = {"samples", "seed"}
+_RESTORATION = {"strategy", "fault", "montecarlo", "uncertainty", "report"}
+_OPT = {"capacity", "grid", "steps", "batch", "learning_rate", "init_mva", "seed", "max_mva"}
+_COSTS = {"cost_per_kva", "fixed_cost_per_site", "discount_rate", "lifetime_years", "om_fraction",
+          "energy_price_per_kwh", "days_per_year", "period_hours", "currency"}
+
+
+def _table(x: Any, allowed: set[str] | None, where: str) -> Mapping:
+    if not isinstance(x, Mapping):
+        raise SweepConfigError(f"{where} must be a table, got {type(x).__name__}")
+    if allowed is not None:
+        unknown = sorted(set(x) - allowed)
+        if unknown:
+            raise SweepConfigError(f"{where}: unknown key {unknown[0]!r}; allowed: {sorted(allowed)}")
+    return x
+
+
+def _number(x: Any, where: str, *, lo: float | None = None, hi: float | None = None, integer=False) -> float:
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        raise SweepConfigError(f"{where} must be a number, got {x!r}")
+    if not np.isfinite(x):
+        raise SweepConfigError(f"{where} must be finite, got {x!r}")
+    if integer and int(x) != x:
+        raise SweepConfigError(f"{where} must be an integer, got {x!r}")
+    if lo is not None and x < lo:
+        raise SweepConfigError(f"{where} must be >= {lo}, got {x!r}")
+    if hi is not None and x > hi:
+        raise SweepConfigError(f"{where} must be <= {hi}, got {x!r}")
+    return int(x) if integer else float(x)
+
+
+def _grid(t: Mapping, where: str, *, lo: float | None = None) -> np.ndarray:
+    """Values from ``values = [...]`` or ``start``/``stop``/``num``."""
+    if "values" in t:
+        vals = t["values"]
+        if not isinstance(vals, Sequence) or isinstance(vals, str) or len(vals) == 0:
+            raise SweepConfigError(f"{where}: values must be a non-empty list of numbers")
+        out = np.asarray([_number(v, f"{where} value {k}", lo=lo) for k, v in enumerate(vals)])
+    else:
+        missing = [k for k in ("start", "stop", "num") if k not in t]
+        if missing:
+            raise SweepConfigError(
+                f"{where} needs 'values' or 'start', 'stop' and 'num' (missing {missing[0]!r})"
+            )
+        a = _number(t["start"], f"{where} start", lo=lo)
+        b = _number(t["stop"], f"{where} stop", lo=lo)
+        n = _number(t["num"], f"{where} num", lo=1, integer=True)
+        out = np.linspace(a, b, n)
+    if np.unique(out).size != out.size:
+        raise SweepConfigError(f"{where}: values must be distinct")
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class Axis:
+    name: str
+    values: np.ndarray
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimizationSpec:
+    """Gradient-based capacity optimization (``kind = "optimization"``)."""
+
+    capacity: str  # "common" or "per_sop"
+    grid_mva: np.ndarray
+    steps: int
+    batch: int
+    learning_rate: float
+    init_mva: float
+    seed: int
+    max_mva: float
+    costs: Any  # sopjax.planning.costs.CostModel
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepSpec:
+    """A validated sweep / optimization spec (the network is built by :mod:`sopjax.sweeps.scenario`)."""
+
+    title: str
+    kind: str
+    network: dict
+    v_min_pu: float
+    v_max_pu: float
+    voltage_weight: float
+    engine: str
+    tol: float
+    max_iter: int
+    uncertainty: dict
+    pv_forecast_frac: float
+    samples: int
+    seed: int
+    baseline: dict[str, float]
+    axes: tuple[Axis, ...]
+    quantities: tuple[str, ...]
+    restoration: dict | None
+    optimization: OptimizationSpec | None
+    config: dict
+
+
+def spec_from_config(
+    cfg: Mapping[str, Any], *, samples: int | None = None, engine: str | None = None
+) -> SweepSpec:
+    """Validate a parsed config (see the module docstring).
+
+    Args:
+        cfg: the parsed TOML mapping.
+        samples: command-line override of ``[sampling] samples``.
+        engine: command-line override of ``[dispatch] engine``.
+
+    Raises:
+        SweepConfigError: naming the key, axis or parameter at fault.
+    """
+    _table(cfg, _TOP, "config")
+    kind = str(cfg.get("kind", "sweep"))
+    if kind not in ("sweep", "optimization"):
+        raise SweepConfigError(f"kind must be 'sweep' or 'optimization', got {kind!r}")
+    if "network" not in cfg:
+        raise SweepConfigError("the config needs a [network] table with 'case' and 'sop'")
+    net = dict(_table(cfg["network"], None, "[network]"))
+    if "case" not in net:
+        raise SweepConfigError("[network] needs 'case' (ieee33, ieee69, ieee85 or a .m file)")
+    if not net.get("sop"):
+        raise SweepConfigError("[network] needs at least one 'sop' (the dispatch moves SOP set-points)")
+    d = _table(cfg.get("dispatch", {}), _DISPATCH, "[dispatch]")
+    eng = str(engine or d.get("engine", "jax"))
+    if eng not in ("jax", "cvxpylayers"):
+        raise SweepConfigError(f"[dispatch] engine must be 'jax' or 'cvxpylayers', got {eng!r}")
+    unc = dict(_table(cfg.get("uncertainty", {}), None, "[uncertainty]"))
+    frac = _number(unc.pop("pv_forecast_frac", 1.0), "[uncertainty] pv_forecast_frac", lo=0.0, hi=1.0)
+    smp = _table(cfg.get("sampling", {}), _SAMPLING, "[sampling]")
+    n = samples if samples is not None else smp.get("samples", 64)
+    n = _number(n, "[sampling] samples", lo=1, integer=True)
+    seed = _number(smp.get("seed", 0), "[sampling] seed", lo=0, integer=True)
+
+    base = dict(_table(cfg.get("baseline", {}), None, "[baseline]"))
+    for k in base:
+        if k not in PARAMETERS:
+            raise SweepConfigError(
+                f"[baseline] {k!r} is not a sweep parameter; parameters: {sorted(PARAMETERS)}"
+            )
+    baseline = {"capacity_mva": None, "pv_penetration": None, "load_scale": 1.0}
+    for k, v in base.items():
+        baseline[k] = _number(v, f"[baseline] {k}", lo=0.0)
+
+    axes: list[Axis] = []
+    raw_axes = cfg.get("axis", [])
+    if kind == "sweep":
+        if not isinstance(raw_axes, Sequence) or not raw_axes:
+            raise SweepConfigError("a sweep needs one or two [[axis]] tables (name = one of "
+                                   f"{sorted(PARAMETERS)})")
+        if len(raw_axes) > 2:
+            raise SweepConfigError(f"at most two [[axis]] tables are supported, got {len(raw_axes)}")
+        for k, t in enumerate(raw_axes):
+            t = _table(t, {"name", "values", "start", "stop", "num"}, f"[[axis]] {k}")
+            name = t.get("name")
+            if name not in PARAMETERS:
+                raise SweepConfigError(
+                    f"[[axis]] {k}: {name!r} is not a sweep parameter; parameters: {sorted(PARAMETERS)}"
+                )
+            if any(a.name == name for a in axes):
+                raise SweepConfigError(f"[[axis]] {k}: {name!r} is swept twice")
+            axes.append(Axis(name, _grid(t, f"[[axis]] {name}", lo=0.0)))
+    elif raw_axes:
+        raise SweepConfigError("an optimization config takes no [[axis]]; the grid is [optimization] grid")
+
+    quantities = tuple(cfg.get("quantities", ["losses_kw", "vmin_pu"]))
+    for q in quantities:
+        if q not in QUANTITIES:
+            raise SweepConfigError(f"unknown quantity {q!r}; quantities: {sorted(QUANTITIES)}")
+    restoration = None
+    if "restoration" in cfg:
+        restoration = dict(_table(cfg["restoration"], _RESTORATION, "[restoration]"))
+        strategies = restoration.get("strategy", [])
+        if not strategies:
+            raise SweepConfigError("[restoration] needs at least one [[restoration.strategy]]")
+        names = [s.get("name") for s in strategies]
+        report = restoration.get("report", names[-1])
+        if report not in names:
+            raise SweepConfigError(
+                f"[restoration] report = {report!r} is not a strategy name; names: {names}"
+            )
+        restoration["report"] = report
+    mc_q = [q for q in quantities if QUANTITIES[q][2] == "montecarlo"]
+    if mc_q and restoration is None:
+        raise SweepConfigError(f"quantity {mc_q[0]!r} needs a [restoration] table (Monte Carlo restoration)")
+
+    opt = None
+    if kind == "optimization":
+        o = _table(cfg.get("optimization", {}), _OPT, "[optimization]")
+        cap = str(o.get("capacity", "common"))
+        if cap not in ("common", "per_sop"):
+            raise SweepConfigError(f"[optimization] capacity must be 'common' or 'per_sop', got {cap!r}")
+        grid_t = _table(o.get("grid", {"start": 0.0, "stop": 3.0, "num": 13}), None, "[optimization] grid")
+        grid = _grid(grid_t, "[optimization] grid", lo=0.0)
+        from sopjax.planning.costs import CostModel
+
+        costs = CostModel(**dict(_table(cfg.get("costs", {}), _COSTS, "[costs]")))
+        opt = OptimizationSpec(
+            capacity=cap,
+            grid_mva=np.sort(grid),
+            steps=_number(o.get("steps", 300), "[optimization] steps", lo=1, integer=True),
+            batch=_number(o.get("batch", 16), "[optimization] batch", lo=1, integer=True),
+            learning_rate=_number(o.get("learning_rate", 0.05), "[optimization] learning_rate", lo=0.0),
+            init_mva=_number(o.get("init_mva", 1.0), "[optimization] init_mva", lo=0.0),
+            seed=_number(o.get("seed", 1), "[optimization] seed", lo=0, integer=True),
+            max_mva=_number(o.get("max_mva", float(np.max(grid))), "[optimization] max_mva", lo=0.0),
+            costs=costs,
+        )
+    elif "optimization" in cfg:
+        raise SweepConfigError("[optimization] needs kind = \"optimization\"")
+
+    return SweepSpec(
+        title=str(cfg.get("title", "sopjax sweep")),
+        kind=kind,
+        network=net,
+        v_min_pu=_number(d.get("v_min_pu", 0.90), "[dispatch] v_min_pu", lo=0.0),
+        v_max_pu=_number(d.get("v_max_pu", 1.10), "[dispatch] v_max_pu", lo=0.0),
+        voltage_weight=_number(d.get("voltage_weight", 0.0), "[dispatch] voltage_weight", lo=0.0),
+        engine=eng,
+        tol=_number(d.get("tol", 1e-9), "[dispatch] tol", lo=0.0),
+        max_iter=_number(d.get("max_iter", 150), "[dispatch] max_iter", lo=1, integer=True),
+        uncertainty=unc,
+        pv_forecast_frac=frac,
+        samples=n,
+        seed=seed,
+        baseline=baseline,
+        axes=tuple(axes),
+        quantities=quantities,
+        restoration=restoration,
+        optimization=opt,
+        config=dict(cfg),
+    )

@@ -1,0 +1,253 @@
+"""Run a sweep: quantities and their derivatives over a grid of parameters -> ``xarray.Dataset``.
+
+For every grid point the dispatch quantities are Monte Carlo means over the
+sample pool of the spec, each sample solved by the optimal SOP dispatch
+(:func:`sopjax.kernels.dispatch.dispatch_native`, or the cvxpylayers layer).
+Their derivatives along each axis are exact derivatives of those means
+(forward mode through the implicitly differentiated dispatch; reverse mode
+through the layer). Restoration quantities come from the Monte Carlo engine
+(:mod:`sopjax.montecarlo`); they are not differentiable (greedy pickup, binary
+compliance), so their derivative is a central finite difference on the grid
+(one-sided at the ends), stated in the variable's ``method`` attribute.
+
+The dataset holds, for each quantity ``q`` and axis ``a``, ``q`` and ``dq_da``
+(named ``d<quantity>_d<axis>``) on the grid's dimensions.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from sopjax.errors import SopjaxError
+from sopjax.kernels.dispatch import DispatchInfeasibleError, DispatchInputs, dispatch_native
+from sopjax.sweeps.config import PARAMETERS, QUANTITIES, SweepConfigError, SweepSpec
+from sopjax.sweeps.scenario import Scenario, build_scenario
+
+__all__ = ["run_sweep", "dispatch_means", "point_function", "DISPATCH_QUANTITIES"]
+
+DISPATCH_QUANTITIES = tuple(q for q, v in QUANTITIES.items() if v[2] == "dispatch")
+#: smallest SOP capacity passed to the Monte Carlo restoration engine (kVA)
+MC_CAPACITY_FLOOR_KVA = 1.0
+
+
+def dispatch_means(res, kw: float) -> dict:
+    """Monte Carlo means (JAX scalars) of a batched :class:`DispatchResult`."""
+    conv = jnp.sum(res.converter_loss, axis=-1)
+    return {
+        "losses_kw": jnp.mean(res.line_loss + conv) * kw,
+        "line_loss_kw": jnp.mean(res.line_loss) * kw,
+        "converter_loss_kw": jnp.mean(conv) * kw,
+        "vmin_pu": jnp.mean(jnp.min(res.vm_pu, axis=-1)),
+        "objective_kw": jnp.mean(res.objective) * kw,
+    }
+
+
+def _solver(scn: Scenario, spec: SweepSpec) -> Callable[[DispatchInputs], object]:
+    """Batched dispatch of the spec's engine: inputs with a leading sample axis -> result."""
+    if spec.engine == "jax":
+        data = scn.data
+        return jax.vmap(lambda i: dispatch_native(data, i, tol=spec.tol, max_iter=spec.max_iter))
+    from sopjax.solvers.dispatch import DispatchLayer, build_dispatch
+
+    return DispatchLayer(build_dispatch(scn.data))
+
+
+def point_function(scn: Scenario, spec: SweepSpec, names: tuple[str, ...], solve=None):
+    """``f(theta) -> (dispatch means (dict), (converged, infeasibility) per sample)``.
+
+    ``theta`` holds the values of the parameters ``names`` (the swept axes).
+    """
+    solve = solve or _solver(scn, spec)
+    kw = scn.kw
+
+    def f(theta):
+        params = {n: theta[k] for k, n in enumerate(names)}
+        res = solve(scn.inputs(params))
+        return dispatch_means(res, kw), (res.converged, res.infeasibility)
+
+    return f
+
+
+def _check_converged(scn, spec, point: dict, conv, infeas, params: dict | None = None, idx=None):
+    """Raise :class:`DispatchInfeasibleError` naming the point, sample and limiting bus if a sample failed.
+
+    ``point`` labels the grid point; ``params`` / ``idx`` rebuild its inputs
+    (default: ``point`` itself, all samples).
+    """
+    conv = np.asarray(conv)
+    if conv.all():
+        return
+    i = int(np.flatnonzero(~conv)[0])
+    where = ", ".join(f"{k}={v:g}" for k, v in point.items())
+    msg = f"{where}: sample {i if idx is None else int(np.asarray(idx)[i])} of the pool"
+    try:
+        from sopjax.solvers.dispatch import build_dispatch, solve_dispatch
+
+        params = params if params is not None else {k: jnp.asarray(v) for k, v in point.items()}
+        one = jax.tree_util.tree_map(lambda a: np.asarray(a)[i], scn.inputs(params, idx))
+        solve_dispatch(build_dispatch(scn.data), one)
+    except DispatchInfeasibleError as e:
+        raise DispatchInfeasibleError(f"{msg}: {e}") from None
+    raise DispatchInfeasibleError(
+        f"{msg}: the interior-point dispatch did not converge (largest violation "
+        f"{float(np.asarray(infeas)[i]):.3g} p.u.) although the SOC model is feasible; "
+        "raise [dispatch] max_iter or use engine = \"cvxpylayers\""
+    )
+
+
+def _restoration_point(spec: SweepSpec, scn: Scenario, point: dict) -> dict:
+    """Monte Carlo restoration quantities at one grid point (the reported strategy)."""
+    from sopjax.montecarlo.study import run_study, study_from_config
+
+    r = spec.restoration
+    p = {**scn.base, **point}
+    if p.get("load_scale", 1.0) != 1.0:
+        raise SweepConfigError("load_scale cannot differ from 1 for Monte Carlo restoration quantities")
+    net_t = json.loads(json.dumps(spec.network))
+    if p["capacity_mva"] is not None:
+        # the restoration engine rejects a Vf-mode SOP of zero capacity; 1 kVA stands for "none"
+        kva = max(float(p["capacity_mva"]) * 1e3, MC_CAPACITY_FLOOR_KVA)
+        for row in net_t["sop"]:
+            row["s_rated_kva"] = row["q_max_kvar"] = kva
+    k = float(scn.pv_factor(p["pv_penetration"])) if p["pv_penetration"] is not None else 1.0
+    for row in net_t.get("pv", []):
+        row["s_rated_kva"] = float(row["s_rated_kva"]) * k
+    unc = dict(r.get("uncertainty", spec.uncertainty))
+    unc.pop("pv_forecast_frac", None)
+    if net_t.get("pv"):
+        unc["pv_forecast_kw"] = [spec.pv_forecast_frac * float(row["s_rated_kva"]) * float(row.get("pf", 1.0))
+                                 for row in net_t["pv"]]
+    cfg = {"network": net_t, "fault": r.get("fault", {}), "uncertainty": unc,
+           "montecarlo": dict(r.get("montecarlo", {})), "strategy": r["strategy"]}
+    ds, _ = run_study(study_from_config(cfg), progress=False, plots=False)
+    sub = ds.sel(strategy=r["report"])
+    return {
+        "restored_kw": float(sub["restored_kw_mean"]),
+        "recovery_ratio": float(sub["recovery_ratio_mean"]),
+        "restoration_vmin_pu": float(sub["vmin_pu_mean"]),
+        "restoration_loss_kw": float(sub["line_loss_kw_mean"] + sub["sop_loss_kw_mean"]),
+    }
+
+
+def _grid_derivative(values: np.ndarray, coords: list[np.ndarray], axis: int) -> np.ndarray:
+    x = coords[axis]
+    if x.size < 2:
+        return np.full(values.shape, np.nan)
+    return np.gradient(values, x, axis=axis, edge_order=1)
+
+
+def run_sweep(spec: SweepSpec, *, progress: bool = False, scenario: Scenario | None = None):
+    """Evaluate ``spec.quantities`` and their derivatives on the grid of ``spec.axes``.
+
+    Args:
+        spec: a validated sweep spec (``kind = "sweep"``).
+        progress: print one line per grid point.
+        scenario: a prebuilt scenario (default: built from ``spec``).
+
+    Returns:
+        :class:`xarray.Dataset` with one dimension per axis.
+
+    Raises:
+        SweepConfigError: bad spec. DispatchInfeasibleError: an operating point whose
+            voltage limits no SOP set-point can meet (names the grid point, sample and bus).
+    """
+    import xarray as xr
+
+    if spec.kind != "sweep":
+        raise SweepConfigError(f"run_sweep needs kind = 'sweep', got {spec.kind!r}")
+    scn = scenario or build_scenario(spec)
+    names = tuple(a.name for a in spec.axes)
+    coords = [np.asarray(a.values, float) for a in spec.axes]
+    shape = tuple(c.size for c in coords)
+    disp_q = [q for q in spec.quantities if QUANTITIES[q][2] == "dispatch"]
+    mc_q = [q for q in spec.quantities if QUANTITIES[q][2] == "montecarlo"]
+    values = {q: np.full(shape, np.nan) for q in spec.quantities}
+    derivs = {(q, a): np.full(shape, np.nan) for q in spec.quantities for a in names}
+
+    if disp_q:
+        f = point_function(scn, spec, names)
+        if spec.engine == "jax":
+            step = jax.jit(jax.jacfwd(f, has_aux=True))
+            value_fn = jax.jit(f)
+        else:
+            step = jax.jacrev(f, has_aux=True)
+            value_fn = f
+    for idx in itertools.product(*(range(n) for n in shape)):
+        point = {n: float(coords[k][i]) for k, (n, i) in enumerate(zip(names, idx))}
+        theta = jnp.asarray([point[n] for n in names], jnp.float64)
+        if disp_q:
+            try:
+                vals, (conv, infeas) = value_fn(theta)
+            except DispatchInfeasibleError as e:  # the layer's own diagnosis; add the grid point
+                where = ", ".join(f"{k}={v:g}" for k, v in point.items())
+                raise DispatchInfeasibleError(f"{where}: {e}") from None
+            _check_converged(scn, spec, point, conv, infeas)
+            jac, _ = step(theta)
+            for q in disp_q:
+                values[q][idx] = float(vals[q])
+                for k, a in enumerate(names):
+                    derivs[(q, a)][idx] = float(jac[q][k])
+        if mc_q:
+            try:
+                mc = _restoration_point(spec, scn, point)
+            except SopjaxError as e:  # name the grid point the restoration study failed at
+                where = ", ".join(f"{k}={v:g}" for k, v in point.items())
+                raise type(e)(f"Monte Carlo restoration at {where}: {e}") from None
+            for q in mc_q:
+                values[q][idx] = mc[q]
+        if progress:
+            print("  " + ", ".join(f"{k}={v:g}" for k, v in point.items()) + ": "
+                  + ", ".join(f"{q}={values[q][idx]:.4g}" for q in spec.quantities), flush=True)
+    for q in mc_q:
+        for k, a in enumerate(names):
+            derivs[(q, a)] = _grid_derivative(values[q], coords, k)
+
+    data_vars = {}
+    for q in spec.quantities:
+        units, long_name, source = QUANTITIES[q]
+        data_vars[q] = (names, values[q], {"units": units, "long_name": long_name, "source": source})
+        for a in names:
+            method = ("implicit differentiation of the optimal dispatch (exact derivative of the sample mean)"
+                      if source == "dispatch" else "finite difference on the grid (Monte Carlo quantity)")
+            data_vars[f"d{q}_d{a}"] = (names, derivs[(q, a)], {
+                "units": f"{units}/{PARAMETERS[a][0]}", "long_name": f"d {q} / d {a}", "method": method})
+    ds = xr.Dataset(
+        data_vars,
+        coords={
+            a.name: (a.name, coords[k], {"units": PARAMETERS[a.name][0], "long_name": PARAMETERS[a.name][1]})
+            for k, a in enumerate(spec.axes)
+        },
+        attrs=_attrs(spec, scn),
+    )
+    return ds
+
+
+def _attrs(spec: SweepSpec, scn: Scenario) -> dict:
+    net = scn.net
+    base = {k: ("network value" if v is None else v) for k, v in scn.base.items()}
+    return {
+        "title": spec.title,
+        "kind": spec.kind,
+        "network": net.name,
+        "base_mva": net.base_mva,
+        "engine": spec.engine,
+        "n_samples": int(scn.p_load.shape[0]),
+        "seed": int(spec.seed),
+        "sops": json.dumps([[net.bus_ids[int(a)], net.bus_ids[int(b)]]
+                            for a, b in zip(np.asarray(net.sop.bus_i), np.asarray(net.sop.bus_j))]),
+        "pv_buses": json.dumps([net.bus_ids[int(b)] for b in np.asarray(net.pv.bus)]),
+        "pv_penetration_of_config_fleet": scn.p_pv_rated_pu / scn.p_load_total_pu,
+        "pv_forecast_frac": spec.pv_forecast_frac,
+        "restoration_capacity_floor_kva": MC_CAPACITY_FLOOR_KVA,
+        "v_min_pu": spec.v_min_pu,
+        "v_max_pu": spec.v_max_pu,
+        "voltage_weight": spec.voltage_weight,
+        "baseline": json.dumps(base),
+        "config": json.dumps(spec.config, default=str),
+    }

@@ -1,0 +1,140 @@
+"""JAX-native dispatch: agreement with the SOC optimum and the cvxpylayers gradients, duals, failure as data.
+
+Everything runs through one jitted, vmapped value-and-gradient function (one
+compilation): random operating points, an infeasible one, and finite-difference
+perturbations of a sample share the batch.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import sopjax
+from sopjax.kernels.dispatch import (
+    DispatchInputError,
+    DispatchInputs,
+    check_inputs,
+    compile_dispatch,
+    dispatch_native,
+    distflow,
+    nominal_inputs,
+)
+from sopjax.powerflow import solve
+from sopjax.solvers.dispatch import DispatchLayer, build_dispatch, solve_dispatch
+
+N_RANDOM = 10
+H = 1e-5
+
+
+@pytest.fixture(scope="module")
+def case():
+    net = sopjax.add_pv(sopjax.ieee33(), buses=[7, 13, 30], s_rated_kva=[300, 200, 200], pf=0.95)
+    net = sopjax.add_sops(net, pairs=[(12, 22), (18, 33), (25, 29)], s_rated_kva=200, loss=0.02)
+    data = compile_dispatch(net)
+    nom = nominal_inputs(net)
+    rng = np.random.default_rng(42)
+    f = rng.uniform(0.7, 1.3, (N_RANDOM, net.n_bus))
+    cap_i = rng.uniform(0.005, 0.05, (N_RANDOM, 3))
+    rand = DispatchInputs(nom.p_load_pu * f, nom.q_load_pu * f, nom.p_pv_pu * rng.uniform(0.0, 2.5, (N_RANDOM, 3)),
+                          cap_i, cap_i * rng.uniform(0.7, 1.3, (N_RANDOM, 3)))
+    s0 = DispatchInputs(*(a[0] for a in rand))
+    infeasible = nominal_inputs(net, load_scale=2.5)._replace(s_rated_i_pu=np.zeros(3), s_rated_j_pu=np.zeros(3))
+    pert = []
+    for name, k in (("s_rated_i_pu", 0), ("p_pv_pu", 2)):
+        for sign in (1.0, -1.0):
+            v = np.array(getattr(s0, name), float)
+            v[k] += sign * H
+            pert.append(s0._replace(**{name: v}))
+    batch = DispatchInputs(*(np.stack([*(np.asarray(a)[:N_RANDOM]), b, *(np.asarray(p_) for p_ in c)])
+                             for a, b, *c in zip(rand, infeasible, *pert)))
+
+    def one(i):
+        r = dispatch_native(data, i)
+        return r.objective, r
+
+    run = jax.jit(jax.vmap(jax.value_and_grad(one, has_aux=True)))
+    (obj, res), grad = run(jax.tree_util.tree_map(jnp.asarray, batch))
+    layer = DispatchLayer(build_dispatch(data))
+    lin = DispatchInputs(*(jnp.asarray(a[:N_RANDOM]) for a in batch))
+    ref = layer(lin)
+    ref_grad = jax.grad(lambda i: jnp.sum(layer(i).objective))(lin)
+    return dict(net=net, data=data, batch=batch, res=res, grad=grad, ref=ref, ref_grad=ref_grad)
+
+
+def test_optimal_value_within_0p1_percent_of_the_soc_optimum(case):
+    res, ref = case["res"], case["ref"]
+    assert np.all(np.asarray(res.converged[:N_RANDOM]))
+    rel = np.abs(np.asarray(res.objective[:N_RANDOM]) / np.asarray(ref.objective) - 1.0)
+    assert rel.max() < 1e-3, rel
+    # and the set-points themselves (the JAX path rounds |s| below 5e-5 p.u. for idle VSCs)
+    for f in ("p_i", "q_i", "p_j", "q_j"):
+        np.testing.assert_allclose(getattr(res, f)[:N_RANDOM], getattr(ref, f), atol=3e-4)
+
+
+def test_gradients_within_1_percent_of_the_cvxpylayers_layer(case):
+    grad, ref_grad = case["grad"], case["ref_grad"]
+    fields = ("s_rated_i_pu", "s_rated_j_pu", "p_pv_pu", "p_load_pu", "q_load_pu")
+    # error relative to each sample's gradient scale (non-binding capacities have ~0 gradients)
+    scale = np.max([np.max(np.abs(np.asarray(getattr(ref_grad, f))), axis=1) for f in fields], axis=0)
+    for f in fields:
+        a = np.asarray(getattr(grad, f))[:N_RANDOM]
+        b = np.asarray(getattr(ref_grad, f))
+        err = np.max(np.abs(a - b) / scale[:, None])
+        assert err < 1e-2, (f, err)
+        big = np.abs(b) > 0.1 * scale[:, None]  # and component-wise where the sensitivity matters
+        assert np.all(np.abs(a - b)[big] <= 1e-2 * np.abs(b)[big]), f
+
+
+def test_capacity_gradient_is_minus_the_dual_and_matches_finite_differences(case):
+    res, grad = case["res"], case["grad"]
+    n = N_RANDOM
+    for side in ("i", "j"):
+        np.testing.assert_allclose(getattr(grad, f"s_rated_{side}_pu")[:n], -getattr(res, f"cap_dual_{side}")[:n],
+                                   atol=1e-6)
+    obj = np.asarray(res.objective)
+    fd_cap = (obj[n + 1] - obj[n + 2]) / (2 * H)
+    fd_pv = (obj[n + 3] - obj[n + 4]) / (2 * H)
+    assert abs(fd_cap - float(grad.s_rated_i_pu[0, 0])) <= 1e-2 * abs(fd_cap) + 1e-6
+    assert abs(fd_pv - float(grad.p_pv_pu[0, 2])) <= 1e-2 * abs(fd_pv)
+    assert abs(fd_pv) > 1e-3
+
+
+def test_infeasible_sample_is_flagged_not_raised(case):
+    res = case["res"]
+    k = N_RANDOM
+    assert not bool(res.converged[k])
+    assert float(res.infeasibility[k]) > 1e-3
+    assert np.all(np.isfinite(np.asarray(res.vm_pu)))  # failure is data, no NaN
+
+
+def test_exact_distflow_equals_the_sweep_power_flow(case):
+    net, data, res, batch = case["net"], case["data"], case["res"], case["batch"]
+    b = 3
+    p, q = np.array(batch.p_load_pu[b]), np.array(batch.q_load_pu[b])
+    for u, pv, t in zip(np.asarray(net.pv.bus), np.asarray(batch.p_pv_pu[b]), np.asarray(data.pv_tan)):
+        p[u] -= pv
+        q[u] -= pv * t
+    for k in range(3):
+        p[net.sop.bus_i[k]] -= res.p_i[b, k]
+        q[net.sop.bus_i[k]] -= res.q_i[b, k]
+        p[net.sop.bus_j[k]] -= res.p_j[b, k]
+        q[net.sop.bus_j[k]] -= res.q_j[b, k]
+    pf, _ = solve(net, p_load_pu=p, q_load_pu=q)
+    np.testing.assert_allclose(pf.losses_pu, res.line_loss[b], rtol=1e-9)
+    np.testing.assert_allclose(pf.vm_pu, res.vm_pu[b], atol=1e-10)
+    # and the DistFlow kernel alone, from l = 0
+    fl = distflow(data, jnp.asarray(p)[data.kid_bus], jnp.asarray(q)[data.kid_bus], sweeps=30)
+    np.testing.assert_allclose(jnp.sum(data.r * fl.l), pf.losses_pu, rtol=1e-8)  # sweep tol 1e-8
+
+
+def test_input_validation_names_the_element(case):
+    data, net = case["data"], case["net"]
+    good = nominal_inputs(net)
+    with pytest.raises(DispatchInputError, match=r"s_rated_i_pu: capacity must be >= 0 at SOP 2 \(25-29\) VSC i"):
+        check_inputs(data, good._replace(s_rated_i_pu=np.array([0.1, 0.1, -0.1])))
+    with pytest.raises(DispatchInputError, match=r"p_pv_pu: PV output must be >= 0 at PV unit 1"):
+        check_inputs(data, good._replace(p_pv_pu=np.array([0.01, -0.01, 0.01])))
+    with pytest.raises(DispatchInputError, match="batch shape"):
+        check_inputs(data, good._replace(p_load_pu=np.ones((2, net.n_bus))))
+    assert check_inputs(data, good) == ()
