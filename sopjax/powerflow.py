@@ -16,7 +16,7 @@ import numpy as np
 
 from sopjax.errors import SopjaxError
 from sopjax.kernels.radial import Grid, PowerFlowResult, VfCoupling, lindistflow, sweep_power_flow
-from sopjax.kernels.sweep_batch import sweep_batch
+from sopjax.kernels.sweep_batch import ITERATIONS, sweep_batch
 from sopjax.network import Network
 from sopjax.topology import Topology, compile_topology
 
@@ -56,6 +56,7 @@ def batched_solver(
     max_iter: int = 100,
     chunk_size: int | None = None,
     layout: str = "auto",
+    iteration: str = "power",
 ) -> Callable[..., PowerFlowResult]:
     """A jitted solver ``f(topo, grid, f_bus, p, q, vf=None)`` over a leading sample axis of p, q.
 
@@ -79,6 +80,9 @@ def batched_solver(
             (``lax.map``) so that the working set stays cache-sized. ``None``: one
             chunk for ``"vmap"``, a size chosen from the bus count for ``"bus_major"``.
         layout: ``"auto"``, ``"vmap"`` or ``"bus_major"``.
+        iteration: bus-major iteration, ``"power"`` (DistFlow recursion, about half
+            the sweeps) or ``"current"`` (the per-sample kernel's, same iteration
+            counts as ``"vmap"``); see :mod:`sopjax.kernels.sweep_batch`.
     """
     if method not in METHODS:
         raise SopjaxError(f"unknown power-flow method {method!r}; choose from {sorted(METHODS)}")
@@ -92,6 +96,8 @@ def batched_solver(
         raise SopjaxError("layout 'bus_major' exists for method 'sweep' only")
     if chunk_size is not None and int(chunk_size) < 1:
         raise SopjaxError(f"chunk_size must be >= 1, got {chunk_size}")
+    if iteration not in ITERATIONS:
+        raise SopjaxError(f"unknown iteration {iteration!r}; choose from {sorted(ITERATIONS)}")
     kernel = METHODS[method]
     if method == "sweep":
         kernel = partial(kernel, tol=tol, max_iter=int(max_iter))
@@ -105,7 +111,7 @@ def batched_solver(
 
     @jax.jit
     def run_bus_major(topo, grid, f_bus, p, q):
-        solve_block = partial(sweep_batch, tol=tol, max_iter=int(max_iter), block=chunk_size)
+        solve_block = partial(sweep_batch, tol=tol, max_iter=int(max_iter), block=chunk_size, iteration=iteration)
         devices = jax.local_devices()
         n_dev = len(devices)
         if n_dev == 1 or p.shape[0] < 2 * n_dev:

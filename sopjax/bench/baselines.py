@@ -1,10 +1,10 @@
 """Baselines of the power-flow benchmark, each solving the same batch of load samples.
 
-* :func:`fused_reference` -- a hand-written backward/forward sweep in numba,
-  fused per sample and parallel over samples (``prange``): the same algorithm,
-  start point, stopping rule (largest voltage update <= ``tol``) and collapse
-  guard as :func:`sopjax.kernels.radial.sweep_power_flow`, in scalar real
-  arithmetic. It is the practical speed ceiling of the method on a CPU.
+* :func:`prepare_fused` -- a hand-written backward/forward sweep in numba,
+  fused per sample and parallel over samples (``prange``): the same algorithm
+  (either iteration of :mod:`sopjax.kernels.sweep_batch`), start point, stopping
+  rule (largest voltage update <= ``tol``) and collapse guard as sopjax, in
+  scalar real arithmetic. It is the practical speed ceiling of the method on a CPU.
 * :func:`power_grid_model_batch` -- power-grid-model's C++ batch power flow
   (``newton_raphson`` or ``iterative_current``) on a model built from the
   :class:`~sopjax.network.Network`; threads: all cores.
@@ -159,7 +159,85 @@ def _compile_kernel():
             iters[s] = it
             conv[s] = ok and err <= tol
 
-    _KERNEL = (sweep, numba)
+    @njit(parallel=True, cache=True, fastmath=False, boundscheck=False)
+    def power_summation(
+        p, q, order, parent, has_parent, energized, zr, zx, vsrc, tol, max_iter, vm, va, iters, conv
+    ):  # pragma: no cover - compiled
+        # the DistFlow recursion of sopjax.kernels.sweep_batch (iteration="power"), per sample
+        n_s, n = p.shape
+        for s in prange(n_s):
+            v = np.empty(n)
+            w = np.empty(n)
+            ap = np.empty(n)
+            aq = np.empty(n)
+            loss = np.empty(n)
+            for b in range(n):
+                v[b] = vsrc[b] * vsrc[b]
+            it = 0
+            err = np.inf
+            ok = True
+            done = False
+            while True:
+                # backward: receiving-end flows, branch currents l = S^2 / v, sending end adds (r, x) l
+                for b in range(n):
+                    ap[b] = p[s, b] if energized[b] else 0.0
+                    aq[b] = q[s, b] if energized[b] else 0.0
+                for k in range(n - 1, -1, -1):
+                    b = order[k]
+                    loss[b] = (ap[b] * ap[b] + aq[b] * aq[b]) / v[b]
+                    if has_parent[b]:
+                        a = parent[b]
+                        ap[a] += ap[b] + zr[b] * loss[b]
+                        aq[a] += aq[b] + zx[b] * loss[b]
+                if done:
+                    break
+                # forward: v = v_parent - 2 (r P + x Q)_receiving - |z|^2 l; committed only if healthy
+                e = 0.0
+                healthy = True
+                for k in range(n):
+                    b = order[k]
+                    if has_parent[b] and energized[b]:
+                        a = parent[b]
+                        nv = w[a] - 2.0 * (zr[b] * ap[b] + zx[b] * aq[b]) - (zr[b] * zr[b] + zx[b] * zx[b]) * loss[b]
+                    else:
+                        nv = vsrc[b] * vsrc[b]
+                    if not (nv > _COLLAPSE_PU * _COLLAPSE_PU) or not math.isfinite(nv):
+                        healthy = False
+                        nv = vsrc[b] * vsrc[b]
+                    m = abs(nv - v[b]) / (math.sqrt(nv) + math.sqrt(v[b]))
+                    if m > e:
+                        e = m
+                    w[b] = nv
+                it += 1
+                if healthy:
+                    for b in range(n):
+                        v[b] = w[b]
+                    err = e
+                else:
+                    ok = False
+                    err = np.inf
+                if not (ok and err > tol and it < max_iter):
+                    done = True  # one more backward sweep gives the flows of the final iterate
+            # angles: V = V_parent - z conj(S_send / V_parent), in preorder
+            for k in range(n):
+                b = order[k]
+                if energized[b]:
+                    vm[s, b] = math.sqrt(v[b])
+                    if has_parent[b]:
+                        a = parent[b]
+                        ps = ap[b] + zr[b] * loss[b]
+                        qs = aq[b] + zx[b] * loss[b]
+                        d = math.atan2(zr[b] * qs - zx[b] * ps, v[a] - zr[b] * ps - zx[b] * qs)
+                        va[s, b] = va[s, a] + (d if math.isfinite(d) else 0.0)
+                    else:
+                        va[s, b] = 0.0
+                else:
+                    vm[s, b] = 0.0
+                    va[s, b] = 0.0
+            iters[s] = it
+            conv[s] = ok and err <= tol
+
+    _KERNEL = ({"current": sweep, "power": power_summation}, numba)
     return _KERNEL
 
 
@@ -196,9 +274,15 @@ def prepare_fused(
     *,
     tol: float = 1e-8,
     max_iter: int = 100,
+    iteration: str = "power",
 ) -> Prepared:
-    """Set up the fused numba sweep; the kernel compiles here (cached on disk by numba)."""
-    sweep, numba = _compile_kernel()
+    """Set up the fused numba sweep; the kernel compiles here (cached on disk by numba).
+
+    ``iteration`` picks the algorithm, as in :func:`sopjax.kernels.sweep_batch.sweep_batch`:
+    ``"power"`` (DistFlow recursion) or ``"current"`` (current-injection sweep).
+    """
+    kernels, numba = _compile_kernel()
+    sweep = kernels[iteration]
     arrs = fused_inputs(net, topo, grid)
     p = np.ascontiguousarray(p_pu, dtype=np.float64)
     q = np.ascontiguousarray(q_pu, dtype=np.float64)

@@ -57,7 +57,7 @@ def _max_dv(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.nanmax(d)) if d.size else 0.0
 
 
-def _prepare_sopjax(net, topo, grid, p, q, *, dtype, tol, max_iter, chunk_size, layout):
+def _prepare_sopjax(net, topo, grid, p, q, *, dtype, tol, max_iter, chunk_size, layout, iteration):
     """Compile ``batched_solver`` twice: returning the voltages only, and the full result.
 
     "Voltages only" (magnitude, angle, ``converged``, ``iterations``) is what the
@@ -70,7 +70,9 @@ def _prepare_sopjax(net, topo, grid, p, q, *, dtype, tol, max_iter, chunk_size, 
 
     from sopjax.powerflow import batched_solver
 
-    run = batched_solver("sweep", tol=tol, max_iter=max_iter, chunk_size=chunk_size, layout=layout)
+    run = batched_solver(
+        "sweep", tol=tol, max_iter=max_iter, chunk_size=chunk_size, layout=layout, iteration=iteration
+    )
     voltages = jax.jit(lambda *a: (lambda r: (r.vm_pu, r.va_rad, r.converged, r.iterations))(run(*a)))
     cast = lambda a: (
         jnp.asarray(np.asarray(a, dtype))
@@ -111,6 +113,7 @@ def run_benchmark(
     pp_samples: int = 200,
     chunk_size: int | None = None,
     layout: str = "auto",
+    iteration: str = "power",
     skip: tuple[str, ...] = (),
     progress=None,
 ) -> dict:
@@ -128,7 +131,10 @@ def run_benchmark(
             are interleaved in rounds (sopjax, sopjax full result, numba, PGM NR,
             PGM IC), so that every method sees the same machine load.
         pp_samples: samples solved by the pandapower loop (extrapolated).
-        chunk_size, layout: passed to :func:`sopjax.batched_solver`.
+        chunk_size, layout, iteration: passed to :func:`sopjax.batched_solver`;
+            ``iteration`` also picks the fused reference's algorithm, so that both
+            do the same work (``"power"``: DistFlow recursion, ``"current"``:
+            current-injection sweep).
         skip: baselines not to run (names from :data:`BASELINES`).
         progress: optional callable receiving one-line status messages.
 
@@ -169,13 +175,16 @@ def run_benchmark(
     # that all of them see the same machine load
     say("sopjax: compiling ...")
     run_v, run_full, sj_out, sj_first = _prepare_sopjax(
-        net, topo, grid, p, q, dtype=dt, tol=tol, max_iter=max_iter, chunk_size=chunk_size, layout=layout
+        net, topo, grid, p, q, dtype=dt, tol=tol, max_iter=max_iter, chunk_size=chunk_size, layout=layout,
+        iteration=iteration,
     )
     timers = {"sopjax": run_v, "sopjax_full": run_full}
     prepared = {}
     if "fused_reference" not in skip:
         say("fused numba reference: compiling ...")
-        prepared["fused_reference"] = prepare_fused(net, topo, grid, p, q, tol=tol, max_iter=max_iter)
+        prepared["fused_reference"] = prepare_fused(
+            net, topo, grid, p, q, tol=tol, max_iter=max_iter, iteration=iteration
+        )
         timers["fused_reference"] = prepared["fused_reference"].run
     pgm_methods = () if "power_grid_model" in skip else ("newton_raphson", "iterative_current")
     for method in pgm_methods:
@@ -204,6 +213,7 @@ def run_benchmark(
         "full_result_compile_s": max(sj_first["full"] - med["sopjax_full"], 0.0),
         "devices": len(jax.local_devices()),
         "layout": layout,
+        "iteration": iteration,
         "chunk_size": chunk_size,
         "converged": int(conv.sum()),
         "iterations_mean": float(iters.mean()),

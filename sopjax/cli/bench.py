@@ -47,6 +47,13 @@ def register(sub) -> None:
         "--layout", choices=("auto", "bus_major", "vmap"), default="auto", help="sopjax batch layout"
     )
     p.add_argument(
+        "--iteration",
+        choices=("power", "current"),
+        default="power",
+        help="bus-major iteration of sopjax and the fused reference: DistFlow recursion (power, default) "
+        "or current-injection sweep (current)",
+    )
+    p.add_argument(
         "--devices",
         type=int,
         default=0,
@@ -100,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
         pp_samples=args.pp_samples,
         chunk_size=args.chunk_size,
         layout=args.layout,
+        iteration=args.iteration,
         skip=skip,
         progress=progress,
     )
