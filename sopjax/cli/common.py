@@ -1,4 +1,4 @@
-"""Helpers shared by subcommands: branch lists, JSON output."""
+"""Helpers shared by subcommands: branch lists, TOML configs, JSON output."""
 
 from __future__ import annotations
 
@@ -24,6 +24,19 @@ def branch_list(text: str | None, option: str) -> list[int]:
         except ValueError:
             raise SopjaxError(f"{option}: {item!r} is not a branch number") from None
     return out
+
+
+def read_toml(path: str, error: type[Exception] = SopjaxError) -> dict:
+    """Read a TOML config; a syntax error becomes ``error`` naming the file and line."""
+    import tomllib
+
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except tomllib.TOMLDecodeError as e:
+        raise error(f"{path}: {e}") from None
+    except OSError as e:
+        raise error(f"{path}: {e.strerror}") from None
 
 
 def _default(o):

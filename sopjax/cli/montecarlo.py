@@ -26,26 +26,14 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def _read_toml(path: str) -> dict:
-    import tomllib
-
-    from sopjax.montecarlo.study import ConfigError
-
-    with open(path, "rb") as f:
-        try:
-            return tomllib.load(f)
-        except tomllib.TOMLDecodeError as e:
-            raise ConfigError(f"{path}: {e}") from None
-
-
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from sopjax.cli.common import print_json
-    from sopjax.montecarlo.study import run_study, study_from_config
+    from sopjax.cli.common import print_json, read_toml
+    from sopjax.montecarlo.study import ConfigError, run_study, study_from_config
     from sopjax.montecarlo.summary import summary_dict, summary_table
 
-    cfg = _read_toml(args.config)
+    cfg = read_toml(args.config, ConfigError)
     study = study_from_config(cfg, samples=args.samples, seed=args.seed, chunk_size=args.chunk_size)
     ds, written = run_study(study, out=args.out, progress=args.progress, plots=not args.no_plots)
     if args.json:

@@ -26,18 +26,6 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def _read_toml(path: str) -> dict:
-    import tomllib
-
-    from sopjax.planning.costs import PlanningInputError
-
-    with open(path, "rb") as f:
-        try:
-            return tomllib.load(f)
-        except tomllib.TOMLDecodeError as e:
-            raise PlanningInputError(f"{path}: {e}") from None
-
-
 def _money(x: float) -> str:
     return f"{x:,.0f}"
 
@@ -130,11 +118,11 @@ def run(args: argparse.Namespace) -> int:
     import sys
     import time
 
-    from sopjax.cli.common import print_json
+    from sopjax.cli.common import print_json, read_toml
     from sopjax.planning.costs import PlanningInputError
     from sopjax.planning.study import run_planning_study, study_from_config
 
-    cfg = _read_toml(args.config)
+    cfg = read_toml(args.config, PlanningInputError)
     if args.validation_samples is not None:
         if args.validation_samples < 0:
             raise PlanningInputError(f"--validation-samples must be >= 0, got {args.validation_samples}")
