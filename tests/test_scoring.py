@@ -134,3 +134,29 @@ def test_vcpi_two_bus_analytic():
     # an open branch carries no VCPI
     off = score_once(two, Strategy.build(two, "open", open=[1]), p_pv_pu=[], v_min_pu=0.5, v_max_pu=1.5)
     assert off.vcpi[0] == 0.0 and off.vcpi_max == 0.0 and not off.energized[1]
+
+
+def test_sample_blocks_on_a_network_without_sops():
+    """Regression: blocked scoring (sample_block < samples) of a network with no SOP and no PV.
+
+    ``jax.lax.map(batch_size=...)`` flattened outputs with ``reshape(-1, 0)`` and raised
+    ZeroDivisionError on the zero-size SOP fields; the blocked map must equal one wide vmap,
+    with a remainder block (10 samples in blocks of 4).
+    """
+    from sopjax.kernels.scoring import ScoringOptions, score_batch
+    from sopjax.strategies import compile_strategies, scoring_context
+
+    plain = sopjax.ieee33()
+    assert plain.sop.count == 0 and plain.pv.count == 0
+    batch = compile_strategies(plain, [Strategy.build(plain, "tie", open=[2], close=[33])], fault_open=[2])
+    ctx = scoring_context(plain, fault_open=[2])
+    rng = np.random.default_rng(0)
+    f = 1 + 0.05 * rng.standard_normal((10, plain.n_bus))
+    p, q = np.asarray(plain.p_load_pu) * f, np.asarray(plain.q_load_pu) * f
+    pv = np.zeros((10, 0))
+    wide = score_batch(ctx, batch.arrays, p, q, pv, ScoringOptions(sample_block=None))
+    blocked = score_batch(ctx, batch.arrays, p, q, pv, ScoringOptions(sample_block=4))
+    assert blocked.sop_loss_pu.shape == wide.sop_loss_pu.shape
+    assert blocked.vm_pu.shape == (1, 10, plain.n_bus)
+    for a, b in zip(wide, blocked):
+        np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-12, atol=1e-14)

@@ -78,11 +78,44 @@ def plan_case(cfg: dict) -> dict:
     return {"study": study, "plan": plan, "model": model, "check": check, "wall_s": wall}
 
 
+def run_cases(cfg: dict) -> list[tuple[str, dict]]:
+    """Plan every ``[[case]]`` of a config (:func:`plan_case`), printing one line per case."""
+    results = []
+    for case in cfg["case"]:
+        r = plan_case(case_config(cfg, case))
+        results.append((case["name"], r))
+        p = r["plan"]
+        print(f"{case['name']}: {p.recovery_ratio:.2%} ({p.info.status}, gap {p.info.gap:.1e}) in {r['wall_s']:.1f} s",
+              flush=True)
+    return results
+
+
 def score(results: list[tuple[str, dict]], cfg: dict):
-    """Score all plans of one network together (one Monte Carlo run, common random numbers)."""
+    """Score all plans of one network together (one Monte Carlo run, common random numbers).
+
+    The samples are drawn around the base config's ``[uncertainty]`` (the actual PV), whatever
+    forecast a case planned for (a case may plan for another PV value, seed 002 Table 2 case 1).
+    """
     first = results[0][1]["study"]
+    base = case_config(cfg, cfg["case"][0])
+    base["uncertainty"] = copy.deepcopy(cfg.get("uncertainty", {}))
+    actual = study_from_config(base)
     plans = [(name, r["plan"]) for name, r in results]
-    return score_plans(first.net, plans, first.settings, first.uncertainty, cfg["montecarlo"])
+    return score_plans(first.net, plans, actual.settings, actual.uncertainty, cfg["montecarlo"])
+
+
+def plan_and_score(cfg: dict, name: str) -> tuple[dict, dict, object]:
+    """Plan one case and score it alone (its own network, e.g. another SOP or PV size): (result, score, dataset)."""
+    r = plan_case(cfg)
+    st = r["study"]
+    ds, mc = score_plans(st.net, [(name, r["plan"])], st.settings, st.uncertainty, cfg["montecarlo"])
+    return r, mc[name], ds
+
+
+def status(plan) -> str:
+    """Solver status with the gap, e.g. ``optimal`` or ``time_limit (gap 3.1 %)``."""
+    i = plan.info
+    return i.status if i.status == "optimal" else f"{i.status} (gap {100 * i.gap:.1f} %)"
 
 
 def pct(x) -> str:

@@ -5,34 +5,31 @@
 
 from pathlib import Path
 
-from common import load, merge, parse_args, pct, plan_case, write
-
-from sopjax.solvers.restoration_study import score_plans
+from common import load, merge, parse_args, pct, plan_and_score, status, write
 
 args = parse_args("fig12", __doc__)
 cfg = load(args.config, args)
 exp = cfg["experiment"]
 rows = ["| PV penetration | installed kVA | forecast kW | ratio (plan) | exact @ forecast | MC mean "
         f"| MC @{cfg['montecarlo']['confidence']:.2%} | Vmin exact @ forecast | Vmin MC mean | Vmin MC 1 % quantile "
-        "| P(voltage violation) | switching | time s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        "| P(voltage violation) | switching | time s | status |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
 series = {"penetration": [], "ratio_plan": [], "ratio_mc_mean": [], "ratio_guaranteed": [], "vmin_exact": [],
           "vmin_mc_mean": [], "vmin_mc_q01": []}
 payload = {"points": {}}
 for pen in exp["penetration"]:
-    kva = [pen * exp["total_load_kw"] * s for s in exp["pv_shares"]]
+    # penetration = rated PV active power / feeder load; the forecast is capacity_factor x the rated kW
+    kva = [pen * exp["total_load_kw"] / exp["pf"] * s for s in exp["pv_shares"]]
     patch = {"network": {"pv": [{"bus": b, "s_rated_kva": k, "pf": exp["pf"]} for b, k in zip(exp["pv_buses"], kva)]},
-             "uncertainty": {"pv_forecast_kw": [k * exp["capacity_factor"] for k in kva]}}
+             "uncertainty": {"pv_forecast_kw": [k * exp["pf"] * exp["capacity_factor"] for k in kva]}}
     c = merge({k: v for k, v in cfg.items() if k != "experiment"}, patch)
-    r = plan_case(c)
-    p, chk, st = r["plan"], r["check"], r["study"]
-    ds, mc = score_plans(st.net, [("plan", p)], st.settings, st.uncertainty, cfg["montecarlo"])
-    s = mc["plan"]
+    r, s, ds = plan_and_score(c, "plan")
+    p, chk = r["plan"], r["check"]
     q01 = float(ds.sel(strategy="plan")["vmin_pu_quantile"].sel(quantile=0.01, method="nearest").values)
-    rows.append(f"| {pen:.0%} | {sum(kva):.0f} | {sum(kva) * exp['capacity_factor']:.0f} | {pct(p.recovery_ratio)} "
+    rows.append(f"| {pen:.0%} | {sum(kva):.0f} | {sum(kva) * exp['pf'] * exp['capacity_factor']:.0f} | {pct(p.recovery_ratio)} "
                 f"| {pct(chk['recovery_ratio'])} | {pct(s['recovery_mean'])} | {pct(s['recovery_guaranteed'])} "
                 f"| {chk['vmin_pu']:.4f} | {s['vmin_mean_pu']:.4f} | {q01:.4f} | {pct(s['p_voltage_violation'])} "
-                f"| close {p.closed or '-'}, open {p.opened or '-'} | {r['wall_s']:.1f} |")
+                f"| close {p.closed or '-'}, open {p.opened or '-'} | {r['wall_s']:.1f} | {status(p)} |")
     print(rows[-1], flush=True)
     for k, v in (("penetration", pen), ("ratio_plan", p.recovery_ratio), ("ratio_mc_mean", s["recovery_mean"]),
                  ("ratio_guaranteed", s["recovery_guaranteed"]), ("vmin_exact", chk["vmin_pu"]),

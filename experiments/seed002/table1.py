@@ -9,7 +9,7 @@ whose exact voltage leaves 0.95-1.05 p.u. do not count as restored (the MILP's a
 import dataclasses
 import time
 
-from common import load, parse_args, pct, plan_case, write
+from common import load, parse_args, pct, plan_case, status, write
 
 from sopjax.solvers.problems.restoration import _extract, build_restoration, exact_check
 from sopjax.solvers.restoration_study import study_from_config
@@ -27,6 +27,15 @@ soc = plan_case(cfg)
 # MILP: LinDistFlow with the same decisions, HiGHS
 c_lin = dict(cfg, restoration=dict(cfg["restoration"], formulation="lindistflow"))
 lin = plan_case(c_lin)
+# MILP with a voltage margin: re-solve with the limits tightened by the largest LinDistFlow voltage
+# error seen so far (exact power flow of the previous plan) until the exact re-check has no violation
+margin, lin_m, tries, total = 0.0, lin, 1, lin["wall_s"]
+while lin_m["check"]["any_violation"] and tries < int(cfg["experiment"].get("milp_margin_iterations", 4)):
+    margin = min(margin + lin_m["check"]["dv_max_pu"] + 1e-3, 0.049)
+    lin_m = plan_case(dict(c_lin, restoration=dict(c_lin["restoration"], v_margin_pu=margin)))
+    total += lin_m["wall_s"]
+    tries += 1
+lin_m = dict(lin_m, wall_s=total)  # time of all the solves
 # MINLP: the same model with the branch cones as equalities, SCIP spatial branch and bound
 study = study_from_config(cfg)
 m, prob = build_restoration(study.net, study.settings)
@@ -43,7 +52,9 @@ if out["objective"] == out["objective"]:
     minlp = {"plan": plan, "check": exact_check(study.net, plan, study.settings, model=m), "wall_s": wall}
 
 paper = {"MINLP": ("-", ">3600", "N/A"), "MILP": ("98.55 %", "15.2", "1.45 %"), "MISOCP": ("100.00 %", "8.7", "0.00 %")}
-for name, r in (("MINLP", minlp), ("MILP", lin), ("MISOCP", soc)):
+milp_m = f"MILP, voltage margin {margin:.3f} p.u. ({tries} solves)"
+paper[milp_m] = ("-", "-", "-")
+for name, r in (("MINLP", minlp), ("MILP", lin), (milp_m, lin_m), ("MISOCP", soc)):
     pr = paper[name]
     if r is None:
         rows.append(f"| {name} | {pr[0]} | {pr[1]} | {pr[2]} | - | - | >{limit:.0f} | N/A | no solution ({out['status']}) "
@@ -52,10 +63,13 @@ for name, r in (("MINLP", minlp), ("MILP", lin), ("MISOCP", soc)):
         continue
     p, c = r["plan"], r["check"]
     rows.append(f"| {name} | {pr[0]} | {pr[1]} | {pr[2]} | {pct(p.recovery_ratio)} | {pct(c['recovery_ratio'])} "
-                f"| {r['wall_s']:.1f} | {p.info.gap:.2%} | {p.info.status} | {p.info.solver} |")
+                f"| {r['wall_s']:.1f} | {p.info.gap:.2%} | {status(p)} | {p.info.solver} |")
     payload[name] = {"plan": p.as_dict(study.net), "exact_check": {k: v for k, v in c.items() if k != "vm_pu"},
                      "wall_s": r["wall_s"]}
 md = "\n".join([f"# {cfg['title']}", "", *rows, "",
                 "Times are wall-clock on the machine that ran this script (shared, 2 cores); the paper's are "
-                "Gurobi on an i7-12700H.", ""])
+                "Gurobi on an i7-12700H. 'exact re-check': the plan's switching, pickup and SOP set-points "
+                "in the exact power flow at the forecast; buses outside the voltage limits count as not "
+                f"restored. Largest model-vs-exact voltage error: MILP {lin['check']['dv_max_pu']:.4f} p.u., "
+                f"MISOCP {soc['check']['dv_max_pu']:.1e} p.u.", ""])
 write(args.out, args.name, md, payload)

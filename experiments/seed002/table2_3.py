@@ -3,24 +3,20 @@
     python experiments/seed002/table2_3.py [--samples N] [--out results/seed002]
 """
 
-from common import buses, case_config, load, parse_args, pct, plan_case, score, write
+from common import buses, load, parse_args, pct, run_cases, score, status, write
 
 import numpy as np
 
 args = parse_args("table2_3", __doc__)
 cfg = load(args.config, args)
-results = []
-for case in cfg["case"]:
-    r = plan_case(case_config(cfg, case))
-    results.append((case["name"], r))
-    print(f"{case['name']}: {r['plan'].recovery_ratio:.2%} in {r['wall_s']:.1f} s", flush=True)
+results = run_cases(cfg)
 ds, mc = score(results, cfg)
 net = results[0][1]["study"].net
 conf = cfg["montecarlo"]["confidence"]
 
-t2 = ["| case | paper: no randomness | paper: randomness | ours: plan @ forecast | ours: exact @ forecast "
-      f"| ours: MC mean | ours: MC @{conf:.2%} | paper outage nodes | ours shed / de-energized | switching | time s |",
-      "|---|---|---|---|---|---|---|---|---|---|---|"]
+t2 = ["| case | paper: no randomness | paper: randomness | ours: plan (PV as planned) | ours: exact @ 500 kW "
+      f"| ours: MC mean | ours: MC @{conf:.2%} | paper outage nodes | ours shed / de-energized | switching | time s | status |",
+      "|---|---|---|---|---|---|---|---|---|---|---|---|"]
 t3 = ["| case | randomness | paper: nodes above Vmax | paper: nodes below Vmin | ours: above Vmax | ours: below Vmin "
       "(P(violation) > 1 %) | P(any voltage violation) |",
       "|---|---|---|---|---|---|---|"]
@@ -30,9 +26,9 @@ for (name, r), case in zip(results, cfg["case"]):
     paper = case["paper"]
     shed = (p.pickup < 1) & (np.asarray(net.p_load_pu) > 0) & p.energized
     t2.append(f"| {name} | {pct(paper['ratio_forecast'])} | {pct(paper['ratio_random'])} | {pct(p.recovery_ratio)} "
-              f"| {pct(c['recovery_ratio'])} | {pct(s['recovery_mean'])} | {pct(s['recovery_guaranteed'])} "
+              f"| {pct(s['recovery_nominal'])} | {pct(s['recovery_mean'])} | {pct(s['recovery_guaranteed'])} "
               f"| {paper['outage_nodes']} | {buses(net, shed)} / {buses(net, ~p.energized)} "
-              f"| close {p.closed or '-'}, open {p.opened or '-'} | {r['wall_s']:.1f} |")
+              f"| close {p.closed or '-'}, open {p.opened or '-'} | {r['wall_s']:.1f} | {status(p)} |")
     sub = ds.sel(strategy=name)
     pv = np.asarray(sub["p_bus_violation"].values, float)
     vm_q = np.asarray(sub["vm_quantile"].sel(quantile=0.01, method="nearest").values, float)

@@ -3,17 +3,13 @@
     python experiments/seed002/table5.py [--samples N] [--out results/seed002]
 """
 
-from common import buses, case_config, load, parse_args, pct, plan_case, score, write
+from common import buses, load, parse_args, pct, run_cases, score, status, write
 
 import numpy as np
 
 args = parse_args("table5", __doc__)
 cfg = load(args.config, args)
-results = []
-for case in cfg["case"]:
-    r = plan_case(case_config(cfg, case))
-    results.append((case["name"], r))
-    print(f"{case['name']}: {r['plan'].recovery_ratio:.2%} in {r['wall_s']:.1f} s", flush=True)
+results = run_cases(cfg)
 ds, mc = score(results, cfg)
 
 net = results[0][1]["study"].net
@@ -35,7 +31,7 @@ for (name, r), case in zip(results, cfg["case"]):
         f"| {name} | {paper['restored_kw']} | {p.restored_kw:.1f} | {pct(paper['ratio'])} | {pct(p.recovery_ratio)} "
         f"| {pct(c['recovery_ratio'])} | {pct(s['recovery_mean'])} | {pct(s['recovery_guaranteed'])} "
         f"| {paper['partial']} / {paper['total']} | {buses(net, shed)} / {buses(net, ~p.energized)} "
-        f"| close {p.closed or '-'}, open {p.opened or '-'} | {sops or '-'} | {r['wall_s']:.1f} | {p.info.status} |")
+        f"| close {p.closed or '-'}, open {p.opened or '-'} | {sops or '-'} | {r['wall_s']:.1f} | {status(p)} |")
     payload["cases"][name] = {"paper": paper, "plan": p.as_dict(net), "exact_check": {k: v for k, v in c.items()
                                                                                      if k != "vm_pu"},
                               "montecarlo": s, "wall_s": r["wall_s"]}

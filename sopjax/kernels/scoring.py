@@ -363,6 +363,31 @@ def score_sample(
     )
 
 
+def blocked_map(f, xs, block: int):
+    """``jax.vmap(f)`` over the leading axis of ``xs`` evaluated in blocks of ``block`` (a ``lax.scan``).
+
+    Equivalent to ``jax.lax.map(f, xs, batch_size=block)``, which in JAX 0.10 flattens the
+    stacked blocks with ``reshape(-1, *rest)``: an output with a zero-size trailing axis
+    (e.g. the SOP fields of a network without SOPs, shape ``(sample, 0)``) makes that reshape
+    divide by zero. Here every reshape names its sizes.
+    """
+    leaves = jax.tree_util.tree_leaves(xs)
+    n = leaves[0].shape[0]
+    nb, rem = divmod(n, block)
+    vf = jax.vmap(f)
+    head = nb * block
+    outs = []
+    if nb:
+        blocks = jax.tree_util.tree_map(lambda x: x[:head].reshape((nb, block) + x.shape[1:]), xs)
+        _, ys = jax.lax.scan(lambda c, x: (c, vf(x)), None, blocks)
+        outs.append(jax.tree_util.tree_map(lambda y: y.reshape((head,) + y.shape[2:]), ys))
+    if rem:
+        outs.append(vf(jax.tree_util.tree_map(lambda x: x[head:], xs)))
+    if len(outs) == 1:
+        return outs[0]
+    return jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a, b], axis=0), *outs)
+
+
 def score_batch(
     ctx: ScoringContext,
     st: StrategyArrays,
@@ -377,7 +402,7 @@ def score_batch(
     ``while_loop`` iterates until its slowest lane converges, so one sample near
     voltage collapse (100 sweeps) would hold back a whole batch that needs 8.
     ``"map"`` therefore loops over strategies (``lax.map``) and vmaps samples in
-    blocks of ``sample_block`` (``lax.map(..., batch_size=...)``): a slow lane only
+    blocks of ``sample_block`` (:func:`blocked_map`): a slow lane only
     holds back its own block, and the blocks stay cache-sized. ``"vmap"`` vmaps
     strategies too (one wide batch: the better choice on a GPU).
     """
@@ -387,7 +412,7 @@ def score_batch(
         f = lambda x: one(ctx, s, x[0], x[1], x[2])  # noqa: E731
         if options.sample_block is None or options.sample_block >= p_load_pu.shape[0]:
             return jax.vmap(f)((p_load_pu, q_load_pu, p_pv_pu))
-        return jax.lax.map(f, (p_load_pu, q_load_pu, p_pv_pu), batch_size=options.sample_block)
+        return blocked_map(f, (p_load_pu, q_load_pu, p_pv_pu), options.sample_block)
 
     if options.strategy_axis == "vmap":
         return jax.vmap(per_strategy)(st)

@@ -46,7 +46,7 @@ from sopjax.network import Network
 from sopjax.solvers import formulations, radiality, sop_model
 from sopjax.solvers.model import Model
 from sopjax.solvers.options import TIGHT, FormulationOptions
-from sopjax.solvers.solve import SolveInfo, solve_problem
+from sopjax.solvers.solve import InfeasibleError, SolveInfo, solve_problem
 from sopjax.topology import compile_topology
 
 __all__ = [
@@ -61,6 +61,7 @@ __all__ = [
     "exact_check",
     "with_limits",
     "restored_load_bound",
+    "restorable_buses",
 ]
 
 UNCERTAINTY_MODES = ("forecast", "quantile", "scenarios")
@@ -168,6 +169,20 @@ class RestorationSettings:
             raise SopjaxError(f"v_min_pu {self.v_min_pu} exceeds v_max_pu {self.v_max_pu}")
         if not (0 <= self.v_margin_pu < 0.05):
             raise SopjaxError(f"v_margin_pu must lie in [0, 0.05), got {self.v_margin_pu}")
+        if self.i_max_pu is not None:
+            imax = np.asarray(self.i_max_pu, float)
+            if imax.ndim and imax.shape != (net.n_branch,):
+                raise SopjaxError(f"i_max_pu needs one value or one per branch ({net.n_branch}), got {imax.size}")
+            bad = np.flatnonzero(~(np.broadcast_to(imax, (net.n_branch,)) > 0))
+            if bad.size:
+                raise SopjaxError(f"i_max_pu of branch {net.branch_label(int(bad[0]))} must be a positive number, "
+                                  f"got {np.broadcast_to(imax, (net.n_branch,))[bad[0]]}")
+        if self.v_min_pu is not None and self.v_max_pu is not None:
+            slack = float(net.v_slack_pu)
+            if not (self.v_min_pu <= slack <= self.v_max_pu):
+                raise SopjaxError(f"the substation voltage {slack:g} p.u. (bus {net.bus_ids[net.slack_bus]}) lies "
+                                  f"outside the voltage limits [{self.v_min_pu:g}, {self.v_max_pu:g}] p.u.; change "
+                                  "v_min_pu / v_max_pu or the substation voltage (v_slack_pu)")
 
 
 # --------------------------------------------------------------------------- data
@@ -269,26 +284,125 @@ def plan_periods(net: Network, settings: RestorationSettings) -> dict[str, np.nd
 
 def _check_substation(net: Network, settings: RestorationSettings, closable: np.ndarray) -> None:
     """Raise if the faults leave the substation with no closable path to any load."""
-    f, t = np.asarray(net.f_bus), np.asarray(net.t_bus)
-    adj: list[list[int]] = [[] for _ in range(net.n_bus)]
-    for k in np.flatnonzero(closable):
-        adj[f[k]].append(t[k])
-        adj[t[k]].append(f[k])
-    seen = {net.slack_bus}
-    stack = [net.slack_bus]
-    while stack:
-        u = stack.pop()
-        for w in adj[u]:
-            if w not in seen:
-                seen.add(w)
-                stack.append(w)
+    seen = _reach(net, closable, [net.slack_bus])
     p = np.asarray(net.p_load_pu, float)
-    if not any(p[b] > 0 for b in seen):
+    if not np.any(seen & (p > 0)):
         labels = ", ".join(net.branch_label(net.branch_index(k)) for k in settings.faulted)
         raise SopjaxError(
             f"the fault on branch(es) {labels} cuts the substation (bus {net.bus_ids[net.slack_bus]}) off "
             "from every load: no switching can restore anything; check the faulted branches"
         )
+
+
+def _reach(net: Network, closable: np.ndarray, start) -> np.ndarray:
+    """Buses connected to ``start`` through closable branches, (bus,) bool."""
+    f, t = np.asarray(net.f_bus), np.asarray(net.t_bus)
+    adj: list[list[int]] = [[] for _ in range(net.n_bus)]
+    for k in np.flatnonzero(closable):
+        adj[f[k]].append(t[k])
+        adj[t[k]].append(f[k])
+    seen = np.zeros(net.n_bus, dtype=bool)
+    stack = [int(b) for b in start]
+    seen[stack] = True
+    while stack:
+        u = stack.pop()
+        for w in adj[u]:
+            if not seen[w]:
+                seen[w] = True
+                stack.append(w)
+    return seen
+
+
+def _bus_list(net: Network, mask: np.ndarray) -> str:
+    ids = [net.bus_ids[b] for b in np.flatnonzero(mask)]
+    return ", ".join(map(str, ids[:12])) + (", ..." if len(ids) > 12 else "")
+
+
+def restorable_buses(net: Network, settings: RestorationSettings, closable: np.ndarray) -> np.ndarray:
+    """Buses that some plan can energize, (bus,) bool; raise if the outage area has nothing restorable.
+
+    A bus is restorable when closable branches (in service or switchable, not forced open) join it
+    to the substation, or to a terminal of an SOP (``use_sop``) whose other terminal is restorable
+    (a Vf-mode island). PV alone does not energize an island (DESIGN.md). The other outage buses
+    sit in blocks of fixed branches that no switch or SOP reaches: they stay de-energized.
+
+    Raises:
+        SopjaxError: the fault isolates no load (e.g. a fault on an open tie), or no switch or SOP
+            reaches any interrupted load (buses named).
+    """
+    outage = outage_mask(net, settings)
+    p = np.asarray(net.p_load_pu, float)
+    labels = ", ".join(net.branch_label(net.branch_index(k)) for k in settings.faulted)
+    if not np.any(outage & (p > 0)):
+        cut = f"buses {_bus_list(net, outage)} lose supply" if outage.any() else "no bus loses supply"
+        raise SopjaxError(f"the fault on branch(es) {labels} interrupts no load ({cut}): nothing to restore; "
+                          "check the faulted branches (an open tie switch carries no load)")
+    reach = _reach(net, closable, [net.slack_bus])
+    if settings.use_sop and net.sop.count:
+        pairs = list(zip(np.asarray(net.sop.bus_i, int), np.asarray(net.sop.bus_j, int)))
+        grew = True
+        while grew:
+            grew = False
+            for a, b in pairs:
+                for src, dst in ((a, b), (b, a)):
+                    if reach[src] and not reach[dst]:
+                        reach |= _reach(net, closable, [dst])
+                        grew = True
+    if not np.any(reach & outage & (p > 0)):
+        raise SopjaxError(
+            f"nothing can be restored after the fault on branch(es) {labels}: no closable switch "
+            f"{'or SOP ' if settings.use_sop and net.sop.count else ''}connects the outage area (buses "
+            f"{_bus_list(net, outage)}) to a source; make branches switchable (switchable = ...) "
+            "or let an SOP with a terminal in the outage area operate (use_sop = true)"
+        )
+    return reach
+
+
+def _diagnose_infeasible(net: Network, settings: RestorationSettings) -> str | None:
+    """Why a restoration model is infeasible, if the healthy area alone explains it (else None).
+
+    With nothing restored (outage area de-energized, SOPs off), the exact power flow of every
+    planning period is checked against the study's voltage limits at the buses the fault did
+    not interrupt (their loads cannot be shed unless ``shed_outside``).
+    """
+    from sopjax.strategies import Strategy, score_once
+
+    netl = with_limits(net, settings)
+    netl = netl.replace(rate_pu=np.ones(net.n_branch))  # branch_loading = |S| (p.u.) for the current check
+    opened = list(settings.faulted) + list(settings.keep_open)
+    strat = Strategy.build(netl, "post-fault", open=opened)
+    imax = None if settings.i_max_pu is None else np.broadcast_to(np.asarray(settings.i_max_pu, float),
+                                                                    (net.n_branch,))
+    data = plan_periods(net, settings)
+    vmin = np.asarray(netl.v_min_pu, float)
+    vmax = np.asarray(netl.v_max_pu, float)
+    for k, label in enumerate(data["labels"]):
+        sc = score_once(netl, strat, p_pv_pu=data["pv_p_pu"][k], p_load_pu=data["p_load_pu"][k],
+                        q_load_pu=data["q_load_pu"][k], fault_open=opened,
+                        v_min_pu=float(np.min(vmin)), v_max_pu=float(np.max(vmax)))
+        vm = np.asarray(sc.vm_pu, float)
+        on = np.array(sc.energized, bool)
+        on[net.slack_bus] = False
+        low = on & (vm < vmin - 1e-9)
+        high = on & (vm > vmax + 1e-9)
+        for bad, side, lim in ((low, "below v_min", vmin), (high, "above v_max", vmax)):
+            if bad.any():
+                b = int(np.flatnonzero(bad)[np.argmax(np.abs(vm - lim)[bad])])
+                return (f"infeasible before any restoration: bus {net.bus_ids[b]} of the area the fault did not "
+                        f"interrupt is at {vm[b]:.4f} p.u. ({label}), {side} = {lim[b]:g} p.u. (substation "
+                        f"{float(net.v_slack_pu):g} p.u.); its load cannot be shed (shed_outside = false): "
+                        "relax v_min_pu / v_max_pu or change the substation voltage")
+        if imax is not None:
+            on_br = np.asarray(sc.branch_on, bool)
+            v_f = np.maximum(np.minimum(vm[np.asarray(net.f_bus)], vm[np.asarray(net.t_bus)]), 1e-6)
+            cur = np.where(on_br, np.asarray(sc.branch_loading, float) / v_f, 0.0)
+            over = np.flatnonzero(cur > imax * (1 + 1e-6))
+            if over.size:
+                k = int(over[np.argmax(cur[over] / imax[over])])
+                return (f"infeasible before any restoration: branch {net.branch_label(k)} of the area the fault "
+                        f"did not interrupt carries {cur[k]:.4g} p.u. of current ({label}), above i_max_pu = "
+                        f"{imax[k]:g}; its loads cannot be shed (shed_outside = false): raise i_max_pu")
+    return None
 
 
 # --------------------------------------------------------------------------- model
@@ -351,7 +465,13 @@ def build_restoration(
     closable = (sw | np.asarray(net.in_service, bool)).copy()
     closable[forced] = False
     _check_substation(net, settings, closable)
-    radiality.variable_branch_status(m, switchable=sw, forced_open=forced)
+    # blocks of fixed branches that no switch or SOP reaches stay de-energized: their branches are
+    # closed but dead, modelled as open (the radiality model orients every closed branch)
+    reach = restorable_buses(net, settings, closable)
+    f_bus, t_bus = np.asarray(net.f_bus), np.asarray(net.t_bus)
+    dead = np.flatnonzero(closable & ~sw & (~reach[f_bus] | ~reach[t_bus]))
+    m.meta["dead_branches"] = dead
+    radiality.variable_branch_status(m, switchable=sw, forced_open=forced + [int(k) for k in dead])
     outage = outage_mask(net, settings)
     m.meta["outage"] = outage
     # continuous energization is exact only with oriented radiality and flow to every bus
@@ -400,6 +520,7 @@ def build_restoration(
     if settings.max_switch_operations is not None:
         initial = np.asarray(net.in_service, bool).copy()
         initial[forced] = False
+        initial[dead] = False  # closed but dead: not a switching operation
         radiality.constraint_switch_operations(m, initial, int(settings.max_switch_operations))
 
     kva = net.base_mva * 1e3
@@ -578,6 +699,7 @@ def _extract(m: Model, net: Network, settings: RestorationSettings, info: SolveI
              gap_threshold: float) -> RestorationPlan:
     kva = net.base_mva * 1e3
     status = m.value("alpha") > 0.5
+    status[m.meta.get("dead_branches", [])] = True  # closed but dead (unreachable blocks), not switched
     energized = m.value("energized") > 0.5
     pickup = np.clip(np.round(m.value("served") * settings.load_blocks) / settings.load_blocks, 0, 1)
     pickup = np.where(energized, pickup, 0.0)
@@ -689,11 +811,17 @@ def solve_restoration(
     m, prob = build_restoration(net, settings, load_bound_kw=bound_kw)
     m.meta["load_bound_kw"] = bound_kw
     m.meta["load_bound_info"] = bound_info
-    info = solve_problem(
-        prob, solver=solver, time_limit=time_limit, mip_gap=mip_gap, verbose=verbose, scip_params=scip_params,
-        infeasible_hint="even with every interrupted load shed the limits cannot be met "
-        "(check voltage limits, U_set and current limits)",
-    )
+    try:
+        info = solve_problem(
+            prob, solver=solver, time_limit=time_limit, mip_gap=mip_gap, verbose=verbose, scip_params=scip_params,
+            infeasible_hint="even with every interrupted load shed the limits cannot be met "
+            "(check voltage limits, U_set and current limits)",
+        )
+    except InfeasibleError as e:
+        why = _diagnose_infeasible(net, settings)
+        if why is None:
+            raise
+        raise InfeasibleError(why) from None
     total = time.perf_counter() - t0
     info = dataclasses.replace(info, total_s=total, build_s=total - info.solve_s)
     plan = _extract(m, m.net, settings, info, gap_threshold)
