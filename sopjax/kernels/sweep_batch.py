@@ -158,7 +158,8 @@ def _current_injection(plan, parent, en, zr, zx, vsrc, P, Q, tol, max_iter, coll
         return jnp.sqrt(jnp.max((new[0] - old[0]) ** 2 + (new[1] - old[1]) ** 2, axis=0))
 
     V0 = (jnp.broadcast_to(vsrc, (n, n_s)), jnp.zeros((n, n_s), P.dtype))
-    return _iterate(step, V0, healthy, update, n_s, tol, max_iter)
+    (vr, vi), it, converged = _iterate(step, V0, healthy, update, n_s, tol, max_iter)
+    return (vr, vi), (jnp.sqrt(vr * vr + vi * vi), jnp.arctan2(vi, vr)), it, converged
 
 
 def _power_summation(plan, parent, en, zr, zx, vsrc, P, Q, tol, max_iter, collapse2):
@@ -174,30 +175,35 @@ def _power_summation(plan, parent, en, zr, zx, vsrc, P, Q, tol, max_iter, collap
     """
     rev, back_dst, *_ = plan
     n, n_s = P.shape
-    r_row, x_row = _pad(zr[:, 0]), _pad(zx[:, 0])
+    # rows [r ... r | x ... x] per bus: a row slice, not a scalar lookup, in the loop body (faster in XLA)
+    rx = _pad(jnp.concatenate([jnp.broadcast_to(zr, (n, n_s)), jnp.broadcast_to(zx, (n, n_s))], axis=1))
+    PQ = _pad(jnp.concatenate([P, Q], axis=1))
     v_src2 = jnp.broadcast_to(vsrc * vsrc, (n, n_s))
+    W0 = _pad(v_src2)
 
     def receiving(v):
-        inv_v = _pad(1.0 / v)
+        inv_v = 1.0 / v
+        inv_vv = _pad(jnp.concatenate([inv_v, inv_v], axis=1))
 
         def step(k, A):
             b, dst = rev[k], back_dst[k]
             row = jax.lax.dynamic_slice_in_dim(A, b, 1, 0)
-            pr, qr = row[:, :n_s], row[:, n_s:]
-            loss = (pr * pr + qr * qr) * jax.lax.dynamic_slice_in_dim(inv_v, b, 1, 0)
-            send = jnp.concatenate([pr + r_row[b] * loss, qr + x_row[b] * loss], axis=1)
+            sq = row * row * jax.lax.dynamic_slice_in_dim(inv_vv, b, 1, 0)
+            loss = sq[:, :n_s] + sq[:, n_s:]
+            send = row + jax.lax.dynamic_slice_in_dim(rx, b, 1, 0) * jnp.concatenate([loss, loss], axis=1)
             return jax.lax.dynamic_update_slice_in_dim(A, jax.lax.dynamic_slice_in_dim(A, dst, 1, 0) + send, dst, 0)
 
-        A = jax.lax.fori_loop(0, rev.shape[0], step, _pad(jnp.concatenate([P, Q], axis=1)))[:n]
+        A = jax.lax.fori_loop(0, rev.shape[0], step, PQ)[:n]
         pr, qr = A[:, :n_s], A[:, n_s:]
-        return pr, qr, (pr * pr + qr * qr) / v
+        return pr, qr, (pr * pr + qr * qr) * inv_v
 
     def step(v):
         pr, qr, loss = receiving(v)
         drop = 2 * (zr * pr + zx * qr) + (zr * zr + zx * zx) * loss
-        return jnp.where(en, _forward(plan, _pad(v_src2), drop)[:n], v_src2)
+        return jnp.where(en, _forward(plan, W0, drop)[:n], v_src2)
 
-    healthy = lambda v: jnp.all(jnp.isfinite(v) & (v > collapse2), axis=0)  # noqa: E731
+    # reductions instead of an elementwise test (min and max are NaN if any entry is)
+    healthy = lambda v: (jnp.min(v, axis=0) > collapse2) & jnp.isfinite(jnp.max(v, axis=0))  # noqa: E731
     update = lambda new, old: jnp.max(jnp.abs(new - old) / (jnp.sqrt(new) + jnp.sqrt(old)), axis=0)  # noqa: E731
     v, it, converged = _iterate(step, v_src2, healthy, update, n_s, tol, max_iter)
 
@@ -209,7 +215,7 @@ def _power_summation(plan, parent, en, zr, zx, vsrc, P, Q, tol, max_iter, collap
     # a collapsed sample keeps its last healthy v, whose flows may overflow: no NaN angle
     theta = jnp.where(jnp.isfinite(theta), theta, 0)
     vm = jnp.sqrt(v)
-    return (vm * jnp.cos(theta), vm * jnp.sin(theta)), it, converged
+    return (vm * jnp.cos(theta), vm * jnp.sin(theta)), (vm, theta), it, converged
 
 
 ITERATIONS = {"power": _power_summation, "current": _current_injection}
@@ -227,7 +233,7 @@ def _block(topo, grid, f_bus, p, q, tol, max_iter, iteration="power") -> PowerFl
     P = jnp.where(en, p.T.astype(rdtype), 0)
     Q = jnp.where(en, q.T.astype(rdtype), 0)
     collapse2 = jnp.asarray(_COLLAPSE_PU**2, rdtype)
-    (vr, vi), it, converged = ITERATIONS[iteration](
+    (vr, vi), (vm, va), it, converged = ITERATIONS[iteration](
         plan, jnp.asarray(topo.parent), en, zr, zx, vsrc, P, Q, tol, max_iter, collapse2
     )
 
@@ -250,8 +256,8 @@ def _block(topo, grid, f_bus, p, q, tol, max_iter, iteration="power") -> PowerFl
     p_loss = jnp.where(act, ss_r - sin_r, 0)
     src = (jnp.asarray(topo.is_source) & jnp.asarray(topo.energized))[:, None]
     return PowerFlowResult(
-        vm_pu=jnp.where(en, jnp.sqrt(vr * vr + vi * vi), 0).T,
-        va_rad=jnp.where(en, jnp.arctan2(vi, vr), 0).T,
+        vm_pu=jnp.where(en, vm, 0).T,
+        va_rad=jnp.where(en, va, 0).T,
         p_from_pu=p_from.T,
         q_from_pu=q_from.T,
         i_pu=i_mag.T,
