@@ -30,15 +30,16 @@ def test_samples_are_reproducible_and_keep_the_power_factor():
         make_samples(net, 0)
 
 
-def test_fused_reference_matches_sopjax_including_a_collapsed_sample():
+@pytest.mark.parametrize("iteration", ["power", "current"])
+def test_fused_reference_matches_sopjax_including_a_collapsed_sample(iteration):
     net = sopjax.ieee33()
     topo = compile_topology(net)
     grid = make_grid(net, topo)
     p, q = make_samples(net, 6, seed=1, sigma=0.2)
     p[2] *= 40  # voltage collapse: both must report it as not converged
     q[2] *= 40
-    ref = fused_reference(net, topo, grid, p, q, repeats=1)
-    res, _ = sopjax.solve(net, p_load_pu=p, q_load_pu=q)
+    ref = fused_reference(net, topo, grid, p, q, repeats=1, iteration=iteration)
+    res = sopjax.batched_solver(layout="bus_major", iteration=iteration)(topo, grid, net.f_bus, p, q)
     np.testing.assert_array_equal(ref.converged, res.converged)
     assert not ref.converged[2]
     np.testing.assert_array_equal(ref.iterations, res.iterations)

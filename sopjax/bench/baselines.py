@@ -352,6 +352,7 @@ def fused_reference(
     tol: float = 1e-8,
     max_iter: int = 100,
     repeats: int = 3,
+    iteration: str = "power",
 ) -> BaselineResult:
     """Solve all samples with the fused numba sweep; time = median of ``repeats`` runs.
 
@@ -362,8 +363,10 @@ def fused_reference(
         p_pu, q_pu: net load per sample and bus (p.u.), (sample, bus).
         tol, max_iter: stopping rule, as in the sopjax kernel.
         repeats: timed runs.
+        iteration: ``"power"`` (DistFlow recursion) or ``"current"`` (current-injection sweep).
     """
-    return _timed(prepare_fused(net, topo, grid, p_pu, q_pu, tol=tol, max_iter=max_iter), repeats)
+    prep = prepare_fused(net, topo, grid, p_pu, q_pu, tol=tol, max_iter=max_iter, iteration=iteration)
+    return _timed(prep, repeats)
 
 
 # --------------------------------------------------------------------------
