@@ -257,3 +257,28 @@ def test_unreachable_block_stays_dead():
     chk = exact_check(net, plan, st, model=model)
     assert chk["converged"] and not chk["any_violation"]
     assert chk["recovery_ratio"] == pytest.approx(plan.recovery_ratio, abs=1e-9) and plan.recovery_ratio > 0
+
+
+def test_vdcq_partner_is_fed_by_the_substation():
+    """A Vf island must not contain the SOP's own VdcQ terminal (the SOP would feed itself).
+
+    With branch 1-2 forced open and the SOP in Vf mode at bus 8, the only way to energize the healthy
+    buses 2, 19-22 (bus 21 = the VdcQ terminal) is through tie 12-22 from the Vf island, with PV as
+    its only energy:
+    the model must be infeasible, and feasible once branch 1-2 may close.
+    """
+    import cvxpy as cp
+
+    from sopjax.solvers.solve import InfeasibleError, solve_problem
+
+    net = sopjax.add_pv(sopjax.ieee33(), buses=[7, 13, 30], s_rated_kva=526.3, pf=0.95)
+    net = sopjax.add_sops(net, pairs=[(8, 21)], s_rated_kva=2000, loss=0.02)
+    opts = dataclasses.replace(settings(4).options, formulation="lindistflow")
+    st = RestorationSettings(faulted=(2,), switchable=(1, 35), keep_open=(33,), pv_forecast_pu=(0.05, 0.05, 0.05),
+                             options=opts)
+    m, prob = build_restoration(net, st)
+    self_fed = [m.var["alpha"][net.branch_index(1)] == 0, m.var["sop_vf_i"][0] == 1]
+    with pytest.raises(InfeasibleError):
+        solve_problem(cp.Problem(prob.objective, prob.constraints + self_fed), solver="HIGHS", time_limit=60)
+    info = solve_problem(cp.Problem(prob.objective, prob.constraints + self_fed[1:]), solver="HIGHS", time_limit=60)
+    assert info.status == "optimal"

@@ -35,7 +35,7 @@ for pen in exp["penetration"]:
                  ("ratio_guaranteed", s["recovery_guaranteed"]), ("vmin_exact", chk["vmin_pu"]),
                  ("vmin_mc_mean", s["vmin_mean_pu"]), ("vmin_mc_q01", q01)):
         series[k].append(v)
-    payload["points"][f"{pen:.2f}"] = {"plan": p.as_dict(st.net), "montecarlo": s, "wall_s": r["wall_s"]}
+    payload["points"][f"{pen:.2f}"] = {"plan": p.as_dict(r["study"].net), "montecarlo": s, "wall_s": r["wall_s"]}
 payload["series"] = series
 
 import matplotlib  # noqa: E402

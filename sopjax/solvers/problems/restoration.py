@@ -422,6 +422,40 @@ def _voltage_ceiling_lin(net: Network, data: dict) -> np.ndarray:
     return np.full(net.n_bus, np.sqrt(v2))
 
 
+def _constraint_vdcq_partner(m: Model) -> None:
+    """The VdcQ partner of a Vf terminal is fed by the substation, not by the island the Vf terminal forms.
+
+    Without it a plan may move the partner (a healthy bus) into the Vf island, e.g. by opening the
+    healthy lateral's feeder branch and closing a tie into the island: the SOP would then feed
+    itself, which the exact check rejects. Per SOP, one unit of a fictitious flow ``f`` (branch,)
+    goes from the substation to the partner of a Vf-mode terminal on closed branches
+    (``|f| <= alpha``); radiality (one root per component) then puts the Vf root in another component.
+    """
+    net = m.net
+    vf = (m.var.get("sop_vf_i"), m.var.get("sop_vf_j"))
+    if not any(isinstance(x, cp.Expression) for x in vf):
+        return
+    nb, nl = net.n_bus, net.n_branch
+    rows = np.flatnonzero(np.arange(nb) != net.slack_bus)
+    pos = {b: r for r, b in enumerate(rows)}
+    inc = np.zeros((rows.size, nl))  # inflow - outflow of each non-substation bus
+    for k, (f, t) in enumerate(zip(np.asarray(net.f_bus), np.asarray(net.t_bus))):
+        if t in pos:
+            inc[pos[t], k] += 1.0
+        if f in pos:
+            inc[pos[f], k] -= 1.0
+    alpha = m.var["alpha"]
+    for s in range(net.sop.count):
+        demand = 0.0
+        for on, partner in ((vf[0], int(net.sop.bus_j[s])), (vf[1], int(net.sop.bus_i[s]))):
+            if isinstance(on, cp.Expression) and partner in pos:
+                e = np.zeros(rows.size)
+                e[pos[partner]] = 1.0
+                demand = demand + on[s] * e
+        flow = cp.Variable(nl, name=f"sop_partner_flow_{s}")
+        m.add("sop_partner_fed", [inc @ flow == demand, flow <= alpha, -flow <= alpha])
+
+
 def build_restoration(
     net: Network, settings: RestorationSettings, *, relax: bool = False, load_bound_kw: float | None = None,
     bound_model: bool = False,
@@ -504,6 +538,7 @@ def build_restoration(
             np.concatenate([np.asarray(net.sop.bus_i), np.asarray(net.sop.bus_j)])].reshape(2, -1).min(axis=0))
         sop_model.constraint_sop_vf(m, u_model)
         sop_model.constraint_sop_shared_setpoints(m)
+        _constraint_vdcq_partner(m)
     form.constraint_source_voltage(m)
     form.constraint_power_balance(m)
     form.constraint_voltage_drop(m)
