@@ -136,13 +136,39 @@ def test_vcpi_two_bus_analytic():
     assert off.vcpi[0] == 0.0 and off.vcpi_max == 0.0 and not off.energized[1]
 
 
+def test_blocked_map_with_zero_size_outputs():
+    """Regression: ``jax.lax.map(batch_size=...)`` raised ZeroDivisionError on an output of shape (n, 0).
+
+    The scoring kernel's SOP fields have that shape on a network without SOPs; :func:`blocked_map`
+    must equal one wide vmap, remainder block included (10 samples in blocks of 4).
+    """
+    import jax
+    import jax.numpy as jnp
+
+    from sopjax.kernels.scoring import blocked_map
+
+    def f(x):
+        return {"sum": jnp.sum(x[0]) * x[1], "none": jnp.zeros((0,)), "pair": jnp.stack([x[1], -x[1]])}
+
+    xs = (jnp.arange(30.0).reshape(10, 3), jnp.arange(10.0))
+    wide = jax.vmap(f)(xs)
+    for block in (4, 5, 20):
+        out = jax.jit(lambda x, b=block: blocked_map(f, x, b))(xs)
+        assert out["none"].shape == (10, 0) and out["pair"].shape == (10, 2)
+        for k in wide:
+            np.testing.assert_array_equal(np.asarray(out[k]), np.asarray(wide[k]))
+
+
+@pytest.mark.slow
 def test_sample_blocks_on_a_network_without_sops():
-    """Regression: blocked scoring (sample_block < samples) of a network with no SOP and no PV.
+    """Blocked scoring (sample_block < samples) of a network with no SOP and no PV, end to end.
 
     ``jax.lax.map(batch_size=...)`` flattened outputs with ``reshape(-1, 0)`` and raised
     ZeroDivisionError on the zero-size SOP fields; the blocked map must equal one wide vmap,
     with a remainder block (10 samples in blocks of 4).
     """
+    import jax
+
     from sopjax.kernels.scoring import ScoringOptions, score_batch
     from sopjax.strategies import compile_strategies, scoring_context
 
@@ -154,8 +180,9 @@ def test_sample_blocks_on_a_network_without_sops():
     f = 1 + 0.05 * rng.standard_normal((10, plain.n_bus))
     p, q = np.asarray(plain.p_load_pu) * f, np.asarray(plain.q_load_pu) * f
     pv = np.zeros((10, 0))
-    wide = score_batch(ctx, batch.arrays, p, q, pv, ScoringOptions(sample_block=None))
-    blocked = score_batch(ctx, batch.arrays, p, q, pv, ScoringOptions(sample_block=4))
+    run = jax.jit(score_batch, static_argnames="options")
+    wide = run(ctx, batch.arrays, p, q, pv, options=ScoringOptions(method="lindistflow", sample_block=None))
+    blocked = run(ctx, batch.arrays, p, q, pv, options=ScoringOptions(method="lindistflow", sample_block=4))
     assert blocked.sop_loss_pu.shape == wide.sop_loss_pu.shape
     assert blocked.vm_pu.shape == (1, 10, plain.n_bus)
     for a, b in zip(wide, blocked):
