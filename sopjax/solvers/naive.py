@@ -5,7 +5,7 @@ switched flow, current and voltage-drop bound (instead of the data-derived
 bounds of :mod:`sopjax.solvers.bounds`), the plain cone ``P^2 + Q^2 <= l v``
 (no perspective), and single-commodity-flow radiality with the counting
 constraint ``sum alpha = n_energized - n_sources`` (no orientation, no cycle
-cuts). Same variables, same physics, same optimum — only the relaxation is
+cuts), and no warm start. Same variables, same physics, same optimum — only the relaxation is
 weaker. Used by ``benchmarks/restoration_bench.py`` and in tests that check
 both give the same optimum.
 """
@@ -32,4 +32,5 @@ NAIVE = FormulationOptions(
     continuous_energization=False,
     load_bound_cut=False,
     big_m=BIG_M,
+    warm_start=False,
 )

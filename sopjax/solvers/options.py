@@ -40,6 +40,8 @@ class FormulationOptions:
         big_m: ``None`` = data-derived bounds (:mod:`sopjax.solvers.bounds`); a number =
             one blanket big-M for every flow, current and voltage-drop bound (naive).
         loss_allowance: loss margin in the data-derived flow bounds.
+        warm_start: give SCIP a first solution from a primal heuristic (reconfiguration:
+            branch exchange with the exact power flow, :mod:`sopjax.solvers.heuristics`).
     """
 
     formulation: str = "soc"
@@ -55,6 +57,7 @@ class FormulationOptions:
     load_bound_cut: bool = False
     big_m: float | None = None
     loss_allowance: float = 0.5
+    warm_start: bool = True
 
     def __post_init__(self) -> None:
         if self.formulation not in ("soc", "lindistflow"):

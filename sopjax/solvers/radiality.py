@@ -399,27 +399,24 @@ def closable_bridges(net, candidates: np.ndarray) -> np.ndarray:
         adj[a].append((b, pos))
         adj[b].append((a, pos))
     out = np.zeros(net.n_branch, dtype=bool)
-    for pos in np.flatnonzero(br):
-        # side of the bridge without the substation
-        seen = {int(f[pos])}
-        stack = [int(f[pos])]
+
+    def side(start: int, skip: int) -> set[int]:
+        """Buses reachable from ``start`` without crossing branch position ``skip``."""
+        seen = {start}
+        stack = [start]
         while stack:
             u = stack.pop()
             for w, q in adj[u]:
-                if q != pos and w not in seen:
+                if q != skip and w not in seen:
                     seen.add(w)
                     stack.append(w)
-        far = seen if net.slack_bus not in seen else None
-        if far is None:
-            seen = {int(t[pos])}
-            stack = [int(t[pos])]
-            while stack:
-                u = stack.pop()
-                for w, q in adj[u]:
-                    if q != pos and w not in seen:
-                        seen.add(w)
-                        stack.append(w)
-            far = seen
+        return seen
+
+    for pos in np.flatnonzero(br):
+        # side of the bridge without the substation
+        far = side(int(f[pos]), pos)
+        if net.slack_bus in far:
+            far = side(int(t[pos]), pos)
         if net.slack_bus in far:
             continue  # the bridge does not separate the substation (disconnected graph)
         if not any(gen[b] for b in far):

@@ -10,6 +10,17 @@ into a SCIP model in one pass: linear rows from a CSR matrix and each cone
 ``(l + w)^2 - (l - w)^2`` becomes ``4 l w``) and recognises as convex.
 The solution is mapped back through cvxpy's inverse chain, so variable
 values and ``problem.value`` are set as with ``problem.solve``.
+
+Two hooks let a problem builder pass what it knows to SCIP:
+
+* ``warm_start`` -- values for some cvxpy variables (typically the switch
+  binaries of a heuristic topology, :mod:`sopjax.solvers.heuristics`). When the
+  integer variables are given but not the continuous ones, the model is first
+  solved with those integers fixed (a convex SOCP) and the completed solution
+  is handed to SCIP as its first incumbent, so the search prunes by bound from
+  the root node on. A warm start that is infeasible is dropped (reported as
+  ``warm_start_objective`` = NaN), never trusted.
+* ``branch_priority`` -- a SCIP branching priority per cvxpy variable.
 """
 
 from __future__ import annotations
@@ -49,6 +60,39 @@ def _affine_rows(A: sp.csr_matrix, b: np.ndarray, x: list, rows: range):
     return out
 
 
+def _variable_columns(inverse_data, problem: cp.Problem) -> dict[int, int]:
+    """Column offset of each of ``problem``'s variables in cvxpy's canonical ``x`` (by variable id)."""
+    stuffing = [d for d in inverse_data if hasattr(d, "var_offsets")]
+    if not stuffing:
+        return {}
+    offsets = stuffing[-1].var_offsets
+    return {v.id: int(offsets[v.id]) for v in problem.variables() if v.id in offsets}
+
+
+def _complete_warm_start(model, x, values: np.ndarray, integer: set[int], params: dict) -> np.ndarray | None:
+    """Fix the given integer columns, solve the rest, return the full solution (or None)."""
+    fixed = [j for j in integer if np.isfinite(values[j])]
+    if len(fixed) < len(integer):
+        return None
+    bounds = {j: (x[j].getLbOriginal(), x[j].getUbOriginal()) for j in fixed}
+    for j in fixed:
+        val = float(np.round(values[j]))
+        model.chgVarLb(x[j], val)
+        model.chgVarUb(x[j], val)
+    model.setParams({**params, "limits/gap": 1e-6})
+    model.optimize()
+    full = None
+    if model.getNSols() > 0:
+        sol = model.getBestSol()
+        full = np.array([model.getSolVal(sol, v) for v in x])
+    model.freeTransform()
+    for j, (lo, hi) in bounds.items():
+        model.chgVarLb(x[j], lo)
+        model.chgVarUb(x[j], hi)
+    model.setParams({"limits/gap": float(params.get("limits/gap", 0.0))})
+    return full
+
+
 def solve_scip(
     problem: cp.Problem,
     *,
@@ -56,6 +100,8 @@ def solve_scip(
     verbose: bool = False,
     equality_cone_dim: int | None = None,
     objective_limit: float | None = None,
+    warm_start: dict | None = None,
+    branch_priority: dict | None = None,
 ) -> dict:
     """Solve ``problem`` with SCIP, building the model directly; set the cvxpy values.
 
@@ -71,10 +117,16 @@ def solve_scip(
             branch cones ``||(2P, 2Q, l - v)|| <= l + v`` into the exact DistFlow
             ``P^2 + Q^2 = l v`` (the MINLP of seed 002's Table 1), solved by SCIP's
             spatial branch and bound.
+        warm_start: ``{cvxpy Variable: value}`` for some of the problem's variables (see the
+            module docstring); values of every integer variable make a complete start.
+        branch_priority: ``{cvxpy Variable: int}``, SCIP branching priority (default 0;
+            higher is branched on first).
 
     Returns:
         dict with ``status`` (SCIP status string), ``objective``, ``bound``, ``nodes``,
-        ``build_s``, ``solve_s`` and the SCIP ``model``.
+        ``build_s``, ``solve_s``, ``warm_start_objective`` (the first incumbent's value in
+        the problem's sense, NaN when none was given or it was infeasible), ``warm_start_s``
+        and the SCIP ``model``.
     """
     from pyscipopt import Model, quicksum
 
@@ -122,10 +174,41 @@ def solve_scip(
         else:
             model.addCons(quicksum(ei * ei for ei in e[1:]) <= e[0] * e[0])
         row += d
-    if params:
-        model.setParams(params)
     maximize = isinstance(problem.objective, cp.Maximize)
     offset = float(data["param_prob"].apply_parameters()[1]) if "param_prob" in data else 0.0
+    columns = _variable_columns(inverse_data, problem) if (warm_start or branch_priority) else {}
+    for var, prio in (branch_priority or {}).items():
+        if var.id not in columns:
+            raise SopjaxError(f"branch_priority: variable {var.name()!r} is not in the problem")
+        for j in range(columns[var.id], columns[var.id] + var.size):
+            model.chgVarBranchPriority(x[j], int(prio))
+    warm_value, warm_s = float("nan"), 0.0
+    if warm_start:
+        tw = time.perf_counter()
+        values = np.full(n, np.nan)
+        for var, val in warm_start.items():
+            if var.id not in columns:
+                raise SopjaxError(f"warm_start: variable {var.name()!r} is not in the problem")
+            values[columns[var.id]:columns[var.id] + var.size] = np.asarray(val, dtype=float).reshape(-1, order="F")
+        if np.all(np.isfinite(values)):
+            full = values
+        else:
+            model.hideOutput(True)
+            full = _complete_warm_start(model, x, values, bools | ints, dict(params or {}))
+            model.hideOutput(not verbose)
+        if full is not None:
+            sol = model.createSol()
+            for j in range(n):
+                model.setSolVal(sol, x[j], float(full[j]))
+            # SCIP keeps the completion's own solution after freeTransform, so addSol may find a
+            # duplicate and return False: feasibility is what counts
+            if model.checkSol(sol, printreason=verbose):
+                model.addSol(sol, free=True)
+                cx = float(c @ full) + offset
+                warm_value = -cx if maximize else cx
+        warm_s = time.perf_counter() - tw
+    if params:
+        model.setParams(params)
     if objective_limit is not None:
         # problem value = c.x + offset (minimise) or -(c.x + offset) (maximise, cvxpy flips the sign)
         model.setObjlimit((-float(objective_limit) if maximize else float(objective_limit)) - offset)
@@ -142,6 +225,8 @@ def solve_scip(
         "nodes": int(model.getNNodes()),
         "objective": float("nan"),
         "bound": float("nan"),
+        "warm_start_objective": warm_value,
+        "warm_start_s": warm_s,
     }
     if model.getNSols() > 0:
         sol = model.getBestSol()

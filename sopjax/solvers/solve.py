@@ -188,6 +188,8 @@ def solve_problem(
     raise_on_infeasible: bool = True,
     infeasible_hint: str = "",
     scip_params: dict | None = None,
+    warm_start: dict | None = None,
+    branch_priority: dict | None = None,
 ) -> SolveInfo:
     """Solve a cvxpy problem with the chosen solver and report status, times and gap.
 
@@ -203,6 +205,9 @@ def solve_problem(
         infeasible_hint: appended to the infeasibility message (what to relax).
         scip_params: SCIP parameters on top of :data:`SCIP_DEFAULTS` (``{}`` keeps them;
             pass e.g. ``{"propagating/obbt/freq": 0, ...}`` to restore SCIP's own defaults).
+        warm_start: ``{cvxpy Variable: value}``, a first solution for SCIP (integer variables
+            suffice; :func:`sopjax.solvers.scip_direct.solve_scip`). Ignored by other solvers.
+        branch_priority: ``{cvxpy Variable: int}`` SCIP branching priorities. Ignored by other solvers.
 
     Raises:
         InfeasibleError, SolverError: with the solver status.
@@ -215,7 +220,7 @@ def solve_problem(
     t0 = time.perf_counter()
     if name == "SCIP":
         return _solve_scip(problem, time_limit, mip_gap, threads, verbose, raise_on_infeasible,
-                           infeasible_hint, scip_params, t0)
+                           infeasible_hint, scip_params, t0, warm_start, branch_priority)
     try:
         problem.solve(solver=name, verbose=verbose, **_options(name, time_limit, mip_gap, threads))
     except cp.error.SolverError as e:
@@ -238,14 +243,16 @@ def solve_problem(
     return SolveInfo(status, name, obj, bound, gap, max(total - solve_s, 0.0), solve_s, total, nodes)
 
 
-def _solve_scip(problem, time_limit, mip_gap, threads, verbose, raise_on_infeasible, hint, scip_params, t0):
+def _solve_scip(problem, time_limit, mip_gap, threads, verbose, raise_on_infeasible, hint, scip_params, t0,
+                warm_start=None, branch_priority=None):
     from sopjax.solvers.scip_direct import solve_scip
 
     params = dict(SCIP_DEFAULTS)
     params.update(_options("SCIP", time_limit, mip_gap, threads)["scip_params"])
     params.update(scip_params or {})
     try:
-        out = solve_scip(problem, params=params, verbose=verbose)
+        out = solve_scip(problem, params=params, verbose=verbose, warm_start=warm_start,
+                         branch_priority=branch_priority)
     except KeyError as e:
         raise SopjaxError(f"unknown SCIP parameter {e}") from None
     total = time.perf_counter() - t0

@@ -32,47 +32,17 @@ from __future__ import annotations
 import cvxpy as cp
 import numpy as np
 
-from sopjax.solvers.formulations.common import (  # noqa: F401  (re-exported API)
-    branch_sets,
-    broadcast_periods,
-    constraint_power_balance,
-    constraint_source_voltage,
-    constraint_switched_flow,
-    constraint_voltage_drop,
-    injection_load,
-    injection_pv,
-    pv_q_ratio,
-    set_bounds,
-    variable_branch_power,
-    variable_bus_voltage,
-    variable_load_pickup,
-    variable_substation_power,
-)
+from sopjax.solvers.formulations import common
+from sopjax.solvers.formulations.common import *  # noqa: F401,F403  (re-exported API, common.__all__)
+from sopjax.solvers.formulations.common import branch_sets, broadcast_periods, set_bounds
 from sopjax.solvers.model import Model
 
 NAME = "lindistflow"
 EXACT = False
 
-__all__ = [
-    "NAME",
-    "branch_sets",
-    "set_bounds",
-    "variable_bus_voltage",
-    "variable_branch_power",
-    "variable_substation_power",
-    "variable_branch_current",
-    "injection_load",
-    "variable_load_pickup",
-    "injection_pv",
-    "constraint_source_voltage",
-    "constraint_power_balance",
-    "constraint_voltage_drop",
-    "constraint_switched_flow",
-    "constraint_branch_cone",
-    "expression_line_losses",
-    "relaxation_gap",
-    "polygon_le",
-]
+# the shared functions of common.py plus this formulation's own
+__all__ = [*common.__all__, "NAME", "variable_branch_current", "constraint_branch_cone",
+           "expression_line_losses", "relaxation_gap", "polygon_le"]
 
 # sides of the polygons that replace the disks |S| <= s (inner) and the tangents of P^2
 POLYGON_SIDES = 12

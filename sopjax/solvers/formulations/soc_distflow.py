@@ -13,14 +13,15 @@ API (PowerModels-style: a problem builder calls these on a :class:`~sopjax.solve
     form.variable_bus_voltage(m)                    # v = |V|^2   (T, bus)
     form.variable_branch_power(m)                   # P, Q at from-bus (T, branch)
     form.variable_branch_current(m)                 # l = |I|^2   (T, branch)
-    sop_model.variable_sop(m, s_rated_pu=None)      # optional: S may be a Parameter/Variable (sizing)
+    form.variable_substation_power(m)
     form.injection_load(m); form.injection_pv(m)    # bus injections
+    sop_model.variable_sop(m, s_rated_i_pu=None)    # optional: S may be a Parameter/Variable (sizing)
+    sop_model.constraint_sop(m)                     # registers the SOP injections: before the balance
     form.constraint_source_voltage(m)
-    form.constraint_power_balance(m)
+    form.constraint_power_balance(m)                # sums every injection registered so far
     form.constraint_voltage_drop(m)
     form.constraint_switched_flow(m)
     form.constraint_branch_cone(m)                  # P^2 + Q^2 <= l v_f  (the SOC relaxation)
-    sop_model.constraint_sop(m)
     losses = form.expression_line_losses(m)         # (T,) sum r l
     ...solve...;  form.relaxation_gap(m)            # per branch and period, after solving
 
@@ -47,46 +48,17 @@ from __future__ import annotations
 import cvxpy as cp
 import numpy as np
 
-from sopjax.solvers.formulations.common import (  # noqa: F401  (re-exported API)
-    branch_sets,
-    broadcast_periods,
-    constraint_power_balance,
-    constraint_source_voltage,
-    constraint_switched_flow,
-    constraint_voltage_drop,
-    injection_load,
-    injection_pv,
-    pv_q_ratio,
-    set_bounds,
-    variable_branch_power,
-    variable_bus_voltage,
-    variable_load_pickup,
-    variable_substation_power,
-)
+from sopjax.solvers.formulations import common
+from sopjax.solvers.formulations.common import *  # noqa: F401,F403  (re-exported API, common.__all__)
+from sopjax.solvers.formulations.common import branch_sets, broadcast_periods, set_bounds
 from sopjax.solvers.model import Model
 
 NAME = "soc"
 EXACT = False  # a relaxation: check relaxation_gap()
 
-__all__ = [
-    "NAME",
-    "branch_sets",
-    "set_bounds",
-    "variable_bus_voltage",
-    "variable_branch_power",
-    "variable_substation_power",
-    "variable_branch_current",
-    "injection_load",
-    "variable_load_pickup",
-    "injection_pv",
-    "constraint_source_voltage",
-    "constraint_power_balance",
-    "constraint_voltage_drop",
-    "constraint_switched_flow",
-    "constraint_branch_cone",
-    "expression_line_losses",
-    "relaxation_gap",
-]
+# the shared functions of common.py plus this formulation's own
+__all__ = [*common.__all__, "NAME", "variable_branch_current", "constraint_branch_cone",
+           "expression_line_losses", "relaxation_gap"]
 
 
 def variable_branch_current(m: Model) -> cp.Variable:

@@ -22,7 +22,7 @@ from sopjax.solvers.model import Model
 from sopjax.solvers.options import TIGHT, FormulationOptions
 from sopjax.solvers.solve import SolveInfo, solve_problem
 
-__all__ = ["build_reconfiguration", "solve_reconfiguration", "ReconfigurationResult"]
+__all__ = ["build_reconfiguration", "solve_reconfiguration", "reconfiguration_warm_start", "ReconfigurationResult"]
 
 
 def build_reconfiguration(
@@ -50,6 +50,7 @@ def build_reconfiguration(
         raise SopjaxError(f"load_scale must be a finite number >= 0, got {load_scale}")
     form = formulations.get(options.formulation)
     m = Model(net, periods=1, relax=relax)
+    m.meta["load_scale"] = float(load_scale)
     m.data["p_load_pu"] = np.asarray(net.p_load_pu, float)[None] * load_scale
     m.data["q_load_pu"] = np.asarray(net.q_load_pu, float)[None] * load_scale
     if net.pv.count:
@@ -103,6 +104,42 @@ def build_reconfiguration(
         radiality.constraint_flow_direction(m)
     m.obj["line_losses"] = cp.sum(form.expression_line_losses(m))
     return m, cp.Problem(cp.Minimize(m.obj["line_losses"]), m.constraints())
+
+
+def _net_load(net: Network, load_scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Net load per bus (bus,) p.u., PV at rated power and its power factor subtracted."""
+    p = np.asarray(net.p_load_pu, float) * load_scale
+    q = np.asarray(net.q_load_pu, float) * load_scale
+    if net.pv.count:
+        pv = np.asarray(net.pv.s_rated_pu, float) * np.asarray(net.pv.pf, float)
+        ratio = np.sqrt(np.maximum(1 - np.asarray(net.pv.pf, float) ** 2, 0)) / np.asarray(net.pv.pf, float)
+        np.add.at(p, np.asarray(net.pv.bus), -pv)
+        np.add.at(q, np.asarray(net.pv.bus), -pv * ratio)
+    return p, q
+
+
+def reconfiguration_warm_start(m: Model) -> dict:
+    """A first solution for the solver: the branch-exchange topology (:mod:`sopjax.solvers.heuristics`).
+
+    Returns ``{alpha binaries: 0/1 values}`` for :func:`~sopjax.solvers.solve.solve_problem`'s
+    ``warm_start`` (the solver completes the continuous variables), or ``{}`` when the
+    heuristic finds no radial topology within the voltage limits or nothing is switchable.
+    """
+    from sopjax.solvers.heuristics import branch_exchange
+
+    if "alpha_sw" not in m.var or m.relax:
+        return {}
+    net = m.net
+    scale = float(m.meta.get("load_scale", 1.0))
+    p, q = _net_load(net, scale)
+    sw = np.asarray(m.meta["branch_switch"], dtype=bool)
+    vmax2 = np.asarray(m.bounds.get("v_max2", np.asarray(net.v_max_pu, float) ** 2))
+    found = branch_exchange(net, p, q, switchable=sw, fixed_closed=np.asarray(m.meta["branch_fixed_closed"], bool),
+                            v_max_pu=np.sqrt(vmax2))
+    if found is None:
+        return {}
+    status, _ = found
+    return {m.var["alpha_sw"]: status[sw].astype(float)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -165,18 +202,13 @@ def solve_reconfiguration(
 
     t0 = time.perf_counter()
     m, prob = build_reconfiguration(net, options=options, switchable=switchable, load_scale=load_scale)
+    hints = reconfiguration_warm_start(m) if options.warm_start else {}
     info = solve_problem(prob, solver=solver, time_limit=time_limit, mip_gap=mip_gap, verbose=verbose,
-                         infeasible_hint="no radial configuration meets the voltage limits")
+                         infeasible_hint="no radial configuration meets the voltage limits", warm_start=hints)
     info = dataclasses.replace(info, total_s=time.perf_counter() - t0, build_s=time.perf_counter() - t0 - info.solve_s)
     status = m.value("alpha") > 0.5
     kw = net.base_mva * 1e3
-    p = np.asarray(net.p_load_pu, float) * load_scale
-    q = np.asarray(net.q_load_pu, float) * load_scale
-    if net.pv.count:
-        pv = np.asarray(net.pv.s_rated_pu, float) * np.asarray(net.pv.pf, float)
-        ratio = np.sqrt(np.maximum(1 - np.asarray(net.pv.pf, float) ** 2, 0)) / np.asarray(net.pv.pf, float)
-        np.add.at(p, np.asarray(net.pv.bus), -pv)
-        np.add.at(q, np.asarray(net.pv.bus), -pv * ratio)
+    p, q = _net_load(net, load_scale)
     res, topo = power_flow(net, status=status, p_load_pu=p, q_load_pu=q)
     vm = np.where(topo.energized, res.vm_pu, np.inf)
     k = int(np.argmin(vm))
