@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/dispatch_bench.py               # batch 256, naive baseline on 32
     .venv/bin/python benchmarks/dispatch_bench.py 256 256       # naive baseline on the full batch
+    .venv/bin/python benchmarks/dispatch_bench.py 256 32 9      # 9 interleaved rounds
 
 IEEE 33 with three SOPs (tie positions 12-22, 18-33, 25-29; 200 kVA per VSC, loss
 0.02) and seed 002's PV fleet (buses 7, 13, 30). A batch of random operating
@@ -18,7 +19,10 @@ Paths:
   layer      cvxpylayers + Clarabel with sopjax's exact sparse adjoint,
              DispatchLayer(mode="exact") (default), on the whole batch.
   jax        the JAX-native interior-point dispatch with implicit derivatives,
-             jit(vmap(value_and_grad)), compiled first, best of 3 runs.
+             jit(vmap(value_and_grad)), compiled first.
+
+The three paths run in ``rounds`` interleaved rounds (default 5); the table
+reports the median per problem.
 
 Accuracy (same run): JAX objective vs the layer's SOC optimum (relative), and JAX
 gradients vs the layer's (error relative to each problem's largest gradient).
@@ -59,7 +63,7 @@ def timed(fn, *args, repeat=1):
     return out, best
 
 
-def main(batch: int = 256, naive_batch: int = 32) -> None:
+def main(batch: int = 256, naive_batch: int = 32, rounds: int = 5) -> None:
     net, inp = problems(batch)
     data = compile_dispatch(net)
     model = build_dispatch(data)
@@ -67,20 +71,13 @@ def main(batch: int = 256, naive_batch: int = 32) -> None:
           "(grad of the summed objective w.r.t. all inputs)")
     print(f"jax {jax.__version__}, devices {jax.devices()}", flush=True)
 
-    rows = {}
     naive = DispatchLayer(model, mode="lsqr")
     sub = jax.tree_util.tree_map(lambda a: a[:naive_batch], inp)
     g_naive = jax.grad(lambda i: jnp.sum(naive(i).objective))
     g_naive(sub)  # warm-up: cvxpylayers' eager JAX ops compile once per batch shape
-    _, (w, c) = timed(g_naive, sub)
-    rows["cvxpylayers + Clarabel, diffcp LSQR (naive)"] = (w / naive_batch, c / naive_batch, naive_batch)
-
     layer = DispatchLayer(model)
     g_layer = jax.grad(lambda i: jnp.sum(layer(i).objective))
     g_layer(inp)  # warm-up (as above)
-    ref_grad, (w, c) = timed(g_layer, inp, repeat=2)
-    rows["cvxpylayers + Clarabel, exact sparse adjoint"] = (w / batch, c / batch, batch)
-    ref = layer(inp)
 
     def one(i):
         r = dispatch_native(data, i)
@@ -90,8 +87,23 @@ def main(batch: int = 256, naive_batch: int = 32) -> None:
     t0 = time.perf_counter()
     jax.block_until_ready(run(inp))
     compile_s = time.perf_counter() - t0
-    ((obj, res), grad), (w, c) = timed(run, inp, repeat=3)
-    rows["JAX-native IPM, implicit diff (jit+vmap)"] = (w / batch, c / batch, batch)
+
+    # interleaved rounds (the machine may be shared): median per path
+    names = ["cvxpylayers + Clarabel, diffcp LSQR (naive)", "cvxpylayers + Clarabel, exact sparse adjoint",
+             "JAX-native IPM, implicit diff (jit+vmap)"]
+    calls = [(g_naive, sub, naive_batch), (g_layer, inp, batch), (run, inp, batch)]
+    times = {k: [] for k in names}
+    for _ in range(rounds):
+        for name, (fn, arg, n) in zip(names, calls):
+            out, (w, c) = timed(fn, arg)
+            times[name].append((w / n, c / n))
+            if fn is g_layer:
+                ref_grad = out
+            elif fn is run:
+                (obj, res), grad = out
+    rows = {k: (float(np.median([t[0] for t in v])), float(np.median([t[1] for t in v])), n)
+            for (k, v), (_, _, n) in zip(times.items(), calls)}
+    ref = layer(inp)
 
     # accuracy of the JAX path against the layer (same problems)
     conv = np.asarray(res.converged)
@@ -101,7 +113,8 @@ def main(batch: int = 256, naive_batch: int = 32) -> None:
     rel_grad = np.max([np.max(np.abs(np.asarray(getattr(grad, f)) - np.asarray(getattr(ref_grad, f))), axis=1)
                        for f in fields], axis=0) / scale
 
-    print(f"\n{'path':<46} {'ms/problem (wall)':>18} {'ms/problem (CPU)':>17} {'problems':>9}")
+    print(f"\nmedian of {rounds} interleaved rounds")
+    print(f"{'path':<46} {'ms/problem (wall)':>18} {'ms/problem (CPU)':>17} {'problems':>9}")
     for name, (w, c, n) in rows.items():
         print(f"{name:<46} {w * 1e3:>18.4f} {c * 1e3:>17.4f} {n:>9}")
     names = list(rows)

@@ -7,6 +7,7 @@ are marked slow (``configs/sop_capacity_optimization.toml`` is the full study).
 
 import copy
 import json
+import re
 
 import jax.numpy as jnp
 import numpy as np
@@ -32,6 +33,18 @@ BASE = {
     "axis": [{"name": "capacity_mva", "values": [0.05, 0.1, 0.2]}],
     "quantities": ["losses_kw", "vmin_pu"],
 }
+
+
+#: a small config for the CLI tests (TOML)
+CLI_BASE = """quantities = ["losses_kw"]
+[network]
+case = "ieee33"
+sop = [{ pair = [18, 33], s_rated_kva = 300 }]
+[dispatch]
+engine = "cvxpylayers"
+[sampling]
+samples = 2
+"""
 
 
 def cfg(**changes):
@@ -119,17 +132,8 @@ def test_infeasible_operating_point_names_grid_point_sample_and_bus():
 def test_cli_writes_the_dataset_and_figures(tmp_path, capsys):
     import tomllib  # noqa: F401  (the CLI parses TOML; write one by hand)
 
-    text = """
-title = "cli sweep"
-quantities = ["losses_kw"]
-[network]
-case = "ieee33"
-pv = [{ bus = 30, s_rated_kva = 300, pf = 0.95 }]
-sop = [{ pair = [18, 33], s_rated_kva = 300 }]
-[dispatch]
-engine = "cvxpylayers"
-[sampling]
-samples = 2
+    text = 'title = "cli sweep"\n' + CLI_BASE.replace(
+        "[network]\n", "[network]\npv = [{ bus = 30, s_rated_kva = 300, pf = 0.95 }]\n") + """
 [baseline]
 pv_penetration = 0.2
 [[axis]]
@@ -178,3 +182,49 @@ def test_optax_optimum_within_one_grid_step_of_the_grid_search():
     assert 0.0 < grid < 0.4  # an interior optimum
     assert abs(opt - grid) <= ds.attrs["grid_step_mva"]
     assert ds.attrs["optax_optimum_cost"] <= ds.attrs["grid_optimum_cost"] * (1 + 1e-3)
+
+
+def _cli_error(tmp_path, capsys, text: str) -> str:
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    assert main(["sweep", str(path), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "Traceback" not in err  # one clear line
+    return err
+
+
+def test_bad_input_gives_one_clear_line_each(tmp_path, capsys):
+    base = 'title = "bad input"\n' + CLI_BASE
+    # negative capacity on the axis, and as the baseline
+    err = _cli_error(tmp_path, capsys, base + '[[axis]]\nname = "capacity_mva"\nvalues = [0.1, -0.2]\n')
+    assert "[[axis]] capacity_mva value 1 must be >= 0.0, got -0.2" in err
+    err = _cli_error(tmp_path, capsys, base + '[baseline]\ncapacity_mva = -1.0\n'
+                     '[[axis]]\nname = "load_scale"\nvalues = [1.0]\n')
+    assert "[baseline] capacity_mva" in err and ">= 0" in err
+    # an axis that is not a parameter
+    err = _cli_error(tmp_path, capsys, base + '[[axis]]\nname = "sop_bus"\nvalues = [1, 2]\n')
+    assert "'sop_bus' is not a sweep parameter; parameters: ['capacity_mva', 'load_scale', 'pv_penetration']" in err
+    # an infeasible operating point: grid point, sample and the bus that cannot be held
+    err = _cli_error(tmp_path, capsys, base + '[baseline]\ncapacity_mva = 0.0\n'
+                     '[[axis]]\nname = "load_scale"\nvalues = [2.6]\n')
+    assert re.search(r"load_scale=2\.6: .*sample 0.*bus \d+ cannot be held above v_min", err), err
+
+
+@pytest.mark.slow
+def test_capacity_zero_in_a_restoration_sweep():
+    """Capacity 0 works in a sweep with restoration quantities (configs/sop_capacity_sweep.toml)."""
+    c = cfg(network={**BASE["network"], "sop": [{"pair": [8, 21], "s_rated_kva": 2000, "loss": 0.02}]},
+            baseline={"pv_penetration": 0.4},
+            axis=[{"name": "capacity_mva", "values": [0.0, 2.0]}],
+            quantities=["losses_kw", "restored_kw"],
+            restoration={"report": "case 4", "fault": {"open": [2]},
+                         "montecarlo": {"samples": 4, "seed": 1, "v_min_pu": 0.95, "v_max_pu": 1.05},
+                         "strategy": [{"name": "case 4", "close": [35], "open": [8], "pickup": "greedy",
+                                       "sop": [{"pair": [8, 21], "mode": "vf_i", "u_set_pu": 1.05}]}]})
+    ds = run_sweep(spec_from_config(c))
+    # without capacity the SOP cannot form its island (scored without it); with 2 MVA it does
+    np.testing.assert_array_equal(ds["restoration_sop_island"].values, [0.0, 1.0])
+    r = ds["restored_kw"].values
+    assert 0 < r[0] < r[1]
+    d = ds["dlosses_kw_dcapacity_mva"].values
+    assert np.all(np.isfinite(d)) and d[0] < 0  # the right derivative at 0: capacity lowers losses

@@ -44,11 +44,12 @@ constraint violation. The Python boundary (:mod:`sopjax.sweeps`,
 :func:`sopjax.solvers.dispatch.solve_dispatch`) raises, naming the bus.
 
 Non-smooth points: the converter loss ``A|s|`` has a kink at ``s = 0`` (an idle
-VSC); ``|s|`` is rounded by a Huber function inside ``|s| < delta`` = 5e-5 p.u.,
-adding at most ``A * delta / 2`` of loss per idle VSC and nothing elsewhere.
-Capacities below ``CAPACITY_FLOOR_PU`` (1e-5 p.u.) are raised to it with a
-straight-through gradient, so at ``S = 0`` the derivative is the right
-derivative. Where a capacity stops binding the value is C^1 (its dual goes to
+VSC); ``|s|`` is rounded by a Huber function inside ``|s| < delta`` =
+min(5e-5 p.u., 0.1 S), adding at most ``A * delta / 2`` of loss per idle VSC and
+nothing elsewhere. Capacities below ``CAPACITY_FLOOR_PU`` (1e-5 p.u.) are raised
+to it with a straight-through gradient; with both VSCs of an SOP at 0 the value
+is not differentiable in each capacity separately, and the sum of the two
+partials is the right derivative along the SOP's capacity. Where a capacity stops binding the value is C^1 (its dual goes to
 0) while the set-points have a kink; the derivative returned there is one of
 the one-sided ones. See docs/dispatch.md.
 """
@@ -86,8 +87,10 @@ __all__ = [
 # Capacities below this (p.u.) are raised to it: the capacity cone degenerates at 0.
 CAPACITY_FLOOR_PU = 1e-5
 # Huber rounding of the converter-loss norm |s| inside |s| < delta (p.u.): at most
-# A * delta / 2 of extra loss per idle VSC, exact for |s| >= delta.
+# A * delta / 2 of extra loss per idle VSC, exact for |s| >= delta ...
 LOSS_SMOOTHING_PU = 5e-5
+# ... and at most this fraction of the VSC's capacity (see _smoothing).
+LOSS_SMOOTHING_REL = 0.1
 
 
 class DispatchInputError(SopjaxError):
@@ -568,6 +571,8 @@ def bus_voltage(data: DispatchData, v_kid) -> Float[Array, " bus"]:
 # exact-DistFlow voltage map. Objective (converter loss = -(p_i + p_j) at the DC balance):
 # F(x) = sum r l - sum (p_i + p_j) + w sum (v - 1)^2.
 
+# the start draws at most this fraction of the total active load per VSC (see _start)
+START_DRAW_FRAC = 0.01
 # centring target >= this x KKT residual (see dispatch_state)
 _MU_RESIDUAL = 1e-3
 
@@ -600,9 +605,19 @@ def _injections(data: DispatchData, x):
     return tuple(x[k * ns : (k + 1) * ns] for k in range(4))
 
 
-def _huber_norm(p, q):
-    """|(p, q)| for |s| >= delta, |s|^2 / (2 delta) + delta / 2 inside (C^1, convex)."""
-    d = LOSS_SMOOTHING_PU
+def _smoothing(S):
+    """Huber radius of each VSC: LOSS_SMOOTHING_PU, but at most LOSS_SMOOTHING_REL x its capacity.
+
+    Tied to the capacity so that a VSC whose capacity is below the absolute radius
+    (capacity 0 is floored to 1e-5 p.u.) still sees its true marginal loss ``A``
+    (a fixed radius made tiny SOPs look almost lossless: the derivative at capacity
+    0 was 4.7x the SOC model's). A constant (no gradient w.r.t. the capacity).
+    """
+    return jax.lax.stop_gradient(jnp.minimum(LOSS_SMOOTHING_PU, LOSS_SMOOTHING_REL * S))
+
+
+def _huber_norm(p, q, d):
+    """|(p, q)| for |s| >= d, |s|^2 / (2 d) + d / 2 inside (C^1, convex)."""
     r2 = p * p + q * q
     return jnp.where(r2 >= d * d, jnp.sqrt(jnp.maximum(r2, d * d)), r2 / (2 * d) + d / 2)
 
@@ -633,7 +648,8 @@ def _sop_rows(data: DispatchData, th: _Params, x):
         [
             (th.s_i**2 - pi**2 - qi**2) / (2 * th.s_i),
             (th.s_j**2 - pj**2 - qj**2) / (2 * th.s_j),
-            -(pi + pj) - data.loss_i * _huber_norm(pi, qi) - data.loss_j * _huber_norm(pj, qj),
+            -(pi + pj) - data.loss_i * _huber_norm(pi, qi, _smoothing(th.s_i))
+            - data.loss_j * _huber_norm(pj, qj, _smoothing(th.s_j)),
         ]
     )
 
@@ -725,9 +741,8 @@ def _newton_system(data, th, x, z, s, fl, mdl: _Model):
     return M, Ja, Jr
 
 
-def _huber_derivatives(p, q):
-    """Gradient (2, k) and Hessian (2, 2, k) of the Huber-rounded norm."""
-    d = LOSS_SMOOTHING_PU
+def _huber_derivatives(p, q, d):
+    """Gradient (2, k) and Hessian (2, 2, k) of the Huber-rounded norm (radius d, (k,))."""
     r = jnp.sqrt(p * p + q * q)
     out = r >= d
     rs = jnp.where(out, r, 1.0)
@@ -748,8 +763,8 @@ def _analytic_derivatives(data: DispatchData, th: _Params, x, za):
     pi, qi, pj, qj = _injections(data, x)
     k = np.arange(ns)
     ci, cqi, cj, cqj = k, ns + k, 2 * ns + k, 3 * ns + k  # columns of p_i, q_i, p_j, q_j
-    gi, Hi = _huber_derivatives(pi, qi)
-    gj, Hj = _huber_derivatives(pj, qj)
+    gi, Hi = _huber_derivatives(pi, qi, _smoothing(th.s_i))
+    gj, Hj = _huber_derivatives(pj, qj, _smoothing(th.s_j))
     rows = [k, k, ns + k, ns + k, 2 * ns + k, 2 * ns + k, 2 * ns + k, 2 * ns + k]
     cols = [ci, cqi, cj, cqj, ci, cqi, cj, cqj]
     vals = [
@@ -812,8 +827,15 @@ class _State(NamedTuple):
 
 
 def _start(data: DispatchData, th: _Params, dtype):
-    """A strictly feasible point for the SOP rows: no reactive power, both VSCs draw S_min / 2."""
-    kappa = 0.5 * jnp.minimum(th.s_i, th.s_j)
+    """A strictly feasible point for the SOP rows: no reactive power, both VSCs draw ``kappa``.
+
+    ``kappa = min(S_min / 2, START_DRAW_FRAC * total load)``: any ``0 < kappa < S_min``
+    is strictly feasible for the capacity and DC-balance rows, and capping it by the
+    load keeps large (non-binding) capacities from starting at a draw that collapses
+    the feeder's voltages (a start at S_min / 2 = 2.5 MW per VSC diverged).
+    """
+    load = jnp.maximum(jnp.sum(jnp.abs(th.p_load)), 1e-3)
+    kappa = jnp.minimum(0.5 * jnp.minimum(th.s_i, th.s_j), START_DRAW_FRAC * load)
     zero = jnp.zeros_like(kappa)
     return jnp.concatenate([-kappa, zero, -kappa, zero]).astype(dtype)
 

@@ -61,7 +61,8 @@ def write_plots(ds, out: str | Path) -> list[Path]:
 
     dims = list(ds.dims)
     derivs = _derivs(ds)
-    quantities = [v for v in ds.data_vars if v not in derivs]
+    # quantities with a derivative per axis (not flags such as restoration_sop_island)
+    quantities = [v for v in ds.data_vars if v not in derivs and all(f"d{v}_d{a}" in ds for a in dims)]
     for q in quantities:
         if len(dims) == 1:
             a = dims[0]

@@ -28,6 +28,7 @@ from sopjax.errors import SopjaxError
 from sopjax.kernels.dispatch import DispatchInfeasibleError, DispatchInputs, dispatch_native
 from sopjax.sweeps.config import PARAMETERS, QUANTITIES, SweepConfigError, SweepSpec
 from sopjax.sweeps.scenario import Scenario, build_scenario
+from sopjax.strategies.strategy import StrategyError
 
 __all__ = ["run_sweep", "dispatch_means", "point_function", "DISPATCH_QUANTITIES"]
 
@@ -125,13 +126,29 @@ def _restoration_point(spec: SweepSpec, scn: Scenario, point: dict) -> dict:
                                  for row in net_t["pv"]]
     cfg = {"network": net_t, "fault": r.get("fault", {}), "uncertainty": unc,
            "montecarlo": dict(r.get("montecarlo", {})), "strategy": r["strategy"]}
-    ds, _ = run_study(study_from_config(cfg), progress=False, plots=False)
+    sop_island = 1.0
+    try:
+        ds, _ = run_study(study_from_config(cfg), progress=False, plots=False)
+    except StrategyError as e:
+        # A Vf-mode SOP too small for its island at the forecast (e.g. capacity 0, or
+        # one that cannot absorb the island's PV surplus) cannot energize that island:
+        # score the strategy with its SOP settings removed (the island stays dark).
+        reported = [s for s in r["strategy"] if s.get("name") == r["report"]]
+        if not any(row.get("sop") for row in reported):
+            raise
+        fallback = [{k: v for k, v in s.items() if k != "sop"} for s in r["strategy"]]
+        try:
+            ds, _ = run_study(study_from_config({**cfg, "strategy": fallback}), progress=False, plots=False)
+        except StrategyError:
+            raise e from None
+        sop_island = 0.0
     sub = ds.sel(strategy=r["report"])
     return {
         "restored_kw": float(sub["restored_kw_mean"]),
         "recovery_ratio": float(sub["recovery_ratio_mean"]),
         "restoration_vmin_pu": float(sub["vmin_pu_mean"]),
         "restoration_loss_kw": float(sub["line_loss_kw_mean"] + sub["sop_loss_kw_mean"]),
+        "restoration_sop_island": sop_island,
     }
 
 
@@ -169,6 +186,7 @@ def run_sweep(spec: SweepSpec, *, progress: bool = False, scenario: Scenario | N
     mc_q = [q for q in spec.quantities if QUANTITIES[q][2] == "montecarlo"]
     values = {q: np.full(shape, np.nan) for q in spec.quantities}
     derivs = {(q, a): np.full(shape, np.nan) for q in spec.quantities for a in names}
+    sop_island = np.full(shape, np.nan)
 
     if disp_q:
         f = point_function(scn, spec, names)
@@ -201,6 +219,7 @@ def run_sweep(spec: SweepSpec, *, progress: bool = False, scenario: Scenario | N
                 raise type(e)(f"Monte Carlo restoration at {where}: {e}") from None
             for q in mc_q:
                 values[q][idx] = mc[q]
+            sop_island[idx] = mc["restoration_sop_island"]
         if progress:
             print("  " + ", ".join(f"{k}={v:g}" for k, v in point.items()) + ": "
                   + ", ".join(f"{q}={values[q][idx]:.4g}" for q in spec.quantities), flush=True)
@@ -217,6 +236,10 @@ def run_sweep(spec: SweepSpec, *, progress: bool = False, scenario: Scenario | N
                       if source == "dispatch" else "finite difference on the grid (Monte Carlo quantity)")
             data_vars[f"d{q}_d{a}"] = (names, derivs[(q, a)], {
                 "units": f"{units}/{PARAMETERS[a][0]}", "long_name": f"d {q} / d {a}", "method": method})
+    if mc_q:
+        data_vars["restoration_sop_island"] = (names, sop_island, {
+            "units": "1", "long_name": "1 if the strategy's Vf-mode SOP energizes its island at the forecast, "
+            "0 if it cannot (too small: the island stays dark and the strategy is scored without its SOP)"})
     ds = xr.Dataset(
         data_vars,
         coords={
