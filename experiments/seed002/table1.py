@@ -50,7 +50,7 @@ wall = time.perf_counter() - t0
 minlp = None
 if out["objective"] == out["objective"]:
     gap = abs(out["objective"] - out["bound"]) / max(abs(out["objective"]), 1e-9)
-    info = SolveInfo("optimal" if out["status"] == "optimal" else "time_limit", "SCIP", out["objective"], out["bound"],
+    info = SolveInfo("optimal" if out["status"] in ("optimal", "gaplimit") else "time_limit", "SCIP", out["objective"], out["bound"],
                      gap, out["build_s"], out["solve_s"], wall, out["nodes"])
     plan = _extract(m, m.net, study.settings, info, 1e-3)
     minlp = {"plan": plan, "check": exact_check(study.net, plan, study.settings, model=m), "wall_s": wall}
