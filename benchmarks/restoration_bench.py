@@ -2,6 +2,7 @@
 
     python benchmarks/restoration_bench.py                       # all problems
     python benchmarks/restoration_bench.py --problems reconf33   # one problem
+    python benchmarks/restoration_bench.py --problems reconf33 --repeat 3 --ablation
 
 Problems: ``reconf33`` loss-minimising reconfiguration of IEEE 33 (every branch switchable),
 ``restore33`` seed 002 case 4 (SOP 8-21 + reconfiguration after a fault on branch 2-3, at the
@@ -17,6 +18,11 @@ restoration):
 * ``naive``: :data:`sopjax.solvers.naive.NAIVE` (blanket big-M, single-commodity-flow radiality,
   plain cones) with SCIP's own defaults -- what a first implementation gets;
 * ``naive, sopjax SCIP settings``: the naive model with the tuned parameters.
+
+``--ablation`` instead runs sopjax's model with one ingredient removed at a time (no warm start;
+warm start but no :data:`~sopjax.solvers.solve.SCIP_WARM_STARTED`; the aggregation separator on).
+``--repeat N`` runs every variant N times, interleaved (variant 1, 2, ..., 1, 2, ...), and adds
+the median row per variant (``MEDIAN``); ratios in the median rows are ratios of medians.
 
 Wall and CPU seconds are printed (CPU time is insensitive to other jobs on a shared machine); the
 ratio column divides the naive time by the sopjax time. Every variant's optimum is checked against
@@ -41,7 +47,7 @@ from sopjax.solvers.options import TIGHT  # noqa: E402
 from sopjax.solvers.problems.reconfiguration import build_reconfiguration, reconfiguration_warm_start  # noqa: E402
 from sopjax.solvers.problems.restoration import RestorationSettings, build_restoration  # noqa: E402
 from sopjax.solvers.scip_direct import solve_scip  # noqa: E402
-from sopjax.solvers.solve import SCIP_DEFAULTS  # noqa: E402
+from sopjax.solvers.solve import SCIP_DEFAULTS, SCIP_WARM_STARTED  # noqa: E402
 
 
 def restore33_net():
@@ -64,41 +70,65 @@ def build(problem: str, options):
     return m, prob, 1e-4, {}
 
 
-def run(problem: str, options, params: dict, time_limit: float) -> dict:
+def run(problem: str, options, params: dict, time_limit: float, warm_params: bool = True) -> dict:
     t0, c0 = time.perf_counter(), time.process_time()
     _, prob, gap, hints = build(problem, options)
+    if hints and warm_params:
+        hints = {**hints, "params_if_warm": SCIP_WARM_STARTED}  # as solve_problem does
     out = solve_scip(prob, params={**params, "limits/time": time_limit, "limits/gap": gap}, **hints)
     return {"wall": time.perf_counter() - t0, "cpu": time.process_time() - c0, "status": out["status"],
             "objective": out["objective"], "bound": out["bound"], "nodes": out["nodes"]}
+
+
+def _row(problem, name, r, base, flag=""):
+    print(f"{problem:<10} {name:<36} {r['status']:<10} {r['objective']:>14.6g} {r['nodes']:>7d} "
+          f"{r['wall']:>8.1f} {r['cpu']:>8.1f} {r['wall'] / base['wall']:>20.1f} {r['cpu'] / base['cpu']:>7.1f}{flag}",
+          flush=True)
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--problems", default="reconf33,restore33,reconf69")
     ap.add_argument("--time-limit", type=float, default=1800.0, help="per solve (s)")
+    ap.add_argument("--repeat", type=int, default=1, help="runs per variant, interleaved; medians printed")
+    ap.add_argument("--ablation", action="store_true", help="sopjax with one ingredient removed at a time")
     args = ap.parse_args()
-    variants = [
-        ("sopjax", TIGHT, SCIP_DEFAULTS),
-        ("sopjax, SCIP defaults", TIGHT, {}),
-        ("naive", NAIVE, {}),
-        ("naive, sopjax SCIP settings", NAIVE, SCIP_DEFAULTS),
-    ]
-    print(f"{'problem':<10} {'variant':<30} {'status':<10} {'objective':>14} {'nodes':>7} {'wall s':>8} {'CPU s':>8} "
+    # (name, formulation options, SCIP parameters, SCIP_WARM_STARTED when the warm start is accepted)
+    if args.ablation:
+        aggregation_on = {k: v for k, v in SCIP_DEFAULTS.items() if k != "separating/aggregation/freq"}
+        variants = [
+            ("sopjax", TIGHT, SCIP_DEFAULTS, True),
+            ("sopjax, no warm start", dataclasses.replace(TIGHT, warm_start=False), SCIP_DEFAULTS, True),
+            ("sopjax, no SCIP_WARM_STARTED", TIGHT, SCIP_DEFAULTS, False),
+            ("sopjax, aggregation separator on", TIGHT, aggregation_on, True),
+        ]
+    else:
+        variants = [
+            ("sopjax", TIGHT, SCIP_DEFAULTS, True),
+            ("sopjax, SCIP defaults", TIGHT, {}, False),
+            ("naive", NAIVE, {}, False),
+            ("naive, sopjax SCIP settings", NAIVE, SCIP_DEFAULTS, True),
+        ]
+    print(f"{'problem':<10} {'variant':<36} {'status':<10} {'objective':>14} {'nodes':>7} {'wall s':>8} {'CPU s':>8} "
           f"{'naive/sopjax (wall)':>20} {'(CPU)':>7}")
     for problem in args.problems.split(","):
+        chosen = [v for v in variants if args.ablation or problem != "reconf69" or v[0] in ("sopjax", "naive")]
+        runs: dict[str, list] = {v[0]: [] for v in chosen}
         base = None
-        for name, opts, params in variants:
-            if problem == "reconf69" and name != "sopjax" and name != "naive":
-                continue
-            r = run(problem, opts, params, args.time_limit)
-            if base is None:
-                base = r
-            same = abs(r["objective"] - base["objective"]) <= 1e-3 * max(1.0, abs(base["objective"]))
-            ratio_w = r["wall"] / base["wall"]
-            ratio_c = r["cpu"] / base["cpu"]
-            flag = "" if same or r["status"] != "optimal" else "  (different optimum!)"
-            print(f"{problem:<10} {name:<30} {r['status']:<10} {r['objective']:>14.6g} {r['nodes']:>7d} "
-                  f"{r['wall']:>8.1f} {r['cpu']:>8.1f} {ratio_w:>20.1f} {ratio_c:>7.1f}{flag}", flush=True)
+        for _ in range(max(1, args.repeat)):
+            for name, opts, params, warm in chosen:
+                r = run(problem, opts, params, args.time_limit, warm)
+                runs[name].append(r)
+                base = base or r
+                same = abs(r["objective"] - base["objective"]) <= 1e-3 * max(1.0, abs(base["objective"]))
+                _row(problem, name, r, base, "" if same or r["status"] != "optimal" else "  (different optimum!)")
+        if args.repeat > 1:
+            med = {n: {"wall": float(np.median([r["wall"] for r in rs])), "cpu": float(np.median([r["cpu"] for r in rs])),
+                       "nodes": int(np.median([r["nodes"] for r in rs])), "objective": rs[0]["objective"],
+                       "status": "/".join(sorted({r["status"] for r in rs}))} for n, rs in runs.items()}
+            b = med[chosen[0][0]]
+            for n, r in med.items():
+                _row(problem, "MEDIAN " + n, r, b)
     return 0
 
 

@@ -21,10 +21,14 @@ Two hooks let a problem builder pass what it knows to SCIP:
   the root node on. A warm start that is infeasible is dropped (reported as
   ``warm_start_objective`` = NaN), never trusted.
 * ``branch_priority`` -- a SCIP branching priority per cvxpy variable.
+
+Parameter names may contain ``*`` (``"heuristics/*/freq"``): they are expanded
+to every matching SCIP parameter (:func:`expand_params`).
 """
 
 from __future__ import annotations
 
+import fnmatch
 import time
 
 import cvxpy as cp
@@ -57,6 +61,27 @@ def _affine_rows(A: sp.csr_matrix, b: np.ndarray, x: list, rows: range):
         lo, hi = A.indptr[i], A.indptr[i + 1]
         terms = quicksum(-A.data[p] * x[A.indices[p]] for p in range(lo, hi))
         out.append(terms + float(b[i]))
+    return out
+
+
+def expand_params(model, params: dict) -> dict:
+    """SCIP parameters with ``*`` patterns expanded (``fnmatch``) to every matching parameter name.
+
+    Raises:
+        SopjaxError: a pattern that matches no parameter.
+    """
+    out = {}
+    names = None
+    for key, val in params.items():
+        if "*" not in key:
+            out[key] = val
+            continue
+        if names is None:
+            names = list(model.getParams())
+        hits = [n for n in names if fnmatch.fnmatchcase(n, key)]
+        if not hits:
+            raise SopjaxError(f"SCIP parameter pattern {key!r} matches no parameter")
+        out.update({n: val for n in hits})
     return out
 
 
@@ -102,6 +127,7 @@ def solve_scip(
     objective_limit: float | None = None,
     warm_start: dict | None = None,
     branch_priority: dict | None = None,
+    params_if_warm: dict | None = None,
 ) -> dict:
     """Solve ``problem`` with SCIP, building the model directly; set the cvxpy values.
 
@@ -121,6 +147,8 @@ def solve_scip(
             module docstring); values of every integer variable make a complete start.
         branch_priority: ``{cvxpy Variable: int}``, SCIP branching priority (default 0;
             higher is branched on first).
+        params_if_warm: SCIP parameters applied on top of ``params`` only when the warm start
+            was accepted (e.g. primal heuristics off: the search then only has to prove the bound).
 
     Returns:
         dict with ``status`` (SCIP status string), ``objective``, ``bound``, ``nodes``,
@@ -194,7 +222,7 @@ def solve_scip(
             full = values
         else:
             model.hideOutput(True)
-            full = _complete_warm_start(model, x, values, bools | ints, dict(params or {}))
+            full = _complete_warm_start(model, x, values, bools | ints, expand_params(model, dict(params or {})))
             model.hideOutput(not verbose)
         if full is not None:
             sol = model.createSol()
@@ -208,7 +236,9 @@ def solve_scip(
                 warm_value = -cx if maximize else cx
         warm_s = time.perf_counter() - tw
     if params:
-        model.setParams(params)
+        model.setParams(expand_params(model, params))
+    if params_if_warm and np.isfinite(warm_value):
+        model.setParams(expand_params(model, params_if_warm))
     if objective_limit is not None:
         # problem value = c.x + offset (minimise) or -(c.x + offset) (maximise, cvxpy flips the sign)
         model.setObjlimit((-float(objective_limit) if maximize else float(objective_limit)) - offset)

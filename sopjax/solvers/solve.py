@@ -6,10 +6,16 @@ cvxpy solver are used only when named by the user and installed.
 
 SCIP is called through :mod:`sopjax.solvers.scip_direct` (one-pass model
 build, cones without auxiliary variables) with :data:`SCIP_DEFAULTS`: on these
-reconfiguration models SCIP spent most of its time in root-node OBBT and in the
-``mpec`` and ``rens`` heuristics without improving the search; switching them
-off cut the IEEE 33 reconfiguration from ~24 s to ~7 s of CPU time
-(``benchmarks/restoration_bench.py`` reports both settings).
+reconfiguration models SCIP spent most of its time in root-node OBBT, in the
+``mpec`` and ``rens`` heuristics and in the aggregation (c-MIR) separator
+without improving the search; switching them off cut the IEEE 33
+reconfiguration from ~24 s to ~4 s of CPU time. When a problem hands SCIP a
+warm start (reconfiguration: the branch-exchange topology) that SCIP accepts,
+:data:`SCIP_WARM_STARTED` is applied on top: no primal heuristics (the
+incumbent is already optimal or nearly so; the search only proves the bound)
+and a shorter strong-branching look-ahead. Measured per problem with
+``benchmarks/restoration_bench.py`` (which reports SCIP's own defaults too)
+and the parameter scans described in ``docs/restoration.md``.
 """
 
 from __future__ import annotations
@@ -23,13 +29,21 @@ import numpy as np
 
 from sopjax.errors import SopjaxError
 
-__all__ = ["SolveInfo", "SolverError", "InfeasibleError", "choose_solver", "solve_problem", "SCIP_DEFAULTS"]
+__all__ = ["SolveInfo", "SolverError", "InfeasibleError", "choose_solver", "solve_problem", "SCIP_DEFAULTS",
+           "SCIP_WARM_STARTED"]
 
 # SCIP parameters used unless the caller overrides them (scip_params={...}).
 SCIP_DEFAULTS: dict = {
     "propagating/obbt/freq": -1,
     "heuristics/mpec/freq": -1,
     "heuristics/rens/freq": -1,
+    "separating/aggregation/freq": -1,
+}
+
+# on top of SCIP_DEFAULTS when SCIP accepted a warm start ("*" patterns: scip_direct.expand_params)
+SCIP_WARM_STARTED: dict = {
+    "heuristics/*/freq": -1,
+    "branching/relpscost/maxlookahead": 3,
 }
 
 
@@ -252,7 +266,8 @@ def _solve_scip(problem, time_limit, mip_gap, threads, verbose, raise_on_infeasi
     params.update(scip_params or {})
     try:
         out = solve_scip(problem, params=params, verbose=verbose, warm_start=warm_start,
-                         branch_priority=branch_priority)
+                         branch_priority=branch_priority,
+                         params_if_warm={**SCIP_WARM_STARTED, **(scip_params or {})} if warm_start else None)
     except KeyError as e:
         raise SopjaxError(f"unknown SCIP parameter {e}") from None
     total = time.perf_counter() - t0
