@@ -615,10 +615,11 @@ class _BatchAdjoint:
     diffcp uses least squares for the same reason.
     """
 
-    def __init__(self, pat: _KKTPattern, b, c, x, y, s):
+    def __init__(self, pat: _KKTPattern, b, c, x, y, s, n_jobs: int = 1):
         self.pat, self.b, self.c, self.x, self.y, self.s = pat, b, c, x, y, s
         self._fac: dict[int, Any] = {}
         self._vals = None
+        self.n_jobs = n_jobs
 
     def _prepare(self):
         if self._vals is None:
@@ -677,9 +678,19 @@ class _BatchAdjoint:
         dw = -(np.sum(self.x * dx, axis=1) + np.sum(self.y * dy, axis=1))
         dz = np.concatenate([dx, Dt_dy, dw[:, None]], axis=1)
         r = np.zeros_like(dz)
-        for i in range(B):
-            if np.any(dz[i]):
-                r[i] = self._solve(i, dz[i])
+        todo = [i for i in range(B) if np.any(dz[i])]
+
+        def solve(i):
+            r[i] = self._solve(i, dz[i])
+
+        if self.n_jobs > 1 and len(todo) > 1:  # SuperLU releases the GIL
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(min(self.n_jobs, len(todo))) as pool:
+                list(pool.map(solve, todo))
+        else:
+            for i in todo:
+                solve(i)
         pz = np.concatenate([self.x, self.y, np.ones((B, 1))], axis=1)
         rows, cols = pat.ra, pat.ca
         dA = pz[:, cols] * r[:, rows + n] - pz[:, n + rows] * r[:, cols]
@@ -781,7 +792,8 @@ def _fast_context(layer_ctx, settings: dict, n_jobs: int):
         cached = getattr(local, "solver", None)
         if cached is None or cached[0] is not eq:
             solver = clarabel.DefaultSolver(P0, eq.d * c, eq.A, eq.e * b, cones, st_scaled)
-            local.solver = (eq, solver, c)
+            if solver.is_data_update_allowed():  # else a fresh (scaled) solver next time too
+                local.solver = (eq, solver, c)
         else:
             _, solver, c_old = cached
             if np.array_equal(c, c_old):
@@ -840,7 +852,7 @@ def _fast_context(layer_ctx, settings: dict, n_jobs: int):
             if self.shared_A:
                 if shared.get("pattern") is None:
                     shared["pattern"] = _KKTPattern(shared["A"], cone_dict)
-                adj = _BatchAdjoint(shared["pattern"], self.b, self.c, x, y, s)
+                adj = _BatchAdjoint(shared["pattern"], self.b, self.c, x, y, s, n_jobs)
             else:  # one pattern per problem
                 adj = [_BatchAdjoint(_KKTPattern(self.As[i], cone_dict), self.b[i : i + 1], self.c[i : i + 1],
                                      x[i : i + 1], y[i : i + 1], s[i : i + 1]) for i in range(self.B)]
