@@ -353,8 +353,12 @@ class DispatchLayer:
             cvxpylayers' stock diffcp context with Clarabel and that diffcp
             derivative mode (the naive baseline of benchmarks/dispatch_bench.py;
             it does not detect infeasibility and supports ``jax.grad`` only).
-        n_jobs: threads over the batch.
-        solver_args: Clarabel settings (e.g. ``{"tol_gap_rel": 1e-9}``).
+        n_jobs: threads over the batch (Clarabel solves and adjoint factorizations; both
+            release the GIL, so this buys wall time where cores are free, not CPU time).
+        solver_args: Clarabel settings (e.g. ``{"tol_gap_rel": 1e-9}``). By default one
+            solver per thread is set up once per batch matrix, with a Ruiz scaling
+            computed once; giving ``equilibrate_enable`` switches to a fresh Clarabel
+            solver per problem with that setting.
     """
 
     def __init__(self, model: DispatchModel, *, mode: str = "exact", n_jobs: int = 1,
