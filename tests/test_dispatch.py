@@ -233,3 +233,19 @@ def test_network_and_topology_errors():
         compile_dispatch(net, close=[33])
     with pytest.raises(DispatchInputError, match="voltage_weight"):
         compile_dispatch(net, voltage_weight=-1.0)
+
+
+def test_fresh_clarabel_solvers_agree_with_the_reused_one(setup):
+    """``equilibrate_enable`` in solver_args: one fresh Clarabel solver per problem (Clarabel's
+    own equilibration) instead of one set-up solver with a precomputed Ruiz scaling."""
+    net, data, model, layer = setup
+    fresh = DispatchLayer(model, solver_args={"equilibrate_enable": True})
+    nom = nominal_inputs(net)
+    inp = DispatchInputs(*(jnp.stack([jnp.asarray(a, jnp.float64) * s for s in (0.9, 1.1)]) for a in nom))
+    a, b = layer(inp), fresh(inp)
+    np.testing.assert_allclose(a.objective, b.objective, rtol=1e-5)
+    ga = jax.grad(lambda i: jnp.sum(layer(i).objective))(inp)
+    gb = jax.grad(lambda i: jnp.sum(fresh(i).objective))(inp)
+    for f in ("s_rated_i_pu", "p_pv_pu", "p_load_pu"):
+        x, y = np.asarray(getattr(ga, f)), np.asarray(getattr(gb, f))
+        np.testing.assert_allclose(x, y, atol=2e-3 * np.max(np.abs(y)))
