@@ -56,7 +56,7 @@ def batched_solver(
     max_iter: int = 100,
     chunk_size: int | None = None,
     layout: str = "auto",
-    iteration: str = "power",
+    iteration: str = "current",
 ) -> Callable[..., PowerFlowResult]:
     """A jitted solver ``f(topo, grid, f_bus, p, q, vf=None)`` over a leading sample axis of p, q.
 
@@ -80,9 +80,9 @@ def batched_solver(
             (``lax.map``) so that the working set stays cache-sized. ``None``: one
             chunk for ``"vmap"``, a size chosen from the bus count for ``"bus_major"``.
         layout: ``"auto"``, ``"vmap"`` or ``"bus_major"``.
-        iteration: bus-major iteration, ``"power"`` (DistFlow recursion, about half
-            the sweeps) or ``"current"`` (the per-sample kernel's, same iteration
-            counts as ``"vmap"``); see :mod:`sopjax.kernels.sweep_batch`.
+        iteration: bus-major iteration, ``"current"`` (the per-sample kernel's, same
+            iteration counts as ``"vmap"``) or ``"power"`` (DistFlow recursion, about
+            half the sweeps); see :mod:`sopjax.kernels.sweep_batch`.
     """
     if method not in METHODS:
         raise SopjaxError(f"unknown power-flow method {method!r}; choose from {sorted(METHODS)}")

@@ -274,7 +274,7 @@ def prepare_fused(
     *,
     tol: float = 1e-8,
     max_iter: int = 100,
-    iteration: str = "power",
+    iteration: str = "current",
 ) -> Prepared:
     """Set up the fused numba sweep; the kernel compiles here (cached on disk by numba).
 
@@ -352,7 +352,7 @@ def fused_reference(
     tol: float = 1e-8,
     max_iter: int = 100,
     repeats: int = 3,
-    iteration: str = "power",
+    iteration: str = "current",
 ) -> BaselineResult:
     """Solve all samples with the fused numba sweep; time = median of ``repeats`` runs.
 

@@ -113,7 +113,7 @@ def run_benchmark(
     pp_samples: int = 200,
     chunk_size: int | None = None,
     layout: str = "auto",
-    iteration: str = "power",
+    iteration: str = "current",
     skip: tuple[str, ...] = (),
     progress=None,
 ) -> dict:
@@ -133,8 +133,8 @@ def run_benchmark(
         pp_samples: samples solved by the pandapower loop (extrapolated).
         chunk_size, layout, iteration: passed to :func:`sopjax.batched_solver`;
             ``iteration`` also picks the fused reference's algorithm, so that both
-            do the same work (``"power"``: DistFlow recursion, ``"current"``:
-            current-injection sweep).
+            do the same work (``"current"``: current-injection sweep, ``"power"``:
+            DistFlow recursion).
         skip: baselines not to run (names from :data:`BASELINES`).
         progress: optional callable receiving one-line status messages.
 

@@ -48,10 +48,10 @@ def register(sub) -> None:
     )
     p.add_argument(
         "--iteration",
-        choices=("power", "current"),
-        default="power",
-        help="bus-major iteration of sopjax and the fused reference: DistFlow recursion (power, default) "
-        "or current-injection sweep (current)",
+        choices=("current", "power"),
+        default="current",
+        help="bus-major iteration of sopjax and the fused reference: current-injection sweep (current, "
+        "default) or DistFlow recursion (power)",
     )
     p.add_argument(
         "--devices",

@@ -20,14 +20,16 @@ Two iterations share this layout and the stopping rule (largest update of the
 voltage magnitude <= ``tol``, collapse guard, per-sample ``iterations`` and
 ``converged``; a stopped sample is frozen while the others of its block iterate):
 
-* ``"current"``: the per-sample kernel's current-injection sweep, same start point
-  and iteration count as ``vmap(sweep_power_flow)``, equal to rounding;
-* ``"power"`` (default): the DistFlow recursion (power summation) on ``|V|^2``. Loads
-  are constant power, so the voltage enters the backward sweep only through the
+* ``"current"`` (default): the per-sample kernel's current-injection sweep, same
+  start point and iteration count as ``vmap(sweep_power_flow)``, equal to rounding;
+* ``"power"``: the DistFlow recursion (power summation) on ``|V|^2``. Loads are
+  constant power, so the voltage enters the backward sweep only through the
   branch losses and the fixed point contracts much faster: about half the
-  iterations at ``tol = 1e-8`` on the IEEE cases, at a slightly dearer backward
-  step (``docs/benchmarks.md``). Converged voltages agree with ``"current"`` to
-  the tolerance.
+  iterations at ``tol = 1e-8`` (4.2 vs 8.0 on IEEE 33). Its backward step does
+  more work in the loop over buses, and on a quiet 2-core CPU the two run at the
+  same speed on IEEE 33 and ``"power"`` is 15 % slower on a 2913-bus feeder
+  (``docs/benchmarks.md``), so it is an option, not the default. Converged
+  voltages agree with ``"current"`` to the tolerance.
 
 Vf-mode SOP couplings are not handled here (the caller falls back to ``vmap``).
 """
@@ -218,10 +220,10 @@ def _power_summation(plan, parent, en, zr, zx, vsrc, P, Q, tol, max_iter, collap
     return (vm * jnp.cos(theta), vm * jnp.sin(theta)), (vm, theta), it, converged
 
 
-ITERATIONS = {"power": _power_summation, "current": _current_injection}
+ITERATIONS = {"current": _current_injection, "power": _power_summation}
 
 
-def _block(topo, grid, f_bus, p, q, tol, max_iter, iteration="power") -> PowerFlowResult:
+def _block(topo, grid, f_bus, p, q, tol, max_iter, iteration="current") -> PowerFlowResult:
     """Solve one block; ``p``, ``q`` of shape (sample, bus)."""
     rdtype = jnp.result_type(p.dtype, jnp.float32)
     n_s, n = p.shape
@@ -280,7 +282,7 @@ def sweep_batch(
     tol: float = 1e-8,
     max_iter: int = 100,
     block: int | None = None,
-    iteration: str = "power",
+    iteration: str = "current",
 ) -> PowerFlowResult:
     """Exact radial power flow of many samples (no Vf-mode SOPs), block by block.
 
@@ -294,9 +296,9 @@ def sweep_batch(
         block: samples per block (default :func:`default_block`); blocks run in
             sequence (``lax.map``) so the working set stays in cache. The last
             block is padded with zero-load samples.
-        iteration: ``"power"`` (DistFlow recursion, the default: fewer iterations) or
-            ``"current"`` (current-injection sweep, the per-sample kernel's iteration:
-            same ``iterations`` as ``vmap(sweep_power_flow)``).
+        iteration: ``"current"`` (the default: current-injection sweep, the per-sample
+            kernel's iteration, same ``iterations`` as ``vmap(sweep_power_flow)``) or
+            ``"power"`` (DistFlow recursion: about half the iterations).
 
     Returns:
         :class:`~sopjax.kernels.radial.PowerFlowResult` with a leading sample axis.
