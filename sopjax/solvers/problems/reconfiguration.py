@@ -19,6 +19,7 @@ from sopjax.errors import SopjaxError
 from sopjax.network import Network
 from sopjax.solvers import formulations, radiality
 from sopjax.solvers.model import Model
+from sopjax.solvers.problems.common import constraint_switched_network
 from sopjax.solvers.options import TIGHT, FormulationOptions
 from sopjax.solvers.solve import SolveInfo, solve_problem
 
@@ -78,14 +79,7 @@ def build_reconfiguration(
     form.variable_substation_power(m)
     form.injection_load(m)
     form.injection_pv(m)
-    form.constraint_source_voltage(m)
-    form.constraint_power_balance(m)
-    form.constraint_voltage_drop(m)
-    form.constraint_switched_flow(m)
-    if options.formulation == "soc":
-        form.constraint_branch_cone(m, perspective=options.perspective)
-    else:
-        form.constraint_branch_cone(m)
+    constraint_switched_network(m, form, options)
     connect = radiality.connectivity_buses(m) if options.minimal_connectivity else None
     if options.structure_cuts:
         gen = radiality.connectivity_buses(m)  # buses without a proving load, or with injections

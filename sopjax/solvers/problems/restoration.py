@@ -45,6 +45,7 @@ from sopjax.errors import SopjaxError
 from sopjax.network import Network
 from sopjax.solvers import formulations, radiality, sop_model
 from sopjax.solvers.model import Model
+from sopjax.solvers.problems.common import constraint_switched_network
 from sopjax.solvers.options import TIGHT, FormulationOptions
 from sopjax.solvers.solve import InfeasibleError, SolveInfo, solve_problem
 from sopjax.topology import compile_topology
@@ -539,14 +540,7 @@ def build_restoration(
         sop_model.constraint_sop_vf(m, u_model)
         sop_model.constraint_sop_shared_setpoints(m)
         _constraint_vdcq_partner(m)
-    form.constraint_source_voltage(m)
-    form.constraint_power_balance(m)
-    form.constraint_voltage_drop(m)
-    form.constraint_switched_flow(m)
-    if opts.formulation == "soc":
-        form.constraint_branch_cone(m, perspective=opts.perspective)
-    else:
-        form.constraint_branch_cone(m)
+    constraint_switched_network(m, form, opts)
     if i_max is not None and opts.formulation == "soc":
         form.constraint_current_limit(m, i_max)
     connect = radiality.connectivity_buses(m) if opts.minimal_connectivity and not cont else None
