@@ -40,3 +40,16 @@ def test_errors_are_one_line_without_traceback(args, message, capsys):
 def test_console_script_help():
     out = subprocess.run([sys.executable, "-m", "sopjax.cli.main", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "powerflow" in out.stdout
+
+
+def test_closed_pipe_ends_quietly():
+    """`sopjax ... | head -1`: no BrokenPipeError traceback when the reader goes away."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sopjax.cli.main", "powerflow", "ieee85", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    proc.stdout.read(1)
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait() in (0, 141) and "Traceback" not in err
