@@ -19,7 +19,7 @@ from sopjax.io.matpower import read_matpower  # noqa: E402
 from sopjax.io.pandapower import from_pandapower, to_pandapower  # noqa: E402
 from sopjax.kernels.radial import Grid, PowerFlowResult, VfCoupling  # noqa: E402
 from sopjax.network import Network, make_network  # noqa: E402
-from sopjax.powerflow import batched_solver, make_grid, solve  # noqa: E402
+from sopjax.powerflow import batched_solver, make_grid, shard_samples, solve  # noqa: E402
 from sopjax.topology import Topology, compile_topology, stack_topologies  # noqa: E402
 from sopjax.sampling import Samples, UncertaintyError, UncertaintyModel  # noqa: E402
 from sopjax.planning import CostModel, PlanningInputError, make_planning_problem  # noqa: E402
@@ -35,7 +35,7 @@ __all__ = [
     "SopjaxError", "Topology", "TopologyError", "UnsupportedElementError", "VfCoupling",
     "add_capacitors", "add_demand_response", "add_pv", "add_sops", "batched_solver",
     "compile_topology", "ieee33", "ieee69", "ieee85", "load_case", "make_grid",
-    "make_network", "read_matpower", "solve", "stack_topologies",
+    "make_network", "read_matpower", "shard_samples", "solve", "stack_topologies",
     "from_pandapower", "to_pandapower",
     "Samples", "UncertaintyError", "UncertaintyModel",
     "CostModel", "PlanningInputError", "make_planning_problem",

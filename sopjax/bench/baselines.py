@@ -161,79 +161,81 @@ def _compile_kernel():
 
     @njit(parallel=True, cache=True, fastmath=False, boundscheck=False)
     def power_summation(
-        p, q, order, parent, has_parent, energized, zr, zx, vsrc, tol, max_iter, vm, va, iters, conv
+        p, q, order, parent, has_parent, energized, zr, zx, vsrc, tol, max_iter, vm_out, va, iters, conv
     ):  # pragma: no cover - compiled
-        # the DistFlow recursion of sopjax.kernels.sweep_batch (iteration="power"), per sample
+        # the DistFlow recursion of sopjax.kernels.sweep_batch (iteration="power"), per sample:
+        # branch losses from the previous iterate, subtree sums of p + r l, path sums of the drops
         n_s, n = p.shape
         for s in prange(n_s):
-            v = np.empty(n)
+            vm = np.empty(n)  # the iterate is (|V|, a, b), as in sopjax
+            a = np.zeros(n)  # receiving-end flows of the branch above each bus
+            b = np.zeros(n)
             w = np.empty(n)
-            ap = np.empty(n)
-            aq = np.empty(n)
-            loss = np.empty(n)
-            for b in range(n):
-                v[b] = vsrc[b] * vsrc[b]
+            na = np.empty(n)
+            nb = np.empty(n)
+            loss = np.zeros(n)
+            for k in range(n):
+                vm[k] = vsrc[k]
             it = 0
             err = np.inf
             ok = True
-            done = False
-            while True:
-                # backward: receiving-end flows, branch currents l = S^2 / v, sending end adds (r, x) l
-                for b in range(n):
-                    ap[b] = p[s, b] if energized[b] else 0.0
-                    aq[b] = q[s, b] if energized[b] else 0.0
-                for k in range(n - 1, -1, -1):
-                    b = order[k]
-                    loss[b] = (ap[b] * ap[b] + aq[b] * aq[b]) / v[b]
-                    if has_parent[b]:
-                        a = parent[b]
-                        ap[a] += ap[b] + zr[b] * loss[b]
-                        aq[a] += aq[b] + zx[b] * loss[b]
-                if done:
-                    break
-                # forward: v = v_parent - 2 (r P + x Q)_receiving - |z|^2 l; committed only if healthy
+            while ok and err > tol and it < max_iter:
+                for k in range(n):
+                    branch = has_parent[k] and energized[k]
+                    loss[k] = (a[k] * a[k] + b[k] * b[k]) / (vm[k] * vm[k]) if branch else 0.0
+                    na[k] = p[s, k] + zr[k] * loss[k] if energized[k] else 0.0
+                    nb[k] = q[s, k] + zx[k] * loss[k] if energized[k] else 0.0
+                for j in range(n - 1, -1, -1):  # subtree sums: sending-end flows
+                    k = order[j]
+                    if has_parent[k] and energized[k]:
+                        na[parent[k]] += na[k]
+                        nb[parent[k]] += nb[k]
                 e = 0.0
                 healthy = True
-                for k in range(n):
-                    b = order[k]
-                    if has_parent[b] and energized[b]:
-                        a = parent[b]
-                        nv = w[a] - 2.0 * (zr[b] * ap[b] + zx[b] * aq[b]) - (zr[b] * zr[b] + zx[b] * zx[b]) * loss[b]
+                for j in range(n):  # v = v_parent - 2 (r P + x Q)_sending + |z|^2 l
+                    k = order[j]
+                    if has_parent[k] and energized[k]:
+                        nv = w[parent[k]] - 2.0 * (zr[k] * na[k] + zx[k] * nb[k]) + (
+                            zr[k] * zr[k] + zx[k] * zx[k]
+                        ) * loss[k]
                     else:
-                        nv = vsrc[b] * vsrc[b]
-                    if not (nv > _COLLAPSE_PU * _COLLAPSE_PU) or not math.isfinite(nv):
+                        nv = vsrc[k] * vsrc[k]
+                    w[k] = nv
+                    nvm = math.sqrt(nv) if nv >= 0.0 else np.nan
+                    if not (nvm > _COLLAPSE_PU) or not math.isfinite(nvm):
                         healthy = False
-                        nv = vsrc[b] * vsrc[b]
-                    m = abs(nv - v[b]) / (math.sqrt(nv) + math.sqrt(v[b]))
-                    if m > e:
-                        e = m
-                    w[b] = nv
+                    else:
+                        m = abs(nvm - vm[k])
+                        if m > e:
+                            e = m
                 it += 1
-                if healthy:
-                    for b in range(n):
-                        v[b] = w[b]
+                if healthy:  # commit (the sopjax kernel keeps the last healthy iterate)
+                    for k in range(n):
+                        branch = has_parent[k] and energized[k]
+                        vm[k] = math.sqrt(w[k])
+                        a[k] = na[k] - zr[k] * loss[k] if branch else 0.0
+                        b[k] = nb[k] - zx[k] * loss[k] if branch else 0.0
                     err = e
                 else:
                     ok = False
                     err = np.inf
-                if not (ok and err > tol and it < max_iter):
-                    done = True  # one more backward sweep gives the flows of the final iterate
             # angles: V = V_parent - z conj(S_send / V_parent), in preorder
-            for k in range(n):
-                b = order[k]
-                if energized[b]:
-                    vm[s, b] = math.sqrt(v[b])
-                    if has_parent[b]:
-                        a = parent[b]
-                        ps = ap[b] + zr[b] * loss[b]
-                        qs = aq[b] + zx[b] * loss[b]
-                        d = math.atan2(zr[b] * qs - zx[b] * ps, v[a] - zr[b] * ps - zx[b] * qs)
-                        va[s, b] = va[s, a] + (d if math.isfinite(d) else 0.0)
+            for j in range(n):
+                k = order[j]
+                if energized[k]:
+                    vm_out[s, k] = vm[k]
+                    if has_parent[k]:
+                        i = parent[k]
+                        lk = (a[k] * a[k] + b[k] * b[k]) / (vm[k] * vm[k])
+                        ps = a[k] + zr[k] * lk
+                        qs = b[k] + zx[k] * lk
+                        d = math.atan2(zr[k] * qs - zx[k] * ps, vm[i] * vm[i] - zr[k] * ps - zx[k] * qs)
+                        va[s, k] = va[s, i] + (d if math.isfinite(d) else 0.0)
                     else:
-                        va[s, b] = 0.0
+                        va[s, k] = 0.0
                 else:
-                    vm[s, b] = 0.0
-                    va[s, b] = 0.0
+                    vm_out[s, k] = 0.0
+                    va[s, k] = 0.0
             iters[s] = it
             conv[s] = ok and err <= tol
 
@@ -274,7 +276,7 @@ def prepare_fused(
     *,
     tol: float = 1e-8,
     max_iter: int = 100,
-    iteration: str = "current",
+    iteration: str = "power",
 ) -> Prepared:
     """Set up the fused numba sweep; the kernel compiles here (cached on disk by numba).
 
@@ -352,7 +354,7 @@ def fused_reference(
     tol: float = 1e-8,
     max_iter: int = 100,
     repeats: int = 3,
-    iteration: str = "current",
+    iteration: str = "power",
 ) -> BaselineResult:
     """Solve all samples with the fused numba sweep; time = median of ``repeats`` runs.
 

@@ -68,7 +68,7 @@ def _prepare_sopjax(net, topo, grid, p, q, *, dtype, tol, max_iter, chunk_size, 
     import jax
     import jax.numpy as jnp
 
-    from sopjax.powerflow import batched_solver
+    from sopjax.powerflow import batched_solver, shard_samples
 
     run = batched_solver(
         "sweep", tol=tol, max_iter=max_iter, chunk_size=chunk_size, layout=layout, iteration=iteration
@@ -83,8 +83,9 @@ def _prepare_sopjax(net, topo, grid, p, q, *, dtype, tol, max_iter, chunk_size, 
         jax.tree_util.tree_map(jnp.asarray, topo),
         jax.tree_util.tree_map(cast, grid),
         jnp.asarray(net.f_bus),
-        cast(p),
-        cast(q),
+        # loads already on the devices, split by sample as the solver uses them
+        shard_samples(cast(p)),
+        shard_samples(cast(q)),
     )
     out = {}
     compile_s = {}
@@ -113,7 +114,7 @@ def run_benchmark(
     pp_samples: int = 200,
     chunk_size: int | None = None,
     layout: str = "auto",
-    iteration: str = "current",
+    iteration: str = "power",
     skip: tuple[str, ...] = (),
     progress=None,
 ) -> dict:

@@ -49,9 +49,9 @@ def register(sub) -> None:
     p.add_argument(
         "--iteration",
         choices=("current", "power"),
-        default="current",
-        help="bus-major iteration of sopjax and the fused reference: current-injection sweep (current, "
-        "default) or DistFlow recursion (power)",
+        default="power",
+        help="bus-major iteration of sopjax and the fused reference: DistFlow recursion (power, default) "
+        "or current-injection sweep (current)",
     )
     p.add_argument(
         "--devices",
