@@ -1,6 +1,6 @@
 """Block size (samples per bus-major block) of the batched sweep: CPU time per block size.
 
-    .venv/bin/python benchmarks/block_size_bench.py ieee33 50000 64,128,256,512,1024
+    .venv/bin/python benchmarks/block_size_bench.py ieee33 50000 64,128,250,256,500,512,1000
     .venv/bin/python benchmarks/block_size_bench.py pp:lv_schutterwald 1024 32,64,128,256
 
 One JAX CPU device; every block size is compiled first, then the sizes are timed
