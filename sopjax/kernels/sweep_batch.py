@@ -53,8 +53,8 @@ def default_block(n_bus: int) -> int:
     """Samples per block: about 8k values per bus-major array (cache-sized), 64 to 2048.
 
     Measured per core on a 2-core AMD EPYC (``benchmarks/block_size_bench.py``,
-    ``docs/benchmarks.md``): IEEE 33 runs fastest at 256 samples per block (1.6x
-    faster than 1024, whose arrays no longer fit the 512 KiB L2 cache), the
+    ``docs/benchmarks.md``): IEEE 33 runs fastest at about 256 samples per block
+    (1.4x faster than 1000, whose arrays no longer fit the 512 KiB L2 cache), the
     2913-bus lv_schutterwald feeder at 64; smaller blocks pay the per-step loop
     overhead.
     """
