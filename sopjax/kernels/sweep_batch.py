@@ -66,8 +66,8 @@ def default_block(n_bus: int) -> int:
 def _divisor_block(n_samples: int, block: int) -> int:
     """The largest block in ``(block / 2, block]`` that divides ``n_samples``, else ``block``.
 
-    Padding the samples to a whole number of blocks copies every input array, about
-    a tenth of a solve on IEEE 33; a block that divides the sample count needs none.
+    Padding the samples to a whole number of blocks copies every input array (a
+    fifth of the solve time on IEEE 33); a block that divides the sample count needs none.
     """
     for b in range(block, block // 2, -1):
         if n_samples % b == 0:
@@ -307,9 +307,10 @@ def sweep_batch(
         p_load_pu, q_load_pu: net load, positive = consumption, (sample, bus).
         tol: stopping tolerance on the largest voltage update (p.u.).
         max_iter: sweep limit.
-        block: samples per block (default :func:`default_block`); blocks run in
-            sequence (``lax.map``) so the working set stays in cache. The last
-            block is padded with zero-load samples.
+        block: samples per block; blocks run in sequence (``lax.map``) so the
+            working set stays in cache. Default: about :func:`default_block`, the
+            largest size in ``(default / 2, default]`` that divides the sample
+            count. Otherwise the last block is padded with zero-load samples.
         iteration: ``"power"`` (the default: DistFlow recursion, fewer sweeps) or
             ``"current"`` (current-injection sweep, the per-sample kernel's iteration,
             same ``iterations`` as ``vmap(sweep_power_flow)``).
