@@ -20,7 +20,9 @@ from sopjax.kernels.sweep_batch import ITERATIONS, sweep_batch
 from sopjax.network import Network
 from sopjax.topology import Topology, compile_topology
 
-__all__ = ["METHODS", "LAYOUTS", "make_grid", "batched_solver", "shard_samples", "solve", "check_loads"]
+__all__ = [
+    "METHODS", "LAYOUTS", "make_grid", "batched_solver", "shard_samples", "solve", "check_loads", "resolve_tol",
+]
 
 METHODS: dict[str, Callable] = {"sweep": sweep_power_flow, "lindistflow": lindistflow}
 
@@ -40,6 +42,26 @@ def _dtype(dtype) -> np.dtype:
     if dt not in (np.float32, np.float64):
         raise SopjaxError(f"dtype must be float32 or float64, got {dtype}")
     return dt
+
+
+def resolve_tol(tol: float | None, dtype) -> float:
+    """The sweep tolerance for ``dtype``: ``None`` gives 1e-8 in float64, 1e-6 in float32.
+
+    A tolerance below about 8 ulps of 1 p.u. cannot be met reliably (the update
+    stalls at rounding level and the sweep runs to ``max_iter``), so it is refused.
+    """
+    dt = _dtype(dtype)
+    if tol is None:
+        return 1e-8 if dt == np.float64 else 1e-6
+    if not tol > 0:
+        raise SopjaxError(f"tol must be positive, got {tol}")
+    floor = 8 * float(np.finfo(dt).eps)
+    if not tol >= floor:
+        raise SopjaxError(
+            f"tol {tol:g} is below what {dt.name} resolves near 1 p.u. (about {floor:.1g}); "
+            f"use tol >= {floor:.1g} or float64"
+        )
+    return float(tol)
 
 
 LAYOUTS = ("auto", "vmap", "bus_major")
@@ -198,7 +220,7 @@ def solve(
     vf: VfCoupling | None = None,
     method: str = "sweep",
     dtype="float64",
-    tol: float = 1e-8,
+    tol: float | None = None,
     max_iter: int = 100,
 ) -> tuple[PowerFlowResult, Topology]:
     """Run a power flow on ``net`` (one sample, or a batch if loads carry a leading axis).
@@ -214,7 +236,8 @@ def solve(
         vf: Vf-mode SOP coupling.
         method: ``"sweep"`` or ``"lindistflow"``.
         dtype: ``"float64"`` or ``"float32"``.
-        tol, max_iter: sweep convergence settings.
+        tol, max_iter: sweep convergence settings; ``tol=None``: 1e-8 in float64,
+            1e-6 in float32 (:func:`resolve_tol`).
 
     Returns:
         (result as numpy arrays, topology).
@@ -223,6 +246,7 @@ def solve(
         SopjaxError: unknown branch, non-radial topology, non-finite loads, bad settings.
     """
     dt = _dtype(dtype)
+    tol = resolve_tol(tol, dt)
     if not np.isfinite(load_scale):
         raise SopjaxError(f"load_scale must be finite, got {load_scale}")
     if status is None:

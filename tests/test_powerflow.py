@@ -41,8 +41,18 @@ def test_meshed_topology_is_an_error():
     (dict(method="newton"), "unknown power-flow method 'newton'"),
     (dict(dtype="float16"), "dtype must be float32 or float64"),
     (dict(tol=-1.0), "tol must be positive"),
+    (dict(dtype="float32", tol=1e-8), "tol 1e-08 is below what float32 resolves"),
     (dict(load_scale=float("nan")), "load_scale must be finite"),
 ])
 def test_bad_settings(kwargs, message):
     with pytest.raises(SopjaxError, match=message):
         sopjax.solve(sopjax.ieee33(), **kwargs)
+
+
+def test_float32_default_tolerance_is_one_it_can_meet():
+    # the float64 default (1e-8) is below float32 rounding near 1 p.u.: the default follows the dtype
+    net = sopjax.ieee33()
+    f = np.random.default_rng(5).uniform(0.5, 1.5, size=(200, net.n_bus))
+    res, _ = sopjax.solve(net, p_load_pu=net.p_load_pu * f, q_load_pu=net.q_load_pu * f, dtype="float32")
+    assert res.vm_pu.dtype == np.float32 and res.converged.all() and res.iterations.max() < 20
+    assert sopjax.powerflow.resolve_tol(None, "float64") == 1e-8

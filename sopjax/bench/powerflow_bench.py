@@ -105,7 +105,7 @@ def run_benchmark(
     *,
     samples: int = 100_000,
     dtype: str = "float64",
-    tol: float = 1e-8,
+    tol: float | None = None,
     max_iter: int = 100,
     seed: int = 0,
     sigma: float = 0.1,
@@ -125,7 +125,8 @@ def run_benchmark(
         samples: number of load samples.
         dtype: sopjax's float type (the baselines always use float64).
         tol, max_iter: stopping rule of every method (largest voltage update, p.u.;
-            pandapower's ``tolerance_mva`` is set to ``tol`` too).
+            pandapower's ``tolerance_mva`` is set to ``tol`` too). ``tol=None``: 1e-8
+            in float64, 1e-6 in float32.
         seed, sigma: load sampling (see :func:`make_samples`).
         repeats: timed runs of sopjax and of the fused reference (median).
         pgm_repeats: timed runs of each power-grid-model method. All timed runs
@@ -145,10 +146,11 @@ def run_benchmark(
     """
     import jax
 
-    from sopjax.powerflow import _dtype, make_grid
+    from sopjax.powerflow import _dtype, make_grid, resolve_tol
     from sopjax.topology import compile_topology
 
     dt = _dtype(dtype)
+    tol = resolve_tol(tol, dt)
     unknown = set(skip) - set(BASELINES)
     if unknown:
         raise SopjaxError(f"unknown baseline(s) to skip: {sorted(unknown)}; choose from {list(BASELINES)}")

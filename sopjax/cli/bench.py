@@ -24,7 +24,10 @@ def register(sub) -> None:
     p.add_argument("--samples", type=int, default=100_000, metavar="N", help="load samples (default 100000)")
     p.add_argument("--dtype", choices=("float64", "float32"), default="float64", help="sopjax float type")
     p.add_argument(
-        "--tol", type=float, default=1e-8, help="voltage tolerance in p.u. for every method (default 1e-8)"
+        "--tol",
+        type=float,
+        default=None,
+        help="voltage tolerance in p.u. for every method (default 1e-8 in float64, 1e-6 in float32)",
     )
     p.add_argument("--max-iter", type=int, default=100, help="iteration limit (default 100)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")

@@ -18,7 +18,9 @@ def register(sub) -> None:
     p.add_argument("--load-scale", type=float, default=1.0, metavar="X", help="factor on all loads")
     p.add_argument("--method", choices=("sweep", "lindistflow"), default="sweep")
     p.add_argument("--dtype", choices=("float64", "float32"), default="float64")
-    p.add_argument("--tol", type=float, default=1e-8, help="voltage tolerance in p.u. (default 1e-8)")
+    p.add_argument(
+        "--tol", type=float, default=None, help="voltage tolerance in p.u. (default 1e-8 in float64, 1e-6 in float32)"
+    )
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=run)
 
