@@ -82,18 +82,22 @@ def batched_solver(
 ) -> Callable[..., PowerFlowResult]:
     """A jitted solver ``f(topo, grid, f_bus, p, q, vf=None)`` over a leading sample axis of p, q.
 
-    Two layouts compute the same per-sample iteration (same start, stopping rule,
-    ``iterations`` and ``converged``; values agree to rounding):
+    Two layouts (each sample's result independent of the others in its batch):
 
-    * ``"vmap"``: ``jax.vmap`` of the per-sample kernel (sample-major).
+    * ``"vmap"``: ``jax.vmap`` of the per-sample kernel (sample-major,
+      current-injection sweep).
     * ``"bus_major"``: :func:`sopjax.kernels.sweep_batch.sweep_batch`, blocks of
       samples stored ``[bus, sample]`` so that every tree step is a vector
       operation over samples (several times faster on a CPU; see
-      ``docs/benchmarks.md``). Sweep only, without Vf-mode SOPs. When JAX has
-      several local devices (e.g. ``jax.config.update("jax_num_cpu_devices", 2)``
-      before the first computation), the samples are split across them.
+      ``docs/benchmarks.md``). Sweep only; Vf-mode SOP couplings with
+      ``iteration="power"`` only. With ``iteration="current"`` it computes the
+      per-sample kernel's iteration (same ``iterations`` and ``converged``, values
+      equal to rounding). When JAX has several local devices (e.g.
+      ``jax.config.update("jax_num_cpu_devices", 2)`` before the first
+      computation), the samples are split across them.
 
-    ``"auto"`` picks ``"bus_major"`` for the sweep without Vf coupling, else ``"vmap"``.
+    ``"auto"`` picks ``"bus_major"`` for the sweep (with Vf couplings only under
+    ``iteration="power"``), else ``"vmap"``.
 
     Args:
         method: ``"sweep"`` (exact) or ``"lindistflow"``.
@@ -133,12 +137,17 @@ def batched_solver(
         return jax.lax.map(one, (p, q), batch_size=chunk_size)
 
     @jax.jit
-    def run_bus_major(topo, grid, f_bus, p, q):
-        solve_block = partial(sweep_batch, tol=tol, max_iter=int(max_iter), block=chunk_size, iteration=iteration)
+    def run_bus_major(topo, grid, f_bus, p, q, vf=None):
+        def solve_block(topo, grid, f_bus, p, q, vf):
+            return sweep_batch(
+                topo, grid, f_bus, p, q, tol=tol, max_iter=int(max_iter), block=chunk_size, iteration=iteration,
+                vf=vf,
+            )  # fmt: skip
+
         devices = jax.local_devices()
         n_dev = len(devices)
         if n_dev == 1 or p.shape[0] < 2 * n_dev:
-            return solve_block(topo, grid, f_bus, p, q)
+            return solve_block(topo, grid, f_bus, p, q, vf)
         from jax.sharding import PartitionSpec
 
         n_s = p.shape[0]
@@ -149,19 +158,21 @@ def batched_solver(
         spec = PartitionSpec("sample")
         rep = PartitionSpec()
         sharded = jax.shard_map(
-            solve_block, mesh=mesh, in_specs=(rep, rep, rep, spec, spec), out_specs=spec, check_vma=False
+            solve_block, mesh=mesh, in_specs=(rep, rep, rep, spec, spec, rep), out_specs=spec, check_vma=False
         )
-        res = sharded(topo, grid, f_bus, p, q)
+        res = sharded(topo, grid, f_bus, p, q, vf)
         return jax.tree_util.tree_map(lambda a: a[:n_s], res)
 
     use_bus_major = method == "sweep" and layout != "vmap"
+    couples_vf = iteration == "power"  # the bus-major current-injection sweep has no Vf coupling
 
     def run(topo, grid, f_bus, p, q, vf=None):
-        if use_bus_major and not _has_vf(vf) and np.shape(p)[0] > 0:
-            return run_bus_major(topo, grid, f_bus, p, q)
-        if layout == "bus_major":
+        if use_bus_major and (couples_vf or not _has_vf(vf)) and np.shape(p)[0] > 0:
+            return run_bus_major(topo, grid, f_bus, p, q, vf if _has_vf(vf) else None)
+        if layout == "bus_major" and np.shape(p)[0] > 0:
             raise SopjaxError(
-                "layout 'bus_major' does not handle Vf-mode SOP couplings; use 'vmap' or 'auto'"
+                "layout 'bus_major' with iteration 'current' does not handle Vf-mode SOP couplings; "
+                "use iteration 'power', or layout 'vmap' or 'auto'"
             )
         return run_vmap(topo, grid, f_bus, p, q, vf)
 

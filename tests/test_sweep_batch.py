@@ -154,4 +154,39 @@ def test_layout_errors_are_clear():
     )
     p, q = loads(net, 2, seed=8)
     with pytest.raises(SopjaxError, match="Vf-mode"):
-        batched_solver(layout="bus_major")(topo, make_grid(net, topo), net.f_bus, p, q, vf)
+        batched_solver(layout="bus_major", iteration="current")(topo, make_grid(net, topo), net.f_bus, p, q, vf)
+
+
+def test_vf_mode_sop_island_in_the_bus_major_layout_matches_the_per_sample_kernel():
+    # fault on 2-3; the VSC at bus 8 forms an island in Vf mode, its partner at 21 draws from the feeder
+    net = sopjax.ieee33()
+    status = net.branch_status(open=[2])
+    vf_bus, partner = net.bus_index(8), net.bus_index(21)
+    vf = VfCoupling(
+        vf_bus=np.array([vf_bus, 0]), partner_bus=np.array([partner, 0]),
+        loss_vf=np.array([0.02, 0.02]), loss_partner=np.array([0.03, 0.02]), q_partner=np.array([0.05, 0.0]),
+        active=np.array([True, False]),  # an unused row, as in stacked strategies
+    )  # fmt: skip
+    topo = compile_topology(net, status, sources=[vf_bus])
+    v = np.full(net.n_bus, 1.0)
+    v[vf_bus] = 1.03
+    grid = make_grid(net, topo, v_source_pu=v)
+    p, q = loads(net, 13, seed=12)
+    p[4] *= 80  # voltage collapse: reported, not NaN
+    q[4] *= 80
+    ref = batched_solver(layout="vmap")(topo, grid, net.f_bus, p, q, vf)
+    got = batched_solver(layout="bus_major", chunk_size=8)(topo, grid, net.f_bus, p, q, vf)
+    np.testing.assert_array_equal(got.converged, ref.converged)
+    assert not got.converged[4] and got.converged.sum() == 12
+    assert np.all(np.isfinite(np.asarray(got.vm_pu)))
+    ok = np.asarray(ref.converged)
+    for name in got._fields:
+        if name not in ("converged", "iterations"):
+            a, b = np.asarray(getattr(got, name))[ok], np.asarray(getattr(ref, name))[ok]
+            np.testing.assert_allclose(a, b, rtol=0, atol=1e-8, err_msg=name)
+    # the partner draws the island's power plus both converter losses (DC balance)
+    s_vf = got.p_source_pu[ok, vf_bus] + 1j * got.q_source_pu[ok, vf_bus]
+    island = np.asarray(topo.root) == vf_bus
+    assert np.all(s_vf.real > p[ok][:, island].sum(1))  # island load plus its line losses
+    with pytest.raises(SopjaxError, match="iteration 'current' does not handle Vf"):
+        batched_solver(layout="bus_major", iteration="current")(topo, grid, net.f_bus, p, q, vf)

@@ -32,7 +32,8 @@ voltage magnitude <= ``tol``, collapse guard, per-sample ``iterations`` and
 Measured in ``docs/benchmarks.md``: ``"power"`` is 1.1-1.2x faster than
 ``"current"`` on IEEE 33 and on lv_schutterwald.
 
-Vf-mode SOP couplings are not handled here (the caller falls back to ``vmap``).
+Vf-mode SOP couplings are handled by ``"power"`` (the caller falls back to ``vmap``
+for ``"current"``).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int
 
-from sopjax.kernels.radial import _COLLAPSE_PU, Grid, PowerFlowResult
+from sopjax.kernels.radial import _COLLAPSE_PU, Grid, PowerFlowResult, VfCoupling, vdcq_power
 from sopjax.kernels.vector_math import atan2
 from sopjax.topology import Topology
 
@@ -157,8 +158,10 @@ def _iterate(step, x0, error, n_s, tol, max_iter):
     return x, it, ok & (err <= tol)
 
 
-def _current_injection(plan, parent, en, zr, zx, vsrc, P, Q, tol, max_iter, collapse2):
+def _current_injection(plan, parent, en, zr, zx, vsrc, P, Q, tol, max_iter, collapse2, vf=None):
     """Backward/forward sweep on complex voltages: ``V = V_source - path sums of z * conj(S / V)``."""
+    if vf is not None:
+        raise ValueError("the bus-major current-injection sweep has no Vf-mode SOP coupling; use 'power'")
     n, n_s = P.shape
     W0 = _pad(jnp.concatenate([jnp.broadcast_to(vsrc, (n, n_s)), jnp.zeros((n, n_s), P.dtype)], axis=1))
 
@@ -177,10 +180,10 @@ def _current_injection(plan, parent, en, zr, zx, vsrc, P, Q, tol, max_iter, coll
 
     V0 = (jnp.broadcast_to(vsrc, (n, n_s)), jnp.zeros((n, n_s), P.dtype))
     (vr, vi), it, converged = _iterate(step, V0, error, n_s, tol, max_iter)
-    return (vr, vi), (jnp.sqrt(vr * vr + vi * vi), atan2(vi, vr)), it, converged
+    return (vr, vi), (jnp.sqrt(vr * vr + vi * vi), atan2(vi, vr)), it, converged, (P, Q)
 
 
-def _power_summation(plan, parent, en, zr, zx, vsrc, P, Q, tol, max_iter, collapse2):
+def _power_summation(plan, parent, en, zr, zx, vsrc, P, Q, tol, max_iter, collapse2, vf=None):
     """DistFlow recursion on ``v = |V|^2`` with the branch losses of the previous iterate.
 
     From the flows ``(a, b)`` (receiving end) and ``v`` of the last iterate, the branch
@@ -194,6 +197,12 @@ def _power_summation(plan, parent, en, zr, zx, vsrc, P, Q, tol, max_iter, collap
     same loops as ``"current"``, the forward one on half the columns). The stopping
     rule is the same, on ``|V|``. Angles: ``V = V_parent - z conj(S_send / V_parent)``,
     one more forward sweep.
+
+    Vf-mode SOPs (``vf``): a Vf terminal is the source of its island, and the
+    power it sends (its row of the backward sums) sets what the VdcQ partner
+    draws from its own feeder through the DC link (:func:`vdcq_power`); that
+    extra load is part of the iterate and enters the next sweep, as in the
+    per-sample kernel.
     """
     n, n_s = P.shape
     br = en & (parent != jnp.arange(n))[:, None]  # buses with a branch above them
@@ -208,21 +217,39 @@ def _power_summation(plan, parent, en, zr, zx, vsrc, P, Q, tol, max_iter, collap
     def losses(vm, a, b):
         return jnp.where(br, (a * a + b * b) / (vm * vm), 0)
 
+    def partner_load(ps, qs):
+        """Net load the VdcQ partners add, from the power each Vf terminal sends into its island."""
+        p_vf, q_vf = ps[vf.vf_bus], qs[vf.vf_bus]  # (sop, sample)
+        col = lambda a: jnp.asarray(a, P.dtype)[:, None]  # noqa: E731
+        p_partner = vdcq_power(p_vf, col(vf.loss_vf), jnp.sqrt(p_vf * p_vf + q_vf * q_vf), col(vf.loss_partner),
+                               col(vf.q_partner))  # fmt: skip
+        on = jnp.asarray(vf.active)[:, None]
+        extra = lambda a: jnp.zeros_like(P).at[vf.partner_bus].add(jnp.where(on, -a, 0))  # noqa: E731
+        return extra(p_partner), extra(jnp.broadcast_to(col(vf.q_partner), p_partner.shape))
+
+    coupled = vf is not None and vf.vf_bus.shape[0] > 0
+    zero = jnp.zeros((n, n_s), P.dtype)
+
     # the iterate is (|V|, a, b): |V| rather than v, so the stopping rule takes one
     # square root per bus instead of two (a fifth of an iteration's arithmetic)
-    def step(y):
-        l = losses(*y)
-        C = _backward(plan, _pad(jnp.concatenate([P + r * l, Q + x * l], axis=1)))[:n]
+    def step(y):  # y = (|V|, a, b), plus the partners' loads (pe, qe) with Vf SOPs
+        vm, a, b = y[:3]
+        pe, qe = y[3:] if coupled else (zero, zero)
+        l = losses(vm, a, b)
+        C = _backward(plan, _pad(jnp.concatenate([P + pe + r * l, Q + qe + x * l], axis=1)))[:n]
         ps, qs = C[:, :n_s], C[:, n_s:]
         v = _forward(plan, W0, 2 * (r * ps + x * qs) - zz * l)[:n]  # sources keep W0
-        return jnp.sqrt(v), ps - r * l, qs - x * l  # NaN where v < 0: collapsed
+        new = (jnp.sqrt(v), ps - r * l, qs - x * l)  # NaN where v < 0: collapsed
+        return new + partner_load(ps, qs) if coupled else new
 
     def error(new, old):
         bad = ~(new[0] > collapse)  # collapsed or NaN
         return jnp.max(jnp.where(bad, jnp.inf, jnp.abs(new[0] - old[0])), axis=0)
 
-    zero = jnp.zeros((n, n_s), P.dtype)
-    (vm, a, b), it, converged = _iterate(step, (vm_src, zero, zero), error, n_s, tol, max_iter)
+    start = (vm_src, zero, zero) + ((zero, zero) if coupled else ())
+    y, it, converged = _iterate(step, start, error, n_s, tol, max_iter)
+    vm, a, b = y[:3]
+    pe, qe = y[3:] if coupled else (zero, zero)
 
     l = losses(vm, a, b)
     ps, qs = a + r * l, b + x * l
@@ -231,13 +258,13 @@ def _power_summation(plan, parent, en, zr, zx, vsrc, P, Q, tol, max_iter, collap
     theta = _forward(plan, jnp.zeros((n + 1, n_s), vm.dtype), -step_angle)[:n]
     # a collapsed sample keeps its last healthy iterate, whose flows may overflow: no NaN angle
     theta = jnp.where(jnp.isfinite(theta), theta, 0)
-    return (vm * jnp.cos(theta), vm * jnp.sin(theta)), (vm, theta), it, converged
+    return (vm * jnp.cos(theta), vm * jnp.sin(theta)), (vm, theta), it, converged, (P + pe, Q + qe)
 
 
 ITERATIONS = {"current": _current_injection, "power": _power_summation}
 
 
-def _block(topo, grid, f_bus, p, q, tol, max_iter, iteration="power") -> PowerFlowResult:
+def _block(topo, grid, f_bus, p, q, tol, max_iter, iteration="power", vf=None) -> PowerFlowResult:
     """Solve one block; ``p``, ``q`` of shape (sample, bus)."""
     rdtype = jnp.result_type(p.dtype, jnp.float32)
     n_s, n = p.shape
@@ -249,8 +276,8 @@ def _block(topo, grid, f_bus, p, q, tol, max_iter, iteration="power") -> PowerFl
     P = jnp.where(en, p.T.astype(rdtype), 0)
     Q = jnp.where(en, q.T.astype(rdtype), 0)
     collapse2 = jnp.asarray(_COLLAPSE_PU**2, rdtype)
-    (vr, vi), (vm, va), it, converged = ITERATIONS[iteration](
-        plan, jnp.asarray(topo.parent), en, zr, zx, vsrc, P, Q, tol, max_iter, collapse2
+    (vr, vi), (vm, va), it, converged, (P, Q) = ITERATIONS[iteration](
+        plan, jnp.asarray(topo.parent), en, zr, zx, vsrc, P, Q, tol, max_iter, collapse2, vf
     )
 
     # outputs of the final iterate, as in radial._outputs
@@ -297,8 +324,9 @@ def sweep_batch(
     max_iter: int = 100,
     block: int | None = None,
     iteration: str = "power",
+    vf: VfCoupling | None = None,
 ) -> PowerFlowResult:
-    """Exact radial power flow of many samples (no Vf-mode SOPs), block by block.
+    """Exact radial power flow of many samples, block by block.
 
     Args:
         topo: rooted forest (:func:`sopjax.topology.compile_topology`).
@@ -314,6 +342,8 @@ def sweep_batch(
         iteration: ``"power"`` (the default: DistFlow recursion, fewer sweeps) or
             ``"current"`` (current-injection sweep, the per-sample kernel's iteration,
             same ``iterations`` as ``vmap(sweep_power_flow)``).
+        vf: Vf-mode SOP coupling (``"power"`` only); its Vf terminals must be
+            sources of ``topo``.
 
     Returns:
         :class:`~sopjax.kernels.radial.PowerFlowResult` with a leading sample axis.
@@ -323,13 +353,13 @@ def sweep_batch(
     n_s, n = p_load_pu.shape
     block = _divisor_block(n_s, default_block(n)) if block is None else int(block)
     if n_s <= block:
-        return _block(topo, grid, f_bus, p_load_pu, q_load_pu, tol, max_iter, iteration)
+        return _block(topo, grid, f_bus, p_load_pu, q_load_pu, tol, max_iter, iteration, vf)
     n_blocks = -(-n_s // block)
     pad = n_blocks * block - n_s
     p = jnp.pad(p_load_pu, ((0, pad), (0, 0)))
     q = jnp.pad(q_load_pu, ((0, pad), (0, 0)))
     res = jax.lax.map(
-        lambda pq: _block(topo, grid, f_bus, pq[0], pq[1], tol, max_iter, iteration),
+        lambda pq: _block(topo, grid, f_bus, pq[0], pq[1], tol, max_iter, iteration, vf),
         (p.reshape(n_blocks, block, n), q.reshape(n_blocks, block, n)),
     )
     return jax.tree_util.tree_map(lambda a: a.reshape((n_blocks * block,) + a.shape[2:])[:n_s], res)
