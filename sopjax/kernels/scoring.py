@@ -45,7 +45,8 @@ import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, Int
 
 from sopjax.kernels.injections import pv_net_load, sop_pq_net_load
-from sopjax.kernels.radial import Grid, VfCoupling, lindistflow, sweep_power_flow, vdcq_power
+from sopjax.kernels.radial import Grid, PowerFlowResult, VfCoupling, lindistflow, sweep_power_flow, vdcq_power
+from sopjax.kernels.sweep_batch import sweep_batch
 from sopjax.topology import Topology
 
 __all__ = [
@@ -55,6 +56,8 @@ __all__ = [
     "SampleScore",
     "HistSpec",
     "score_sample",
+    "score_flow",
+    "net_load",
     "score_batch",
     "reduce_chunk",
     "MOMENT_FIELDS",
@@ -171,8 +174,13 @@ class ScoringOptions:
         voltage_hist: histogram of bus voltages, vmin and vmax (p.u.).
         strategy_axis: ``"map"`` (loop over strategies; best on CPU) or ``"vmap"``
             (one wide batch; best on GPU); see :func:`score_batch`.
-        sample_block: samples per vectorised block inside a strategy (``None``:
-            all samples of the chunk in one block).
+        sample_block: samples per vectorised block of the per-sample kernel inside a
+            strategy (``None``: all samples of the chunk in one block).
+        sweep_layout: with ``strategy_axis="map"`` and the exact sweep, ``"bus_major"``
+            (default: :func:`sopjax.kernels.sweep_batch.sweep_batch`, the DistFlow
+            recursion on blocks of samples stored bus-major, its own block size) or
+            ``"per_sample"`` (``vmap`` of the per-sample current-injection kernel in
+            blocks of ``sample_block``). Both solve to ``tol``.
     """
 
     method: str = "sweep"
@@ -184,6 +192,7 @@ class ScoringOptions:
     voltage_hist: HistSpec = HistSpec(0.8, 1.2, 800)
     strategy_axis: str = "map"
     sample_block: int | None = 64
+    sweep_layout: str = "bus_major"
 
 
 class SampleScore(NamedTuple):
@@ -226,6 +235,34 @@ def _hypot(a, b):
     return jnp.sqrt(a * a + b * b)
 
 
+def _sop_pq(st: StrategyArrays, n: int, dtype):
+    """PQ-mode SOP set-points and the net load they add: (p_a, q_a, q_b, p_b, p_sop, q_sop)."""
+    pq = st.sop_is_pq
+    p_a = jnp.where(pq, st.sop_p_a, 0.0).astype(dtype)
+    q_a_pq = jnp.where(pq, st.sop_q_a, 0.0).astype(dtype)
+    q_b_pq = jnp.where(pq, st.sop_q_b, 0.0).astype(dtype)
+    p_sop, q_sop, p_b_pq, _ = sop_pq_net_load(
+        st.sop_a_bus, st.sop_b_bus, st.sop_loss_a.astype(dtype), st.sop_loss_b.astype(dtype),
+        p_a, q_a_pq, q_b_pq, n,
+    )
+    return p_a, q_a_pq, p_b_pq, p_sop, q_sop
+
+
+def net_load(
+    ctx: ScoringContext,
+    st: StrategyArrays,
+    p_load_pu: Float[Array, " bus"],
+    q_load_pu: Float[Array, " bus"],
+    p_pv_pu: Float[Array, " pv"],
+) -> tuple[Float[Array, " bus"], Float[Array, " bus"]]:
+    """Net load of one sample under a strategy: picked-up demand - PV - PQ-mode SOP injections."""
+    n = p_load_pu.shape[0]
+    dtype = p_load_pu.dtype
+    p_pv_bus, q_pv_bus = pv_net_load(ctx.pv_bus, ctx.pv_pf.astype(dtype), p_pv_pu, n)
+    *_, p_sop, q_sop = _sop_pq(st, n, dtype)
+    return st.pickup * p_load_pu + p_pv_bus + p_sop, st.pickup * q_load_pu + q_pv_bus + q_sop
+
+
 def score_sample(
     ctx: ScoringContext,
     st: StrategyArrays,
@@ -246,32 +283,33 @@ def score_sample(
     Returns:
         :class:`SampleScore`; check ``converged`` before using the values.
     """
+    p_net, q_net = net_load(ctx, st, p_load_pu, q_load_pu, p_pv_pu)
+    if options.method == "sweep":
+        res = sweep_power_flow(
+            st.topo, st.grid, ctx.f_bus, p_net, q_net, st.vf, tol=options.tol, max_iter=options.max_iter
+        )
+    elif options.method == "lindistflow":
+        res = lindistflow(st.topo, st.grid, ctx.f_bus, p_net, q_net, st.vf)
+    else:  # pragma: no cover - validated by the runner
+        raise ValueError(f"unknown power-flow method {options.method!r}")
+    return score_flow(ctx, st, p_load_pu, res, options)
+
+
+def score_flow(
+    ctx: ScoringContext,
+    st: StrategyArrays,
+    p_load_pu: Float[Array, " bus"],
+    res: PowerFlowResult,
+    options: ScoringOptions = ScoringOptions(),
+) -> SampleScore:
+    """Score one strategy on one sample from its power flow ``res`` (see :func:`score_sample`)."""
     n = p_load_pu.shape[0]
     dtype = p_load_pu.dtype
     topo = st.topo
     energized = topo.energized
-
-    # net load: picked-up demand - PV - PQ-mode SOP injections
-    p_pv_bus, q_pv_bus = pv_net_load(ctx.pv_bus, ctx.pv_pf.astype(dtype), p_pv_pu, n)
     pq = st.sop_is_pq
     vf_on = st.sop_is_vf
-    p_a = jnp.where(pq, st.sop_p_a, 0.0).astype(dtype)
-    q_a_pq = jnp.where(pq, st.sop_q_a, 0.0).astype(dtype)
-    q_b_pq = jnp.where(pq, st.sop_q_b, 0.0).astype(dtype)
-    p_sop, q_sop, p_b_pq, _ = sop_pq_net_load(
-        st.sop_a_bus, st.sop_b_bus, st.sop_loss_a.astype(dtype), st.sop_loss_b.astype(dtype),
-        p_a, q_a_pq, q_b_pq, n,
-    )
-    p_net = st.pickup * p_load_pu + p_pv_bus + p_sop
-    q_net = st.pickup * q_load_pu + q_pv_bus + q_sop
-    if options.method == "sweep":
-        res = sweep_power_flow(
-            topo, st.grid, ctx.f_bus, p_net, q_net, st.vf, tol=options.tol, max_iter=options.max_iter
-        )
-    elif options.method == "lindistflow":
-        res = lindistflow(topo, st.grid, ctx.f_bus, p_net, q_net, st.vf)
-    else:  # pragma: no cover - validated by the runner
-        raise ValueError(f"unknown power-flow method {options.method!r}")
+    p_a, q_a_pq, p_b_pq, _, _ = _sop_pq(st, n, dtype)
 
     # SOP powers: Vf VSC delivers its island's power; the VdcQ partner balances the DC link
     p_vf = jnp.where(vf_on, res.p_source_pu[st.sop_a_bus], 0.0)
@@ -405,8 +443,21 @@ def score_batch(
     blocks of ``sample_block`` (:func:`blocked_map`): a slow lane only
     holds back its own block, and the blocks stay cache-sized. ``"vmap"`` vmaps
     strategies too (one wide batch: the better choice on a GPU).
+
+    With ``"map"`` and the exact sweep, the power flow of a strategy's samples is
+    by default one bus-major batched call (``options.sweep_layout``): the net loads
+    are formed per sample, :func:`~sopjax.kernels.sweep_batch.sweep_batch` solves
+    them (Vf-mode islands included), and :func:`score_flow` scores each sample.
+    Per sample, the results do not depend on the other samples of the chunk.
     """
     one = partial(score_sample, options=options)
+    if options.sweep_layout not in ("bus_major", "per_sample"):
+        raise ValueError(f"sweep_layout must be 'bus_major' or 'per_sample', got {options.sweep_layout!r}")
+
+    def bus_major(s):
+        p_net, q_net = jax.vmap(lambda p, q, pv: net_load(ctx, s, p, q, pv))(p_load_pu, q_load_pu, p_pv_pu)
+        res = sweep_batch(s.topo, s.grid, ctx.f_bus, p_net, q_net, tol=options.tol, max_iter=options.max_iter, vf=s.vf)
+        return jax.vmap(lambda p, r: score_flow(ctx, s, p, r, options))(p_load_pu, res)
 
     def per_strategy(s):
         f = lambda x: one(ctx, s, x[0], x[1], x[2])  # noqa: E731
@@ -418,6 +469,8 @@ def score_batch(
         return jax.vmap(per_strategy)(st)
     if options.strategy_axis != "map":
         raise ValueError(f"strategy_axis must be 'map' or 'vmap', got {options.strategy_axis!r}")
+    if options.method == "sweep" and options.sweep_layout == "bus_major":
+        return jax.lax.map(bus_major, st)
     return jax.lax.map(per_strategy, st)
 
 

@@ -158,12 +158,16 @@ def study_from_config(
 
         layout = "vmap" if jax.default_backend() == "gpu" else "map"
     block = mc.get("sample_block", None if layout == "vmap" else 64)
+    sweep_layout = str(mc.get("sweep_layout", "bus_major"))
+    if sweep_layout not in ("bus_major", "per_sample"):
+        raise ConfigError(f"[montecarlo] sweep_layout must be 'bus_major' or 'per_sample', got {sweep_layout!r}")
     options = ScoringOptions(
         method=str(mc.get("power_flow", "sweep")),
         tol=float(mc.get("tol", 1e-8)),
         max_iter=int(mc.get("max_iter", 100)),
         strategy_axis=layout,
         sample_block=None if block in (None, 0) else int(block),
+        sweep_layout=sweep_layout,
     )
     settings = MonteCarloSettings(
         island_overload=str(mc.get("island_overload", "shed")),
