@@ -147,7 +147,10 @@ def _iterate(step, x0, error, n_s, tol, max_iter):
         fine = jnp.isfinite(e)
         take = active & fine
         err = jnp.where(active, jnp.where(fine, e, jnp.inf), err)
-        x = jax.tree_util.tree_map(lambda new, old: jnp.where(take, new, old), xn, x)
+        # freeze stopped or collapsed samples; while every sample moves on (most sweeps), skip the select
+        x = jax.lax.cond(
+            jnp.all(take), lambda: xn, lambda: jax.tree_util.tree_map(lambda new, old: jnp.where(take, new, old), xn, x)
+        )
         ok = jnp.where(active, fine, ok)
         it = it + active.astype(it.dtype)
         return x, it, err, ok, ok & (err > tol) & (it < max_iter)
