@@ -1,9 +1,10 @@
 """Score one restoration strategy on one load/PV sample, and reduce a chunk of scores.
 
 Pure JAX, no I/O. :func:`score_sample` is written for one (strategy, sample)
-pair; :func:`score_batch` maps it over strategies x samples and the Monte
-Carlo runner calls :func:`reduce_chunk` on the result, so only O(strategy x (bus + branch))
-numbers leave the device per chunk.
+pair (:func:`net_load`, a power flow, :func:`score_flow`); :func:`score_batch`
+maps it over strategies x samples (on a CPU with one bus-major power flow per
+strategy) and the Monte Carlo runner calls :func:`reduce_chunk` on the result, so
+only O(strategy x (bus + branch)) numbers leave the device per chunk.
 
 Per sample (seed 002's convention, DESIGN.md):
 
@@ -236,7 +237,7 @@ def _hypot(a, b):
 
 
 def _sop_pq(st: StrategyArrays, n: int, dtype):
-    """PQ-mode SOP set-points and the net load they add: (p_a, q_a, q_b, p_b, p_sop, q_sop)."""
+    """PQ-mode SOP set-points and the net load they add: ``(p_a, q_a, p_b, p_sop, q_sop)``."""
     pq = st.sop_is_pq
     p_a = jnp.where(pq, st.sop_p_a, 0.0).astype(dtype)
     q_a_pq = jnp.where(pq, st.sop_q_a, 0.0).astype(dtype)
