@@ -1,6 +1,17 @@
 """sopjax: soft open point studies in distribution networks, fast and differentiable."""
 
-import jax as _jax
+import os as _os
+
+# XLA's CPU backend (jaxlib 0.10) can deadlock when two while loops that contain
+# YNNPACK-fused dot products run concurrently in one program (e.g. a batched
+# dispatch and its JVP under one ``jit``): every pool thread ends up waiting on
+# the other loop's work. Plain XLA dots were as fast here (measured on the dispatch
+# and power-flow kernels), so YNNPACK fusions are turned off unless the user set
+# the flag. Only takes effect if the CPU backend has not been started yet.
+if "xla_cpu_experimental_ynn_fusion_type" not in _os.environ.get("XLA_FLAGS", ""):
+    _os.environ["XLA_FLAGS"] = ("--xla_cpu_experimental_ynn_fusion_type= " + _os.environ.get("XLA_FLAGS", "")).strip()
+
+import jax as _jax  # noqa: E402
 
 # Power-flow tolerances of 1e-8 need float64; kernels still run in float32 when
 # given float32 arrays.

@@ -1,7 +1,7 @@
 import os
 
 # Keep XLA to the cores pytest-xdist gives each worker.
-os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false")
 
 import matplotlib  # noqa: E402
 

@@ -20,6 +20,7 @@ from sopjax.kernels.dispatch import (
     distflow,
     nominal_inputs,
 )
+from sopjax.kernels.dispatch_batch import dispatch_batched
 from sopjax.powerflow import solve
 from sopjax.solvers.dispatch import DispatchLayer, build_dispatch, solve_dispatch
 
@@ -143,6 +144,68 @@ def test_capacity_gradient_is_minus_the_dual_and_matches_finite_differences(case
     assert abs(fd_pv) > 1e-3
 
 
+@pytest.fixture(scope="module")
+def batched(case):
+    """The batched solver on the case's batch: result, objective gradient and set-point tangents (one jit)."""
+    data = case["data"]
+    inp = jax.tree_util.tree_map(jnp.asarray, case["batch"])
+
+    def run(i):
+        res = dispatch_batched(data, i, straggler_share=4)  # 15 samples: a second stage of 3
+        grad = jax.grad(lambda i: jnp.sum(dispatch_batched(data, i, straggler_share=4).objective))(i)
+        # tangents of the set-points along PV unit 2 and along VSC i of SOP 0 (every sample)
+        tangents = {}
+        for name, k in (("p_pv_pu", 2), ("s_rated_i_pu", 0)):
+            e = jax.tree_util.tree_map(jnp.zeros_like, i)._replace(**{name: jnp.zeros_like(getattr(i, name)).at[:, k].set(1.0)})
+            tangents[name] = jax.jvp(lambda i: dispatch_batched(data, i, straggler_share=4), (i,), (e,))[1]
+        # reverse mode through the set-points (the custom JVP transposed)
+        tangents["grad_p_i_0"] = jax.grad(lambda i: jnp.sum(dispatch_batched(data, i, straggler_share=4).p_i[0]))(i)
+        return res, grad, tangents
+
+    return jax.jit(run)(inp)
+
+
+def test_batched_solver_matches_the_per_sample_solver(case, batched):
+    """dispatch_batched (sample-minor IPM, straggler stage) = vmap of dispatch_native, derivatives included."""
+    data, res, grad = case["data"], case["res"], case["grad"]
+    bres, bgrad, _ = batched
+    np.testing.assert_array_equal(np.asarray(bres.converged), np.asarray(res.converged))
+    ok = np.asarray(res.converged)
+    for f in ("objective", "p_i", "q_i", "p_j", "q_j", "vm_pu", "cap_dual_i", "cap_dual_j"):
+        np.testing.assert_allclose(np.asarray(getattr(bres, f))[ok], np.asarray(getattr(res, f))[ok],
+                                   atol=1e-9, err_msg=f)
+    for f in DispatchInputs._fields:
+        np.testing.assert_allclose(np.asarray(getattr(bgrad, f)), np.asarray(getattr(grad, f)), atol=1e-8,
+                                   err_msg=f)
+    assert np.all(np.isfinite(np.asarray(bgrad.p_load_pu)))  # the infeasible sample too
+    # leading batch axes are kept; a single sample is refused with a pointer
+    inp = jax.tree_util.tree_map(jnp.asarray, case["batch"])
+    with pytest.raises(DispatchInputError, match="leading batch axis"):
+        dispatch_batched(data, jax.tree_util.tree_map(lambda a: a[0], inp))
+
+
+def test_set_point_derivatives_match_finite_differences(batched):
+    """The implicit derivative of the set-points (custom JVP at the KKT point) vs central differences.
+
+    Samples N+1..N+4 of the batch perturb sample 0's VSC-i capacity of SOP 0 and PV unit 2 by +-H.
+    """
+    bres, _, tangents = batched
+    n = N_RANDOM
+    for name, (up, down) in (("s_rated_i_pu", (n + 1, n + 2)), ("p_pv_pu", (n + 3, n + 4))):
+        for f in ("p_i", "q_i", "p_j", "q_j"):
+            v = np.asarray(getattr(bres, f))
+            fd = (v[up] - v[down]) / (2 * H)
+            an = np.asarray(getattr(tangents[name], f))[0]
+            np.testing.assert_allclose(an, fd, atol=1e-3 * np.max(np.abs(fd)) + 1e-4, err_msg=f"{f} / {name}")
+    assert np.max(np.abs(np.asarray(tangents["p_pv_pu"].p_i[0]))) > 1e-2  # PV moves the set-points
+    # reverse mode agrees with forward mode
+    rev = tangents["grad_p_i_0"]
+    assert float(rev.p_pv_pu[0, 2]) == pytest.approx(float(np.sum(tangents["p_pv_pu"].p_i[0])), rel=1e-8, abs=1e-12)
+    assert float(rev.s_rated_i_pu[0, 0]) == pytest.approx(float(np.sum(tangents["s_rated_i_pu"].p_i[0])), rel=1e-8,
+                                                          abs=1e-12)
+    assert np.all(np.asarray(rev.p_load_pu[1:]) == 0)  # samples are independent
+
+
 def test_infeasible_sample_is_flagged_not_raised(case):
     res = case["res"]
     k = N_RANDOM
@@ -243,3 +306,28 @@ def test_single_sop_8_21_at_80_percent_load_random_points():
         assert abs(gi[k] + gj[k] - right) <= 1e-2 * scale[k], (k, gi[k] + gj[k], right)
     big = ci[:, 0] == 0.1  # 1000 kVA: not binding at 80 % load
     assert np.max(np.abs(np.asarray(grad.s_rated_i_pu)[big])) < 1e-6
+
+
+def test_batched_solver_with_ratings_and_reactive_limits():
+    """The rating and reactive-limit rows of the batched solver agree with the per-sample solver."""
+    net = sopjax.add_pv(sopjax.ieee33(), buses=[7, 13, 30], s_rated_kva=[300, 200, 200], pf=0.95)
+    net = sopjax.add_sops(net, pairs=[(12, 22), (18, 33)], s_rated_kva=300, loss=0.02, q_max_kvar=60)
+    rate = np.full(net.n_branch, np.inf)
+    rate[[0, 5]] = [0.46, 0.30]  # 4.6 MVA at the substation, 3 MVA on branch 6-7
+    net = net.replace(rate_pu=rate)
+    data = compile_dispatch(net)
+    assert data.q_lim_rows and np.shape(data.rate_kid)[0] == 2
+    nom = nominal_inputs(net)
+    rng = np.random.default_rng(7)
+    f = rng.uniform(0.8, 1.1, (6, net.n_bus))
+    inp = jax.tree_util.tree_map(jnp.asarray, DispatchInputs(
+        nom.p_load_pu * f, nom.q_load_pu * f, nom.p_pv_pu * rng.uniform(0, 2, (6, 3)),
+        np.full((6, 2), 0.03), np.full((6, 2), 0.03)))
+    ref = jax.jit(jax.vmap(lambda i: dispatch_native(data, i)))(inp)
+    res = jax.jit(lambda i: dispatch_batched(data, i, straggler_share=3))(inp)
+    assert np.all(np.asarray(ref.converged)) and np.all(np.asarray(res.converged))
+    for f_ in ("objective", "p_i", "q_i", "q_j", "vm_pu"):
+        np.testing.assert_allclose(np.asarray(getattr(res, f_)), np.asarray(getattr(ref, f_)), atol=1e-9)
+    # the limits are met and some bind
+    assert np.max(np.abs(np.asarray(res.q_i))) <= 0.006 + 1e-9
+    assert np.any(np.abs(np.abs(np.asarray(res.q_i)) - 0.006) < 1e-6)

@@ -2,7 +2,7 @@
 
 For every grid point the dispatch quantities are Monte Carlo means over the
 sample pool of the spec, each sample solved by the optimal SOP dispatch
-(:func:`sopjax.kernels.dispatch.dispatch_native`, or the cvxpylayers layer).
+(:func:`sopjax.kernels.dispatch_batch.dispatch_batched`, or the cvxpylayers layer).
 Their derivatives along each axis are exact derivatives of those means
 (forward mode through the implicitly differentiated dispatch; reverse mode
 through the layer). Restoration quantities come from the Monte Carlo engine
@@ -25,7 +25,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from sopjax.errors import SopjaxError
-from sopjax.kernels.dispatch import DispatchInfeasibleError, DispatchInputs, dispatch_native
+from sopjax.kernels.dispatch import DispatchInfeasibleError, DispatchInputs
+from sopjax.kernels.dispatch_batch import dispatch_batched
 from sopjax.sweeps.config import PARAMETERS, QUANTITIES, SweepConfigError, SweepSpec
 from sopjax.sweeps.scenario import Scenario, build_scenario
 from sopjax.strategies.strategy import StrategyError
@@ -53,7 +54,7 @@ def _solver(scn: Scenario, spec: SweepSpec) -> Callable[[DispatchInputs], object
     """Batched dispatch of the spec's engine: inputs with a leading sample axis -> result."""
     if spec.engine == "jax":
         data = scn.data
-        return jax.vmap(lambda i: dispatch_native(data, i, tol=spec.tol, max_iter=spec.max_iter))
+        return lambda i: dispatch_batched(data, i, tol=spec.tol, max_iter=spec.max_iter)
     from sopjax.solvers.dispatch import DispatchLayer, build_dispatch
 
     return DispatchLayer(build_dispatch(scn.data))
