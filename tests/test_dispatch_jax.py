@@ -146,23 +146,32 @@ def test_capacity_gradient_is_minus_the_dual_and_matches_finite_differences(case
 
 @pytest.fixture(scope="module")
 def batched(case):
-    """The batched solver on the case's batch: result, objective gradient and set-point tangents (one jit)."""
+    """The batched solver on the case's batch: result, objective gradient and set-point tangents.
+
+    One ``jit`` per call of the solver: XLA's CPU runtime (jaxlib 0.10) can deadlock
+    when several independent while loops run concurrently in one program.
+    """
     data = case["data"]
     inp = jax.tree_util.tree_map(jnp.asarray, case["batch"])
 
-    def run(i):
-        res = dispatch_batched(data, i, straggler_share=4)  # 15 samples: a second stage of 3
-        grad = jax.grad(lambda i: jnp.sum(dispatch_batched(data, i, straggler_share=4).objective))(i)
-        # tangents of the set-points along PV unit 2 and along VSC i of SOP 0 (every sample)
-        tangents = {}
-        for name, k in (("p_pv_pu", 2), ("s_rated_i_pu", 0)):
-            e = jax.tree_util.tree_map(jnp.zeros_like, i)._replace(**{name: jnp.zeros_like(getattr(i, name)).at[:, k].set(1.0)})
-            tangents[name] = jax.jvp(lambda i: dispatch_batched(data, i, straggler_share=4), (i,), (e,))[1]
-        # reverse mode through the set-points (the custom JVP transposed)
-        tangents["grad_p_i_0"] = jax.grad(lambda i: jnp.sum(dispatch_batched(data, i, straggler_share=4).p_i[0]))(i)
-        return res, grad, tangents
+    def solve(i):
+        return dispatch_batched(data, i, straggler_share=4)  # 15 samples: a second stage of 3
 
-    return jax.jit(run)(inp)
+    def summed(i):
+        r = solve(i)
+        return jnp.sum(r.objective), r
+
+    (_, res), grad = jax.jit(jax.value_and_grad(summed, has_aux=True))(inp)
+    # tangents of the set-points along PV unit 2 and along VSC i of SOP 0 (every sample)
+    names = (("p_pv_pu", 2), ("s_rated_i_pu", 0))
+    dirs = [jax.tree_util.tree_map(jnp.zeros_like, inp)._replace(
+        **{name: jnp.zeros_like(getattr(inp, name)).at[:, k].set(1.0)}) for name, k in names]
+    stacked = jax.tree_util.tree_map(lambda *a: jnp.stack(a), *dirs)
+    tan = jax.jit(jax.vmap(lambda e: jax.jvp(solve, (inp,), (e,))[1]))(stacked)
+    tangents = {name: jax.tree_util.tree_map(lambda a, n=n: a[n], tan) for n, (name, _) in enumerate(names)}
+    # reverse mode through the set-points (the custom JVP transposed)
+    tangents["grad_p_i_0"] = jax.jit(jax.grad(lambda i: jnp.sum(solve(i).p_i[0])))(inp)
+    return res, grad, tangents
 
 
 def test_batched_solver_matches_the_per_sample_solver(case, batched):
