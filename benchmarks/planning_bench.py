@@ -4,7 +4,7 @@
     .venv/bin/python benchmarks/planning_bench.py --scenarios 1 2 4 --time-limit 900
 
 For each number of reduced scenarios K (same sampled days, same k-means seed)
-the three methods solve the same model (sopjax.solvers.planning.model):
+the three methods solve the same model (sopjax.problems.planning.model):
 
 * ``bnb``        best-first branch-and-bound over the siting binaries, SOCP
                  relaxations by Clarabel (the model is canonicalised once, DPP);
@@ -39,8 +39,8 @@ def main(argv=None) -> int:
     ap.add_argument("--methods", nargs="+", default=["bnb", "enumerate", "monolithic"])
     args = ap.parse_args(argv)
 
-    from sopjax.planning.study import study_from_config
-    from sopjax.solvers.planning.solve import solve_plan
+    from sopjax.problems.planning.study import study_from_config
+    from sopjax.problems.planning.solve import solve_plan
 
     with open(args.config, "rb") as f:
         cfg = tomllib.load(f)

@@ -12,15 +12,15 @@ given the same time limit and reported as it ends).
 Variants, each solved to proven optimality (relative gap 1e-6 for reconfiguration, 1e-4 for
 restoration):
 
-* ``sopjax``: :data:`sopjax.solvers.options.TIGHT` with :data:`sopjax.solvers.solve.SCIP_DEFAULTS`
+* ``sopjax``: :data:`sopjax.solvers.options.TIGHT` with :data:`sopjax.solvers.backends.solve.SCIP_DEFAULTS`
   (what ``sopjax reconfigure`` / ``sopjax restore`` run);
 * ``sopjax, SCIP defaults``: the same model with SCIP's own parameter defaults;
-* ``naive``: :data:`sopjax.solvers.naive.NAIVE` (blanket big-M, single-commodity-flow radiality,
+* ``naive``: :data:`sopjax.solvers.options.NAIVE` (blanket big-M, single-commodity-flow radiality,
   plain cones) with SCIP's own defaults -- what a first implementation gets;
 * ``naive, sopjax SCIP settings``: the naive model with the tuned parameters.
 
 ``--ablation`` instead runs sopjax's model with one ingredient removed at a time (no warm start;
-warm start but no :data:`~sopjax.solvers.solve.SCIP_WARM_STARTED`; the aggregation separator on).
+warm start but no :data:`~sopjax.solvers.backends.solve.SCIP_WARM_STARTED`; the aggregation separator on).
 ``--repeat N`` runs every variant N times, interleaved (variant 1, 2, ..., 1, 2, ...), and adds
 the median row per variant (``MEDIAN``); ratios in the median rows are ratios of medians.
 
@@ -42,12 +42,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import sopjax  # noqa: E402
-from sopjax.solvers.naive import NAIVE  # noqa: E402
+from sopjax.solvers.options import NAIVE  # noqa: E402
 from sopjax.solvers.options import TIGHT  # noqa: E402
-from sopjax.solvers.problems.reconfiguration import build_reconfiguration, reconfiguration_warm_start  # noqa: E402
-from sopjax.solvers.problems.restoration import RestorationSettings, build_restoration  # noqa: E402
-from sopjax.solvers.scip_direct import solve_scip  # noqa: E402
-from sopjax.solvers.solve import SCIP_DEFAULTS, SCIP_WARM_STARTED  # noqa: E402
+from sopjax.problems.reconfiguration.build import build_reconfiguration, reconfiguration_warm_start  # noqa: E402
+from sopjax.problems.restoration.build import RestorationSettings, build_restoration  # noqa: E402
+from sopjax.solvers.backends.scip import solve_scip  # noqa: E402
+from sopjax.solvers.backends.solve import SCIP_DEFAULTS, SCIP_WARM_STARTED  # noqa: E402
 
 
 def restore33_net():

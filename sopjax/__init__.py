@@ -33,7 +33,7 @@ from sopjax.network import Network, make_network  # noqa: E402
 from sopjax.powerflow import batched_solver, make_grid, shard_samples, solve  # noqa: E402
 from sopjax.topology import Topology, compile_topology, stack_topologies  # noqa: E402
 from sopjax.sampling import Samples, UncertaintyError, UncertaintyModel  # noqa: E402
-from sopjax.planning import CostModel, PlanningInputError, make_planning_problem  # noqa: E402
+from sopjax.problems.planning import CostModel, PlanningInputError, make_planning_problem  # noqa: E402
 from sopjax.strategies import SOPSetting, Strategy, StrategyError, compile_strategies  # noqa: E402
 from sopjax.kernels.dispatch import (  # noqa: E402
     DispatchInfeasibleError, DispatchInputError, DispatchInputs, DispatchResult, compile_dispatch, dispatch_native,

@@ -5,10 +5,10 @@ import pytest
 
 import sopjax
 from sopjax.powerflow import solve as power_flow
-from sopjax.solvers.heuristics import branch_exchange, radial_sweep
-from sopjax.solvers.problems.reconfiguration import build_reconfiguration, reconfiguration_warm_start
-from sopjax.solvers.scip_direct import solve_scip
-from sopjax.solvers.solve import SCIP_DEFAULTS
+from sopjax.problems.reconfiguration.heuristic import branch_exchange, radial_sweep
+from sopjax.problems.reconfiguration.build import build_reconfiguration, reconfiguration_warm_start
+from sopjax.solvers.backends.scip import solve_scip
+from sopjax.solvers.backends.solve import SCIP_DEFAULTS
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import sopjax as sj
-from sopjax.planning import (
+from sopjax.problems.planning import (
     CostModel,
     PlanningInputError,
     Scenarios,
@@ -16,11 +16,11 @@ from sopjax.planning import (
     reduce_scenarios,
     tie_candidates,
 )
-from sopjax.planning.baselines import comparison, fixed_size, no_sop, plan_row, round_to_units, standard_units
-from sopjax.planning.validation import validate_plan
+from sopjax.problems.planning.baselines import comparison, fixed_size, no_sop, plan_row, round_to_units, standard_units
+from sopjax.problems.planning.validation import validate_plan
 from sopjax.sampling.profiles import clear_sky_pv_profile, load_profile
-from sopjax.solvers.planning import evaluate_plan, solve_plan
-from sopjax.solvers.solve import InfeasibleError
+from sopjax.problems.planning import evaluate_plan, solve_plan
+from sopjax.solvers.backends.solve import InfeasibleError
 
 HOURS = [3, 12, 19]  # night, PV peak, evening load peak
 

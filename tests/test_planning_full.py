@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sopjax.planning.study import run_planning_study, study_from_config
-from sopjax.solvers.planning import solve_plan
+from sopjax.problems.planning.study import run_planning_study, study_from_config
+from sopjax.problems.planning import solve_plan
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "ieee33_planning.toml"
 

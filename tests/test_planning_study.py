@@ -9,8 +9,8 @@ import pytest
 
 from sopjax.cli.main import main
 from sopjax.errors import SopjaxError
-from sopjax.planning.costs import PlanningInputError
-from sopjax.planning.study import run_planning_study, study_from_config
+from sopjax.problems.planning.costs import PlanningInputError
+from sopjax.problems.planning.study import run_planning_study, study_from_config
 
 
 def _config(**over) -> dict:

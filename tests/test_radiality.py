@@ -1,4 +1,4 @@
-"""Radiality constraints (sopjax.solvers.radiality): exactness checked by enumeration."""
+"""Radiality constraints (sopjax.solvers.components.radiality): exactness checked by enumeration."""
 
 import itertools
 
@@ -8,10 +8,10 @@ import pytest
 
 import sopjax
 from sopjax.errors import SopjaxError, TopologyError
-from sopjax.solvers import radiality
+from sopjax.solvers.components import radiality
 from sopjax.solvers.model import Model
-from sopjax.solvers.naive import NAIVE
-from sopjax.solvers.problems.reconfiguration import solve_reconfiguration
+from sopjax.solvers.options import NAIVE
+from sopjax.problems.reconfiguration.build import solve_reconfiguration
 
 # A small meshed feeder: 9 buses, 11 branches, 3 independent loops. Buses 8 and 9 carry no
 # load and join blocks {3} and {5} by two parallel switched paths (3-8-5 and 3-9-5): the

@@ -1,4 +1,4 @@
-"""Loss-minimising reconfiguration (sopjax.solvers.problems.reconfiguration) and ``sopjax reconfigure``."""
+"""Loss-minimising reconfiguration (sopjax.problems.reconfiguration.build) and ``sopjax reconfigure``."""
 
 import json
 
@@ -8,9 +8,9 @@ import pytest
 import sopjax
 from sopjax.cli.main import main
 from sopjax.errors import SopjaxError
-from sopjax.solvers.naive import NAIVE
+from sopjax.solvers.options import NAIVE
 from sopjax.solvers.options import FormulationOptions
-from sopjax.solvers.problems.reconfiguration import build_reconfiguration, solve_reconfiguration
+from sopjax.problems.reconfiguration.build import build_reconfiguration, solve_reconfiguration
 
 
 def run_cli(capsys, *argv):

@@ -1,4 +1,4 @@
-"""Service restoration with SOP + reconfiguration (sopjax.solvers.problems.restoration), ``sopjax restore``."""
+"""Service restoration with SOP + reconfiguration (sopjax.problems.restoration.build), ``sopjax restore``."""
 
 import dataclasses
 import json
@@ -10,8 +10,8 @@ import pytest
 import sopjax
 from sopjax.cli.main import main
 from sopjax.errors import NetworkError, SopjaxError
-from sopjax.solvers.naive import NAIVE
-from sopjax.solvers.problems.restoration import (
+from sopjax.solvers.options import NAIVE
+from sopjax.problems.restoration.build import (
     RestorationSettings,
     build_restoration,
     exact_check,
@@ -19,7 +19,7 @@ from sopjax.solvers.problems.restoration import (
     restored_load_bound,
     solve_restoration,
 )
-from sopjax.solvers.restoration_study import score_plans, study_from_config
+from sopjax.problems.restoration.study import score_plans, study_from_config
 from sopjax.strategies import compile_strategies
 
 KVA = 1e4
@@ -230,7 +230,7 @@ def test_bad_input_nothing_restorable_and_healthy_area(tmp_path, capsys):
     with pytest.raises(SopjaxError, match=r"i_max_pu of branch 1 \(1-2\) must be a positive number"):
         build_restoration(net, settings(1, i_max_pu=-0.1))
     # a current limit that the healthy area already exceeds: the diagnosis names the branch
-    from sopjax.solvers.solve import InfeasibleError
+    from sopjax.solvers.backends.solve import InfeasibleError
 
     with pytest.raises(InfeasibleError, match=r"branch 1 \(1-2\) .* above i_max_pu = 0.001"):
         solve_restoration(net, settings(1, i_max_pu=0.001), time_limit=60)
@@ -269,7 +269,7 @@ def test_vdcq_partner_is_fed_by_the_substation():
     """
     import cvxpy as cp
 
-    from sopjax.solvers.solve import InfeasibleError, solve_problem
+    from sopjax.solvers.backends.solve import InfeasibleError, solve_problem
 
     net = sopjax.add_pv(sopjax.ieee33(), buses=[7, 13, 30], s_rated_kva=526.3, pf=0.95)
     net = sopjax.add_sops(net, pairs=[(8, 21)], s_rated_kva=2000, loss=0.02)

@@ -11,7 +11,7 @@ import pytest
 import sopjax
 from sopjax.errors import SopjaxError
 from sopjax.kernels.injections import sop_pq_net_load
-from sopjax.solvers import radiality, sop_model
+from sopjax.solvers.components import radiality, sop_model
 from sopjax.solvers.formulations import get, lindistflow, soc_distflow
 from sopjax.solvers.model import Model
 

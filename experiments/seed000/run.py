@@ -88,7 +88,7 @@ def main(argv=None) -> int:
         print(md)
         return 0
 
-    from sopjax.planning.study import run_planning_study, study_from_config
+    from sopjax.problems.planning.study import run_planning_study, study_from_config
 
     with open(args.config, "rb") as f:
         cfg = tomllib.load(f)

@@ -11,10 +11,10 @@ import time
 
 from common import load, parse_args, pct, plan_case, status, write
 
-from sopjax.solvers.problems.restoration import _extract, build_restoration, exact_check
-from sopjax.solvers.restoration_study import study_from_config
-from sopjax.solvers.scip_direct import solve_scip
-from sopjax.solvers.solve import SCIP_DEFAULTS, SolveInfo
+from sopjax.problems.restoration.build import _extract, build_restoration, exact_check
+from sopjax.problems.restoration.study import study_from_config
+from sopjax.solvers.backends.scip import solve_scip
+from sopjax.solvers.backends.solve import SCIP_DEFAULTS, SolveInfo
 
 args = parse_args("table1", __doc__)
 cfg = load(args.config, args)

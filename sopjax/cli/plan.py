@@ -119,8 +119,8 @@ def run(args: argparse.Namespace) -> int:
     import time
 
     from sopjax.cli.common import print_json, read_toml
-    from sopjax.planning.costs import PlanningInputError
-    from sopjax.planning.study import run_planning_study, study_from_config
+    from sopjax.problems.planning.costs import PlanningInputError
+    from sopjax.problems.planning.study import run_planning_study, study_from_config
 
     cfg = read_toml(args.config, PlanningInputError)
     if args.validation_samples is not None:

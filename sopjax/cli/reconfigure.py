@@ -48,9 +48,9 @@ def run(args: argparse.Namespace) -> int:
 
     from sopjax.cases import load_case
     from sopjax.cli.common import print_json
-    from sopjax.solvers.naive import NAIVE
+    from sopjax.solvers.options import NAIVE
     from sopjax.solvers.options import TIGHT
-    from sopjax.solvers.problems.reconfiguration import solve_reconfiguration
+    from sopjax.problems.reconfiguration.build import solve_reconfiguration
 
     net = load_case(args.case)
     options = NAIVE if args.naive else TIGHT

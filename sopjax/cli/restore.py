@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
 
     from sopjax.cli.common import print_json
     from sopjax.errors import SopjaxError
-    from sopjax.solvers.restoration_study import run_restoration_study, study_from_config
+    from sopjax.problems.restoration.study import run_restoration_study, study_from_config
 
     try:
         with open(args.config, "rb") as fh:

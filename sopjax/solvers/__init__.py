@@ -1,32 +1,21 @@
-"""cvxpy model building: formulations (SOC DistFlow, LinDistFlow) separate from problems.
+"""cvxpy model building, independent of any one problem.
 
-Formulation API: :mod:`sopjax.solvers.formulations.soc_distflow` (module docstring).
-Problems: :func:`solve_reconfiguration` (minimum losses), :func:`solve_restoration`
-(service restoration with SOPs and reconfiguration, seed 002). Options:
-:data:`TIGHT` (default) and :data:`NAIVE` (the benchmark baseline).
+* :mod:`~sopjax.solvers.model` -- the :class:`Model` container (variables by name, constraints);
+* :mod:`~sopjax.solvers.formulations` -- SOC DistFlow and LinDistFlow (variables, constraints);
+* :mod:`~sopjax.solvers.components` -- the SOP model, radiality, data-derived bounds;
+* :mod:`~sopjax.solvers.switched` -- the switched-network constraint group shared by problems;
+* :mod:`~sopjax.solvers.options` -- formulation options: :data:`TIGHT` (default), :data:`NAIVE`;
+* :mod:`~sopjax.solvers.backends` -- solving a built model (Clarabel, HiGHS, SCIP) and its report.
+
+This layer imports only the base layer (errors, network, topology); the problems
+(:mod:`sopjax.problems`) are built from it.
 """
 
+from sopjax.solvers.backends.solve import SCIP_DEFAULTS, InfeasibleError, SolveInfo, SolverError, solve_problem
 from sopjax.solvers.model import Model
-from sopjax.solvers.naive import NAIVE
-from sopjax.solvers.options import TIGHT, FormulationOptions
-from sopjax.solvers.problems.reconfiguration import (
-    ReconfigurationResult,
-    build_reconfiguration,
-    solve_reconfiguration,
-)
-from sopjax.solvers.problems.restoration import (
-    RestorationPlan,
-    RestorationSettings,
-    build_restoration,
-    exact_check,
-    restored_load_bound,
-    solve_restoration,
-)
-from sopjax.solvers.solve import SCIP_DEFAULTS, InfeasibleError, SolveInfo, SolverError, solve_problem
+from sopjax.solvers.options import NAIVE, TIGHT, FormulationOptions
 
 __all__ = [
-    "FormulationOptions", "InfeasibleError", "Model", "NAIVE", "ReconfigurationResult", "RestorationPlan",
-    "RestorationSettings", "SCIP_DEFAULTS", "SolveInfo", "SolverError", "TIGHT", "build_reconfiguration",
-    "build_restoration", "exact_check", "restored_load_bound", "solve_problem", "solve_reconfiguration",
-    "solve_restoration",
+    "FormulationOptions", "InfeasibleError", "Model", "NAIVE", "SCIP_DEFAULTS", "SolveInfo", "SolverError",
+    "TIGHT", "solve_problem",
 ]

@@ -3,9 +3,9 @@
 A :class:`Model` holds the network, the number of periods ``T`` and named
 variables, constraints, bus injections and objective terms. Formulation
 functions (``variable_*``, ``constraint_*``, ``expression_*`` in
-:mod:`sopjax.solvers.formulations`, :mod:`sopjax.solvers.radiality`,
-:mod:`sopjax.solvers.sop_model`) add to it; problem builders
-(:mod:`sopjax.solvers.problems`) only call those functions and assemble the
+:mod:`sopjax.solvers.formulations`, :mod:`sopjax.solvers.components.radiality`,
+:mod:`sopjax.solvers.components.sop_model`) add to it; problem builders
+(:mod:`sopjax.problems`) only call those functions and assemble the
 objective. No problem builder creates a variable or a constraint itself.
 
 Index conventions (all arrays are 0-based internal indices):

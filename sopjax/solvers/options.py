@@ -1,13 +1,13 @@
-"""Formulation options shared by the problem builders (tight default vs. the naive baseline)."""
+"""Formulation options shared by the problem builders: the tight default and the naive baseline preset."""
 
 from __future__ import annotations
 
 import dataclasses
 
 from sopjax.errors import SopjaxError
-from sopjax.solvers.radiality import RADIALITY_METHODS
+from sopjax.solvers.components.radiality import RADIALITY_METHODS
 
-__all__ = ["FormulationOptions", "TIGHT"]
+__all__ = ["BIG_M", "FormulationOptions", "NAIVE", "TIGHT"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,26 +22,26 @@ class FormulationOptions:
         orientation: directed parent-child orientation in the spanning-forest radiality.
         minimal_connectivity: send the fictitious connectivity flow only to buses whose
             connection the power balance does not prove
-            (:func:`sopjax.solvers.radiality.connectivity_buses`).
+            (:func:`sopjax.solvers.components.radiality.connectivity_buses`).
         perspective: perspective form of the branch cone on switchable branches.
         flow_direction: power flows parent -> child where valid (no exporting subtree).
         structure_cuts: (reconfiguration) fix closable bridges closed and add chain cuts
-            (:func:`sopjax.solvers.radiality.closable_bridges`, ``constraint_chain_cuts``).
+            (:func:`sopjax.solvers.components.radiality.closable_bridges`, ``constraint_chain_cuts``).
         voltage_ceiling: cap every voltage at the substation's where no bus can export
-            power (no PV, no SOP, non-negative loads; see :mod:`sopjax.solvers.bounds`).
+            power (no PV, no SOP, non-negative loads; see :mod:`sopjax.solvers.components.bounds`).
         continuous_energization: (restoration) energization variables continuous in [0, 1]
             (exact with oriented spanning-forest radiality and full connectivity flow;
-            see :func:`sopjax.solvers.radiality.variable_energized`).
+            see :func:`sopjax.solvers.components.radiality.variable_energized`).
         load_bound_cut: (restoration) bound the restored load by the optimum of the LinDistFlow
             relaxation (a MILP solved first with HiGHS) and add ``restored <= bound`` to the
-            MISOCP (:func:`sopjax.solvers.problems.restoration.restored_load_bound`). Off by
+            MISOCP (:func:`sopjax.problems.restoration.build.restored_load_bound`). Off by
             default: on IEEE 33 the bound (3455 kW vs an optimum of 3305 kW) did not shorten
             SCIP's search.
-        big_m: ``None`` = data-derived bounds (:mod:`sopjax.solvers.bounds`); a number =
+        big_m: ``None`` = data-derived bounds (:mod:`sopjax.solvers.components.bounds`); a number =
             one blanket big-M for every flow, current and voltage-drop bound (naive).
         loss_allowance: loss margin in the data-derived flow bounds.
         warm_start: give SCIP a first solution from a primal heuristic (reconfiguration:
-            branch exchange with the exact power flow, :mod:`sopjax.solvers.heuristics`).
+            branch exchange with the exact power flow, :mod:`sopjax.problems.reconfiguration.heuristic`).
     """
 
     formulation: str = "soc"
@@ -71,3 +71,34 @@ class FormulationOptions:
 
 
 TIGHT = FormulationOptions()
+"""The tight default: data-derived bounds, oriented spanning-forest radiality, cuts, warm start."""
+
+# one big-M (p.u. on the case base) for every switched bound
+BIG_M = 100.0
+
+NAIVE = FormulationOptions(
+    formulation="soc",
+    radiality="single_commodity",
+    loop_cuts=False,
+    orientation=False,
+    minimal_connectivity=False,
+    perspective=False,
+    flow_direction=False,
+    voltage_ceiling=False,
+    structure_cuts=False,
+    continuous_energization=False,
+    load_bound_cut=False,
+    big_m=BIG_M,
+    warm_start=False,
+)
+"""The naive baseline of the speed benchmark.
+
+What a first implementation typically writes: one blanket big-M for every
+switched flow, current and voltage-drop bound (instead of the data-derived
+bounds of :mod:`sopjax.solvers.components.bounds`), the plain cone ``P^2 + Q^2 <= l v``
+(no perspective), and single-commodity-flow radiality with the counting
+constraint ``sum alpha = n_energized - n_sources`` (no orientation, no cycle
+cuts), and no warm start. Same variables, same physics, same optimum — only the relaxation is
+weaker. Used by ``benchmarks/restoration_bench.py`` and in tests that check
+both give the same optimum.
+"""

@@ -34,7 +34,7 @@ calls :func:`spec_from_config`. Layout (keys optional unless marked)::
     capacity = "common"                    # one capacity for all SOPs, or "per_sop"
     grid = {start = 0, stop = 3, num = 13} # grid search (MVA per VSC)
     steps = 300, batch = 16, learning_rate = 0.05, init_mva = 1.0, seed = 1
-    [costs]                                # sopjax.planning.costs.CostModel fields
+    [costs]                                # sopjax.problems.planning.costs.CostModel fields
 
 PV penetration is the fleet's rated active power over the nominal active load:
 ``sum(s_rated * pf) / sum(P_load)``; the fleet keeps the shape of ``[network] pv``.
@@ -152,7 +152,7 @@ class OptimizationSpec:
     init_mva: float
     seed: int
     max_mva: float
-    costs: Any  # sopjax.planning.costs.CostModel
+    costs: Any  # sopjax.problems.planning.costs.CostModel
 
 
 @dataclasses.dataclass(frozen=True)
@@ -275,7 +275,7 @@ def spec_from_config(
             raise SweepConfigError(f"[optimization] capacity must be 'common' or 'per_sop', got {cap!r}")
         grid_t = _table(o.get("grid", {"start": 0.0, "stop": 3.0, "num": 13}), None, "[optimization] grid")
         grid = _grid(grid_t, "[optimization] grid", lo=0.0)
-        from sopjax.planning.costs import CostModel
+        from sopjax.problems.planning.costs import CostModel
 
         costs = CostModel(**dict(_table(cfg.get("costs", {}), _COSTS, "[costs]")))
         opt = OptimizationSpec(

@@ -5,7 +5,7 @@ Yearly cost of capacity ``S`` (MVA per VSC; one value for all SOPs, or one per S
     J(S) = (CRF + om) * cost_per_kva * 1000 * sum_sops 2 S          annualised investment + O&M
          + days_per_year * period_hours * energy_price * E[losses_kW(S)]   loss energy
 
-(:class:`sopjax.planning.costs.CostModel`; the fixed per-site cost does not
+(:class:`sopjax.problems.planning.costs.CostModel`; the fixed per-site cost does not
 depend on the size and is reported, not optimized). ``E[losses]`` is the mean
 over the spec's Monte Carlo sample pool of the optimal-dispatch losses (line +
 converter), each a convex function of the capacity (a right-hand side of the
@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sopjax.kernels.dispatch_batch import dispatch_batched
+from sopjax.kernels.dispatch.batched import dispatch_batched
 from sopjax.sweeps.config import SweepConfigError, SweepSpec
 from sopjax.sweeps.runner import _attrs, _check_converged
 from sopjax.sweeps.scenario import Scenario, build_scenario

@@ -2,7 +2,7 @@
 
 For every grid point the dispatch quantities are Monte Carlo means over the
 sample pool of the spec, each sample solved by the optimal SOP dispatch
-(:func:`sopjax.kernels.dispatch_batch.dispatch_batched`, or the cvxpylayers layer).
+(:func:`sopjax.kernels.dispatch.batched.dispatch_batched`, or the cvxpylayers layer).
 Their derivatives along each axis are exact derivatives of those means
 (forward mode through the implicitly differentiated dispatch; reverse mode
 through the layer). Restoration quantities come from the Monte Carlo engine
@@ -26,7 +26,7 @@ import numpy as np
 
 from sopjax.errors import SopjaxError
 from sopjax.kernels.dispatch import DispatchInfeasibleError, DispatchInputs
-from sopjax.kernels.dispatch_batch import dispatch_batched
+from sopjax.kernels.dispatch.batched import dispatch_batched
 from sopjax.sweeps.config import PARAMETERS, QUANTITIES, SweepConfigError, SweepSpec
 from sopjax.sweeps.scenario import Scenario, build_scenario
 from sopjax.strategies.strategy import StrategyError
@@ -55,7 +55,7 @@ def _solver(scn: Scenario, spec: SweepSpec) -> Callable[[DispatchInputs], object
     if spec.engine == "jax":
         data = scn.data
         return lambda i: dispatch_batched(data, i, tol=spec.tol, max_iter=spec.max_iter)
-    from sopjax.solvers.dispatch import DispatchLayer, build_dispatch
+    from sopjax.problems.dispatch.layer import DispatchLayer, build_dispatch
 
     return DispatchLayer(build_dispatch(scn.data))
 
@@ -89,7 +89,7 @@ def _check_converged(scn, spec, point: dict, conv, infeas, params: dict | None =
     where = ", ".join(f"{k}={v:g}" for k, v in point.items())
     msg = f"{where}: sample {i if idx is None else int(np.asarray(idx)[i])} of the pool"
     try:
-        from sopjax.solvers.dispatch import build_dispatch, solve_dispatch
+        from sopjax.problems.dispatch.layer import build_dispatch, solve_dispatch
 
         params = params if params is not None else {k: jnp.asarray(v) for k, v in point.items()}
         one = jax.tree_util.tree_map(lambda a: np.asarray(a)[i], scn.inputs(params, idx))

@@ -9,7 +9,7 @@ here so that a problem builder only ever talks to one formulation module.
 
 Switches: a branch is *fixed closed*, *fixed open* or *switchable*
 (:func:`branch_sets`); the status ``alpha`` (branch,) is set by
-:func:`sopjax.solvers.radiality.variable_branch_status` and defaults to the
+:func:`sopjax.solvers.components.radiality.variable_branch_status` and defaults to the
 case's ``in_service`` when that was not called (fixed topology, e.g. dispatch).
 """
 
@@ -20,7 +20,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from sopjax.errors import SopjaxError
-from sopjax.solvers.bounds import branch_bounds
+from sopjax.solvers.components.bounds import branch_bounds
 from sopjax.solvers.model import Model
 
 __all__ = [
@@ -76,15 +76,15 @@ def pv_q_ratio(m: Model) -> np.ndarray:
 
 def set_bounds(m: Model, *, i_max_pu=None, loss_allowance: float = 0.5, sop_s_pu=None,
                big_m: float | None = None, v_max_pu=None) -> dict:
-    """Compute data-derived bounds (:func:`sopjax.solvers.bounds.branch_bounds`) into ``m.bounds``.
+    """Compute data-derived bounds (:func:`sopjax.solvers.components.bounds.branch_bounds`) into ``m.bounds``.
 
     Uses ``m.data['p_load_pu']``, ``q_load_pu``, ``pv_p_pu`` (numpy values; for
     cvxpy Parameters their current ``value``) and the SOP capacities.
 
     ``big_m`` replaces every flow, current and voltage-drop bound by one blanket
-    constant (the naive baseline of :mod:`sopjax.solvers.naive`); current limits
+    constant (the naive baseline of :mod:`sopjax.solvers.options`); current limits
     ``i_max_pu`` still apply. ``v_max_pu`` (bus,) is an effective voltage ceiling
-    (see :mod:`sopjax.solvers.bounds`).
+    (see :mod:`sopjax.solvers.components.bounds`).
     """
 
     def val(name, default=None):
@@ -184,7 +184,7 @@ def variable_substation_power(m: Model, p_min_pu=None) -> tuple[cp.Variable, cp.
 def constraint_switched_flow(m: Model) -> None:
     """Switchable branches carry no flow when open: ``|P| <= p_max alpha``, ``|Q| <= q_max alpha``.
 
-    The bounds are the data-derived ones (:mod:`sopjax.solvers.bounds`), not a blanket big-M.
+    The bounds are the data-derived ones (:mod:`sopjax.solvers.components.bounds`), not a blanket big-M.
     Fixed-open branches already have zero bounds.
     """
     m.require("P", "Q")
@@ -370,7 +370,7 @@ def constraint_voltage_drop(m: Model) -> None:
     """``v_t = v_f - 2 (r P + x Q) + |z|^2 l`` on closed branches, relaxed by ``(1 - alpha) dv`` on switches.
 
     ``dv`` is the exact range of ``v_t - v_f`` implied by the voltage limits
-    (:mod:`sopjax.solvers.bounds`). In LinDistFlow ``l`` is zero and the
+    (:mod:`sopjax.solvers.components.bounds`). In LinDistFlow ``l`` is zero and the
     ``|z|^2 l`` term drops out.
     """
     m.require("v", "P", "Q", "l")

@@ -10,7 +10,7 @@ can swap the module), with the losses dropped from the flow equations:
 * :func:`expression_line_losses` is a piecewise-linear *under*-estimate of
   ``r (P^2 + Q^2) / v_0^2`` from tangent planes, so that a loss term can still be
   weighted in the objective of a MILP;
-* SOP cones (:mod:`sopjax.solvers.sop_model`) become polygons as well
+* SOP cones (:mod:`sopjax.solvers.components.sop_model`) become polygons as well
   (``m.meta['conic'] = False``).
 
 It is an approximation, not a relaxation: there is no relaxation gap to report;
@@ -24,7 +24,7 @@ downstream, all non-negative). With circumscribed polygons
 (``m.meta['outer_polygons']``) and no upper voltage limit, the LinDistFlow
 model therefore contains every SOC-feasible restoration plan, and its optimal
 restored load bounds the SOC model's from above
-(:func:`sopjax.solvers.problems.restoration.restored_load_bound`).
+(:func:`sopjax.problems.restoration.build.restored_load_bound`).
 """
 
 from __future__ import annotations

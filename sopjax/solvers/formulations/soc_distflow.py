@@ -2,9 +2,9 @@
 
 API (PowerModels-style: a problem builder calls these on a :class:`~sopjax.solvers.model.Model`)::
 
-    from sopjax.solvers import Model
+    from sopjax.solvers.model import Model
     from sopjax.solvers.formulations import soc_distflow as form
-    from sopjax.solvers import radiality, sop_model
+    from sopjax.solvers.components import radiality, sop_model
 
     m = Model(net, periods=T)                       # T = 1 by default
     m.data.update(p_load_pu=..., q_load_pu=..., pv_p_pu=...)   # (T, bus), (T, bus), (T, pv)
@@ -32,7 +32,7 @@ Equations per period ``t`` and branch ``k = (i -> j)`` (``i`` the case from-bus)
 * voltage drop (:func:`constraint_voltage_drop`):
   ``v_j = v_i - 2 (r P + x Q) + (r^2 + x^2) l`` for closed branches; for switchable
   branches the equation is relaxed by ``(1 - alpha) * dv`` with the data-derived
-  ``dv`` of :mod:`sopjax.solvers.bounds` (no blanket big-M);
+  ``dv`` of :mod:`sopjax.solvers.components.bounds` (no blanket big-M);
 * cone (:func:`constraint_branch_cone`): ``P^2 + Q^2 <= l * v_i`` as a rotated SOC
   ``||(2P, 2Q, l - v_i)|| <= l + v_i``. This is the SOC relaxation of
   ``l v_i = P^2 + Q^2``; it is exact at optima that strictly prefer fewer losses

@@ -20,7 +20,7 @@ optional unless marked; see ``configs/ieee33_planning.toml``)::
     [sop]
     candidates = "ties"                 # or [[8, 21], [12, 22]] (case bus ids)
     s_max_kva = 2000, loss = 0.02, max_sops = 3, budget = 1.0e6
-    [costs]                             # sopjax.planning.CostModel fields
+    [costs]                             # sopjax.problems.planning.CostModel fields
     [solver]
     method = "bnb"                      # "bnb" | "enumerate" | "monolithic"
     tol = 1e-6, mip_gap = 1e-6, time_limit_s = 600, warm_start = true, heuristics = "off"
@@ -40,11 +40,11 @@ from typing import Any
 
 import numpy as np
 
-from sopjax.planning.costs import CostModel, PlanningInputError
-from sopjax.planning.problem import PlanningProblem, make_planning_problem
-from sopjax.planning.results import PlanResult
-from sopjax.planning.scenarios import reduce_scenarios
-from sopjax.planning.validation import ValidationResult, validate_plan
+from sopjax.problems.planning.costs import CostModel, PlanningInputError
+from sopjax.problems.planning.problem import PlanningProblem, make_planning_problem
+from sopjax.problems.planning.results import PlanResult
+from sopjax.problems.planning.scenarios import reduce_scenarios
+from sopjax.problems.planning.validation import ValidationResult, validate_plan
 
 __all__ = ["PlanningStudy", "PlanningStudyResult", "study_from_config", "run_planning_study"]
 
@@ -210,7 +210,7 @@ def study_from_config(cfg: Mapping[str, Any]) -> PlanningStudy:
 
     solver = _section(cfg, "solver")
     method = solver.get("method", "bnb")
-    from sopjax.solvers.planning.solve import METHODS
+    from sopjax.problems.planning.solve import METHODS
 
     if method not in METHODS:
         raise PlanningInputError(f"solver.method must be one of {', '.join(METHODS)}, got {method!r}")
@@ -259,9 +259,9 @@ def run_planning_study(study: PlanningStudy, *, method: str | None = None, valid
     """
     import jax
 
-    from sopjax.planning import baselines as bl
-    from sopjax.solvers.planning.solve import solve_plan
-    from sopjax.solvers.solve import InfeasibleError
+    from sopjax.problems.planning import baselines as bl
+    from sopjax.problems.planning.solve import solve_plan
+    from sopjax.solvers.backends.solve import InfeasibleError
 
     say = log or (lambda msg: None)
     problem = study.problem

@@ -10,10 +10,10 @@ One model serves every solution approach. Per candidate site ``c``:
   optional fixed sizes through the Parameters ``s_lo <= S <= s_hi``;
 * for every block ``n`` = (scenario, period), flattened scenario-major, the SOC
   DistFlow equations of :mod:`sopjax.solvers.formulations.soc_distflow` and the
-  SOP model of :mod:`sopjax.solvers.sop_model` (DC balance, converter-loss and
+  SOP model of :mod:`sopjax.solvers.components.sop_model` (DC balance, converter-loss and
   capacity cones), with the block's load and PV.
 
-Objective (currency per year, :mod:`sopjax.planning.costs`)::
+Objective (currency per year, :mod:`sopjax.problems.planning.costs`)::
 
     (CRF + om) [cost_per_kva * kVA(sum S) + fixed_cost_per_site * sum x]
       + days * dt * price * sum_n pi_n (line loss_n + converter loss_n) [kW]
@@ -31,8 +31,8 @@ import cvxpy as cp
 import numpy as np
 
 from sopjax.network import SOPs
-from sopjax.planning.problem import PlanningProblem
-from sopjax.solvers import sop_model
+from sopjax.problems.planning.problem import PlanningProblem
+from sopjax.solvers.components import sop_model
 from sopjax.solvers.formulations import soc_distflow as form
 from sopjax.solvers.model import Model
 

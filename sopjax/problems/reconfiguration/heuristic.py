@@ -18,7 +18,7 @@ a near-optimal radial topology in a few hundred exact power flows:
 The power flow is an exact backward/forward sweep on the complex branch
 currents (the same physics as :mod:`sopjax.powerflow`, written here with numpy
 so that hundreds of small topologies cost milliseconds, not JIT compilations).
-:func:`sopjax.solvers.scip_direct.solve_scip` completes the heuristic topology
+:func:`sopjax.solvers.backends.scip.solve_scip` completes the heuristic topology
 into a full solution of the model (the binaries fixed, the continuous rest solved).
 """
 

@@ -50,7 +50,7 @@ import cvxpy as cp
 import numpy as np
 import scipy.sparse as sp
 
-from sopjax.kernels.dispatch import (
+from sopjax.kernels.dispatch.native import (
     CAPACITY_FLOOR_PU,
     DispatchData,
     DispatchInfeasibleError,

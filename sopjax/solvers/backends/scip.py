@@ -14,7 +14,7 @@ values and ``problem.value`` are set as with ``problem.solve``.
 Two hooks let a problem builder pass what it knows to SCIP:
 
 * ``warm_start`` -- values for some cvxpy variables (typically the switch
-  binaries of a heuristic topology, :mod:`sopjax.solvers.heuristics`). When the
+  binaries of a heuristic topology, :mod:`sopjax.problems.reconfiguration.heuristic`). When the
   integer variables are given but not the continuous ones, the model is first
   solved with those integers fixed (a convex SOCP) and the completed solution
   is handed to SCIP as its first incumbent, so the search prunes by bound from

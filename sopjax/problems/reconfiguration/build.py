@@ -2,7 +2,7 @@
 
 By default every branch of the case is switchable, in service or not. The
 model is the SOC DistFlow formulation with data-derived switch bounds and
-spanning-forest radiality (:mod:`sopjax.solvers.radiality`); the optimal
+spanning-forest radiality (:mod:`sopjax.solvers.components.radiality`); the optimal
 topology is re-checked with the exact sweep power flow, whose losses are the
 reported ``losses_kw`` (the relaxation's own optimum is ``losses_relaxed_kw``).
 """
@@ -17,11 +17,12 @@ import numpy as np
 
 from sopjax.errors import SopjaxError
 from sopjax.network import Network
-from sopjax.solvers import formulations, radiality
+from sopjax.solvers import formulations
+from sopjax.solvers.components import radiality
 from sopjax.solvers.model import Model
-from sopjax.solvers.problems.common import constraint_switched_network
+from sopjax.solvers.switched import constraint_switched_network
 from sopjax.solvers.options import TIGHT, FormulationOptions
-from sopjax.solvers.solve import SolveInfo, solve_problem
+from sopjax.solvers.backends.solve import SolveInfo, solve_problem
 
 __all__ = ["build_reconfiguration", "solve_reconfiguration", "reconfiguration_warm_start", "ReconfigurationResult"]
 
@@ -39,7 +40,7 @@ def build_reconfiguration(
     Args:
         net: the network (PV units, if any, inject their rated power at their power factor).
         options: formulation, radiality, cuts and bounds (:class:`~sopjax.solvers.options.FormulationOptions`);
-            :data:`sopjax.solvers.naive.NAIVE` gives the naive baseline.
+            :data:`sopjax.solvers.options.NAIVE` gives the naive baseline.
         switchable: switch flag per branch (default: every branch).
         load_scale: factor on the nominal loads.
         relax: build the continuous relaxation (binaries in [0, 1]).
@@ -113,13 +114,13 @@ def _net_load(net: Network, load_scale: float = 1.0) -> tuple[np.ndarray, np.nda
 
 
 def reconfiguration_warm_start(m: Model) -> dict:
-    """A first solution for the solver: the branch-exchange topology (:mod:`sopjax.solvers.heuristics`).
+    """A first solution for the solver: the branch-exchange topology (:mod:`sopjax.problems.reconfiguration.heuristic`).
 
-    Returns ``{alpha binaries: 0/1 values}`` for :func:`~sopjax.solvers.solve.solve_problem`'s
+    Returns ``{alpha binaries: 0/1 values}`` for :func:`~sopjax.solvers.backends.solve.solve_problem`'s
     ``warm_start`` (the solver completes the continuous variables), or ``{}`` when the
     heuristic finds no radial topology within the voltage limits or nothing is switchable.
     """
-    from sopjax.solvers.heuristics import branch_exchange
+    from sopjax.problems.reconfiguration.heuristic import branch_exchange
 
     if "alpha_sw" not in m.var or m.relax:
         return {}

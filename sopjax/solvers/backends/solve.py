@@ -4,7 +4,7 @@ Defaults: SCIP (pyscipopt) for mixed-integer conic models (MISOCP), HiGHS for
 MILPs, Clarabel for continuous conic models. Gurobi, MOSEK, CPLEX or any other
 cvxpy solver are used only when named by the user and installed.
 
-SCIP is called through :mod:`sopjax.solvers.scip_direct` (one-pass model
+SCIP is called through :mod:`sopjax.solvers.backends.scip` (one-pass model
 build, cones without auxiliary variables) with :data:`SCIP_DEFAULTS`: on these
 reconfiguration models SCIP spent most of its time in root-node OBBT, in the
 ``mpec`` and ``rens`` heuristics and in the aggregation (c-MIR) separator
@@ -220,7 +220,7 @@ def solve_problem(
         scip_params: SCIP parameters on top of :data:`SCIP_DEFAULTS` (``{}`` keeps them;
             pass e.g. ``{"propagating/obbt/freq": 0, ...}`` to restore SCIP's own defaults).
         warm_start: ``{cvxpy Variable: value}``, a first solution for SCIP (integer variables
-            suffice; :func:`sopjax.solvers.scip_direct.solve_scip`). Ignored by other solvers.
+            suffice; :func:`sopjax.solvers.backends.scip.solve_scip`). Ignored by other solvers.
         branch_priority: ``{cvxpy Variable: int}`` SCIP branching priorities. Ignored by other solvers.
 
     Raises:
@@ -259,7 +259,7 @@ def solve_problem(
 
 def _solve_scip(problem, time_limit, mip_gap, threads, verbose, raise_on_infeasible, hint, scip_params, t0,
                 warm_start=None, branch_priority=None):
-    from sopjax.solvers.scip_direct import solve_scip
+    from sopjax.solvers.backends.scip import solve_scip
 
     params = dict(SCIP_DEFAULTS)
     params.update(_options("SCIP", time_limit, mip_gap, threads)["scip_params"])

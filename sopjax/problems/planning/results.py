@@ -51,7 +51,7 @@ class PlanResult:
         labels: candidate labels, (candidate,).
         site: True where an SOP is installed, (candidate,).
         s_i_kva, s_j_kva: VSC capacities (kVA), 0 where not installed, (candidate,).
-        costs: yearly cost breakdown (see :meth:`sopjax.planning.costs.CostModel.breakdown`)
+        costs: yearly cost breakdown (see :meth:`sopjax.problems.planning.costs.CostModel.breakdown`)
             plus ``objective`` (the solver's objective in currency/year).
         probability: scenario probabilities, (scenario,).
         line_loss_kw, converter_loss_kw: losses per scenario and period, (scenario, period).

@@ -30,12 +30,12 @@ import time
 import cvxpy as cp
 import numpy as np
 
-from sopjax.planning.costs import PlanningInputError
-from sopjax.planning.problem import PlanningProblem
-from sopjax.planning.results import PlanResult, SolveStats
-from sopjax.solvers.planning.model import OBJECTIVE_SCALE, PlanningModel, build_planning_model
-from sopjax.solvers.planning.scip_backend import FastSCIP
-from sopjax.solvers.solve import InfeasibleError, SolverError
+from sopjax.problems.planning.costs import PlanningInputError
+from sopjax.problems.planning.problem import PlanningProblem
+from sopjax.problems.planning.results import PlanResult, SolveStats
+from sopjax.problems.planning.model import OBJECTIVE_SCALE, PlanningModel, build_planning_model
+from sopjax.solvers.backends.scip_planning import FastSCIP
+from sopjax.solvers.backends.solve import InfeasibleError, SolverError
 
 __all__ = ["METHODS", "solve_plan", "solve_monolithic", "solve_bnb", "solve_enumeration", "evaluate_plan"]
 

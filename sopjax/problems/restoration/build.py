@@ -3,7 +3,7 @@
 Given faulted branches (isolated, forced open), choose
 
 * switch states (radial: a spanning forest rooted at the substation and at
-  Vf-mode SOP terminals, :mod:`sopjax.solvers.radiality`),
+  Vf-mode SOP terminals, :mod:`sopjax.solvers.components.radiality`),
 * load pickup (binary per bus, or per load block),
 * SOP modes (Vf at either terminal, else PQ + VdcQ) and set-points,
 
@@ -22,7 +22,7 @@ total demand of independent loads, e.g. of an SOP island), and, with
 quantile (over-voltage); ``"scenarios"`` adds ``K`` sampled PV (and load) scenarios (the same
 sampler as the Monte Carlo engine) sharing switches, pickup, SOP modes and
 set-points. Period 0 is always the forecast; the SOP set-points a strategy
-holds are shared by all periods (:func:`sopjax.solvers.sop_model.constraint_sop_shared_setpoints`).
+holds are shared by all periods (:func:`sopjax.solvers.components.sop_model.constraint_sop_shared_setpoints`).
 
 The problem builder calls formulation functions only; :func:`solve_restoration`
 solves, extracts a :class:`RestorationPlan`, reports the SOC relaxation gap
@@ -43,11 +43,12 @@ from scipy.stats import norm
 
 from sopjax.errors import SopjaxError
 from sopjax.network import Network
-from sopjax.solvers import formulations, radiality, sop_model
+from sopjax.solvers import formulations
+from sopjax.solvers.components import radiality, sop_model
 from sopjax.solvers.model import Model
-from sopjax.solvers.problems.common import constraint_switched_network
+from sopjax.solvers.switched import constraint_switched_network
 from sopjax.solvers.options import TIGHT, FormulationOptions
-from sopjax.solvers.solve import InfeasibleError, SolveInfo, solve_problem
+from sopjax.solvers.backends.solve import InfeasibleError, SolveInfo, solve_problem
 from sopjax.topology import compile_topology
 
 __all__ = [
@@ -98,7 +99,7 @@ class RestorationSettings:
             plan whose SOC voltages sit on a limit is not judged in violation by the exact
             power flow over round-off (the Monte Carlo tolerance is 1e-6 p.u.).
         options: formulation options (:data:`sopjax.solvers.options.TIGHT` default,
-            :data:`sopjax.solvers.naive.NAIVE` for the baseline).
+            :data:`sopjax.solvers.options.NAIVE` for the baseline).
     """
 
     faulted: tuple[int, ...]

@@ -2,7 +2,7 @@
 
 :func:`make_planning_problem` validates user input (case bus ids, kVA, currency)
 once and compiles it into a :class:`PlanningProblem` in internal units (0-based
-buses, per unit), which the solvers in :mod:`sopjax.solvers.planning` consume.
+buses, per unit), which the solvers in :mod:`sopjax.problems.planning` consume.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import numpy as np
 
 from sopjax.errors import NetworkError
 from sopjax.network import Network
-from sopjax.planning.costs import CostModel, PlanningInputError
-from sopjax.planning.scenarios import Scenarios
+from sopjax.problems.planning.costs import CostModel, PlanningInputError
+from sopjax.problems.planning.scenarios import Scenarios
 
 __all__ = ["Candidate", "PlanningProblem", "make_planning_problem", "tie_candidates"]
 
@@ -168,7 +168,7 @@ def make_planning_problem(
 
     Args:
         net: the network, with its PV units (:func:`sopjax.add_pv`).
-        scenarios: representative days (:mod:`sopjax.planning.scenarios`); the
+        scenarios: representative days (:mod:`sopjax.problems.planning.scenarios`); the
             load axis must match the buses and the PV axis the PV units.
         candidates: ``"ties"`` (every open tie switch) or (bus_i, bus_j) pairs of case bus ids.
         costs: economic data (default :class:`CostModel`).

@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from sopjax.planning.costs import PlanningInputError
-from sopjax.planning.problem import PlanningProblem
-from sopjax.planning.results import PlanResult
-from sopjax.planning.validation import ValidationResult, validate_plan
-from sopjax.solvers.planning.solve import evaluate_plan
+from sopjax.problems.planning.costs import PlanningInputError
+from sopjax.problems.planning.problem import PlanningProblem
+from sopjax.problems.planning.results import PlanResult
+from sopjax.problems.planning.validation import ValidationResult, validate_plan
+from sopjax.problems.planning.solve import evaluate_plan
 
 __all__ = ["no_sop", "fixed_size", "standard_units", "round_to_units", "plan_row", "comparison"]
 

@@ -15,7 +15,7 @@ import dataclasses
 
 import numpy as np
 
-from sopjax.planning.costs import PlanningInputError
+from sopjax.problems.planning.costs import PlanningInputError
 
 __all__ = ["Scenarios", "kmeans", "reduce_scenarios", "scenario_features"]
 

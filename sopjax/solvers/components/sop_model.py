@@ -16,7 +16,7 @@ Per SOP ``s`` with VSCs ``i`` and ``j`` and per period ``t`` (arrays (T, sop)):
 
 Modes after a fault (:func:`variable_sop_mode`): binaries ``vf_i``, ``vf_j`` with
 ``vf_i + vf_j <= 1``. A Vf-mode VSC is the voltage source of the island it
-feeds: its bus becomes a radiality root (:func:`sopjax.solvers.radiality.add_root`),
+feeds: its bus becomes a radiality root (:func:`sopjax.solvers.components.radiality.add_root`),
 its voltage is at least ``U_set`` (:func:`constraint_sop_vf`), and its partner,
 in VdcQ mode, must be energized. Without a Vf VSC the SOP runs PQ + VdcQ; in
 both cases the steady state obeys the same equations above.
@@ -37,7 +37,7 @@ from sopjax.errors import SopjaxError
 from sopjax.solvers.formulations.common import broadcast_periods
 from sopjax.solvers.formulations.lindistflow import polygon_ge, polygon_le
 from sopjax.solvers.model import Model
-from sopjax.solvers.radiality import add_root
+from sopjax.solvers.components.radiality import add_root
 
 __all__ = [
     "variable_sop",
@@ -172,7 +172,7 @@ def constraint_sop(m: Model, *, on=None) -> None:
 def variable_sop_mode(m: Model, *, allow_vf_i=True, allow_vf_j=True) -> None:
     """Vf-mode binaries ``vf_i``, ``vf_j`` (sop,), at most one per SOP; their buses become roots.
 
-    Call before :func:`sopjax.solvers.radiality.constraint_radiality`.
+    Call before :func:`sopjax.solvers.components.radiality.constraint_radiality`.
 
     Args:
         allow_vf_i, allow_vf_j: bool or (sop,) masks; where False the binary is fixed to 0.

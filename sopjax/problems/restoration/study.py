@@ -51,7 +51,7 @@ from sopjax.devices import add_pv, add_sops
 from sopjax.errors import SopjaxError
 from sopjax.network import Network
 from sopjax.solvers.options import TIGHT
-from sopjax.solvers.problems.restoration import (
+from sopjax.problems.restoration.build import (
     RestorationPlan,
     RestorationSettings,
     exact_check,
@@ -162,7 +162,7 @@ def study_from_config(cfg: Mapping[str, Any], **overrides) -> RestorationStudy:
     fc = None
     if "pv_forecast_kw" in unc:
         fc = tuple(float(x) / kva for x in np.asarray(unc["pv_forecast_kw"], float).reshape(-1))
-    from sopjax.solvers.naive import NAIVE
+    from sopjax.solvers.options import NAIVE
 
     options = NAIVE if rest.pop("naive", False) else TIGHT
     options = dataclasses.replace(options, formulation=str(rest.pop("formulation", "soc")))

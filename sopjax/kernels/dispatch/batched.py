@@ -26,8 +26,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sopjax.kernels import dispatch as single
-from sopjax.kernels.dispatch import DispatchData, DispatchInputs
+from sopjax.kernels.dispatch import native as single
+from sopjax.kernels.dispatch.native import DispatchData, DispatchInputs
 
 __all__ = ["dispatch_batched", "dispatch_state_batch", "STRAGGLER_SHARE"]
 

@@ -1,6 +1,6 @@
 """JAX-native convex SOP dispatch: exact DistFlow plus a reduced-space interior-point method.
 
-The problem (same as :mod:`sopjax.solvers.dispatch`, which states it in SOC form)
+The problem (same as :mod:`sopjax.problems.dispatch.layer`, which states it in SOC form)
 is the normal-operation SOP dispatch of one radial topology::
 
     min  sum_k r_k l_k + sum_s (L_i,s + L_j,s) + w * sum_b (v_b - 1)^2
@@ -38,13 +38,13 @@ objective carries the envelope-theorem derivative ``dF*/dtheta = dL/dtheta`` at
 fixed ``(x*, z*)``, which needs no linear solve. ``jax.grad``, ``jax.jacfwd``,
 ``jax.jacrev``, ``jit`` and ``vmap`` all work through them, with respect to loads,
 PV outputs and capacities; under ``jit`` a gradient of the objective alone does not
-build the KKT matrix. :mod:`sopjax.kernels.dispatch_batch` runs the same method on
+build the KKT matrix. :mod:`sopjax.kernels.dispatch.batched` runs the same method on
 a whole batch at once.
 
 Failure is data: ``converged`` is False where the iteration stalls, e.g. because
 no set-point satisfies the voltage limits; ``infeasibility`` carries the largest
 constraint violation. The Python boundary (:mod:`sopjax.sweeps`,
-:func:`sopjax.solvers.dispatch.solve_dispatch`) raises, naming the bus.
+:func:`sopjax.problems.dispatch.layer.solve_dispatch`) raises, naming the bus.
 
 Non-smooth points: the converter loss ``A|s|`` has a kink at ``s = 0`` (an idle
 VSC); ``|s|`` is rounded by a Huber function inside ``|s| < delta`` =
@@ -954,7 +954,7 @@ def dispatch_native(
     """Optimal SOP dispatch of one sample, differentiable w.r.t. all of ``inputs``.
 
     Pure JAX: ``jit`` it (``data`` may be a static closure or an argument) and
-    ``vmap`` it over samples (:func:`sopjax.kernels.dispatch_batch.dispatch_batched`
+    ``vmap`` it over samples (:func:`sopjax.kernels.dispatch.batched.dispatch_batched`
     solves a whole batch faster). Derivatives are implicit (see the module docstring).
 
     Args:

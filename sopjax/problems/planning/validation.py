@@ -7,7 +7,7 @@ the exact backward/forward sweep (:func:`sopjax.powerflow.batched_solver`).
 How the SOPs are dispatched on a sampled hour (``dispatch``):
 
 ``"optimal"``  the optimal set-points of that hour with the plan's capacities:
-               the SOC dispatch of :mod:`sopjax.solvers.dispatch` (minimum line +
+               the SOC dispatch of :mod:`sopjax.problems.dispatch.layer` (minimum line +
                converter losses under the voltage limits; a DPP model
                canonicalised once, re-solved per hour by Clarabel, ~10-30 ms an
                hour). Hours are independent (SOPs store no energy), so this is
@@ -45,9 +45,9 @@ import numpy as np
 
 from sopjax.kernels.injections import sop_pq_net_load
 from sopjax.network import SOPs
-from sopjax.planning.costs import PlanningInputError
-from sopjax.planning.problem import PlanningProblem
-from sopjax.planning.results import PlanResult
+from sopjax.problems.planning.costs import PlanningInputError
+from sopjax.problems.planning.problem import PlanningProblem
+from sopjax.problems.planning.results import PlanResult
 from sopjax.powerflow import batched_solver, make_grid
 from sopjax.topology import compile_topology
 
@@ -133,7 +133,7 @@ def _sop_injections(bus_i, bus_j, loss_i, loss_j, p_i, q_i, q_j, *, n_bus):
 
 
 def _optimal_setpoints(problem: PlanningProblem, net_sop, pl, ql, ppv, s_i, s_j, fallback):
-    """Optimal set-points per sample-hour: the SOC dispatch (:mod:`sopjax.solvers.dispatch`, Clarabel).
+    """Optimal set-points per sample-hour: the SOC dispatch (:mod:`sopjax.problems.dispatch.layer`, Clarabel).
 
     The DPP model is canonicalised once per plan and re-solved per hour. An hour
     with no feasible set-point (the plan cannot hold the voltage limits) takes
@@ -144,7 +144,7 @@ def _optimal_setpoints(problem: PlanningProblem, net_sop, pl, ql, ppv, s_i, s_j,
     import warnings
 
     from sopjax.kernels.dispatch import DispatchInfeasibleError, DispatchInputs, compile_dispatch
-    from sopjax.solvers.dispatch import build_dispatch, solve_dispatch
+    from sopjax.problems.dispatch.layer import build_dispatch, solve_dispatch
 
     model = build_dispatch(compile_dispatch(net_sop, problem.status))
     n = pl.shape[0]

@@ -1,0 +1,1 @@
+"""Solving a built cvxpy model: solver choice, SCIP bridges, the solve report."""

@@ -1,0 +1,1 @@
+"""Model components shared by problems: the SOP model, radiality, data-derived bounds."""

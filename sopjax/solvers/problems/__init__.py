@@ -1,1 +1,0 @@
-"""Problem builders: they call formulation functions only (PowerModels-style)."""
