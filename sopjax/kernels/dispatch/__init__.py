@@ -7,6 +7,7 @@ a whole batch at once.
 
 from sopjax.kernels.dispatch.batched import STRAGGLER_SHARE, dispatch_batched, dispatch_state_batch
 from sopjax.kernels.dispatch.native import (
+    CAPACITY_FLOOR_PU,
     DispatchData,
     DispatchInfeasibleError,
     DispatchInputError,
@@ -14,6 +15,7 @@ from sopjax.kernels.dispatch.native import (
     DispatchResult,
     check_inputs,
     compile_dispatch,
+    concrete_value,
     dispatch_native,
     dispatch_solution,
     dispatch_state,
@@ -22,7 +24,7 @@ from sopjax.kernels.dispatch.native import (
 )
 
 __all__ = [
-    "DispatchData", "DispatchInfeasibleError", "DispatchInputError", "DispatchInputs", "DispatchResult",
-    "STRAGGLER_SHARE", "check_inputs", "compile_dispatch", "dispatch_batched", "dispatch_native",
+    "CAPACITY_FLOOR_PU", "DispatchData", "DispatchInfeasibleError", "DispatchInputError", "DispatchInputs", "DispatchResult",
+    "STRAGGLER_SHARE", "check_inputs", "compile_dispatch", "concrete_value", "dispatch_batched", "dispatch_native",
     "dispatch_solution", "dispatch_state", "dispatch_state_batch", "distflow", "nominal_inputs",
 ]

@@ -74,7 +74,9 @@ from sopjax.network import Network
 from sopjax.topology import compile_topology
 
 __all__ = [
+    "CAPACITY_FLOOR_PU",
     "DispatchData",
+    "concrete_value",
     "DispatchInputs",
     "DispatchResult",
     "DispatchInputError",
@@ -428,7 +430,7 @@ def nominal_inputs(net: Network, *, load_scale: float = 1.0, pv_scale: float = 1
     )
 
 
-def _concrete(x):
+def concrete_value(x):
     """The concrete value of ``x`` (unwrapping autodiff tracers), or None under jit."""
     while isinstance(x, jax.core.Tracer):
         x = getattr(x, "primal", None)
@@ -468,7 +470,7 @@ def check_inputs(data: DispatchData, inputs: DispatchInputs) -> tuple[int, ...]:
             batch = b
         elif b != batch:
             raise DispatchInputError(f"{name} has batch shape {b}, other inputs have {batch}")
-        val = _concrete(arr)
+        val = concrete_value(arr)
         if val is None:
             continue
         bad = np.argwhere(~np.isfinite(val))

@@ -50,14 +50,14 @@ import cvxpy as cp
 import numpy as np
 import scipy.sparse as sp
 
-from sopjax.kernels.dispatch.native import (
+from sopjax.kernels.dispatch import (
     CAPACITY_FLOOR_PU,
     DispatchData,
     DispatchInfeasibleError,
     DispatchInputError,
     DispatchInputs,
     DispatchResult,
-    _concrete,
+    concrete_value,
     check_inputs,
 )
 
@@ -413,7 +413,7 @@ class DispatchLayer:
 
     def _explain(self, inputs: DispatchInputs, batch: tuple, err: str) -> str:
         """Find the infeasible sample (host-side re-solve) and name its limiting bus."""
-        vals = [_concrete(a) for a in inputs]
+        vals = [concrete_value(a) for a in inputs]
         if any(v is None for v in vals):
             return f"no SOP set-point satisfies the operating limits (solver: {err})"
         samples = range(batch[0]) if batch else [None]
