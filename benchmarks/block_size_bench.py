@@ -24,6 +24,10 @@ from sopjax.kernels.sweep_batch import default_block, sweep_batch  # noqa: E402
 from sopjax.powerflow import make_grid  # noqa: E402
 from sopjax.topology import compile_topology  # noqa: E402
 
+from sopjax.jax_config import configure_xla  # noqa: E402
+
+configure_xla()  # the XLA flags the CLI sets (sopjax.jax_config)
+
 
 def main(case: str, samples: int, blocks: list[int], rounds: int = 3) -> None:
     bc = bench_case(case)

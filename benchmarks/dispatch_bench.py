@@ -46,6 +46,10 @@ from sopjax.kernels.dispatch import DispatchInputs, compile_dispatch, dispatch_n
 from sopjax.kernels.dispatch.batched import dispatch_batched
 from sopjax.problems.dispatch.layer import DispatchLayer, build_dispatch
 
+from sopjax.jax_config import configure_xla
+
+configure_xla()  # the XLA flags the CLI sets (sopjax.jax_config)
+
 
 def problems(n: int, seed: int = 0):
     net = sopjax.add_pv(sopjax.ieee33(), buses=[7, 13, 30], s_rated_kva=[300, 200, 200], pf=0.95)

@@ -43,6 +43,10 @@ from sopjax.errors import SopjaxError
 from sopjax.montecarlo import ModelSource, MonteCarloSettings, run_montecarlo
 from sopjax.strategies import Strategy, compile_strategies
 
+from sopjax.jax_config import configure_xla
+
+configure_xla()  # the XLA flags the CLI sets (sopjax.jax_config)
+
 FAULT = (2,)
 TIES = (33, 34, 35, 36, 37)
 

@@ -23,7 +23,11 @@ import jax
 jax.config.update("jax_num_cpu_devices", os.cpu_count() or 1)
 
 from sopjax.bench.powerflow_bench import format_report, run_benchmark  # noqa: E402
-from sopjax.cli.common import _default  # noqa: E402
+from sopjax.cli.common import json_default  # noqa: E402
+
+from sopjax.jax_config import configure_xla  # noqa: E402
+
+configure_xla()  # the XLA flags the CLI sets (sopjax.jax_config)
 
 RUNS = {
     # case: (samples, pandapower samples)
@@ -57,7 +61,7 @@ def main(argv=None) -> int:
         print(flush=True)
         name = case.replace("pp:", "").replace("/", "_")
         if not args.quick:
-            (out / f"powerflow_{name}.json").write_text(json.dumps(rep, indent=2, default=_default) + "\n")
+            (out / f"powerflow_{name}.json").write_text(json.dumps(rep, indent=2, default=json_default) + "\n")
     return 0
 
 

@@ -49,6 +49,10 @@ from sopjax.problems.restoration.build import RestorationSettings, build_restora
 from sopjax.solvers.backends.scip import solve_scip  # noqa: E402
 from sopjax.solvers.backends.solve import SCIP_DEFAULTS, SCIP_WARM_STARTED  # noqa: E402
 
+from sopjax.jax_config import configure_xla  # noqa: E402
+
+configure_xla()  # the XLA flags the CLI sets (sopjax.jax_config)
+
 
 def restore33_net():
     net = sopjax.add_pv(sopjax.ieee33(), buses=[7, 13, 30], s_rated_kva=[300, 200, 200], pf=0.95)

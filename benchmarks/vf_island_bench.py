@@ -22,6 +22,10 @@ import numpy as np  # noqa: E402
 import sopjax  # noqa: E402
 from sopjax.kernels.radial import VfCoupling  # noqa: E402
 
+from sopjax.jax_config import configure_xla  # noqa: E402
+
+configure_xla()  # the XLA flags the CLI sets (sopjax.jax_config)
+
 
 def main(samples: int = 20_000) -> None:
     net = sopjax.ieee33()

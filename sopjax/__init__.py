@@ -1,20 +1,10 @@
 """sopjax: soft open point studies in distribution networks, fast and differentiable."""
 
-import os as _os
-
-# XLA's CPU backend (jaxlib 0.10) can deadlock when two while loops that contain
-# YNNPACK-fused dot products run concurrently in one program (e.g. a batched
-# dispatch and its JVP under one ``jit``): every pool thread ends up waiting on
-# the other loop's work. Plain XLA dots were as fast here (measured on the dispatch
-# and power-flow kernels), so YNNPACK fusions are turned off unless the user set
-# the flag. Only takes effect if the CPU backend has not been started yet.
-if "xla_cpu_experimental_ynn_fusion_type" not in _os.environ.get("XLA_FLAGS", ""):
-    _os.environ["XLA_FLAGS"] = ("--xla_cpu_experimental_ynn_fusion_type= " + _os.environ.get("XLA_FLAGS", "")).strip()
-
-import jax as _jax  # noqa: E402
+import jax as _jax
 
 # Power-flow tolerances of 1e-8 need float64; kernels still run in float32 when
-# given float32 arrays.
+# given float32 arrays. This is the only JAX setting made on import; XLA flags are
+# set by an explicit call, sopjax.configure_xla() (the CLI makes it).
 _jax.config.update("jax_enable_x64", True)
 
 from sopjax.cases import BUILTIN_CASES, ieee33, ieee69, ieee85, load_case  # noqa: E402
@@ -27,6 +17,7 @@ from sopjax.errors import (  # noqa: E402
     UnsupportedElementError,
 )
 from sopjax.io.matpower import read_matpower  # noqa: E402
+from sopjax.jax_config import configure_xla  # noqa: E402
 from sopjax.io.pandapower import from_pandapower, to_pandapower  # noqa: E402
 from sopjax.kernels.radial import Grid, PowerFlowResult, VfCoupling  # noqa: E402
 from sopjax.network import Network, make_network  # noqa: E402
@@ -44,7 +35,7 @@ __version__ = "0.1.0"
 __all__ = [
     "BUILTIN_CASES", "CaseFormatError", "Grid", "Network", "NetworkError", "PowerFlowResult",
     "SopjaxError", "Topology", "TopologyError", "UnsupportedElementError", "VfCoupling",
-    "add_capacitors", "add_demand_response", "add_pv", "add_sops", "batched_solver",
+    "add_capacitors", "configure_xla", "add_demand_response", "add_pv", "add_sops", "batched_solver",
     "compile_topology", "ieee33", "ieee69", "ieee85", "load_case", "make_grid",
     "make_network", "read_matpower", "shard_samples", "solve", "stack_topologies",
     "from_pandapower", "to_pandapower",

@@ -137,3 +137,15 @@ def test_cli_json_and_errors(capsys):
     assert "unknown case 'nope'" in capsys.readouterr().err
     assert main(["bench", "--samples", "2", "--skip", "gpu"]) == 2
     assert "gpu" in capsys.readouterr().err
+
+
+def test_cli_names_a_missing_bench_extra(monkeypatch, capsys):
+    import importlib.util
+
+    from sopjax.cli.main import main
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "numba" else real(name, *a))
+    assert main(["bench", "--case", "ieee33", "--samples", "10"]) == 2
+    err = capsys.readouterr().err
+    assert "numba" in err and "sopjax[bench]" in err and "--skip fused_reference" in err

@@ -32,7 +32,7 @@ from sopjax.sampling import (
     truncated_normal_ppf,
     uniforms,
 )
-from sopjax.sampling.philox import _mulhilo32, philox4x32
+from sopjax.sampling.philox import mulhilo32, philox4x32
 from sopjax.sampling.sobol import direction_numbers, sobol_integers, sobol_uniforms
 
 KEY = jax.random.key(7)
@@ -108,7 +108,7 @@ def test_philox_known_answers():
         assert [int(g) for g in got] == list(out)
     # the uint32-only product (used without x64) equals the uint64 one
     a = jax.random.bits(KEY, (1000,), jnp.uint32)
-    hi, lo = _mulhilo32(a, 0xD2511F53)
+    hi, lo = mulhilo32(a, 0xD2511F53)
     ref = np.asarray(a, np.uint64) * np.uint64(0xD2511F53)
     np.testing.assert_array_equal(np.asarray(hi), (ref >> np.uint64(32)).astype(np.uint32))
     np.testing.assert_array_equal(np.asarray(lo), (ref & np.uint64(0xFFFFFFFF)).astype(np.uint32))

@@ -13,7 +13,7 @@ import pytest
 import sopjax
 from sopjax.errors import SopjaxError
 from sopjax.kernels.radial import VfCoupling
-from sopjax.kernels.sweep_batch import _divisor_block, default_block, sweep_batch
+from sopjax.kernels.sweep_batch import divisor_block, default_block, sweep_batch
 from sopjax.powerflow import batched_solver, make_grid, shard_samples
 from sopjax.topology import compile_topology, stack_topologies
 
@@ -122,8 +122,8 @@ def test_direct_kernel_call_and_default_block():
 def test_each_sample_solves_alike_whatever_the_block_and_the_batch():
     # the default block divides the sample count where it can (no padding copy);
     # a sample's result must not depend on the block or on the other samples
-    assert _divisor_block(50_000, 256) == 250 and _divisor_block(1_000, 64) == 50
-    assert _divisor_block(257, 256) == 256  # a prime count: padded blocks instead
+    assert divisor_block(50_000, 256) == 250 and divisor_block(1_000, 64) == 50
+    assert divisor_block(257, 256) == 256  # a prime count: padded blocks instead
     net = sopjax.ieee33()
     topo = compile_topology(net)
     grid = make_grid(net, topo)

@@ -29,6 +29,10 @@ from sopjax.problems.restoration.study import (  # noqa: E402
     study_from_config,
 )
 
+from sopjax.jax_config import configure_xla  # noqa: E402
+
+configure_xla()  # the XLA flags the CLI sets (sopjax.jax_config)
+
 
 def parse_args(name: str, doc: str) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=doc)

@@ -86,16 +86,33 @@ def _set_cpu_devices(n: int) -> None:
         pass
 
 
+# baseline name -> the module of the ``bench`` extra it needs (pandapower is a core dependency)
+EXTRA_MODULES = {"power_grid_model": "power_grid_model", "fused_reference": "numba"}
+
+
+def _require_bench_extra(skip: tuple[str, ...]) -> None:
+    """Refuse, naming the package, when a baseline to run lacks its ``bench`` extra."""
+    import importlib.util
+
+    from sopjax.errors import SopjaxError
+
+    missing = [mod for name, mod in EXTRA_MODULES.items() if name not in skip and importlib.util.find_spec(mod) is None]
+    if missing:
+        raise SopjaxError(f"the baselines need {', '.join(missing)}: pip install 'sopjax[bench]', "
+                          f"or leave them out with --skip {','.join(n for n, m in EXTRA_MODULES.items() if m in missing)}")
+
+
 def run(args: argparse.Namespace) -> int:
     from sopjax.errors import SopjaxError
 
     if args.devices < 0:
         raise SopjaxError(f"--devices must be >= 0, got {args.devices}")
+    skip = tuple(s.strip() for s in args.skip.split(",") if s.strip())
+    _require_bench_extra(skip)
     _set_cpu_devices(args.devices)
     from sopjax.bench.powerflow_bench import format_report, run_benchmark
     from sopjax.cli.common import print_json
 
-    skip = tuple(s.strip() for s in args.skip.split(",") if s.strip())
     progress = None if args.json else (lambda msg: print(msg, file=sys.stderr, flush=True))
     rep = run_benchmark(
         args.case,

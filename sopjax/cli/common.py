@@ -39,7 +39,7 @@ def read_toml(path: str, error: type[Exception] = SopjaxError) -> dict:
         raise error(f"{path}: {e.strerror}") from None
 
 
-def _default(o):
+def json_default(o):
     if isinstance(o, np.generic):
         return o.item()
     if isinstance(o, np.ndarray):
@@ -48,5 +48,5 @@ def _default(o):
 
 
 def print_json(obj) -> None:
-    json.dump(obj, sys.stdout, indent=2, default=_default)
+    json.dump(obj, sys.stdout, indent=2, default=json_default)
     sys.stdout.write("\n")

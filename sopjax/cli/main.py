@@ -39,6 +39,9 @@ def _version() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from sopjax.jax_config import configure_xla
+
+    configure_xla()  # before any subcommand starts JAX (see sopjax.jax_config)
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

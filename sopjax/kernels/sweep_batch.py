@@ -47,7 +47,7 @@ from sopjax.kernels.radial import _COLLAPSE_PU, Grid, PowerFlowResult, VfCouplin
 from sopjax.kernels.vector_math import atan2
 from sopjax.topology import Topology
 
-__all__ = ["sweep_batch", "default_block"]
+__all__ = ["sweep_batch", "default_block", "divisor_block"]
 
 
 def default_block(n_bus: int) -> int:
@@ -64,7 +64,7 @@ def default_block(n_bus: int) -> int:
     return int(min(2048, max(64, block)))
 
 
-def _divisor_block(n_samples: int, block: int) -> int:
+def divisor_block(n_samples: int, block: int) -> int:
     """The largest block in ``(block / 2, block]`` that divides ``n_samples``, else ``block``.
 
     Padding the samples to a whole number of blocks copies every input array (a
@@ -354,7 +354,7 @@ def sweep_batch(
     if iteration not in ITERATIONS:
         raise ValueError(f"unknown iteration {iteration!r}; choose from {sorted(ITERATIONS)}")
     n_s, n = p_load_pu.shape
-    block = _divisor_block(n_s, default_block(n)) if block is None else int(block)
+    block = divisor_block(n_s, default_block(n)) if block is None else int(block)
     if n_s <= block:
         return _block(topo, grid, f_bus, p_load_pu, q_load_pu, tol, max_iter, iteration, vf)
     n_blocks = -(-n_s // block)

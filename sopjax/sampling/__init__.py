@@ -57,7 +57,7 @@ truncated normal, beta), ``correlation`` (Gaussian copula: common factor,
 matrix, AR(1) in time), ``profiles`` (24-hour shapes, clear-sky PV),
 ``schemes`` (uniforms by index) with ``philox`` (counter-based bits),
 ``lhs`` (pointwise Latin hypercube) and ``sobol`` (Owen-scrambled Sobol'),
-``hashing`` (integer helpers), ``errors``. ``python -m sopjax.sampling``
+``hashing`` (integer helpers), ``errors``. ``python benchmarks/sampling_bench.py``
 prints throughput and per-scheme estimator spread.
 
 See ``docs/sampling.md`` for the models, their conventions and sources.

@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, UInt32
 
-__all__ = ["philox4x32", "key_words", "random_bits", "STREAM_MC", "STREAM_LHS_KEYS", "STREAM_SOBOL_SEEDS"]
+__all__ = ["philox4x32", "mulhilo32", "key_words", "random_bits", "STREAM_MC", "STREAM_LHS_KEYS", "STREAM_SOBOL_SEEDS"]
 
 _U = jnp.uint32
 _M0, _M1 = 0xD2511F53, 0xCD9E8D57  # multipliers
@@ -43,10 +43,10 @@ def _mulhilo(a: UInt32[Array, "*s"], m: int) -> tuple[UInt32[Array, "*s"], UInt3
     if jax.config.jax_enable_x64:
         p = a.astype(jnp.uint64) * jnp.uint64(m)
         return (p >> 32).astype(_U), p.astype(_U)
-    return _mulhilo32(a, m)
+    return mulhilo32(a, m)
 
 
-def _mulhilo32(a: UInt32[Array, "*s"], m: int) -> tuple[UInt32[Array, "*s"], UInt32[Array, "*s"]]:
+def mulhilo32(a: UInt32[Array, "*s"], m: int) -> tuple[UInt32[Array, "*s"], UInt32[Array, "*s"]]:
     """High and low 32 bits of ``a * m`` in uint32 arithmetic only (works without x64)."""
     m0, m1 = _U(m & 0xFFFF), _U(m >> 16)
     a0, a1 = a & _U(0xFFFF), a >> 16

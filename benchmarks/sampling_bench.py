@@ -1,4 +1,4 @@
-"""``python -m sopjax.sampling``: sampler throughput and scheme accuracy on IEEE 33.
+"""``python benchmarks/sampling_bench.py``: sampler throughput and scheme accuracy on IEEE 33.
 
 Prints, in one run:
 
@@ -36,14 +36,15 @@ def _timed(fn, repeat: int = 3) -> tuple[float, float]:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m sopjax.sampling", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="benchmarks/sampling_bench.py", description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=2**16, help="samples per timed call (default 65536)")
     ap.add_argument("--n-est", type=int, default=1024, help="samples per estimate (default 1024)")
     ap.add_argument("--reps", type=int, default=32, help="keys per scheme for the spread (default 32)")
     args = ap.parse_args(argv)
 
-    import sopjax
     from scipy import stats
+
+    import sopjax
 
     from sopjax.sampling import UncertaintyModel, clear_sky_pv_profile, pv_forecast
 
