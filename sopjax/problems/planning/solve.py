@@ -117,6 +117,18 @@ def _check_tol(tol: float) -> float:
     return float(tol)
 
 
+def _resolve_best(pm: PlanningModel, best_x: np.ndarray | None, solver_opts: dict) -> None:
+    """Re-solve the best site set cleanly, so the model's values are its plan.
+
+    Raises:
+        InfeasibleError: no site set was feasible (``best_x`` is None).
+    """
+    if best_x is None:
+        raise InfeasibleError(f"the planning problem is infeasible: {_INFEASIBLE_HINT}")
+    pm.set_bounds(x_lo=best_x, x_hi=best_x)
+    _solve_socp(pm, solver_opts)
+
+
 def _report(method: str, solver: str, status: str, t0: float, built: float, objective: float, bound: float,
             gap: float, nodes: int = 0, n_socp: int = 0, scip_status: str = "") -> SolveInfo:
     """The solve report of a planning method that started at ``t0`` and had its model built at ``built``."""
@@ -191,10 +203,7 @@ def solve_bnb(problem: PlanningProblem, *, tol: float = 1e-6, solver_opts: dict 
         up_lo[c], dn_hi[c] = 1.0, 0.0
         heapq.heappush(heap, (obj, next(counter), up_lo, hi.copy()))
         heapq.heappush(heap, (obj, next(counter), lo.copy(), dn_hi))
-    if best_x is None:
-        raise InfeasibleError(f"the planning problem is infeasible: {_INFEASIBLE_HINT}")
-    pm.set_bounds(x_lo=best_x, x_hi=best_x)
-    _solve_socp(pm, opts)
+    _resolve_best(pm, best_x, opts)
     n_socp += 1
     obj = best / OBJECTIVE_SCALE
     stats = _report("bnb", "CLARABEL", "optimal", t0, built, obj, obj * (1 - tol), tol if tol > 0 else 0.0,
@@ -231,10 +240,7 @@ def solve_enumeration(problem: PlanningProblem, *, solver_opts: dict | None = No
         n_socp += 1
         if obj is not None and obj < best:
             best, best_x = obj, mask
-    if best_x is None:
-        raise InfeasibleError(f"the planning problem is infeasible: {_INFEASIBLE_HINT}")
-    pm.set_bounds(x_lo=best_x, x_hi=best_x)
-    _solve_socp(pm, opts)
+    _resolve_best(pm, best_x, opts)
     n_socp += 1
     obj = best / OBJECTIVE_SCALE
     stats = _report("enumerate", "CLARABEL", "optimal", t0, built, obj, obj, 0.0, n_socp - 1, n_socp)
