@@ -45,7 +45,7 @@ import sopjax  # noqa: E402
 from sopjax.solvers.options import NAIVE  # noqa: E402
 from sopjax.solvers.options import TIGHT  # noqa: E402
 from sopjax.problems.reconfiguration.build import build_reconfiguration, reconfiguration_warm_start  # noqa: E402
-from sopjax.problems.restoration.build import RestorationSettings, build_restoration  # noqa: E402
+from sopjax.problems.restoration import RestorationSettings, build_restoration  # noqa: E402
 from sopjax.solvers.backends.scip import solve_scip  # noqa: E402
 from sopjax.solvers.backends.solve import SCIP_DEFAULTS, SCIP_WARM_STARTED  # noqa: E402
 

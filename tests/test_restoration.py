@@ -1,4 +1,4 @@
-"""Service restoration with SOP + reconfiguration (sopjax.problems.restoration.build), ``sopjax restore``."""
+"""Service restoration with SOP + reconfiguration (sopjax.problems.restoration), ``sopjax restore``."""
 
 import dataclasses
 import json
@@ -11,7 +11,7 @@ import sopjax
 from sopjax.cli.main import main
 from sopjax.errors import NetworkError, SopjaxError
 from sopjax.solvers.options import NAIVE
-from sopjax.problems.restoration.build import (
+from sopjax.problems.restoration import (
     RestorationSettings,
     build_restoration,
     exact_check,

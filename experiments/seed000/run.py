@@ -29,7 +29,7 @@ def _table(d: dict) -> str:
     s = d["plan"]["solve"]
     out.append(f"{sc['count']} scenarios x {sc['periods']} periods (k-means of {sc['samples']} sampled days, "
                f"probabilities {', '.join(f'{p:.3f}' for p in sc['probability'])}); "
-               f"solved by {s['method']} ({s['solver']}): {s['status']}, {s['time_s']:.1f} s, gap {s['gap']:.0e}, "
+               f"solved by {s['method']} ({s['solver']}): {s['status']}, {s['total_s']:.1f} s, gap {s['gap']:.0e}, "
                f"{s['n_socp']} SOCPs.")
     out += ["", f"| plan | SOPs (VSC i / VSC j kVA) | line kWh/day | converter kWh/day | SOP cost {cur}/yr "
                 f"| total {cur}/yr | Vmin | Vmax |", "|---|---|---:|---:|---:|---:|---:|---:|"]

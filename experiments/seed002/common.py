@@ -1,7 +1,7 @@
 """Shared helpers of the seed 002 reproduction scripts (configs in ../../configs/seed002_*.toml).
 
 Each script reads one config, plans every case with the MISOCP
-(:func:`sopjax.problems.restoration.build.solve_restoration`), re-checks
+(:func:`sopjax.problems.restoration.solve.solve_restoration`), re-checks
 each plan with the exact power flow, scores the plans together with the Monte
 Carlo engine and writes ``<out>/<name>.md`` (paper vs ours), ``<name>.nc`` and
 ``<name>.json`` (and a plot where the paper has a figure).
@@ -22,7 +22,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from sopjax.problems.restoration.build import exact_check  # noqa: E402
+from sopjax.problems.restoration.check import exact_check  # noqa: E402
 from sopjax.problems.restoration.study import (  # noqa: E402
     score_plans,
     solve_study,

@@ -11,7 +11,7 @@ import time
 
 from common import load, parse_args, pct, plan_case, status, write
 
-from sopjax.problems.restoration.build import _extract, build_restoration, exact_check
+from sopjax.problems.restoration import build_restoration, exact_check, extract_plan
 from sopjax.problems.restoration.study import study_from_config
 from sopjax.solvers.backends.scip import solve_scip
 from sopjax.solvers.backends.solve import SCIP_DEFAULTS, SolveInfo
@@ -52,7 +52,7 @@ if out["objective"] == out["objective"]:
     gap = abs(out["objective"] - out["bound"]) / max(abs(out["objective"]), 1e-9)
     info = SolveInfo("optimal" if out["status"] in ("optimal", "gaplimit") else "time_limit", "SCIP", out["objective"], out["bound"],
                      gap, out["build_s"], out["solve_s"], wall, out["nodes"])
-    plan = _extract(m, m.net, study.settings, info, 1e-3)
+    plan = extract_plan(m, m.net, study.settings, info, 1e-3)
     minlp = {"plan": plan, "check": exact_check(study.net, plan, study.settings, model=m), "wall_s": wall}
 
 paper = {"MINLP": ("-", ">3600", "N/A"), "MILP": ("98.55 %", "15.2", "1.45 %"), "MISOCP": ("100.00 %", "8.7", "0.00 %")}

@@ -4,7 +4,7 @@
 
 For every ``[[experiment.variant]]`` of configs/seed002_table5.toml: cases 1 and 2 solved (MISOCP,
 SCIP, as table5.py) and, for cases 3 and 4, a proven upper bound on the restorable outage load: the
-LinDistFlow relaxation of the model (:func:`sopjax.problems.restoration.build.restored_load_bound`,
+LinDistFlow relaxation of the model (:func:`sopjax.problems.restoration.solve.restored_load_bound`,
 HiGHS's dual bound, valid even when its time limit stops it) at the forecast, which contains every
 plan of the quantile-planned MISOCP. A variant whose case-3 bound lies below its case-2 optimum
 cannot reproduce tie switch < SOP < reconfiguration, whatever the solver.
@@ -16,7 +16,7 @@ from common import case_config, load, merge, parse_args, pct, plan_case, status,
 
 import numpy as np
 
-from sopjax.problems.restoration.build import outage_mask, restored_load_bound
+from sopjax.problems.restoration import outage_mask, restored_load_bound
 from sopjax.problems.restoration.study import study_from_config
 
 args = parse_args("table5_screen", __doc__)

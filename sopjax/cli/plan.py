@@ -37,7 +37,7 @@ def format_report(d: dict) -> str:
     s = plan["solve"]
     sc = d["scenarios"]
     probs = ", ".join(f"{p:.3f}" for p in sc["probability"])
-    solve = (f"solve: {s['method']} ({s['solver']}) status {s['status']}, {s['time_s']:.1f} s, "
+    solve = (f"solve: {s['method']} ({s['solver']}) status {s['status']}, {s['total_s']:.1f} s, "
              f"gap {s['gap']:.1e}, {s['nodes']} nodes")
     if s["n_socp"]:
         solve += f", {s['n_socp']} SOCPs"

@@ -34,7 +34,7 @@ class FormulationOptions:
             see :func:`sopjax.solvers.components.radiality.variable_energized`).
         load_bound_cut: (restoration) bound the restored load by the optimum of the LinDistFlow
             relaxation (a MILP solved first with HiGHS) and add ``restored <= bound`` to the
-            MISOCP (:func:`sopjax.problems.restoration.build.restored_load_bound`). Off by
+            MISOCP (:func:`sopjax.problems.restoration.solve.restored_load_bound`). Off by
             default: on IEEE 33 the bound (3455 kW vs an optimum of 3305 kW) did not shorten
             SCIP's search.
         big_m: ``None`` = data-derived bounds (:mod:`sopjax.solvers.components.bounds`); a number =

@@ -10,9 +10,10 @@ See docs/planning.md.
 
 from sopjax.problems.planning.costs import CostModel, PlanningInputError, capital_recovery_factor
 from sopjax.problems.planning.problem import Candidate, PlanningProblem, make_planning_problem, tie_candidates
-from sopjax.problems.planning.results import PlanResult, SolveStats
+from sopjax.problems.planning.results import PlanResult
 from sopjax.problems.planning.scenarios import Scenarios, kmeans, reduce_scenarios
 from sopjax.problems.planning.validation import ValidationResult, validate_plan
+from sopjax.solvers.backends.report import SolveInfo
 from sopjax.problems.planning.model import OBJECTIVE_SCALE, PlanningModel, build_planning_model
 from sopjax.problems.planning.solve import (
     METHODS,
@@ -25,7 +26,7 @@ from sopjax.problems.planning.solve import (
 
 __all__ = [
     "Candidate", "CostModel", "PlanResult", "PlanningInputError", "PlanningProblem", "Scenarios",
-    "SolveStats",
+    "SolveInfo",
     "ValidationResult", "capital_recovery_factor", "kmeans", "make_planning_problem", "reduce_scenarios",
     "tie_candidates", "validate_plan",
     "METHODS", "OBJECTIVE_SCALE", "PlanningModel", "build_planning_model", "evaluate_plan",

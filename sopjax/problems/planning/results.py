@@ -11,36 +11,9 @@ import dataclasses
 
 import numpy as np
 
-__all__ = ["SolveStats", "PlanResult"]
+from sopjax.solvers.backends.report import SolveInfo
 
-
-@dataclasses.dataclass(frozen=True)
-class SolveStats:
-    """How a plan was obtained.
-
-    Attributes:
-        method: ``"monolithic"`` (SCIP MISOCP), ``"bnb"`` (branch-and-bound over the
-            siting binaries with SOCP relaxations), ``"enumerate"`` (one SOCP per site
-            set) or ``"fixed"`` (a given plan evaluated by one SOCP).
-        solver: solver name(s).
-        status: ``"optimal"`` (proven within ``gap``), ``"time_limit"``, ``"infeasible"``, ``"error"``.
-        time_s: wall time of the whole solve (s), model building included.
-        gap: relative optimality gap ``(objective - bound) / objective``.
-        bound: proven lower bound on the yearly cost (currency/year).
-        nodes: branch-and-bound nodes (SCIP's or ours).
-        n_socp: SOCPs solved (structured methods; 0 for SCIP).
-        scip_status: SCIP's own status string (monolithic only).
-    """
-
-    method: str
-    solver: str
-    status: str
-    time_s: float
-    gap: float
-    bound: float
-    nodes: int = 0
-    n_socp: int = 0
-    scip_status: str = ""
+__all__ = ["PlanResult"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,7 +31,7 @@ class PlanResult:
         vmin_pu, vmax_pu: lowest / highest bus voltage per scenario and period (SOCP), (scenario, period).
         p_i_kw, q_i_kvar, p_j_kw, q_j_kvar: SOP injections into their buses, (scenario, period, candidate).
         relaxation_gap: largest SOC relaxation gap ``v l - P^2 - Q^2`` (p.u.^2) of the solution.
-        stats: :class:`SolveStats`.
+        stats: how the plan was obtained (:class:`sopjax.solvers.backends.report.SolveInfo`).
         period_hours: period length (h).
     """
 
@@ -77,7 +50,7 @@ class PlanResult:
     p_j_kw: np.ndarray
     q_j_kvar: np.ndarray
     relaxation_gap: float
-    stats: SolveStats
+    stats: SolveInfo
     period_hours: float = 1.0
 
     @property
@@ -144,7 +117,7 @@ class PlanResult:
             },
             coords={"candidate": list(self.labels)},
             attrs={f"cost_{k}": float(v) for k, v in self.costs.items()}
-            | {"method": self.stats.method, "status": self.stats.status, "time_s": self.stats.time_s,
+            | {"method": self.stats.method, "status": self.stats.status, "time_s": self.stats.total_s,
                "gap": self.stats.gap},
         )
         return ds

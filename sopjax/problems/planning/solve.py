@@ -4,7 +4,8 @@ Three ways to the same optimum (they must agree; ``benchmarks/planning_bench.py`
 times them side by side):
 
 ``monolithic``  the whole MISOCP (binary siting, continuous sizes, every
-                scenario and period) in SCIP (:class:`FastSCIP`), optionally
+                scenario and period) in SCIP (:func:`sopjax.solvers.backends.scip.solve_scip`,
+                cones in the norm form), optionally
                 warm-started with the incumbent obtained by rounding the root
                 relaxation up.
 ``bnb``         best-first branch-and-bound over the few siting binaries only.
@@ -26,15 +27,17 @@ from __future__ import annotations
 import heapq
 import itertools
 import time
+import warnings
 
 import cvxpy as cp
 import numpy as np
 
 from sopjax.problems.planning.costs import PlanningInputError
 from sopjax.problems.planning.problem import PlanningProblem
-from sopjax.problems.planning.results import PlanResult, SolveStats
+from sopjax.problems.planning.results import PlanResult
 from sopjax.problems.planning.model import OBJECTIVE_SCALE, PlanningModel, build_planning_model
-from sopjax.solvers.backends.scip_planning import FastSCIP
+from sopjax.solvers.backends.scip import ipopt_amd_params, solve_scip
+from sopjax.solvers.backends.report import SolveInfo
 from sopjax.solvers.backends.solve import InfeasibleError, SolverError
 
 __all__ = ["METHODS", "solve_plan", "solve_monolithic", "solve_bnb", "solve_enumeration", "evaluate_plan"]
@@ -52,7 +55,7 @@ _INFEASIBLE_HINT = (
 # ---------------------------------------------------------------------------
 
 
-def _extract(pm: PlanningModel, stats: SolveStats, sizes_kva: np.ndarray | None = None) -> PlanResult:
+def _extract(pm: PlanningModel, stats: SolveInfo, sizes_kva: np.ndarray | None = None) -> PlanResult:
     p = pm.problem
     sc = p.scenarios
     K, T, C = sc.n_scenarios, sc.n_periods, p.n_candidates
@@ -93,8 +96,6 @@ def _solve_socp(pm: PlanningModel, solver_opts: dict) -> float | None:
     Clarabel's "optimal_inaccurate" (reduced accuracy reached) is accepted and
     counted in ``pm.m.meta['inaccurate']``.
     """
-    import warnings
-
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
@@ -114,6 +115,27 @@ def _check_tol(tol: float) -> float:
     if not (0 <= tol < 1):
         raise PlanningInputError(f"tol must be in [0, 1), got {tol}")
     return float(tol)
+
+
+def _resolve_best(pm: PlanningModel, best_x: np.ndarray | None, solver_opts: dict) -> None:
+    """Re-solve the best site set cleanly, so the model's values are its plan.
+
+    Raises:
+        InfeasibleError: no site set was feasible (``best_x`` is None).
+    """
+    if best_x is None:
+        raise InfeasibleError(f"the planning problem is infeasible: {_INFEASIBLE_HINT}")
+    pm.set_bounds(x_lo=best_x, x_hi=best_x)
+    _solve_socp(pm, solver_opts)
+
+
+def _report(method: str, solver: str, status: str, t0: float, built: float, objective: float, bound: float,
+            gap: float, nodes: int = 0, n_socp: int = 0, scip_status: str = "") -> SolveInfo:
+    """The solve report of a planning method that started at ``t0`` and had its model built at ``built``."""
+    total = time.perf_counter() - t0
+    build = built - t0
+    return SolveInfo(status, solver, objective, bound, gap, build, total - build, total, nodes, method,
+                     n_socp, scip_status)
 
 
 # ---------------------------------------------------------------------------
@@ -140,6 +162,7 @@ def solve_bnb(problem: PlanningProblem, *, tol: float = 1e-6, solver_opts: dict 
     opts = dict(solver_opts or {})
     t0 = time.perf_counter()
     pm = build_planning_model(problem, integer=False)
+    built = time.perf_counter()
     n = problem.n_candidates
     counter = itertools.count()
     heap = [(-np.inf, next(counter), np.zeros(n), np.ones(n))]
@@ -180,14 +203,11 @@ def solve_bnb(problem: PlanningProblem, *, tol: float = 1e-6, solver_opts: dict 
         up_lo[c], dn_hi[c] = 1.0, 0.0
         heapq.heappush(heap, (obj, next(counter), up_lo, hi.copy()))
         heapq.heappush(heap, (obj, next(counter), lo.copy(), dn_hi))
-    if best_x is None:
-        raise InfeasibleError(f"the planning problem is infeasible: {_INFEASIBLE_HINT}")
-    pm.set_bounds(x_lo=best_x, x_hi=best_x)
-    _solve_socp(pm, opts)
+    _resolve_best(pm, best_x, opts)
     n_socp += 1
-    total = time.perf_counter() - t0
-    stats = SolveStats("bnb", "CLARABEL", "optimal", total, tol if tol > 0 else 0.0,
-                       best / OBJECTIVE_SCALE * (1 - tol), nodes, n_socp)
+    obj = best / OBJECTIVE_SCALE
+    stats = _report("bnb", "CLARABEL", "optimal", t0, built, obj, obj * (1 - tol), tol if tol > 0 else 0.0,
+                    nodes, n_socp)
     return _extract(pm, stats)
 
 
@@ -212,6 +232,7 @@ def solve_enumeration(problem: PlanningProblem, *, solver_opts: dict | None = No
     opts = dict(solver_opts or {})
     t0 = time.perf_counter()
     pm = build_planning_model(problem, integer=False)
+    built = time.perf_counter()
     best, best_x, n_socp = np.inf, None, 0
     for mask in _admissible(problem):
         pm.set_bounds(x_lo=mask, x_hi=mask)
@@ -219,13 +240,10 @@ def solve_enumeration(problem: PlanningProblem, *, solver_opts: dict | None = No
         n_socp += 1
         if obj is not None and obj < best:
             best, best_x = obj, mask
-    if best_x is None:
-        raise InfeasibleError(f"the planning problem is infeasible: {_INFEASIBLE_HINT}")
-    pm.set_bounds(x_lo=best_x, x_hi=best_x)
-    _solve_socp(pm, opts)
+    _resolve_best(pm, best_x, opts)
     n_socp += 1
-    stats = SolveStats("enumerate", "CLARABEL", "optimal", time.perf_counter() - t0, 0.0,
-                       best / OBJECTIVE_SCALE, n_socp - 1, n_socp)
+    obj = best / OBJECTIVE_SCALE
+    stats = _report("enumerate", "CLARABEL", "optimal", t0, built, obj, obj, 0.0, n_socp - 1, n_socp)
     return _extract(pm, stats)
 
 
@@ -269,21 +287,18 @@ def solve_monolithic(
         raise PlanningInputError(f"time_limit must be positive, got {time_limit}")
     t0 = time.perf_counter()
     pm = build_planning_model(problem, integer=True)
-    scip_params = {"limits/gap": float(mip_gap)}
+    built = time.perf_counter()
+    scip_params = {**ipopt_amd_params(), "limits/gap": float(mip_gap)}
     if time_limit is not None:
         scip_params["limits/time"] = float(time_limit)
     scip_params.update(params or {})
-    solver = FastSCIP(params=scip_params, verbose=verbose, warm_start=warm_start, heuristics=heuristics)
-    import warnings
-
-    try:
-        with warnings.catch_warnings():  # a time-limited solve is "inaccurate" to cvxpy; stats say so
-            warnings.simplefilter("ignore", UserWarning)
-            pm.cvx.solve(solver=solver)
-    except cp.error.SolverError as e:
-        raise SolverError(f"SCIP failed: {e}") from None
-    extra = pm.cvx.solver_stats.extra_stats
-    model, scip_status = extra["model"], extra["scip_status"]
+    with warnings.catch_warnings():  # a time-limited solve is "inaccurate" to cvxpy; stats say so
+        warnings.simplefilter("ignore", UserWarning)
+        # norm-form cones: with SCIP's absolute tolerance, small converter-loss cones
+        # would slip on the squared form (docs/planning.md)
+        out = solve_scip(pm.cvx, params=scip_params, verbose=verbose, cone_form="norm",
+                         relaxation_start=warm_start, heuristics=heuristics)
+    model, scip_status = out["model"], out["status"]
     if scip_status == "infeasible":
         raise InfeasibleError(f"the planning problem is infeasible (SCIP): {_INFEASIBLE_HINT}")
     if pm.cvx.value is None or pm.x.value is None:
@@ -291,8 +306,9 @@ def solve_monolithic(
     offset = float(pm.cvx.value) - float(model.getPrimalbound())
     bound = (float(model.getDualbound()) + offset) / OBJECTIVE_SCALE
     status = "optimal" if scip_status in ("optimal", "gaplimit") else "time_limit"
-    stats = SolveStats("monolithic", "SCIP", status, time.perf_counter() - t0, float(model.getGap()), bound,
-                       int(model.getNNodes()), 0, scip_status)
+    value = float(pm.cvx.value) / OBJECTIVE_SCALE
+    stats = _report("monolithic", "SCIP", status, t0, built + out["build_s"], value, bound,
+                    float(model.getGap()), int(model.getNNodes()), 0, scip_status)
     return _extract(pm, stats)
 
 
@@ -346,12 +362,13 @@ def evaluate_plan(
         lo = hi = np.stack(sizes)
     t0 = time.perf_counter()
     pm = build_planning_model(problem, integer=False)
+    built = time.perf_counter()
     pm.set_bounds(x_lo=mask, x_hi=mask, s_lo_kva=lo, s_hi_kva=hi)
     obj = _solve_socp(pm, dict(solver_opts or {}))
     if obj is None:
         raise InfeasibleError(f"the plan ({method}) is infeasible: {_INFEASIBLE_HINT}")
-    wall = time.perf_counter() - t0
-    stats = SolveStats(method, "CLARABEL", "optimal", wall, 0.0, obj / OBJECTIVE_SCALE, 1, 1)
+    value = obj / OBJECTIVE_SCALE
+    stats = _report(method, "CLARABEL", "optimal", t0, built, value, value, 0.0, 1, 1)
     return _extract(pm, stats, lo)
 
 

@@ -198,7 +198,7 @@ def solve_reconfiguration(
     t0 = time.perf_counter()
     m, prob = build_reconfiguration(net, options=options, switchable=switchable, load_scale=load_scale)
     # the warm start feeds SCIP (MISOCP); HiGHS solves the LinDistFlow MILP without it
-    hints = reconfiguration_warm_start(m) if options.warm_start and options.formulation == "soc" else {}
+    hints = reconfiguration_warm_start(m) if options.warm_start and m.meta["conic"] else {}
     info = solve_problem(prob, solver=solver, time_limit=time_limit, mip_gap=mip_gap, verbose=verbose,
                          infeasible_hint="no radial configuration meets the voltage limits", warm_start=hints)
     info = dataclasses.replace(info, total_s=time.perf_counter() - t0, build_s=time.perf_counter() - t0 - info.solve_s)

@@ -51,13 +51,10 @@ from sopjax.devices import add_pv, add_sops
 from sopjax.errors import SopjaxError
 from sopjax.network import Network
 from sopjax.solvers.options import TIGHT
-from sopjax.problems.restoration.build import (
-    RestorationPlan,
-    RestorationSettings,
-    exact_check,
-    solve_restoration,
-    with_limits,
-)
+from sopjax.problems.restoration.check import exact_check
+from sopjax.problems.restoration.results import RestorationPlan
+from sopjax.problems.restoration.settings import RestorationSettings, with_limits
+from sopjax.problems.restoration.solve import solve_restoration
 
 __all__ = ["RestorationStudy", "study_from_config", "run_restoration_study", "score_plans", "network_from_config"]
 

@@ -1,1 +1,1 @@
-"""Solving a built cvxpy model: solver choice, SCIP bridges, the solve report."""
+"""Solving a built cvxpy model: solver choice, the SCIP bridge, the solve report."""

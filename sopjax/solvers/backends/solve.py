@@ -5,7 +5,7 @@ MILPs, Clarabel for continuous conic models. Gurobi, MOSEK, CPLEX or any other
 cvxpy solver are used only when named by the user and installed.
 
 SCIP is called through :mod:`sopjax.solvers.backends.scip` (one-pass model
-build, cones without auxiliary variables) with :data:`SCIP_DEFAULTS`: on these
+build, cones as quadratic constraints without auxiliary variables) with :data:`SCIP_DEFAULTS`: on these
 reconfiguration models SCIP spent most of its time in root-node OBBT, in the
 ``mpec`` and ``rens`` heuristics and in the aggregation (c-MIR) separator
 without improving the search; switching them off cut the IEEE 33
@@ -20,7 +20,6 @@ and the parameter scans described in ``docs/restoration.md``.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 
@@ -28,6 +27,8 @@ import cvxpy as cp
 import numpy as np
 
 from sopjax.errors import SopjaxError
+from sopjax.solvers.backends.report import SolveInfo
+from sopjax.solvers.backends.scip import solve_scip
 
 __all__ = ["SolveInfo", "SolverError", "InfeasibleError", "choose_solver", "solve_problem", "SCIP_DEFAULTS",
            "SCIP_WARM_STARTED"]
@@ -40,7 +41,7 @@ SCIP_DEFAULTS: dict = {
     "separating/aggregation/freq": -1,
 }
 
-# on top of SCIP_DEFAULTS when SCIP accepted a warm start ("*" patterns: scip_direct.expand_params)
+# on top of SCIP_DEFAULTS when SCIP accepted a warm start ("*" patterns: scip.expand_params)
 SCIP_WARM_STARTED: dict = {
     "heuristics/*/freq": -1,
     "branching/relpscost/maxlookahead": 3,
@@ -53,37 +54,6 @@ class SolverError(SopjaxError):
 
 class InfeasibleError(SolverError):
     """The optimisation model has no feasible point."""
-
-
-@dataclasses.dataclass(frozen=True)
-class SolveInfo:
-    """Outcome of one solve.
-
-    Attributes:
-        status: ``"optimal"`` (proven within the gap tolerance), ``"time_limit"``
-            (a feasible solution, not proven), ``"infeasible"``, ``"error"``.
-        solver: solver name.
-        objective: objective value of the returned solution (problem units).
-        bound: best proven bound (dual bound for MIPs; = objective for proven convex optima).
-        gap: relative optimality gap ``|objective - bound| / max(|objective|, 1e-9)``.
-        build_s: model canonicalisation and solver setup time (s).
-        solve_s: time spent in the solver (s).
-        total_s: wall time of :func:`solve_problem` (s).
-        nodes: branch-and-bound nodes (MIP solvers that report them), else 0.
-    """
-
-    status: str
-    solver: str
-    objective: float
-    bound: float
-    gap: float
-    build_s: float
-    solve_s: float
-    total_s: float
-    nodes: int = 0
-
-    def as_dict(self) -> dict:
-        return dataclasses.asdict(self)
 
 
 def _installed() -> set[str]:
@@ -259,8 +229,6 @@ def solve_problem(
 
 def _solve_scip(problem, time_limit, mip_gap, threads, verbose, raise_on_infeasible, hint, scip_params, t0,
                 warm_start=None, branch_priority=None):
-    from sopjax.solvers.backends.scip import solve_scip
-
     params = dict(SCIP_DEFAULTS)
     params.update(_options("SCIP", time_limit, mip_gap, threads)["scip_params"])
     params.update(scip_params or {})
@@ -276,11 +244,12 @@ def _solve_scip(problem, time_limit, mip_gap, threads, verbose, raise_on_infeasi
         if raise_on_infeasible:
             raise InfeasibleError(f"the model is infeasible (SCIP){': ' + hint if hint else ''}")
         return SolveInfo("infeasible", "SCIP", float("nan"), float("nan"), float("nan"), out["build_s"],
-                         out["solve_s"], total, out["nodes"])
+                         out["solve_s"], total, out["nodes"], scip_status=scip_status)
     if not np.isfinite(out["objective"]):
         raise SolverError(f"SCIP returned no solution (status {scip_status})")
     status = "optimal" if scip_status in ("optimal", "gaplimit") else "time_limit" if scip_status in (
         "timelimit", "nodelimit", "totalnodelimit", "stallnodelimit", "memlimit", "userinterrupt") else "error"
     obj, bound = out["objective"], out["bound"]
     gap = abs(obj - bound) / max(abs(obj), 1e-9)
-    return SolveInfo(status, "SCIP", obj, bound, gap, out["build_s"], out["solve_s"], total, out["nodes"])
+    return SolveInfo(status, "SCIP", obj, bound, gap, out["build_s"], out["solve_s"], total, out["nodes"],
+                     scip_status=scip_status)

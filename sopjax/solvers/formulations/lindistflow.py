@@ -24,7 +24,7 @@ downstream, all non-negative). With circumscribed polygons
 (``m.meta['outer_polygons']``) and no upper voltage limit, the LinDistFlow
 model therefore contains every SOC-feasible restoration plan, and its optimal
 restored load bounds the SOC model's from above
-(:func:`sopjax.problems.restoration.build.restored_load_bound`).
+(:func:`sopjax.problems.restoration.solve.restored_load_bound`).
 """
 
 from __future__ import annotations
@@ -39,10 +39,11 @@ from sopjax.solvers.model import Model
 
 NAME = "lindistflow"
 EXACT = False
+CONIC = False  # the model is a MILP (HiGHS)
 
 # the shared functions of common.py plus this formulation's own
-__all__ = [*common.__all__, "NAME", "variable_branch_current", "constraint_branch_cone",
-           "expression_line_losses", "relaxation_gap", "polygon_le"]
+__all__ = [*common.__all__, "NAME", "CONIC", "variable_branch_current", "constraint_branch_cone",
+           "constraint_current_limit", "expression_line_losses", "relaxation_gap", "polygon_le"]
 
 # sides of the polygons that replace the disks |S| <= s (inner) and the tangents of P^2
 POLYGON_SIDES = 12
@@ -81,8 +82,12 @@ def variable_branch_current(m: Model):
     return l
 
 
-def constraint_branch_cone(m: Model) -> None:
-    """Branch apparent-power ratings as inscribed polygons (no cone in LinDistFlow)."""
+def constraint_branch_cone(m: Model, perspective: bool = True) -> None:
+    """Branch apparent-power ratings as inscribed polygons (no cone in LinDistFlow).
+
+    ``perspective`` is accepted for the formulations' common signature and has no
+    effect: there is no cone to write in perspective form.
+    """
     m.require("P", "Q")
     rate = np.asarray(m.net.rate_pu, dtype=float)
     idx = np.flatnonzero(np.isfinite(rate))
@@ -91,6 +96,14 @@ def constraint_branch_cone(m: Model) -> None:
         R = np.tile(rate[idx], (m.periods, 1))
         m.add("branch_rating", polygon_le(m.var["P"][:, idx], m.var["Q"][:, idx], R,
                                           inner=not m.meta.get("outer_polygons", False)))
+
+
+def constraint_current_limit(m: Model, i_max_pu) -> None:
+    """No current limit: LinDistFlow has no current variable (``l`` = 0), so ``l <= i_max^2`` always holds.
+
+    Present for the formulations' common API (the SOC formulation adds ``l <= i_max^2``).
+    """
+    m.require("l")
 
 
 def expression_line_losses(m: Model):

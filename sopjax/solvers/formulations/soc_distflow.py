@@ -55,10 +55,11 @@ from sopjax.solvers.model import Model
 
 NAME = "soc"
 EXACT = False  # a relaxation: check relaxation_gap()
+CONIC = True  # the model is a mixed-integer SOC program (SCIP)
 
 # the shared functions of common.py plus this formulation's own
-__all__ = [*common.__all__, "NAME", "variable_branch_current", "constraint_branch_cone",
-           "expression_line_losses", "relaxation_gap"]
+__all__ = [*common.__all__, "NAME", "CONIC", "variable_branch_current", "constraint_branch_cone",
+           "constraint_current_limit", "expression_line_losses", "relaxation_gap"]
 
 
 def variable_branch_current(m: Model) -> cp.Variable:
