@@ -92,7 +92,8 @@ class PlanResult:
             "vmin_pu": float(np.min(self.vmin_pu)),
             "vmax_pu": float(np.max(self.vmax_pu)),
             "relaxation_gap": float(self.relaxation_gap),
-            "solve": dataclasses.asdict(self.stats),
+            # time_s: the key plan reports had before SolveInfo replaced SolveStats
+            "solve": {**dataclasses.asdict(self.stats), "time_s": self.stats.time_s},
         }
 
     def to_dataset(self):
