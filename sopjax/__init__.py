@@ -11,6 +11,7 @@ from sopjax.cases import BUILTIN_CASES, ieee33, ieee69, ieee85, load_case  # noq
 from sopjax.devices import add_capacitors, add_demand_response, add_pv, add_sops  # noqa: E402
 from sopjax.errors import (  # noqa: E402
     CaseFormatError,
+    ConfigError,
     NetworkError,
     SopjaxError,
     TopologyError,
@@ -33,7 +34,7 @@ from sopjax.kernels.dispatch import (  # noqa: E402
 __version__ = "0.1.0"
 
 __all__ = [
-    "BUILTIN_CASES", "CaseFormatError", "Grid", "Network", "NetworkError", "PowerFlowResult",
+    "BUILTIN_CASES", "CaseFormatError", "ConfigError", "Grid", "Network", "NetworkError", "PowerFlowResult",
     "SopjaxError", "Topology", "TopologyError", "UnsupportedElementError", "VfCoupling",
     "add_capacitors", "configure_xla", "add_demand_response", "add_pv", "add_sops", "batched_solver",
     "compile_topology", "ieee33", "ieee69", "ieee85", "load_case", "make_grid",

@@ -10,6 +10,14 @@ class SopjaxError(ValueError):
     """Base class for all user-facing sopjax errors."""
 
 
+class ConfigError(SopjaxError):
+    """A study config is malformed: unknown key, wrong type, value out of range, missing table.
+
+    The one error type of every config parser (:mod:`sopjax.config` and the studies
+    built on it); the message names the table and key (``[montecarlo] samples``).
+    """
+
+
 class CaseFormatError(SopjaxError):
     """A case file cannot be read (syntax, unsupported MATLAB code, missing table)."""
 

@@ -30,7 +30,8 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from sopjax.cli.common import print_json, read_toml
-    from sopjax.montecarlo.study import ConfigError, run_study, study_from_config
+    from sopjax.errors import ConfigError
+    from sopjax.montecarlo.study import run_study, study_from_config
     from sopjax.montecarlo.summary import summary_dict, summary_table
 
     cfg = read_toml(args.config, ConfigError)

@@ -119,13 +119,13 @@ def run(args: argparse.Namespace) -> int:
     import time
 
     from sopjax.cli.common import print_json, read_toml
-    from sopjax.problems.planning.costs import PlanningInputError
+    from sopjax.errors import ConfigError
     from sopjax.problems.planning.study import run_planning_study, study_from_config
 
-    cfg = read_toml(args.config, PlanningInputError)
+    cfg = read_toml(args.config, ConfigError)
     if args.validation_samples is not None:
         if args.validation_samples < 0:
-            raise PlanningInputError(f"--validation-samples must be >= 0, got {args.validation_samples}")
+            raise ConfigError(f"--validation-samples must be >= 0, got {args.validation_samples}")
         val = dict(cfg.get("validation", {}))
         val["samples"] = args.validation_samples
         val["optimal_days"] = min(int(val.get("optimal_days", 50)), args.validation_samples)

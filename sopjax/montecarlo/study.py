@@ -1,8 +1,11 @@
-"""A Monte Carlo restoration study from a config mapping (a parsed TOML file).
+"""A Monte Carlo restoration study: typed objects in (:func:`make_study`), or a parsed TOML file.
 
-The library reads no files: the CLI (``sopjax montecarlo CONFIG.toml``) parses
-the TOML and calls :func:`study_from_config`. Layout (every key optional
-unless marked)::
+Python callers (the sweeps, experiments) build a :class:`Study` from a network,
+strategies, an uncertainty model and :class:`~sopjax.montecarlo.MonteCarloSettings`
+with :func:`make_study`. The library reads no files: the CLI (``sopjax montecarlo
+CONFIG.toml``) parses the TOML and calls :func:`study_from_config`, a thin parse
+on top of it. Layout (every key optional unless marked; ``[network]``: see
+:mod:`sopjax.config.network`)::
 
     title = "..."
     [network]
@@ -28,32 +31,29 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from sopjax.cases import load_case
-from sopjax.devices import add_pv, add_sops
-from sopjax.errors import SopjaxError
+from sopjax.config import ConfigError, integer_list, parse_network, sub_table, table
 from sopjax.kernels.scoring import ScoringOptions
 from sopjax.montecarlo.runner import MonteCarloSettings, run_montecarlo
 from sopjax.montecarlo.sources import ModelSource
 from sopjax.network import Network
+from sopjax.network_builder import build_network
+from sopjax.sampling import UncertaintyModel
 from sopjax.strategies import Strategy, strategies_from_config
 
-__all__ = ["Study", "study_from_config", "run_study", "ConfigError"]
-
-
-class ConfigError(SopjaxError):
-    """A study config is malformed (unknown key, wrong type, missing section)."""
-
+__all__ = [
+    "Study", "make_study", "build_strategies", "settings_from_config", "fault_from_config", "study_from_config",
+    "run_study", "ConfigError",
+]
 
 _TOP = {"title", "description", "network", "fault", "uncertainty", "montecarlo", "strategy"}
-_NETWORK = {"case", "pv", "sop"}
-_PV = {"bus", "s_rated_kva", "pf"}
-_SOP = {"pair", "s_rated_kva", "loss", "q_max_kvar"}
+#: the [network] keys a Monte Carlo study uses
+NETWORK_KEYS = {"case", "pv", "sop"}
 _MC = {
     "samples", "seed", "chunk_size", "confidence", "ci_level", "v_min_pu", "v_max_pu", "power_flow",
     "island_overload", "quantiles", "exact_limit", "dtype", "keep_samples", "tol", "max_iter", "layout",
@@ -61,18 +61,9 @@ _MC = {
 }
 
 
-def _check_keys(table: Any, allowed: set[str], where: str) -> Mapping:
-    if not isinstance(table, Mapping):
-        raise ConfigError(f"{where} must be a table, got {type(table).__name__}")
-    unknown = set(table) - allowed
-    if unknown:
-        raise ConfigError(f"{where}: unknown key {sorted(unknown)[0]!r}; allowed: {sorted(allowed)}")
-    return table
-
-
 @dataclasses.dataclass
 class Study:
-    """Everything a run needs, built from a config."""
+    """Everything a run needs: built by :func:`make_study` (typed) or :func:`study_from_config` (TOML)."""
 
     title: str
     net: Network
@@ -80,70 +71,40 @@ class Study:
     source: Any
     settings: MonteCarloSettings
     seed: int
-    config: dict
+    config: dict | None = None
 
     @property
     def config_hash(self) -> str:
         return hashlib.sha256(json.dumps(self.config, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _network(cfg: Mapping) -> Network:
-    table = _check_keys(cfg.get("network"), _NETWORK, "[network]")
-    if "case" not in table:
-        raise ConfigError("[network] needs 'case' (ieee33, ieee69, ieee85 or a .m file)")
-    net = load_case(table["case"])
-    pv = table.get("pv", [])
-    if pv:
-        for k, row in enumerate(pv):
-            _check_keys(row, _PV, f"[network] pv {k}")
-            if "bus" not in row or "s_rated_kva" not in row:
-                raise ConfigError(f"[network] pv {k} needs 'bus' and 's_rated_kva'")
-        net = add_pv(net, buses=[r["bus"] for r in pv], s_rated_kva=[r["s_rated_kva"] for r in pv],
-                     pf=[r.get("pf", 1.0) for r in pv])
-    sop = table.get("sop", [])
-    if sop:
-        for k, row in enumerate(sop):
-            _check_keys(row, _SOP, f"[network] sop {k}")
-            if "pair" not in row or "s_rated_kva" not in row:
-                raise ConfigError(f"[network] sop {k} needs 'pair' and 's_rated_kva'")
-        qmax = [r.get("q_max_kvar", r["s_rated_kva"]) for r in sop]
-        net = add_sops(net, pairs=[tuple(r["pair"]) for r in sop], s_rated_kva=[r["s_rated_kva"] for r in sop],
-                       loss=[r.get("loss", 0.02) for r in sop], q_max_kvar=qmax)
-    return net
+def fault_from_config(value: Any, where: str = "[fault]") -> tuple[int, ...]:
+    """The faulted branch numbers of a ``[fault]`` table (``open = [...]``)."""
+    t = table(value, where, allowed={"open"}, missing_ok=True)
+    return tuple(integer_list(t.get("open"), f"{where} open"))
 
 
-def _uncertainty_model(table: Mapping):
-    try:
-        from sopjax.sampling import UncertaintyModel
-    except ImportError as e:  # pragma: no cover - the sampling package ships with sopjax
-        raise ConfigError(f"[uncertainty] needs sopjax.sampling ({e})") from None
-    return UncertaintyModel.from_dict(dict(table))
-
-
-def study_from_config(
-    cfg: Mapping[str, Any],
+def settings_from_config(
+    value: Any,
     *,
+    fault_open: Sequence[int] = (),
     samples: int | None = None,
     seed: int | None = None,
     chunk_size: int | None = None,
-) -> Study:
-    """Build the network, strategies, sample source and settings of a study.
+    where: str = "[montecarlo]",
+) -> tuple[MonteCarloSettings, int]:
+    """Validated run settings and PRNG seed from a ``[montecarlo]`` table.
 
     Args:
-        cfg: the parsed config (see the module docstring).
-        samples, seed, chunk_size: command-line overrides of ``[montecarlo]``.
+        value: the table (None: all defaults).
+        fault_open: the faulted branches (from ``[fault]``).
+        samples, seed, chunk_size: command-line overrides.
+        where: the table's name in messages.
 
-    Raises:
-        ConfigError: malformed config (the key named).
-        NetworkError / StrategyError / TopologyError: bad buses, branches, strategies (named).
+    Returns:
+        (settings, seed).
     """
-    _check_keys(cfg, _TOP, "config")
-    net = _network(cfg)
-    fault = _check_keys(cfg.get("fault", {}), {"open"}, "[fault]")
-    fault_open = tuple(int(k) for k in fault.get("open", []))
-    for k in fault_open:
-        net.branch_index(k)
-    mc = dict(_check_keys(cfg.get("montecarlo", {}), _MC, "[montecarlo]"))
+    mc = dict(table(value, where, allowed=_MC, missing_ok=True))
     if samples is not None:
         mc["samples"] = samples
     if seed is not None:
@@ -152,28 +113,24 @@ def study_from_config(
         mc["chunk_size"] = chunk_size
     layout = str(mc.get("layout", "auto"))
     if layout not in ("auto", "map", "vmap"):
-        raise ConfigError(f"[montecarlo] layout must be 'auto', 'map' or 'vmap', got {layout!r}")
+        raise ConfigError(f"{where} layout must be 'auto', 'map' or 'vmap', got {layout!r}")
     if layout == "auto":  # one wide batch on a GPU, cache-sized blocks on a CPU
         import jax
 
         layout = "vmap" if jax.default_backend() == "gpu" else "map"
     block = mc.get("sample_block", None if layout == "vmap" else 64)
-    sweep_layout = str(mc.get("sweep_layout", "bus_major"))
-    if sweep_layout not in ("bus_major", "per_sample"):
-        raise ConfigError(f"[montecarlo] sweep_layout must be 'bus_major' or 'per_sample', got {sweep_layout!r}")
     options = ScoringOptions(
         method=str(mc.get("power_flow", "sweep")),
         tol=float(mc.get("tol", 1e-8)),
         max_iter=int(mc.get("max_iter", 100)),
         strategy_axis=layout,
         sample_block=None if block in (None, 0) else int(block),
-        sweep_layout=sweep_layout,
     )
     settings = MonteCarloSettings(
         island_overload=str(mc.get("island_overload", "shed")),
         n_samples=int(mc.get("samples", 500)),
         chunk_size=int(mc["chunk_size"]) if mc.get("chunk_size") else None,
-        fault_open=fault_open,
+        fault_open=tuple(int(k) for k in fault_open),
         v_min_pu=float(mc.get("v_min_pu", 0.95)),
         v_max_pu=float(mc.get("v_max_pu", 1.05)),
         options=options,
@@ -185,38 +142,104 @@ def study_from_config(
         dtype=str(mc.get("dtype", "float64")),
     )
     settings.validate()
-    seed_value = int(mc.get("seed", 0))
+    return settings, int(mc.get("seed", 0))
 
-    unc = dict(_check_keys(cfg.get("uncertainty", {}), set(cfg.get("uncertainty", {})), "[uncertainty]"))
+
+def _forecast_pu(net: Network, unc: dict) -> np.ndarray:
+    """Pop ``pv_forecast_kw`` from ``unc`` and check it against the PV ratings; default: rated output."""
     kva = net.base_mva * 1e3
-    if "pv_forecast_kw" in unc:
-        fc = np.asarray(unc.pop("pv_forecast_kw"), float).reshape(-1)
-        if fc.shape != (net.pv.count,):
-            raise ConfigError(f"[uncertainty] pv_forecast_kw needs one value per PV unit ({net.pv.count}), "
-                              f"got {fc.size}")
-        rated = np.asarray(net.pv.s_rated_pu) * kva
-        bad = np.flatnonzero(~np.isfinite(fc) | (fc < 0) | (fc > rated + 1e-9))
-        if bad.size:
-            b = net.bus_ids[int(np.asarray(net.pv.bus)[bad[0]])]
-            raise ConfigError(f"[uncertainty] pv_forecast_kw = {fc[bad[0]]} at the PV on bus {b} must lie in "
-                              f"[0, {rated[bad[0]]:g}] kW (its rating)")
-        forecast = fc / kva
-    else:
-        forecast = np.asarray(net.pv.s_rated_pu, float).copy()
-    model = _uncertainty_model(unc)
-    source = ModelSource(net, model, forecast, seed=seed_value, n_samples=settings.n_samples,
-                         description={"model": model.to_dict(), "pv_forecast_kw": (forecast * kva).tolist()})
-    strategies = strategies_from_config(
-        net, list(cfg.get("strategy", [])), fault_open=fault_open, p_pv_forecast_pu=forecast,
-        v_min_pu=settings.v_min_pu, v_max_pu=settings.v_max_pu, options=options,
+    if "pv_forecast_kw" not in unc:
+        return np.asarray(net.pv.s_rated_pu, float).copy()
+    fc = np.asarray(unc.pop("pv_forecast_kw"), float).reshape(-1)
+    if fc.shape != (net.pv.count,):
+        raise ConfigError(f"[uncertainty] pv_forecast_kw needs one value per PV unit ({net.pv.count}), "
+                          f"got {fc.size}")
+    rated = np.asarray(net.pv.s_rated_pu) * kva
+    bad = np.flatnonzero(~np.isfinite(fc) | (fc < 0) | (fc > rated + 1e-9))
+    if bad.size:
+        b = net.bus_ids[int(np.asarray(net.pv.bus)[bad[0]])]
+        raise ConfigError(f"[uncertainty] pv_forecast_kw = {fc[bad[0]]} at the PV on bus {b} must lie in "
+                          f"[0, {rated[bad[0]]:g}] kW (its rating)")
+    return fc / kva
+
+
+def build_strategies(
+    net: Network, tables: Sequence[Mapping[str, Any]], settings: MonteCarloSettings, pv_forecast_pu
+) -> list[Strategy]:
+    """Strategies from ``[[strategy]]`` tables; a greedy pickup is solved at the forecast under ``settings``."""
+    return strategies_from_config(
+        net, list(tables), fault_open=settings.fault_open, p_pv_forecast_pu=pv_forecast_pu,
+        v_min_pu=settings.v_min_pu, v_max_pu=settings.v_max_pu, options=settings.options,
     )
-    return Study(
+
+
+def make_study(
+    net: Network,
+    strategies: Sequence[Strategy],
+    *,
+    model: UncertaintyModel,
+    settings: MonteCarloSettings,
+    seed: int = 0,
+    pv_forecast_pu=None,
+    title: str = "sopjax Monte Carlo study",
+    config: dict | None = None,
+) -> Study:
+    """A study from typed objects (the Python entry point; :func:`study_from_config` parses TOML into it).
+
+    Args:
+        net: the network with its PV units and SOPs.
+        strategies: the strategies to score.
+        model: PV and load uncertainty.
+        settings: run settings (faulted branches included).
+        seed: PRNG seed of the samples.
+        pv_forecast_pu: PV forecast (pv,) p.u. (default: rated output).
+        title: the study's name in the dataset.
+        config: the parsed config it came from, recorded in the dataset (optional).
+
+    Raises:
+        NetworkError: a faulted branch unknown to ``net``.
+    """
+    for k in settings.fault_open:
+        net.branch_index(k)
+    forecast = np.asarray(net.pv.s_rated_pu if pv_forecast_pu is None else pv_forecast_pu, float)
+    kva = net.base_mva * 1e3
+    source = ModelSource(net, model, forecast, seed=int(seed), n_samples=settings.n_samples,
+                         description={"model": model.to_dict(), "pv_forecast_kw": (forecast * kva).tolist()})
+    return Study(title=title, net=net, strategies=list(strategies), source=source, settings=settings,
+                 seed=int(seed), config=config)
+
+
+def study_from_config(
+    cfg: Mapping[str, Any],
+    *,
+    samples: int | None = None,
+    seed: int | None = None,
+    chunk_size: int | None = None,
+) -> Study:
+    """Parse a config (see the module docstring) and build the study with :func:`make_study`.
+
+    Args:
+        cfg: the parsed config.
+        samples, seed, chunk_size: command-line overrides of ``[montecarlo]``.
+
+    Raises:
+        ConfigError: malformed config (the key named).
+        NetworkError / StrategyError / TopologyError: bad buses, branches, strategies (named).
+    """
+    table(cfg, "config", allowed=_TOP)
+    net = build_network(parse_network(cfg.get("network"), keys=NETWORK_KEYS))
+    fault_open = fault_from_config(cfg.get("fault"))
+    for k in fault_open:
+        net.branch_index(k)
+    settings, seed_value = settings_from_config(cfg.get("montecarlo"), fault_open=fault_open, samples=samples,
+                                                seed=seed, chunk_size=chunk_size)
+    unc = dict(sub_table(cfg, "uncertainty", "[uncertainty]"))
+    forecast = _forecast_pu(net, unc)
+    model = UncertaintyModel.from_dict(unc)
+    strategies = build_strategies(net, cfg.get("strategy", []), settings, forecast)
+    return make_study(
+        net, strategies, model=model, settings=settings, seed=seed_value, pv_forecast_pu=forecast,
         title=str(cfg.get("title", "sopjax Monte Carlo study")),
-        net=net,
-        strategies=strategies,
-        source=source,
-        settings=settings,
-        seed=seed_value,
         config=json.loads(json.dumps(dict(cfg), default=str)),
     )
 
@@ -242,7 +265,9 @@ def run_study(
 
     if out is not None and checkpoint is None:
         checkpoint = Path(str(out) + ".ckpt.npz")
-    attrs = {"study": study.title, "seed": study.seed, "config": study.config, "config_hash": study.config_hash}
+    attrs = {"study": study.title, "seed": study.seed}
+    if study.config is not None:
+        attrs.update(config=study.config, config_hash=study.config_hash)
     ds = run_montecarlo(study.net, study.strategies, study.source, study.settings, checkpoint=checkpoint,
                         progress=progress, on_chunk=on_chunk, attrs=attrs)
     written: list[Path] = []

@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from sopjax.config import integer_list
+from sopjax.config import tables as config_tables
 from sopjax.kernels.scoring import ScoringOptions
 from sopjax.network import Network
 from sopjax.strategies.pickup import greedy_pickup
@@ -30,19 +32,6 @@ from sopjax.strategies.strategy import Strategy, StrategyError
 __all__ = ["strategy_from_config", "strategies_from_config"]
 
 _KEYS = {"name", "open", "close", "sop", "pickup", "pickup_margin_pu", "pickup_capacity_margin", "description"}
-
-
-def _ints(value, what: str) -> list[int]:
-    if value is None:
-        return []
-    if not isinstance(value, Sequence) or isinstance(value, str):
-        raise StrategyError(f"{what} must be a list of numbers, got {value!r}")
-    out = []
-    for v in value:
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
-            raise StrategyError(f"{what}: {v!r} is not an integer")
-        out.append(int(v))
-    return out
 
 
 def strategy_from_config(
@@ -73,11 +62,10 @@ def strategy_from_config(
     if not isinstance(name, str) or not name.strip():
         raise StrategyError(f"every strategy needs a non-empty 'name', got {name!r}")
     where = f"strategy {name!r}"
-    unknown = set(table) - _KEYS
-    if unknown:
-        raise StrategyError(f"{where}: unknown key {sorted(unknown)[0]!r}; allowed: {sorted(_KEYS)}")
-    opened = _ints(table.get("open"), f"{where}: open")
-    closed = _ints(table.get("close"), f"{where}: close")
+    # StrategyError, not ConfigError: callers catch every strategy problem as one type
+    config_tables.table(table, where, allowed=_KEYS, error=StrategyError)
+    opened = integer_list(table.get("open"), f"{where}: open", error=StrategyError)
+    closed = integer_list(table.get("close"), f"{where}: close", error=StrategyError)
     faulted = set(int(k) for k in fault_open)
     clash = faulted & set(closed)
     if clash:

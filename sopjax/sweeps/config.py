@@ -48,15 +48,17 @@ from typing import Any
 
 import numpy as np
 
-from sopjax.errors import SopjaxError
+from sopjax.config import NetworkSpec, number, parse_network, sub_table, table, table_list
+from sopjax.errors import ConfigError
+from sopjax.montecarlo.runner import MonteCarloSettings
+from sopjax.montecarlo.study import fault_from_config, settings_from_config
+from sopjax.sampling import UncertaintyModel
 
-__all__ = ["SweepConfigError", "SweepSpec", "Axis", "OptimizationSpec", "spec_from_config", "PARAMETERS",
-           "QUANTITIES"]
+__all__ = ["SweepConfigError", "SweepSpec", "Axis", "OptimizationSpec", "RestorationSpec", "spec_from_config",
+           "PARAMETERS", "QUANTITIES"]
 
-
-class SweepConfigError(SopjaxError):
-    """A sweep config is malformed (unknown key or parameter, bad axis, missing section)."""
-
+# The old name of the one config error, kept as an alias because users and tests catch it.
+SweepConfigError = ConfigError
 
 #: sweepable parameters -> (units, description)
 PARAMETERS: dict[str, tuple[str, str]] = {
@@ -88,28 +90,8 @@ _COSTS = {"cost_per_kva", "fixed_cost_per_site", "discount_rate", "lifetime_year
           "energy_price_per_kwh", "days_per_year", "period_hours", "currency"}
 
 
-def _table(x: Any, allowed: set[str] | None, where: str) -> Mapping:
-    if not isinstance(x, Mapping):
-        raise SweepConfigError(f"{where} must be a table, got {type(x).__name__}")
-    if allowed is not None:
-        unknown = sorted(set(x) - allowed)
-        if unknown:
-            raise SweepConfigError(f"{where}: unknown key {unknown[0]!r}; allowed: {sorted(allowed)}")
-    return x
-
-
-def _number(x: Any, where: str, *, lo: float | None = None, hi: float | None = None, integer=False) -> float:
-    if isinstance(x, bool) or not isinstance(x, (int, float)):
-        raise SweepConfigError(f"{where} must be a number, got {x!r}")
-    if not np.isfinite(x):
-        raise SweepConfigError(f"{where} must be finite, got {x!r}")
-    if integer and int(x) != x:
-        raise SweepConfigError(f"{where} must be an integer, got {x!r}")
-    if lo is not None and x < lo:
-        raise SweepConfigError(f"{where} must be >= {lo}, got {x!r}")
-    if hi is not None and x > hi:
-        raise SweepConfigError(f"{where} must be <= {hi}, got {x!r}")
-    return int(x) if integer else float(x)
+#: the [network] keys a sweep uses
+NETWORK_KEYS = {"case", "pv", "sop"}
 
 
 def _grid(t: Mapping, where: str, *, lo: float | None = None) -> np.ndarray:
@@ -117,20 +99,20 @@ def _grid(t: Mapping, where: str, *, lo: float | None = None) -> np.ndarray:
     if "values" in t:
         vals = t["values"]
         if not isinstance(vals, Sequence) or isinstance(vals, str) or len(vals) == 0:
-            raise SweepConfigError(f"{where}: values must be a non-empty list of numbers")
-        out = np.asarray([_number(v, f"{where} value {k}", lo=lo) for k, v in enumerate(vals)])
+            raise ConfigError(f"{where}: values must be a non-empty list of numbers")
+        out = np.asarray([number(v, f"{where} value {k}", lo=lo) for k, v in enumerate(vals)])
     else:
         missing = [k for k in ("start", "stop", "num") if k not in t]
         if missing:
-            raise SweepConfigError(
+            raise ConfigError(
                 f"{where} needs 'values' or 'start', 'stop' and 'num' (missing {missing[0]!r})"
             )
-        a = _number(t["start"], f"{where} start", lo=lo)
-        b = _number(t["stop"], f"{where} stop", lo=lo)
-        n = _number(t["num"], f"{where} num", lo=1, integer=True)
+        a = number(t["start"], f"{where} start", lo=lo)
+        b = number(t["stop"], f"{where} stop", lo=lo)
+        n = number(t["num"], f"{where} num", lo=1, integer=True)
         out = np.linspace(a, b, n)
     if np.unique(out).size != out.size:
-        raise SweepConfigError(f"{where}: values must be distinct")
+        raise ConfigError(f"{where}: values must be distinct")
     return out
 
 
@@ -156,12 +138,53 @@ class OptimizationSpec:
 
 
 @dataclasses.dataclass(frozen=True)
+class RestorationSpec:
+    """Monte Carlo restoration at every grid point (the ``[restoration]`` table).
+
+    Attributes:
+        strategies: the ``[[restoration.strategy]]`` tables; built into strategies at each
+            grid point, because a greedy pickup depends on the network there.
+        report: the name of the strategy whose quantities are reported.
+        settings: Monte Carlo settings (the faulted branches included).
+        seed: PRNG seed of the Monte Carlo samples.
+        uncertainty: PV and load uncertainty of the Monte Carlo samples.
+    """
+
+    strategies: tuple[Mapping[str, Any], ...]
+    report: str
+    settings: MonteCarloSettings
+    seed: int
+    uncertainty: UncertaintyModel
+
+
+def _restoration(value: Any, sweep_uncertainty: Mapping) -> RestorationSpec:
+    r = table(value, "[restoration]", allowed=_RESTORATION)
+    strategies = table_list(r.get("strategy"), "[[restoration.strategy]]")
+    if not strategies:
+        raise ConfigError("[restoration] needs at least one [[restoration.strategy]]")
+    names = [s.get("name") for s in strategies]
+    report = r.get("report", names[-1])
+    if report not in names:
+        raise ConfigError(f"[restoration] report = {report!r} is not a strategy name; names: {names}")
+    fault_open = fault_from_config(r.get("fault"), "[restoration] fault")
+    settings, seed = settings_from_config(r.get("montecarlo"), fault_open=fault_open,
+                                          where="[restoration] montecarlo")
+    unc = dict(table(r.get("uncertainty", sweep_uncertainty), "[restoration] uncertainty"))
+    unc.pop("pv_forecast_frac", None)
+    if "pv_forecast_kw" in unc:
+        raise ConfigError("[restoration] uncertainty takes no pv_forecast_kw: the PV forecast is "
+                          "[uncertainty] pv_forecast_frac of the (scaled) PV fleet")
+    return RestorationSpec(strategies=tuple(strategies), report=report, settings=settings, seed=seed,
+                           uncertainty=UncertaintyModel.from_dict(unc))
+
+
+@dataclasses.dataclass(frozen=True)
 class SweepSpec:
     """A validated sweep / optimization spec (the network is built by :mod:`sopjax.sweeps.scenario`)."""
 
     title: str
     kind: str
-    network: dict
+    network: NetworkSpec
     v_min_pu: float
     v_max_pu: float
     voltage_weight: float
@@ -175,7 +198,7 @@ class SweepSpec:
     baseline: dict[str, float]
     axes: tuple[Axis, ...]
     quantities: tuple[str, ...]
-    restoration: dict | None
+    restoration: RestorationSpec | None
     optimization: OptimizationSpec | None
     config: dict
 
@@ -191,117 +214,103 @@ def spec_from_config(
         engine: command-line override of ``[dispatch] engine``.
 
     Raises:
-        SweepConfigError: naming the key, axis or parameter at fault.
+        ConfigError: naming the key, axis or parameter at fault.
     """
-    _table(cfg, _TOP, "config")
+    table(cfg, "config", allowed=_TOP)
     kind = str(cfg.get("kind", "sweep"))
     if kind not in ("sweep", "optimization"):
-        raise SweepConfigError(f"kind must be 'sweep' or 'optimization', got {kind!r}")
-    if "network" not in cfg:
-        raise SweepConfigError("the config needs a [network] table with 'case' and 'sop'")
-    net = dict(_table(cfg["network"], None, "[network]"))
-    if "case" not in net:
-        raise SweepConfigError("[network] needs 'case' (ieee33, ieee69, ieee85 or a .m file)")
-    if not net.get("sop"):
-        raise SweepConfigError("[network] needs at least one 'sop' (the dispatch moves SOP set-points)")
-    d = _table(cfg.get("dispatch", {}), _DISPATCH, "[dispatch]")
+        raise ConfigError(f"kind must be 'sweep' or 'optimization', got {kind!r}")
+    net = parse_network(cfg.get("network"), keys=NETWORK_KEYS)
+    if not net.sop:
+        raise ConfigError("[network] needs at least one 'sop' (the dispatch moves SOP set-points)")
+    d = sub_table(cfg, "dispatch", "[dispatch]", allowed=_DISPATCH)
     eng = str(engine or d.get("engine", "jax"))
     if eng not in ("jax", "cvxpylayers"):
-        raise SweepConfigError(f"[dispatch] engine must be 'jax' or 'cvxpylayers', got {eng!r}")
-    unc = dict(_table(cfg.get("uncertainty", {}), None, "[uncertainty]"))
-    frac = _number(unc.pop("pv_forecast_frac", 1.0), "[uncertainty] pv_forecast_frac", lo=0.0, hi=1.0)
-    smp = _table(cfg.get("sampling", {}), _SAMPLING, "[sampling]")
+        raise ConfigError(f"[dispatch] engine must be 'jax' or 'cvxpylayers', got {eng!r}")
+    unc = dict(sub_table(cfg, "uncertainty", "[uncertainty]"))
+    frac = number(unc.pop("pv_forecast_frac", 1.0), "[uncertainty] pv_forecast_frac", lo=0.0, hi=1.0)
+    smp = sub_table(cfg, "sampling", "[sampling]", allowed=_SAMPLING)
     n = samples if samples is not None else smp.get("samples", 64)
-    n = _number(n, "[sampling] samples", lo=1, integer=True)
-    seed = _number(smp.get("seed", 0), "[sampling] seed", lo=0, integer=True)
+    n = number(n, "[sampling] samples", lo=1, integer=True)
+    seed = number(smp.get("seed", 0), "[sampling] seed", lo=0, integer=True)
 
-    base = dict(_table(cfg.get("baseline", {}), None, "[baseline]"))
+    base = dict(sub_table(cfg, "baseline", "[baseline]"))
     for k in base:
         if k not in PARAMETERS:
-            raise SweepConfigError(
+            raise ConfigError(
                 f"[baseline] {k!r} is not a sweep parameter; parameters: {sorted(PARAMETERS)}"
             )
     baseline = {"capacity_mva": None, "pv_penetration": None, "load_scale": 1.0}
     for k, v in base.items():
-        baseline[k] = _number(v, f"[baseline] {k}", lo=0.0)
+        baseline[k] = number(v, f"[baseline] {k}", lo=0.0)
 
     axes: list[Axis] = []
     raw_axes = cfg.get("axis", [])
     if kind == "sweep":
         if not isinstance(raw_axes, Sequence) or not raw_axes:
-            raise SweepConfigError("a sweep needs one or two [[axis]] tables (name = one of "
+            raise ConfigError("a sweep needs one or two [[axis]] tables (name = one of "
                                    f"{sorted(PARAMETERS)})")
         if len(raw_axes) > 2:
-            raise SweepConfigError(f"at most two [[axis]] tables are supported, got {len(raw_axes)}")
+            raise ConfigError(f"at most two [[axis]] tables are supported, got {len(raw_axes)}")
         for k, t in enumerate(raw_axes):
-            t = _table(t, {"name", "values", "start", "stop", "num"}, f"[[axis]] {k}")
+            t = table(t, f"[[axis]] {k}", allowed={"name", "values", "start", "stop", "num"})
             name = t.get("name")
             if name not in PARAMETERS:
-                raise SweepConfigError(
+                raise ConfigError(
                     f"[[axis]] {k}: {name!r} is not a sweep parameter; parameters: {sorted(PARAMETERS)}"
                 )
             if any(a.name == name for a in axes):
-                raise SweepConfigError(f"[[axis]] {k}: {name!r} is swept twice")
+                raise ConfigError(f"[[axis]] {k}: {name!r} is swept twice")
             axes.append(Axis(name, _grid(t, f"[[axis]] {name}", lo=0.0)))
     elif raw_axes:
-        raise SweepConfigError("an optimization config takes no [[axis]]; the grid is [optimization] grid")
+        raise ConfigError("an optimization config takes no [[axis]]; the grid is [optimization] grid")
 
     quantities = tuple(cfg.get("quantities", ["losses_kw", "vmin_pu"]))
     for q in quantities:
         if q not in QUANTITIES:
-            raise SweepConfigError(f"unknown quantity {q!r}; quantities: {sorted(QUANTITIES)}")
+            raise ConfigError(f"unknown quantity {q!r}; quantities: {sorted(QUANTITIES)}")
     restoration = None
     if "restoration" in cfg:
-        restoration = dict(_table(cfg["restoration"], _RESTORATION, "[restoration]"))
-        strategies = restoration.get("strategy", [])
-        if not strategies:
-            raise SweepConfigError("[restoration] needs at least one [[restoration.strategy]]")
-        names = [s.get("name") for s in strategies]
-        report = restoration.get("report", names[-1])
-        if report not in names:
-            raise SweepConfigError(
-                f"[restoration] report = {report!r} is not a strategy name; names: {names}"
-            )
-        restoration["report"] = report
+        restoration = _restoration(cfg["restoration"], unc)
     mc_q = [q for q in quantities if QUANTITIES[q][2] == "montecarlo"]
     if mc_q and restoration is None:
-        raise SweepConfigError(f"quantity {mc_q[0]!r} needs a [restoration] table (Monte Carlo restoration)")
+        raise ConfigError(f"quantity {mc_q[0]!r} needs a [restoration] table (Monte Carlo restoration)")
 
     opt = None
     if kind == "optimization":
-        o = _table(cfg.get("optimization", {}), _OPT, "[optimization]")
+        o = sub_table(cfg, "optimization", "[optimization]", allowed=_OPT)
         cap = str(o.get("capacity", "common"))
         if cap not in ("common", "per_sop"):
-            raise SweepConfigError(f"[optimization] capacity must be 'common' or 'per_sop', got {cap!r}")
-        grid_t = _table(o.get("grid", {"start": 0.0, "stop": 3.0, "num": 13}), None, "[optimization] grid")
+            raise ConfigError(f"[optimization] capacity must be 'common' or 'per_sop', got {cap!r}")
+        grid_t = table(o.get("grid", {"start": 0.0, "stop": 3.0, "num": 13}), "[optimization] grid")
         grid = _grid(grid_t, "[optimization] grid", lo=0.0)
         from sopjax.problems.planning.costs import CostModel
 
-        costs = CostModel(**dict(_table(cfg.get("costs", {}), _COSTS, "[costs]")))
+        costs = CostModel(**dict(sub_table(cfg, "costs", "[costs]", allowed=_COSTS)))
         opt = OptimizationSpec(
             capacity=cap,
             grid_mva=np.sort(grid),
-            steps=_number(o.get("steps", 300), "[optimization] steps", lo=1, integer=True),
-            batch=_number(o.get("batch", 16), "[optimization] batch", lo=1, integer=True),
-            learning_rate=_number(o.get("learning_rate", 0.05), "[optimization] learning_rate", lo=0.0),
-            init_mva=_number(o.get("init_mva", 1.0), "[optimization] init_mva", lo=0.0),
-            seed=_number(o.get("seed", 1), "[optimization] seed", lo=0, integer=True),
-            max_mva=_number(o.get("max_mva", float(np.max(grid))), "[optimization] max_mva", lo=0.0),
+            steps=number(o.get("steps", 300), "[optimization] steps", lo=1, integer=True),
+            batch=number(o.get("batch", 16), "[optimization] batch", lo=1, integer=True),
+            learning_rate=number(o.get("learning_rate", 0.05), "[optimization] learning_rate", lo=0.0),
+            init_mva=number(o.get("init_mva", 1.0), "[optimization] init_mva", lo=0.0),
+            seed=number(o.get("seed", 1), "[optimization] seed", lo=0, integer=True),
+            max_mva=number(o.get("max_mva", float(np.max(grid))), "[optimization] max_mva", lo=0.0),
             costs=costs,
         )
     elif "optimization" in cfg:
-        raise SweepConfigError("[optimization] needs kind = \"optimization\"")
+        raise ConfigError("[optimization] needs kind = \"optimization\"")
 
     return SweepSpec(
         title=str(cfg.get("title", "sopjax sweep")),
         kind=kind,
         network=net,
-        v_min_pu=_number(d.get("v_min_pu", 0.90), "[dispatch] v_min_pu", lo=0.0),
-        v_max_pu=_number(d.get("v_max_pu", 1.10), "[dispatch] v_max_pu", lo=0.0),
-        voltage_weight=_number(d.get("voltage_weight", 0.0), "[dispatch] voltage_weight", lo=0.0),
+        v_min_pu=number(d.get("v_min_pu", 0.90), "[dispatch] v_min_pu", lo=0.0),
+        v_max_pu=number(d.get("v_max_pu", 1.10), "[dispatch] v_max_pu", lo=0.0),
+        voltage_weight=number(d.get("voltage_weight", 0.0), "[dispatch] voltage_weight", lo=0.0),
         engine=eng,
-        tol=_number(d.get("tol", 1e-9), "[dispatch] tol", lo=0.0),
-        max_iter=_number(d.get("max_iter", 150), "[dispatch] max_iter", lo=1, integer=True),
+        tol=number(d.get("tol", 1e-9), "[dispatch] tol", lo=0.0),
+        max_iter=number(d.get("max_iter", 150), "[dispatch] max_iter", lo=1, integer=True),
         uncertainty=unc,
         pv_forecast_frac=frac,
         samples=n,

@@ -29,8 +29,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from sopjax.errors import ConfigError
 from sopjax.kernels.dispatch.batched import dispatch_batched
-from sopjax.sweeps.config import SweepConfigError, SweepSpec
+from sopjax.sweeps.config import SweepSpec
 from sopjax.sweeps.runner import _attrs, _check_converged
 from sopjax.sweeps.scenario import Scenario, build_scenario
 
@@ -71,14 +72,14 @@ def optimize_capacity(spec: SweepSpec, *, progress: bool = False, scenario: Scen
         per grid value), the optax trajectory (per step) and the two optima as attributes.
 
     Raises:
-        SweepConfigError: not an optimization spec, or a grid too large for ``per_sop``.
+        ConfigError: not an optimization spec, or a grid too large for ``per_sop``.
         DispatchInfeasibleError: an infeasible operating point (named).
     """
     import optax
     import xarray as xr
 
     if spec.kind != "optimization" or spec.optimization is None:
-        raise SweepConfigError("optimize_capacity needs kind = 'optimization' and an [optimization] table")
+        raise ConfigError("optimize_capacity needs kind = 'optimization' and an [optimization] table")
     o = spec.optimization
     scn = scenario or build_scenario(spec)
     ns = scn.data.n_sop
@@ -94,7 +95,7 @@ def optimize_capacity(spec: SweepSpec, *, progress: bool = False, scenario: Scen
         points = grid[:, None]
     else:
         if grid.size**dim > 4096:
-            raise SweepConfigError(f"per-SOP grid search needs {grid.size}^{dim} points; use <= 4096")
+            raise ConfigError(f"per-SOP grid search needs {grid.size}^{dim} points; use <= 4096")
         points = np.stack(np.meshgrid(*([grid] * dim), indexing="ij"), -1).reshape(-1, dim)
     val_grad = jax.jit(jax.value_and_grad(lambda u, idx: cost(expand(u), idx), has_aux=True))
     t0 = time.perf_counter()

@@ -24,12 +24,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sopjax.errors import SopjaxError
+from sopjax.errors import ConfigError, SopjaxError
 from sopjax.kernels.dispatch import DispatchInfeasibleError, DispatchInputs
 from sopjax.kernels.dispatch.batched import dispatch_batched
-from sopjax.sweeps.config import PARAMETERS, QUANTITIES, SweepConfigError, SweepSpec
-from sopjax.sweeps.scenario import Scenario, build_scenario
+from sopjax.montecarlo.study import Study, build_strategies, make_study, run_study
+from sopjax.network import Network
+from sopjax.network_builder import build_network
 from sopjax.strategies.strategy import StrategyError
+from sopjax.sweeps.config import PARAMETERS, QUANTITIES, RestorationSpec, SweepSpec
+from sopjax.sweeps.scenario import Scenario, build_scenario
 
 __all__ = ["run_sweep", "dispatch_means", "point_function", "DISPATCH_QUANTITIES"]
 
@@ -103,47 +106,46 @@ def _check_converged(scn, spec, point: dict, conv, infeas, params: dict | None =
     )
 
 
+def _restoration_study(r: RestorationSpec, net: Network, pv_forecast_pu, strategy_tables) -> Study:
+    """The Monte Carlo study of ``r`` on ``net`` (typed objects; no config round trip)."""
+    forecast = net.pv.s_rated_pu if pv_forecast_pu is None else pv_forecast_pu
+    strategies = build_strategies(net, strategy_tables, r.settings, forecast)
+    return make_study(net, strategies, model=r.uncertainty, settings=r.settings, seed=r.seed,
+                      pv_forecast_pu=pv_forecast_pu)
+
+
 def _restoration_point(spec: SweepSpec, scn: Scenario, point: dict) -> dict:
     """Monte Carlo restoration quantities at one grid point (the reported strategy)."""
-    from sopjax.montecarlo.study import run_study, study_from_config
-
     r = spec.restoration
     p = {**scn.base, **point}
     if p.get("load_scale", 1.0) != 1.0:
-        raise SweepConfigError("load_scale cannot differ from 1 for Monte Carlo restoration quantities")
-    net_t = json.loads(json.dumps(spec.network))
-    if p["capacity_mva"] is not None:
-        # the restoration engine rejects a Vf-mode SOP of zero capacity; 1 kVA stands for "none"
-        kva = max(float(p["capacity_mva"]) * 1e3, MC_CAPACITY_FLOOR_KVA)
-        for row in net_t["sop"]:
-            row["s_rated_kva"] = row["q_max_kvar"] = kva
+        raise ConfigError("load_scale cannot differ from 1 for Monte Carlo restoration quantities")
+    # the restoration engine rejects a Vf-mode SOP of zero capacity; 1 kVA stands for "none"
+    sop_kva = (None if p["capacity_mva"] is None
+               else max(float(p["capacity_mva"]) * 1e3, MC_CAPACITY_FLOOR_KVA))
     k = float(scn.pv_factor(p["pv_penetration"])) if p["pv_penetration"] is not None else 1.0
-    for row in net_t.get("pv", []):
-        row["s_rated_kva"] = float(row["s_rated_kva"]) * k
-    unc = dict(r.get("uncertainty", spec.uncertainty))
-    unc.pop("pv_forecast_frac", None)
-    if net_t.get("pv"):
-        unc["pv_forecast_kw"] = [spec.pv_forecast_frac * float(row["s_rated_kva"]) * float(row.get("pf", 1.0))
-                                 for row in net_t["pv"]]
-    cfg = {"network": net_t, "fault": r.get("fault", {}), "uncertainty": unc,
-           "montecarlo": dict(r.get("montecarlo", {})), "strategy": r["strategy"]}
+    net_spec = spec.network.scaled(pv_factor=k, sop_kva=sop_kva)
+    net = build_network(net_spec)
+    # the forecast in kW of the scaled fleet, then p.u. (the order of operations of a TOML study)
+    fc_kw = [spec.pv_forecast_frac * pv.s_rated_kva * pv.pf for pv in net_spec.pv]
+    forecast = np.asarray(fc_kw, float) / (net.base_mva * 1e3) if fc_kw else None
     sop_island = 1.0
     try:
-        ds, _ = run_study(study_from_config(cfg), progress=False, plots=False)
+        ds, _ = run_study(_restoration_study(r, net, forecast, r.strategies), progress=False, plots=False)
     except StrategyError as e:
         # A Vf-mode SOP too small for its island at the forecast (e.g. capacity 0, or
         # one that cannot absorb the island's PV surplus) cannot energize that island:
         # score the strategy with its SOP settings removed (the island stays dark).
-        reported = [s for s in r["strategy"] if s.get("name") == r["report"]]
+        reported = [s for s in r.strategies if s.get("name") == r.report]
         if not any(row.get("sop") for row in reported):
             raise
-        fallback = [{k: v for k, v in s.items() if k != "sop"} for s in r["strategy"]]
+        fallback = [{k: v for k, v in s.items() if k != "sop"} for s in r.strategies]
         try:
-            ds, _ = run_study(study_from_config({**cfg, "strategy": fallback}), progress=False, plots=False)
+            ds, _ = run_study(_restoration_study(r, net, forecast, fallback), progress=False, plots=False)
         except StrategyError:
             raise e from None
         sop_island = 0.0
-    sub = ds.sel(strategy=r["report"])
+    sub = ds.sel(strategy=r.report)
     return {
         "restored_kw": float(sub["restored_kw_mean"]),
         "recovery_ratio": float(sub["recovery_ratio_mean"]),
@@ -172,13 +174,13 @@ def run_sweep(spec: SweepSpec, *, progress: bool = False, scenario: Scenario | N
         :class:`xarray.Dataset` with one dimension per axis.
 
     Raises:
-        SweepConfigError: bad spec. DispatchInfeasibleError: an operating point whose
+        ConfigError: bad spec. DispatchInfeasibleError: an operating point whose
             voltage limits no SOP set-point can meet (names the grid point, sample and bus).
     """
     import xarray as xr
 
     if spec.kind != "sweep":
-        raise SweepConfigError(f"run_sweep needs kind = 'sweep', got {spec.kind!r}")
+        raise ConfigError(f"run_sweep needs kind = 'sweep', got {spec.kind!r}")
     scn = scenario or build_scenario(spec)
     names = tuple(a.name for a in spec.axes)
     coords = [np.asarray(a.values, float) for a in spec.axes]

@@ -20,44 +20,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sopjax.cases import load_case
-from sopjax.devices import add_pv, add_sops
+from sopjax.errors import ConfigError
 from sopjax.kernels.dispatch import DispatchData, DispatchInputs, compile_dispatch
 from sopjax.network import Network
-from sopjax.sweeps.config import SweepConfigError, SweepSpec
+from sopjax.network_builder import build_network
+from sopjax.sweeps.config import SweepSpec
 
-__all__ = ["Scenario", "build_scenario", "build_network"]
-
-_PV_KEYS = {"bus", "s_rated_kva", "pf"}
-_SOP_KEYS = {"pair", "s_rated_kva", "loss", "q_max_kvar"}
-
-
-def build_network(table: dict, *, sop_kva: float | None = None, pv_factor: float = 1.0) -> Network:
-    """The case with its PV fleet (ratings x ``pv_factor``) and SOPs (capacity ``sop_kva`` if given)."""
-    net = load_case(table["case"])
-    pv = list(table.get("pv", []))
-    for k, row in enumerate(pv):
-        unknown = set(row) - _PV_KEYS
-        if unknown or "bus" not in row or "s_rated_kva" not in row:
-            raise SweepConfigError(
-                f"[network] pv {k} needs 'bus' and 's_rated_kva' (allowed keys {sorted(_PV_KEYS)})"
-            )
-    if pv:
-        net = add_pv(net, buses=[r["bus"] for r in pv],
-                     s_rated_kva=[float(r["s_rated_kva"]) * pv_factor for r in pv],
-                     pf=[r.get("pf", 1.0) for r in pv])
-    sop = list(table.get("sop", []))
-    for k, row in enumerate(sop):
-        unknown = set(row) - _SOP_KEYS
-        if unknown or "pair" not in row or "s_rated_kva" not in row:
-            raise SweepConfigError(
-                f"[network] sop {k} needs 'pair' and 's_rated_kva' (allowed keys {sorted(_SOP_KEYS)})"
-            )
-    kva = [float(sop_kva) if sop_kva is not None else float(r["s_rated_kva"]) for r in sop]
-    qmax = [r.get("q_max_kvar", kva[k]) if sop_kva is None else kva[k] for k, r in enumerate(sop)]
-    return add_sops(net, pairs=[tuple(r["pair"]) for r in sop], s_rated_kva=kva,
-                    loss=[r.get("loss", 0.02) for r in sop], q_max_kvar=qmax)
-
+__all__ = ["Scenario", "build_scenario"]
 
 @dataclasses.dataclass(frozen=True)
 class Scenario:
@@ -89,7 +58,7 @@ class Scenario:
     def pv_factor(self, penetration):
         """Fleet scale factor for a penetration (differentiable)."""
         if self.p_pv_rated_pu <= 0:
-            raise SweepConfigError("pv_penetration needs PV units in [network] pv")
+            raise ConfigError("pv_penetration needs PV units in [network] pv")
         return penetration * self.p_load_total_pu / self.p_pv_rated_pu
 
     def inputs(self, params: dict, idx=None) -> DispatchInputs:

@@ -22,13 +22,14 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from sopjax.errors import SopjaxError
+from sopjax.errors import ConfigError
 
 __all__ = ["CostModel", "capital_recovery_factor", "PlanningInputError"]
 
 
-class PlanningInputError(SopjaxError):
-    """Planning input is invalid (cost, candidate, profile, scenario, solver option)."""
+# Planning input is invalid (cost, candidate, profile, scenario, solver option): the one
+# config error under its old name, kept as an alias because users and tests catch it.
+PlanningInputError = ConfigError
 
 
 def capital_recovery_factor(discount_rate: float, lifetime_years: float) -> float:

@@ -40,7 +40,9 @@ from typing import Any
 
 import numpy as np
 
-from sopjax.problems.planning.costs import CostModel, PlanningInputError
+from sopjax.config import ConfigError, integer, parse_network, sub_table, table
+from sopjax.network_builder import build_network
+from sopjax.problems.planning.costs import CostModel
 from sopjax.problems.planning.problem import PlanningProblem, make_planning_problem
 from sopjax.problems.planning.results import PlanResult
 from sopjax.problems.planning.scenarios import reduce_scenarios
@@ -109,72 +111,33 @@ class PlanningStudyResult:
 
 
 def _section(cfg: Mapping, name: str) -> dict:
-    d = cfg.get(name, {})
-    if not isinstance(d, Mapping):
-        raise PlanningInputError(f"[{name}] must be a table")
-    allowed = _SECTIONS[name]
-    if allowed is not None:
-        unknown = sorted(set(d) - allowed)
-        if unknown:
-            raise PlanningInputError(
-                f"[{name}]: unknown key {unknown[0]!r}; allowed: {', '.join(sorted(allowed))}"
-            )
-    return dict(d)
-
-
-def _int(section: str, key: str, value, lo: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo:
-        raise PlanningInputError(f"{section}.{key} must be an integer >= {lo}, got {value!r}")
-    return int(value)
+    return dict(sub_table(cfg, name, f"[{name}]", allowed=_SECTIONS[name]))
 
 
 def study_from_config(cfg: Mapping[str, Any]) -> PlanningStudy:
     """Validate a config mapping and build the study (samples drawn and reduced here).
 
     Raises:
-        PlanningInputError, SopjaxError: naming the section, key, bus or candidate at fault.
+        ConfigError (alias PlanningInputError), SopjaxError: naming the section, key, bus or candidate at fault.
     """
     import jax
 
-    from sopjax.cases import load_case
-    from sopjax.devices import add_pv
     from sopjax.sampling import from_dict
     from sopjax.sampling.profiles import clear_sky_pv_profile, daily_profile, load_profile, pv_forecast
 
-    if not isinstance(cfg, Mapping):
-        raise PlanningInputError("the planning config must be a table")
-    unknown = sorted(set(cfg) - set(_SECTIONS))
-    if unknown:
-        raise PlanningInputError(
-            f"unknown config section {unknown[0]!r}; allowed: {', '.join(sorted(_SECTIONS))}"
-        )
-    netc = _section(cfg, "network")
-    if "case" not in netc:
-        raise PlanningInputError("[network] case is required (a built-in name or a .m file)")
-    net = load_case(netc["case"])
-    pv_units = netc.get("pv", [])
-    if pv_units:
-        if not isinstance(pv_units, list) or not all(isinstance(u, Mapping) for u in pv_units):
-            raise PlanningInputError("[network] pv must be a list of tables {bus, s_rated_kva, pf}")
-        for n, u in enumerate(pv_units):
-            bad = sorted(set(u) - {"bus", "s_rated_kva", "pf"})
-            if bad or "bus" not in u or "s_rated_kva" not in u:
-                raise PlanningInputError(
-                    f"[network] pv[{n}] needs bus and s_rated_kva (and optionally pf), got {u}"
-                )
-        net = add_pv(net, buses=[u["bus"] for u in pv_units],
-                     s_rated_kva=[u["s_rated_kva"] for u in pv_units],
-                     pf=[u.get("pf", 1.0) for u in pv_units])
+    table(cfg, "the planning config", allowed=_SECTIONS)
+    netc = parse_network(cfg.get("network"), keys=_SECTIONS["network"])
+    net = build_network(netc)
 
     prof = _section(cfg, "profiles")
-    periods = _int("profiles", "periods", prof.get("periods", 24), 1)
+    periods = integer(prof.get("periods", 24), "profiles.periods", lo=1)
     load = prof.get("load", "rts79_summer_weekday")
     load_shape = load_profile(load) if isinstance(load, str) else np.asarray(load, float)
     load_shape = daily_profile(load_shape, name="profiles.load", periods=periods)
     pv = prof.get("pv", "clear_sky")
     if isinstance(pv, str):
         if pv != "clear_sky":
-            raise PlanningInputError(f"profiles.pv must be 'clear_sky' or {periods} numbers, got {pv!r}")
+            raise ConfigError(f"profiles.pv must be 'clear_sky' or {periods} numbers, got {pv!r}")
         pv_shape = clear_sky_pv_profile(latitude_deg=float(prof.get("latitude_deg", 30.0)),
                                         day_of_year=int(prof.get("day_of_year", 172)), periods=periods)
     else:
@@ -183,16 +146,16 @@ def study_from_config(cfg: Mapping[str, Any]) -> PlanningStudy:
 
     unc = dict(_section(cfg, "uncertainty"))
     if "load_profile" in unc:
-        raise PlanningInputError("give the load profile as profiles.load, not uncertainty.load_profile")
+        raise ConfigError("give the load profile as profiles.load, not uncertainty.load_profile")
     unc["load_profile"] = tuple(float(v) for v in load_shape)
     umodel = from_dict(unc)
 
     scc = _section(cfg, "scenarios")
-    n_samples = _int("scenarios", "samples", scc.get("samples", 500), 1)
-    count = _int("scenarios", "count", scc.get("count", 4), 1)
-    seed = _int("scenarios", "seed", scc.get("seed", 0), 0)
+    n_samples = integer(scc.get("samples", 500), "scenarios.samples", lo=1)
+    count = integer(scc.get("count", 4), "scenarios.count", lo=1)
+    seed = integer(scc.get("seed", 0), "scenarios.seed", lo=0)
     if count > n_samples:
-        raise PlanningInputError(f"scenarios.count ({count}) exceeds scenarios.samples ({n_samples})")
+        raise ConfigError(f"scenarios.count ({count}) exceeds scenarios.samples ({n_samples})")
     draw = umodel.sample(net, forecast, key=jax.random.key(seed), n=n_samples, dtype="float64")
     scenarios = reduce_scenarios(
         np.asarray(draw.p_load_pu), np.asarray(draw.q_load_pu), np.asarray(draw.p_pv_pu),
@@ -204,7 +167,7 @@ def study_from_config(cfg: Mapping[str, Any]) -> PlanningStudy:
     problem = make_planning_problem(
         net, scenarios=scenarios, candidates=sop.get("candidates", "ties"), costs=costs,
         s_max_kva=sop.get("s_max_kva", 2000.0), loss=sop.get("loss", 0.02),
-        v_min_pu=netc.get("v_min_pu"), v_max_pu=netc.get("v_max_pu"),
+        v_min_pu=netc.v_min_pu, v_max_pu=netc.v_max_pu,
         max_sops=sop.get("max_sops"), budget=sop.get("budget"),
     )
 
@@ -213,16 +176,16 @@ def study_from_config(cfg: Mapping[str, Any]) -> PlanningStudy:
     from sopjax.problems.planning.solve import METHODS
 
     if method not in METHODS:
-        raise PlanningInputError(f"solver.method must be one of {', '.join(METHODS)}, got {method!r}")
+        raise ConfigError(f"solver.method must be one of {', '.join(METHODS)}, got {method!r}")
     base = _section(cfg, "baselines")
     val = _section(cfg, "validation")
-    val_n = _int("validation", "samples", val.get("samples", 1000), 0)
-    opt_days = _int("validation", "optimal_days", val.get("optimal_days", min(50, val_n)), 0)
+    val_n = integer(val.get("samples", 1000), "validation.samples", lo=0)
+    opt_days = integer(val.get("optimal_days", min(50, val_n)), "validation.optimal_days", lo=0)
     if opt_days > val_n:
-        raise PlanningInputError(f"validation.optimal_days ({opt_days}) exceeds validation.samples ({val_n})")
-    val_seed = _int("validation", "seed", val.get("seed", seed + 1), 0)
+        raise ConfigError(f"validation.optimal_days ({opt_days}) exceeds validation.samples ({val_n})")
+    val_seed = integer(val.get("seed", seed + 1), "validation.seed", lo=0)
     if val_n and val_seed == seed:
-        raise PlanningInputError("validation.seed must differ from scenarios.seed (out-of-sample days)")
+        raise ConfigError("validation.seed must differ from scenarios.seed (out-of-sample days)")
     return PlanningStudy(
         title=str(cfg.get("title", "")), problem=problem,
         samples={"samples": n_samples, "seed": seed},

@@ -46,11 +46,10 @@ from typing import Any
 
 import numpy as np
 
-from sopjax.cases import load_case
-from sopjax.devices import add_pv, add_sops
-from sopjax.errors import SopjaxError
+from sopjax.config import ConfigError, integer_list, parse_network, sub_table, table
 from sopjax.network import Network
-from sopjax.solvers.options import TIGHT
+from sopjax.network_builder import build_network
+from sopjax.solvers.options import NAIVE, TIGHT
 from sopjax.problems.restoration.check import exact_check
 from sopjax.problems.restoration.results import RestorationPlan
 from sopjax.problems.restoration.settings import RestorationSettings, with_limits
@@ -60,7 +59,8 @@ __all__ = ["RestorationStudy", "study_from_config", "run_restoration_study", "sc
 
 _TOP = {"title", "network", "fault", "restoration", "solver", "uncertainty", "montecarlo", "study", "sweep", "case",
         "experiment"}
-_NETWORK = {"case", "pv", "sop", "v_slack_pu"}
+#: the [network] keys a restoration study uses
+NETWORK_KEYS = {"case", "pv", "sop", "v_slack_pu"}
 _RESTORATION = {
     "switchable", "keep_open", "use_sop", "eta_d", "eta_l", "u_set_pu", "load_blocks", "max_switch_operations",
     "v_min_pu", "v_max_pu", "i_max_pu", "uncertainty", "scenarios", "seed", "formulation", "naive",
@@ -71,50 +71,9 @@ _MC = {"samples", "seed", "confidence", "ci_level", "v_min_pu", "v_max_pu", "pow
        "chunk_size", "enabled"}
 
 
-def _keys(table: Any, allowed: set[str], where: str) -> Mapping:
-    if table is None:
-        return {}
-    if not isinstance(table, Mapping):
-        raise SopjaxError(f"{where} must be a table")
-    unknown = set(table) - allowed
-    if unknown:
-        raise SopjaxError(f"{where}: unknown key {sorted(unknown)[0]!r}; allowed: {', '.join(sorted(allowed))}")
-    return table
-
-
 def network_from_config(cfg: Mapping) -> Network:
-    """The network of ``[network]``: case, PV units and SOPs (user units, case bus ids)."""
-    table = _keys(cfg.get("network"), _NETWORK, "[network]")
-    if "case" not in table:
-        raise SopjaxError("[network] needs 'case' (ieee33, ieee69, ieee85 or a .m file)")
-    net = load_case(table["case"])
-    if "v_slack_pu" in table:
-        vs = float(table["v_slack_pu"])
-        if not (0.8 <= vs <= 1.2):
-            raise SopjaxError(f"[network] v_slack_pu must lie in [0.8, 1.2], got {vs}")
-        vmin = np.asarray(net.v_min_pu, float).copy()
-        vmax = np.asarray(net.v_max_pu, float).copy()
-        vmin[net.slack_bus] = min(vmin[net.slack_bus], vs)
-        vmax[net.slack_bus] = max(vmax[net.slack_bus], vs)
-        net = net.replace(v_slack_pu=vs, v_min_pu=vmin, v_max_pu=vmax)
-    pv = list(table.get("pv", []))
-    if pv:
-        for k, row in enumerate(pv):
-            _keys(row, {"bus", "s_rated_kva", "pf"}, f"[network] pv {k}")
-            if "bus" not in row or "s_rated_kva" not in row:
-                raise SopjaxError(f"[network] pv {k} needs 'bus' and 's_rated_kva'")
-        net = add_pv(net, buses=[r["bus"] for r in pv], s_rated_kva=[r["s_rated_kva"] for r in pv],
-                     pf=[r.get("pf", 1.0) for r in pv])
-    sop = list(table.get("sop", []))
-    if sop:
-        for k, row in enumerate(sop):
-            _keys(row, {"pair", "s_rated_kva", "loss", "q_max_kvar"}, f"[network] sop {k}")
-            if "pair" not in row or "s_rated_kva" not in row:
-                raise SopjaxError(f"[network] sop {k} needs 'pair' and 's_rated_kva'")
-        net = add_sops(net, pairs=[tuple(r["pair"]) for r in sop], s_rated_kva=[r["s_rated_kva"] for r in sop],
-                       loss=[r.get("loss", 0.02) for r in sop],
-                       q_max_kvar=[r.get("q_max_kvar", r["s_rated_kva"]) for r in sop])
-    return net
+    """The network of ``[network]``: case, substation voltage, PV units and SOPs (user units, case bus ids)."""
+    return build_network(parse_network(cfg.get("network"), keys=NETWORK_KEYS))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,36 +90,31 @@ class RestorationStudy:
 
 
 def _sigma(unc: Mapping, key: str) -> float:
-    table = unc.get(key)
-    if table is None:
-        return 0.0
-    if not isinstance(table, Mapping):
-        raise SopjaxError(f"[uncertainty] {key} must be a table")
-    return float(table.get("sigma_frac", 0.1 if key == "pv" else 0.05))
+    t = sub_table(unc, key, f"[uncertainty] {key}")
+    return float(t.get("sigma_frac", 0.1 if key == "pv" else 0.05)) if key in unc else 0.0
 
 
 def study_from_config(cfg: Mapping[str, Any], **overrides) -> RestorationStudy:
     """Build a :class:`RestorationStudy` from a parsed config; ``overrides`` replace ``[restoration]`` keys.
 
     Raises:
-        SopjaxError: unknown keys, missing fault, bad buses/branches (named).
+        ConfigError: unknown keys, missing fault (named). SopjaxError: bad buses, branches, settings (named).
     """
-    _keys(cfg, _TOP, "config")
+    table(cfg, "config", allowed=_TOP)
     net = network_from_config(cfg)
-    fault = _keys(cfg.get("fault"), {"open"}, "[fault]")
-    if not fault.get("open"):
-        raise SopjaxError("[fault] needs 'open' = [faulted branch numbers]")
-    rest = dict(_keys(cfg.get("restoration", {}), _RESTORATION, "[restoration]"))
+    fault = sub_table(cfg, "fault", "[fault]", allowed={"open"})
+    faulted = tuple(integer_list(fault.get("open"), "[fault] open"))
+    if not faulted:
+        raise ConfigError("[fault] needs 'open' = [faulted branch numbers]")
+    rest = dict(sub_table(cfg, "restoration", "[restoration]", allowed=_RESTORATION))
     rest.update({k: v for k, v in overrides.items() if v is not None})
-    solver = dict(_keys(cfg.get("solver", {}), _SOLVER, "[solver]"))
-    unc = dict(cfg.get("uncertainty", {}))
-    mc = dict(_keys(cfg.get("montecarlo", {}), _MC, "[montecarlo]")) if "montecarlo" in cfg else None
+    solver = dict(sub_table(cfg, "solver", "[solver]", allowed=_SOLVER))
+    unc = dict(sub_table(cfg, "uncertainty", "[uncertainty]"))
+    mc = dict(sub_table(cfg, "montecarlo", "[montecarlo]", allowed=_MC)) if "montecarlo" in cfg else None
     kva = net.base_mva * 1e3
     fc = None
     if "pv_forecast_kw" in unc:
         fc = tuple(float(x) / kva for x in np.asarray(unc["pv_forecast_kw"], float).reshape(-1))
-    from sopjax.solvers.options import NAIVE
-
     options = NAIVE if rest.pop("naive", False) else TIGHT
     options = dataclasses.replace(options, formulation=str(rest.pop("formulation", "soc")))
     gap_threshold = float(rest.pop("gap_threshold", 1e-3))
@@ -170,7 +124,7 @@ def study_from_config(cfg: Mapping[str, Any], **overrides) -> RestorationStudy:
     if imax is not None and not np.isscalar(imax):
         imax = tuple(float(x) for x in imax)
     settings = RestorationSettings(
-        faulted=tuple(int(k) for k in fault["open"]),
+        faulted=faulted,
         switchable=sw,
         keep_open=tuple(int(k) for k in rest.pop("keep_open", ())),
         pv_forecast_pu=fc,

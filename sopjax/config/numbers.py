@@ -1,0 +1,88 @@
+"""Numbers from a parsed config: type, finiteness, range and integrality, with the key path in the message.
+
+TOML has no NaN-free float type (``nan`` and ``inf`` are valid TOML), and ``true``
+is a Python ``int``; these checks refuse both where a number is meant.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from sopjax.errors import ConfigError, SopjaxError
+
+__all__ = ["number", "integer", "integer_list"]
+
+
+def _is_number(x: Any) -> bool:
+    return not isinstance(x, (bool, np.bool_)) and isinstance(x, (int, float, np.integer, np.floating))
+
+
+def number(
+    x: Any,
+    where: str,
+    *,
+    lo: float | None = None,
+    hi: float | None = None,
+    positive: bool = False,
+    integer: bool = False,
+    error: type[SopjaxError] = ConfigError,
+) -> float | int:
+    """A finite number in ``[lo, hi]`` (``> 0`` if ``positive``), an int if ``integer``.
+
+    Args:
+        x: the parsed value.
+        where: its key path in messages, e.g. ``"[dispatch] tol"``.
+        lo, hi: inclusive bounds (None: unbounded).
+        positive: refuse zero and negative values.
+        integer: refuse values with a fractional part (``3.0`` passes) and return an int.
+        error: the exception type raised.
+
+    Raises:
+        ConfigError: not a number (booleans included), NaN or infinite, fractional, out of range.
+    """
+    if not _is_number(x):
+        raise error(f"{where} must be a number, got {x!r}")
+    if not math.isfinite(x):
+        raise error(f"{where} must be finite, got {x!r}")
+    if integer and int(x) != x:
+        raise error(f"{where} must be an integer, got {x!r}")
+    if lo is not None and hi is not None and not lo <= x <= hi:
+        raise error(f"{where} must lie in [{lo}, {hi}], got {x!r}")
+    if lo is not None and x < lo:
+        raise error(f"{where} must be >= {lo}, got {x!r}")
+    if hi is not None and x > hi:
+        raise error(f"{where} must be <= {hi}, got {x!r}")
+    if positive and x <= 0:
+        raise error(f"{where} must be > 0, got {x!r}")
+    return int(x) if integer else float(x)
+
+
+def integer(
+    x: Any, where: str, *, lo: int | None = None, hi: int | None = None, error: type[SopjaxError] = ConfigError
+) -> int:
+    """:func:`number` with ``integer=True``."""
+    return number(x, where, lo=lo, hi=hi, integer=True, error=error)
+
+
+def integer_list(value: Any, where: str, *, error: type[SopjaxError] = ConfigError) -> list[int]:
+    """A list of integers (branch numbers, bus ids); ``None`` is an empty list.
+
+    Unlike :func:`integer`, ``3.0`` is refused: these are identifiers, not amounts.
+
+    Raises:
+        ConfigError: not a list, or an element that is not an integer (named).
+    """
+    if value is None:
+        return []
+    if not isinstance(value, Sequence) or isinstance(value, str):
+        raise error(f"{where} must be a list of numbers, got {value!r}")
+    out = []
+    for v in value:
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
+            raise error(f"{where}: {v!r} is not an integer")
+        out.append(int(v))
+    return out
