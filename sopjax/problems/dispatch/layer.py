@@ -41,8 +41,8 @@ class DispatchLayer:
     Args:
         model: the dispatch model.
         mode: ``"exact"`` (default): Clarabel and the exact sparse adjoint of
-            :mod:`~sopjax.problems.dispatch.adjoint` (also supports ``jax.jacrev``); ``"lsqr"`` / ``"dense"``:
-            cvxpylayers' stock diffcp context with Clarabel and that diffcp
+            :mod:`~sopjax.problems.dispatch.adjoint` (also supports ``jax.jacrev``);
+            ``"lsqr"`` / ``"dense"``: cvxpylayers' stock diffcp context with Clarabel and that diffcp
             derivative mode (the naive baseline of benchmarks/dispatch_bench.py;
             it does not detect infeasibility and supports ``jax.grad`` only).
         n_jobs: threads over the batch (Clarabel solves and adjoint factorizations; both
