@@ -44,7 +44,7 @@ import numpy as np
 import sopjax
 from sopjax.kernels.dispatch import DispatchInputs, compile_dispatch, dispatch_native, nominal_inputs
 from sopjax.kernels.dispatch.batched import dispatch_batched
-from sopjax.problems.dispatch.layer import DispatchLayer, build_dispatch
+from sopjax.problems.dispatch import DispatchLayer, build_dispatch
 
 from sopjax.jax_config import configure_xla
 

@@ -14,7 +14,7 @@ from sopjax.kernels.dispatch import (
     nominal_inputs,
 )
 from sopjax.powerflow import solve
-from sopjax.problems.dispatch.layer import DispatchLayer, build_dispatch, solve_dispatch
+from sopjax.problems.dispatch import DispatchLayer, build_dispatch, solve_dispatch
 
 TIGHT = {"tol_gap_abs": 1e-9, "tol_gap_rel": 1e-9, "tol_feas": 1e-9}
 

@@ -22,7 +22,7 @@ from sopjax.kernels.dispatch import (
 )
 from sopjax.kernels.dispatch.batched import dispatch_batched
 from sopjax.powerflow import solve
-from sopjax.problems.dispatch.layer import DispatchLayer, build_dispatch, solve_dispatch
+from sopjax.problems.dispatch import DispatchLayer, build_dispatch, solve_dispatch
 
 N_RANDOM = 10
 TIGHT = {"tol_gap_abs": 1e-12, "tol_gap_rel": 1e-12, "tol_feas": 1e-12, "max_iter": 500}

@@ -58,7 +58,7 @@ def _solver(scn: Scenario, spec: SweepSpec) -> Callable[[DispatchInputs], object
     if spec.engine == "jax":
         data = scn.data
         return lambda i: dispatch_batched(data, i, tol=spec.tol, max_iter=spec.max_iter)
-    from sopjax.problems.dispatch.layer import DispatchLayer, build_dispatch
+    from sopjax.problems.dispatch import DispatchLayer, build_dispatch
 
     return DispatchLayer(build_dispatch(scn.data))
 
@@ -92,7 +92,7 @@ def _check_converged(scn, spec, point: dict, conv, infeas, params: dict | None =
     where = ", ".join(f"{k}={v:g}" for k, v in point.items())
     msg = f"{where}: sample {i if idx is None else int(np.asarray(idx)[i])} of the pool"
     try:
-        from sopjax.problems.dispatch.layer import build_dispatch, solve_dispatch
+        from sopjax.problems.dispatch import build_dispatch, solve_dispatch
 
         params = params if params is not None else {k: jnp.asarray(v) for k, v in point.items()}
         one = jax.tree_util.tree_map(lambda a: np.asarray(a)[i], scn.inputs(params, idx))

@@ -7,7 +7,7 @@ the exact backward/forward sweep (:func:`sopjax.powerflow.batched_solver`).
 How the SOPs are dispatched on a sampled hour (``dispatch``):
 
 ``"optimal"``  the optimal set-points of that hour with the plan's capacities:
-               the SOC dispatch of :mod:`sopjax.problems.dispatch.layer` (minimum line +
+               the SOC dispatch of :mod:`sopjax.problems.dispatch` (minimum line +
                converter losses under the voltage limits; a DPP model
                canonicalised once, re-solved per hour by Clarabel, ~10-30 ms an
                hour). Hours are independent (SOPs store no energy), so this is
@@ -133,7 +133,7 @@ def _sop_injections(bus_i, bus_j, loss_i, loss_j, p_i, q_i, q_j, *, n_bus):
 
 
 def _optimal_setpoints(problem: PlanningProblem, net_sop, pl, ql, ppv, s_i, s_j, fallback):
-    """Optimal set-points per sample-hour: the SOC dispatch (:mod:`sopjax.problems.dispatch.layer`, Clarabel).
+    """Optimal set-points per sample-hour: the SOC dispatch (:mod:`sopjax.problems.dispatch`, Clarabel).
 
     The DPP model is canonicalised once per plan and re-solved per hour. An hour
     with no feasible set-point (the plan cannot hold the voltage limits) takes
@@ -144,7 +144,7 @@ def _optimal_setpoints(problem: PlanningProblem, net_sop, pl, ql, ppv, s_i, s_j,
     import warnings
 
     from sopjax.kernels.dispatch import DispatchInfeasibleError, DispatchInputs, compile_dispatch
-    from sopjax.problems.dispatch.layer import build_dispatch, solve_dispatch
+    from sopjax.problems.dispatch import build_dispatch, solve_dispatch
 
     model = build_dispatch(compile_dispatch(net_sop, problem.status))
     n = pl.shape[0]
