@@ -41,6 +41,7 @@ import cvxpy as cp
 import numpy as np
 from scipy.stats import norm
 
+from sopjax import graph
 from sopjax.errors import SopjaxError
 from sopjax.network import Network
 from sopjax.solvers import formulations
@@ -298,21 +299,8 @@ def _check_substation(net: Network, settings: RestorationSettings, closable: np.
 
 def _reach(net: Network, closable: np.ndarray, start) -> np.ndarray:
     """Buses connected to ``start`` through closable branches, (bus,) bool."""
-    f, t = np.asarray(net.f_bus), np.asarray(net.t_bus)
-    adj: list[list[int]] = [[] for _ in range(net.n_bus)]
-    for k in np.flatnonzero(closable):
-        adj[f[k]].append(t[k])
-        adj[t[k]].append(f[k])
-    seen = np.zeros(net.n_bus, dtype=bool)
-    stack = [int(b) for b in start]
-    seen[stack] = True
-    while stack:
-        u = stack.pop()
-        for w in adj[u]:
-            if not seen[w]:
-                seen[w] = True
-                stack.append(w)
-    return seen
+    adj = graph.incidence(net.n_bus, np.asarray(net.f_bus), np.asarray(net.t_bus), np.flatnonzero(closable))
+    return graph.reachable(adj, start)
 
 
 def _bus_list(net: Network, mask: np.ndarray) -> str:
@@ -708,7 +696,7 @@ class RestorationPlan:
 
 def _fit_capacity(net: Network, k: int, p: float, qi: float, qj: float, rtol: float = 1e-7):
     """Shrink a PQ set-point that exceeds a VSC capacity by solver round-off (exact DC balance)."""
-    from sopjax.strategies.batch import vdcq_power_np
+    from sopjax.kernels.radial_np import vdcq_power_np
 
     sop = net.sop
     si, sj = float(sop.s_rated_i_pu[k]), float(sop.s_rated_j_pu[k])
