@@ -48,7 +48,7 @@ class ScoringOptions:
         ratio_hist: histogram of recovery ratio and VCPI max (on [0, 1]).
         voltage_hist: histogram of bus voltages, vmin and vmax (p.u.).
         strategy_axis: ``"map"`` (loop over strategies; best on CPU) or ``"vmap"``
-            (one wide batch; best on GPU); see :func:`score_batch`.
+            (one wide batch; best on GPU); see :func:`~sopjax.kernels.scoring.layout.score_batch`.
         sample_block: samples per vectorised block of the per-sample kernel inside a
             strategy (``None``: all samples of the chunk in one block).
         sweep_layout: with ``strategy_axis="map"`` and the exact sweep, ``"bus_major"``
