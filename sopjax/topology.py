@@ -22,10 +22,11 @@ from typing import Any
 import jax
 import numpy as np
 
+from sopjax import graph
 from sopjax.errors import TopologyError
 from sopjax.network import Network
 
-__all__ = ["Topology", "compile_topology", "stack_topologies"]
+__all__ = ["Topology", "compile_topology", "stack_topologies", "spanning_tree_order"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,16 +75,9 @@ jax.tree_util.register_dataclass(
 )
 
 
-def _loop_message(net: Network, k: int, u: int, v: int, parent, up_branch, has_parent) -> str:
+def _loop_message(net: Network, k: int, u: int, v: int, parent, up_branch) -> str:
     """Describe the closed path formed by branch k between two visited buses u, v."""
-
-    def chain(b):
-        path = [b]
-        while has_parent[path[-1]]:
-            path.append(parent[path[-1]])
-        return path
-
-    pu, pv = chain(u), chain(v)
+    pu, pv = graph.ancestors(parent, u), graph.ancestors(parent, v)
     if pu[-1] != pv[-1]:
         branches = [up_branch[b] for b in pu[:-1]] + [k] + [up_branch[b] for b in pv[:-1]]
         labels = ", ".join(net.branch_label(b) for b in branches)
@@ -124,10 +118,7 @@ def compile_topology(
     if closed.shape != (nl,):
         raise TopologyError(f"branch status needs {nl} entries, got shape {closed.shape}")
     f, t = np.asarray(net.f_bus), np.asarray(net.t_bus)
-    adj: list[list[tuple[int, int]]] = [[] for _ in range(nb)]
-    for k in np.flatnonzero(closed):
-        adj[f[k]].append((t[k], k))
-        adj[t[k]].append((f[k], k))
+    adj = graph.incidence(nb, f, t, np.flatnonzero(closed))
 
     roots = [net.slack_bus] + [int(s) for s in sources if int(s) != net.slack_bus]
     if len(set(roots)) != len(roots):
@@ -144,53 +135,36 @@ def compile_topology(
     tour: list[int] = []
     entry = np.zeros(nb, dtype=np.int64)
 
-    def dfs(src: int, comp: int, strict: bool) -> None:
-        visited[src] = True
-        island[src] = comp
-        stack = [(src, iter(adj[src]))]
-        if strict:
-            preorder.append(src)
-            entry[src] = len(tour)
-            tour.append(src)
-        while stack:
-            u, it = stack[-1]
-            for v, k in it:
-                if has_parent[u] and k == up_branch[u]:
-                    continue
-                if visited[v]:
-                    if strict:
-                        raise TopologyError(_loop_message(net, k, u, v, parent, up_branch, has_parent))
-                    continue
-                visited[v] = True
-                parent[v], up_branch[v], has_parent[v] = u, k, strict
-                root[v] = root[u] if strict else v
-                depth[v] = depth[u] + 1 if strict else 0
-                island[v] = comp
-                if strict:
-                    preorder.append(v)
-                    entry[v] = len(tour)
-                    tour.append(v)
-                    stack.append((v, iter(adj[v])))
-                else:
-                    stack.append((v, iter(adj[v])))
-                break
-            else:
-                stack.pop()
-                if strict:
-                    subtree_end[u] = len(preorder)
-                    tour.append(nb + u)
+    def grow(src: int, comp: int) -> None:
+        """Root a tree at source ``src``: parents, depths, preorder and Euler tour."""
+        for kind, u, v, k in graph.depth_first(adj, src, visited):
+            if kind == graph.CYCLE:
+                raise TopologyError(_loop_message(net, k, u, v, parent, up_branch))
+            if kind == graph.LEAVE:
+                subtree_end[u] = len(preorder)
+                tour.append(nb + u)
+                continue
+            island[v] = comp
+            if u >= 0:  # entered through branch k (the source is entered first, from nowhere)
+                parent[v], up_branch[v], has_parent[v] = u, k, True
+                root[v], depth[v] = root[u], depth[u] + 1
+            preorder.append(v)
+            entry[v] = len(tour)
+            tour.append(v)
 
     for comp, src in enumerate(roots):
         if visited[src]:
             raise TopologyError(
                 f"source bus {net.bus_ids[src]} is connected to another source through closed branches"
             )
-        dfs(src, comp, strict=True)
+        grow(src, comp)
     energized = visited.copy()
     comp = len(roots)
     for b in range(nb):  # de-energized components: label islands, each bus a singleton tree
         if not visited[b]:
-            dfs(b, comp, strict=False)
+            for kind, _, v, _ in graph.depth_first(adj, b, visited):
+                if kind == graph.ENTER:
+                    island[v] = comp
             comp += 1
     for b in np.flatnonzero(~energized):
         parent[b], has_parent[b], root[b] = b, False, b
@@ -234,3 +208,18 @@ def compile_topology(
 def stack_topologies(topologies: Sequence[Topology]) -> Topology:
     """Stack topologies of one network along a new leading (strategy) axis."""
     return jax.tree_util.tree_map(lambda *xs: np.stack(xs), *topologies)
+
+
+def spanning_tree_order(net: Network, status: np.ndarray) -> list[tuple[int, int, int]] | None:
+    """Breadth-first order of the closed branches from the substation, if they form a spanning tree.
+
+    Returns:
+        ``(branch, parent bus, child bus)`` per closed branch in breadth-first
+        order, or ``None`` if the closed branches are not a spanning tree of all buses.
+    """
+    closed = np.flatnonzero(status)
+    if closed.size != net.n_bus - 1:
+        return None
+    adj = graph.incidence(net.n_bus, np.asarray(net.f_bus), np.asarray(net.t_bus), closed)
+    order = graph.search_forest(adj, [net.slack_bus]).edges
+    return order if len(order) == net.n_bus - 1 else None

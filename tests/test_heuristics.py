@@ -5,7 +5,8 @@ import pytest
 
 import sopjax
 from sopjax.powerflow import solve as power_flow
-from sopjax.problems.reconfiguration.heuristic import branch_exchange, radial_sweep
+from sopjax.kernels.radial_np import radial_sweep
+from sopjax.problems.reconfiguration.heuristic import branch_exchange
 from sopjax.problems.reconfiguration.build import build_reconfiguration, reconfiguration_warm_start
 from sopjax.solvers.backends.scip import solve_scip
 from sopjax.solvers.backends.solve import SCIP_DEFAULTS

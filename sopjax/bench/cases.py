@@ -14,6 +14,7 @@ import dataclasses
 
 import numpy as np
 
+from sopjax import graph
 from sopjax.errors import CaseFormatError
 from sopjax.network import Network
 
@@ -48,25 +49,15 @@ def radial_status(net: Network, status: np.ndarray | None = None) -> tuple[np.nd
         (new status, 1-based numbers of the branches opened).
     """
     closed = np.asarray(net.in_service if status is None else status, dtype=bool).copy()
-    parent = list(range(net.n_bus))
-
-    def find(a: int) -> int:
-        while parent[a] != a:
-            parent[a] = parent[parent[a]]
-            a = parent[a]
-        return a
-
+    links = graph.DisjointSet(range(net.n_bus))
     sw = np.asarray(net.switchable, dtype=bool)
     order = sorted(np.flatnonzero(closed), key=lambda k: (bool(sw[k]), int(k)))
     opened = []
     f, t = np.asarray(net.f_bus), np.asarray(net.t_bus)
     for k in order:
-        a, b = find(int(f[k])), find(int(t[k]))
-        if a == b:
+        if not links.union(int(f[k]), int(t[k])):  # k closes a loop
             closed[k] = False
             opened.append(net.branch_numbers[k])
-        else:
-            parent[a] = b
     return closed, sorted(opened)
 
 

@@ -51,6 +51,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from sopjax import graph
 from sopjax.errors import NetworkError, UnsupportedElementError
 from sopjax.network import Network, PVUnits, make_network
 
@@ -97,25 +98,6 @@ def _table(net_pp, name: str):
     return table
 
 
-class _UnionFind:
-    def __init__(self, items):
-        self.parent = {int(i): int(i) for i in items}
-
-    def find(self, a: int) -> int:
-        root = a
-        while self.parent[root] != root:
-            root = self.parent[root]
-        while self.parent[a] != root:
-            self.parent[a], a = root, self.parent[a]
-        return root
-
-    def union(self, a: int, b: int) -> None:
-        ra, rb = self.find(a), self.find(b)
-        if ra != rb:  # keep the lower index as representative
-            lo, hi = min(ra, rb), max(ra, rb)
-            self.parent[hi] = lo
-
-
 def _check_unsupported(net_pp, slack_at_trafo_lv: bool) -> None:
     found = []
     for name, what in _UNSUPPORTED:
@@ -146,7 +128,7 @@ def _check_unsupported(net_pp, slack_at_trafo_lv: bool) -> None:
         )
 
 
-def _trafo_sources(net_pp, uf: _UnionFind, switches) -> tuple[set[int], float, set[int]]:
+def _trafo_sources(net_pp, uf: graph.DisjointSet, switches) -> tuple[set[int], float, set[int]]:
     """Replace transformers by ideal sources at their LV buses.
 
     Returns (kept LV bus representatives, slack vm_pu, dropped HV-side buses).
@@ -168,26 +150,20 @@ def _trafo_sources(net_pp, uf: _UnionFind, switches) -> tuple[set[int], float, s
     # without crossing a transformer.
     lv = {int(b) for b in trafo["lv_bus"]}
     hv = {int(b) for b in trafo["hv_bus"]}
-    adj: dict[int, set[int]] = {}
+    pairs: list[tuple[int, int]] = []
     line = _table(net_pp, "line")
     if line is not None:
-        for a, b in zip(
-            line["from_bus"].to_numpy()[_in_service(line)], line["to_bus"].to_numpy()[_in_service(line)]
-        ):
-            adj.setdefault(int(a), set()).add(int(b))
-            adj.setdefault(int(b), set()).add(int(a))
+        on = _in_service(line)
+        pairs += zip(line["from_bus"].to_numpy()[on], line["to_bus"].to_numpy()[on])
     if switches is not None:
         bb = switches[(switches["et"] == "b") & switches["closed"].astype(bool)]
-        for a, b in zip(bb["bus"], bb["element"]):
-            adj.setdefault(int(a), set()).add(int(b))
-            adj.setdefault(int(b), set()).add(int(a))
-    hv_side, stack = set(hv), list(hv)
-    while stack:
-        u = stack.pop()
-        for v in adj.get(u, ()):
-            if v not in hv_side:
-                hv_side.add(v)
-                stack.append(v)
+        pairs += zip(bb["bus"], bb["element"])
+    pairs = [(int(a), int(b)) for a, b in pairs]
+    joined = graph.DisjointSet(hv.union(*pairs))
+    for a, b in pairs:
+        joined.union(a, b)
+    hv_roots = {joined.find(b) for b in hv}
+    hv_side = {b for b in joined if joined.find(b) in hv_roots}
     clash = hv_side & lv
     if clash:
         raise UnsupportedElementError(
@@ -233,7 +209,7 @@ def _trafo_sources(net_pp, uf: _UnionFind, switches) -> tuple[set[int], float, s
 def _grouping(net_pp, slack_at_trafo_lv: bool):
     """Union-find of merged buses, the set of dropped buses and trafo slack info."""
     bus = net_pp["bus"]
-    uf = _UnionFind(bus.index)
+    uf = graph.DisjointSet(int(i) for i in bus.index)
     switches = _table(net_pp, "switch")
     if switches is not None:
         bb = switches[switches["et"] == "b"]
@@ -252,7 +228,7 @@ def _grouping(net_pp, slack_at_trafo_lv: bool):
                     "only ideal (z_ohm = 0) bus couplers can be merged"
                 )
             for end in (a, b):
-                if int(end) not in uf.parent:
+                if int(end) not in uf:
                     raise NetworkError(f"bus-bus switch {idx} refers to unknown bus {int(end)}")
             uf.union(int(a), int(b))
     dropped: set[int] = set()
@@ -356,7 +332,7 @@ def from_pandapower(
                 f"a radial feeder needs exactly one in-service ext_grid, found {n_ext}{where}"
             )
         slack_pp = int(ext_on["bus"].iloc[0])
-        if slack_pp not in uf.parent:
+        if slack_pp not in uf:
             raise NetworkError(f"ext_grid refers to unknown bus {slack_pp}")
         slack = uf.find(slack_pp)
         v_slack = float(ext_on["vm_pu"].iloc[0])
@@ -383,7 +359,7 @@ def from_pandapower(
             if not o:
                 continue
             b = int(b)
-            if b not in uf.parent:
+            if b not in uf:
                 raise NetworkError(f"{table_name} {idx} refers to unknown bus {b}")
             if not np.isfinite(pi) or not np.isfinite(qi):
                 raise NetworkError(
@@ -432,7 +408,7 @@ def from_pandapower(
             sn,
             scale,
         ):
-            if int(b) not in uf.parent:
+            if int(b) not in uf:
                 raise NetworkError(f"sgen {idx} refers to unknown bus {int(b)}")
             if not o or not bus_on[int(b)]:
                 continue
@@ -479,7 +455,7 @@ def from_pandapower(
         for pos, (idx, a, b) in enumerate(zip(line.index, line["from_bus"], line["to_bus"])):
             a, b = int(a), int(b)
             for end in (a, b):
-                if end not in uf.parent:
+                if end not in uf:
                     raise NetworkError(f"line {idx} refers to unknown bus {end}")
             if a in dropped or b in dropped:
                 continue  # HV side of the transformers (slack_at_trafo_lv)

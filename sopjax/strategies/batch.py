@@ -16,21 +16,16 @@ import numpy as np
 
 from sopjax.errors import SopjaxError, TopologyError
 from sopjax.kernels.radial import Grid, VfCoupling
+from sopjax.kernels.radial_np import vdcq_power_np
 from sopjax.kernels.scoring import ScoringContext, StrategyArrays
 from sopjax.network import Network
 from sopjax.powerflow import make_grid
 from sopjax.strategies.strategy import OFF, PQ_I, PQ_J, VF_I, VF_J, Strategy, StrategyError
 from sopjax.topology import Topology, compile_topology, stack_topologies
 
-__all__ = ["StrategyBatch", "compile_strategies", "outage_buses", "scoring_context", "vdcq_power_np"]
+__all__ = ["StrategyBatch", "compile_strategies", "outage_buses", "scoring_context"]
 
 _CAP_RTOL = 1e-9
-
-
-def vdcq_power_np(p_other, loss_other, s_other_abs, a, q):
-    """numpy twin of :func:`sopjax.kernels.radial.vdcq_power` (DC balance of a VdcQ VSC)."""
-    c = -p_other - loss_other * s_other_abs
-    return (c - a * np.sqrt(c * c + (1.0 - a * a) * q * q)) / (1.0 - a * a)
 
 
 @dataclasses.dataclass(frozen=True)

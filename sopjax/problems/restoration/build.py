@@ -29,6 +29,7 @@ import dataclasses
 import cvxpy as cp
 import numpy as np
 
+from sopjax import graph
 from sopjax.errors import SopjaxError
 from sopjax.network import Network
 from sopjax.problems.restoration.periods import plan_periods
@@ -60,21 +61,8 @@ def _check_substation(net: Network, settings: RestorationSettings, closable: np.
 
 def _reach(net: Network, closable: np.ndarray, start) -> np.ndarray:
     """Buses connected to ``start`` through closable branches, (bus,) bool."""
-    f, t = np.asarray(net.f_bus), np.asarray(net.t_bus)
-    adj: list[list[int]] = [[] for _ in range(net.n_bus)]
-    for k in np.flatnonzero(closable):
-        adj[f[k]].append(t[k])
-        adj[t[k]].append(f[k])
-    seen = np.zeros(net.n_bus, dtype=bool)
-    stack = [int(b) for b in start]
-    seen[stack] = True
-    while stack:
-        u = stack.pop()
-        for w in adj[u]:
-            if not seen[w]:
-                seen[w] = True
-                stack.append(w)
-    return seen
+    adj = graph.incidence(net.n_bus, np.asarray(net.f_bus), np.asarray(net.t_bus), np.flatnonzero(closable))
+    return graph.reachable(adj, start)
 
 
 def _bus_list(net: Network, mask: np.ndarray) -> str:

@@ -13,7 +13,7 @@ from sopjax.solvers import formulations
 from sopjax.solvers.backends.report import SolveInfo
 from sopjax.solvers.model import Model
 from sopjax.strategies import Strategy
-from sopjax.strategies.batch import vdcq_power_np
+from sopjax.kernels.radial_np import vdcq_power_np
 
 __all__ = ["RestorationPlan", "extract_plan"]
 

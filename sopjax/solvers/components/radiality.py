@@ -32,6 +32,7 @@ import cvxpy as cp
 import numpy as np
 import scipy.sparse as sp
 
+from sopjax import graph
 from sopjax.errors import SopjaxError
 from sopjax.solvers.formulations.common import branch_sets
 from sopjax.solvers.model import Model
@@ -261,38 +262,12 @@ def connectivity_buses(m: Model) -> np.ndarray:
 
 def cycle_basis(n_bus: int, f: np.ndarray, t: np.ndarray) -> list[list[int]]:
     """Fundamental cycles (lists of positions into ``f``/``t``) of an undirected multigraph."""
-    adj: list[list[tuple[int, int]]] = [[] for _ in range(n_bus)]
-    for k, (a, b) in enumerate(zip(f, t)):
-        adj[a].append((b, k))
-        adj[b].append((a, k))
-    parent = np.full(n_bus, -1)
-    up = np.full(n_bus, -1)
-    depth = np.full(n_bus, -1)
+    forest = graph.search_forest(graph.incidence(n_bus, f, t), range(n_bus), order="stack")
     tree = np.zeros(len(f), dtype=bool)
-    for s in range(n_bus):
-        if depth[s] >= 0:
-            continue
-        depth[s] = 0
-        stack = [s]
-        while stack:
-            u = stack.pop()
-            for w, k in adj[u]:
-                if depth[w] < 0:
-                    depth[w], parent[w], up[w] = depth[u] + 1, u, k
-                    tree[k] = True
-                    stack.append(w)
+    tree[[k for k, _, _ in forest.edges]] = True
     cycles = []
     for k in np.flatnonzero(~tree):
-        a, b = int(f[k]), int(t[k])
-        path = [int(k)]
-        while a != b:
-            if depth[a] >= depth[b]:
-                path.append(int(up[a]))
-                a = parent[a]
-            else:
-                path.append(int(up[b]))
-                b = parent[b]
-        cycles.append(path)
+        cycles.append([int(k)] + graph.tree_path(forest, f[k], t[k]))
     return cycles
 
 
@@ -394,32 +369,16 @@ def closable_bridges(net, candidates: np.ndarray) -> np.ndarray:
     gen[np.asarray(net.sop.bus_i, dtype=int)] = True
     gen[np.asarray(net.sop.bus_j, dtype=int)] = True
     gen |= (np.asarray(net.p_load_pu) < 0) | (np.asarray(net.q_load_pu) < 0)
-    adj: list[list[tuple[int, int]]] = [[] for _ in range(nb)]
-    for pos, (a, b) in enumerate(zip(f, t)):
-        adj[a].append((b, pos))
-        adj[b].append((a, pos))
+    adj = graph.incidence(nb, f, t)  # edge ids: positions into idx
     out = np.zeros(net.n_branch, dtype=bool)
-
-    def side(start: int, skip: int) -> set[int]:
-        """Buses reachable from ``start`` without crossing branch position ``skip``."""
-        seen = {start}
-        stack = [start]
-        while stack:
-            u = stack.pop()
-            for w, q in adj[u]:
-                if q != skip and w not in seen:
-                    seen.add(w)
-                    stack.append(w)
-        return seen
-
     for pos in np.flatnonzero(br):
         # side of the bridge without the substation
-        far = side(int(f[pos]), pos)
-        if net.slack_bus in far:
-            far = side(int(t[pos]), pos)
-        if net.slack_bus in far:
+        far = graph.reachable(adj, [f[pos]], skip_edge=pos)
+        if far[net.slack_bus]:
+            far = graph.reachable(adj, [t[pos]], skip_edge=pos)
+        if far[net.slack_bus]:
             continue  # the bridge does not separate the substation (disconnected graph)
-        if not any(gen[b] for b in far):
+        if not np.any(gen & far):
             out[idx[pos]] = True
     return out
 
@@ -448,24 +407,13 @@ def constraint_chain_cuts(m: Model, energized: np.ndarray, zero_load: np.ndarray
     deg = np.bincount(np.concatenate([f, t]), minlength=net.n_bus)
     inner = (deg == 2) & np.asarray(energized, dtype=bool)
     inner[net.slack_bus] = False
-    incident: list[list[int]] = [[] for _ in range(net.n_bus)]
-    for pos, (a, b) in enumerate(zip(f, t)):
-        incident[a].append(pos)
-        incident[b].append(pos)
-    parent = list(range(idx.size))
-
-    def find(a):
-        while parent[a] != a:
-            parent[a] = parent[parent[a]]
-            a = parent[a]
-        return a
-
+    incident = [[pos for _, pos in row] for row in graph.incidence(net.n_bus, f, t)]
+    links = graph.DisjointSet(range(idx.size))
     for bus in np.flatnonzero(inner):
-        a, b = incident[bus]
-        parent[find(a)] = find(b)
+        links.union(*incident[bus])
     chains: dict[int, list[int]] = {}
     for pos in range(idx.size):
-        chains.setdefault(find(pos), []).append(pos)
+        chains.setdefault(links.find(pos), []).append(pos)
     alpha = m.var["alpha"]
     switch = set(sets["switch"].tolist())
     cons = []
