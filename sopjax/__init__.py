@@ -19,7 +19,8 @@ from sopjax.errors import (  # noqa: E402
 )
 from sopjax.io.matpower import read_matpower  # noqa: E402
 from sopjax.jax_config import configure_xla  # noqa: E402
-from sopjax.io.pandapower import from_pandapower, to_pandapower  # noqa: E402
+from sopjax.io.pandapower import from_pandapower  # noqa: E402
+from sopjax.io.pandapower_export import to_pandapower  # noqa: E402
 from sopjax.kernels.radial import Grid, PowerFlowResult, VfCoupling  # noqa: E402
 from sopjax.network import Network, make_network  # noqa: E402
 from sopjax.powerflow import batched_solver, make_grid, shard_samples, solve  # noqa: E402

@@ -13,7 +13,8 @@ import pandapower.networks as pn
 import pytest
 
 import sopjax
-from sopjax.io.pandapower import from_pandapower, to_pandapower
+from sopjax.io.pandapower import from_pandapower
+from sopjax.io.pandapower_export import to_pandapower
 from sopjax.powerflow import batched_solver, make_grid
 from sopjax.topology import compile_topology
 

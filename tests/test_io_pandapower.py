@@ -14,8 +14,8 @@ from sopjax.io.pandapower import (
     from_pandapower,
     load_pandapower_network,
     pandapower_bus_map,
-    to_pandapower,
 )
+from sopjax.io.pandapower_export import to_pandapower
 
 warnings.filterwarnings("ignore", category=FutureWarning)
 

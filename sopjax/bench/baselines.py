@@ -551,7 +551,7 @@ def pandapower_loop(
     """
     import pandapower as pp
 
-    from sopjax.io.pandapower import to_pandapower
+    from sopjax.io.pandapower_export import to_pandapower
 
     pnet = to_pandapower(net, status)
     bus_ids = np.asarray(net.bus_ids)
