@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sopjax.kernels.dispatch.batched import dispatch_batched
+from sopjax.kernels.dispatch import dispatch_batched
 from sopjax.sweeps.config import SweepConfigError, SweepSpec
 from sopjax.sweeps.runner import _attrs, _check_converged
 from sopjax.sweeps.scenario import Scenario, build_scenario
