@@ -35,7 +35,8 @@ from sopjax.kernels.dispatch.solve import (
 )
 
 __all__ = [
-    "CAPACITY_FLOOR_PU", "DispatchData", "DispatchInfeasibleError", "DispatchInputError", "DispatchInputs", "DispatchResult",
-    "STRAGGLER_SHARE", "check_inputs", "compile_dispatch", "concrete_value", "dispatch_batched", "dispatch_native",
-    "dispatch_solution", "dispatch_state", "dispatch_state_batch", "distflow", "nominal_inputs",
+    "CAPACITY_FLOOR_PU", "DispatchData", "DispatchInfeasibleError", "DispatchInputError", "DispatchInputs",
+    "DispatchResult", "STRAGGLER_SHARE", "check_inputs", "compile_dispatch", "concrete_value",
+    "dispatch_batched", "dispatch_native", "dispatch_solution", "dispatch_state", "dispatch_state_batch",
+    "distflow", "nominal_inputs",
 ]

@@ -46,7 +46,8 @@ def _lagrangian(data: DispatchData, th: Params, x, z, l, sweeps: int):
     return lag, jax.tree_util.tree_map(lambda a: a[..., 0], aux)
 
 
-def dispatch_solution(data: DispatchData, inputs: DispatchInputs, state, *, final_sweeps: int = 6) -> DispatchResult:
+def dispatch_solution(data: DispatchData, inputs: DispatchInputs, state, *,
+                      final_sweeps: int = 6) -> DispatchResult:
     """The :class:`DispatchResult` of one sample from the interior-point method's final ``state``.
 
     Values are those of the final iterate. Derivatives: the set-points and duals carry

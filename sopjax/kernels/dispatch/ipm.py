@@ -31,7 +31,8 @@ from sopjax.kernels.dispatch.data import DispatchData
 from sopjax.kernels.dispatch.flow import FlowState
 from sopjax.kernels.dispatch.layouts import Layout
 from sopjax.kernels.dispatch.problem import (
-    Consts, Params, Problem, col, constraints, flow, huber_derivatives, lagrangian, q_rows, smoothing, sop_rows, split,
+    Consts, Params, Problem, col, constraints, flow, huber_derivatives, lagrangian, q_rows, smoothing,
+    sop_rows, split,
 )
 
 __all__ = ["State", "finish", "init", "select", "step"]
@@ -58,7 +59,8 @@ def _analytic_jacobian(data: DispatchData, th: Params, x) -> tuple[list, tuple]:
     rows = [[(kk, -pi[kk] / th.s_i[kk]), (ns + kk, -qi[kk] / th.s_i[kk])] for kk in range(ns)]
     rows += [[(2 * ns + kk, -pj[kk] / th.s_j[kk]), (3 * ns + kk, -qj[kk] / th.s_j[kk])] for kk in range(ns)]
     rows += [[(kk, -1.0 - Ai[kk] * gi[0][kk]), (ns + kk, -Ai[kk] * gi[1][kk]),
-              (2 * ns + kk, -1.0 - Aj[kk] * gj[0][kk]), (3 * ns + kk, -Aj[kk] * gj[1][kk])] for kk in range(ns)]
+              (2 * ns + kk, -1.0 - Aj[kk] * gj[0][kk]), (3 * ns + kk, -Aj[kk] * gj[1][kk])]
+             for kk in range(ns)]
     one = jnp.ones_like(pi[0])
     rows += [[(int(col), sign * one)] for sign in (-1.0, 1.0) for col in q_rows(data)[3]]
     return rows, ((Ai, hi[1]), (Aj, hj[1]))
@@ -118,7 +120,8 @@ def _rating_jacobian(data: DispatchData, k: Consts, fl: FlowState):
 def _jmul(k: Consts, rows, Jr, dx):
     """``J dx`` (m, batch)."""
     gv = k.Gv @ dx
-    parts = [jnp.stack([sum((v * dx[a] for a, v in row), start=jnp.zeros_like(dx[0])) for row in rows]), gv, -gv]
+    an = [sum((v * dx[a] for a, v in row), start=jnp.zeros_like(dx[0])) for row in rows]
+    parts = [jnp.stack(an), gv, -gv]
     if Jr is not None:
         parts.append(jnp.einsum("rxb,xb->rb", Jr, dx))
     return jnp.concatenate(parts)
@@ -183,11 +186,12 @@ def init(data: DispatchData, k: Consts, pb: Problem) -> State:
     return State(x0, s0, z0, fl0.l, jnp.zeros(nb, jnp.int32), jnp.zeros(nb, bool), jnp.zeros(nb, bool))
 
 
-def step(data: DispatchData, k: Consts, layout: Layout, pb: Problem, st: State, *, tol: float, sweeps: int) -> State:
+def step(data: DispatchData, k: Consts, layout: Layout, pb: Problem, st: State, *, tol: float,
+         sweeps: int) -> State:
     """One interior-point update of every running sample (stopped samples stay as they are)."""
     th, nf = pb.th, 3 * data.n_sop
-    (_, (_, c, fl)), rd = jax.value_and_grad(lagrangian, argnums=3, has_aux=True)(data, k, pb, st.x, st.z, st.l,
-                                                                                  sweeps)
+    grad = jax.value_and_grad(lagrangian, argnums=3, has_aux=True)
+    (_, (_, c, fl)), rd = grad(data, k, pb, st.x, st.z, st.l, sweeps)
     m = c.shape[0]
     s = jnp.concatenate([c[:nf], st.s[nf:]])  # the SOP rows' slacks are the rows themselves
     rows, hess = _analytic_jacobian(data, th, st.x)
@@ -243,7 +247,8 @@ def _backtrack(data: DispatchData, th: Params, x, dx, ap, floor):
     """The first of ``ap``, ``ap / 2``, ... ``ap / 2^15`` that keeps the SOP rows above ``floor`` (else 0)."""
     alphas = ap[None, :] * jnp.asarray(_SHRINK, ap.dtype)[:, None]  # (try, batch)
     ok = jnp.all(sop_rows(data, th, x[None] + alphas[:, None, :] * dx[None]) >= floor[None], axis=1)
-    return jnp.where(jnp.any(ok, axis=0), jnp.take_along_axis(alphas, jnp.argmax(ok, axis=0)[None], 0)[0], 0.0)
+    first = jnp.take_along_axis(alphas, jnp.argmax(ok, axis=0)[None], 0)[0]
+    return jnp.where(jnp.any(ok, axis=0), first, 0.0)
 
 
 def finish(data: DispatchData, k: Consts, pb: Problem, st: State, sweeps: int):

@@ -76,7 +76,8 @@ def _packed_solve(packed, b) -> jax.Array:
         y[i] = (b[i] - sum((L[i][q] * y[q] for q in range(i)), start=jnp.zeros_like(b[i]))) / L[i][i]
     out = [None] * n
     for i in reversed(range(n)):
-        out[i] = (y[i] - sum((L[q][i] * out[q] for q in range(i + 1, n)), start=jnp.zeros_like(b[i]))) / L[i][i]
+        acc = y[i] - sum((L[q][i] * out[q] for q in range(i + 1, n)), start=jnp.zeros_like(b[i]))
+        out[i] = acc / L[i][i]
     return jnp.stack(out)
 
 

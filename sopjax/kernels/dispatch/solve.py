@@ -1,4 +1,4 @@
-"""The JAX-native dispatch solvers: one sample (:func:`dispatch_native`) and a whole batch (:func:`dispatch_batched`).
+"""The JAX-native dispatch solvers: one sample (:func:`dispatch_native`), a batch (:func:`dispatch_batched`).
 
 Both run the one interior-point iteration of :mod:`~sopjax.kernels.dispatch.ipm`;
 the per-sample solver is the batched one on a batch of one (with the LAPACK
@@ -24,7 +24,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from sopjax.kernels.dispatch import ipm
-from sopjax.kernels.dispatch.data import DispatchData, DispatchInputError, DispatchInputs, DispatchResult, check_inputs
+from sopjax.kernels.dispatch.data import (
+    DispatchData, DispatchInputError, DispatchInputs, DispatchResult, check_inputs,
+)
 from sopjax.kernels.dispatch.derivatives import dispatch_solution
 from sopjax.kernels.dispatch.layouts import DENSE, PACKED, Layout
 from sopjax.kernels.dispatch.problem import consts, params, problem
@@ -43,16 +45,9 @@ def _put(tree, idx, part):
     return jax.tree_util.tree_map(lambda a, b: a.at[..., idx].set(b), tree, part)
 
 
-def dispatch_state_batch(
-    data: DispatchData,
-    inputs: DispatchInputs,
-    *,
-    tol: float = 1e-9,
-    max_iter: int = 150,
-    sweeps: int = 3,
-    straggler_share: int = STRAGGLER_SHARE,
-    layout: Layout = PACKED,
-):
+def dispatch_state_batch(data: DispatchData, inputs: DispatchInputs, *, tol: float = 1e-9,
+                         max_iter: int = 150, sweeps: int = 3, straggler_share: int = STRAGGLER_SHARE,
+                         layout: Layout = PACKED):
     """Run the interior-point method on a batch (one leading sample axis); no derivatives.
 
     Args:
@@ -111,15 +106,8 @@ def dispatch_state(data: DispatchData, inputs: DispatchInputs, *, tol: float = 1
     return tuple(a[0] for a in out)
 
 
-def dispatch_native(
-    data: DispatchData,
-    inputs: DispatchInputs,
-    *,
-    tol: float = 1e-9,
-    max_iter: int = 150,
-    sweeps: int = 3,
-    final_sweeps: int = 6,
-) -> DispatchResult:
+def dispatch_native(data: DispatchData, inputs: DispatchInputs, *, tol: float = 1e-9, max_iter: int = 150,
+                    sweeps: int = 3, final_sweeps: int = 6) -> DispatchResult:
     """Optimal SOP dispatch of one sample, differentiable w.r.t. all of ``inputs``.
 
     Pure JAX: ``jit`` it (``data`` may be a static closure or an argument) and
@@ -142,16 +130,9 @@ def dispatch_native(
     return dispatch_solution(data, inputs, state, final_sweeps=final_sweeps)
 
 
-def dispatch_batched(
-    data: DispatchData,
-    inputs: DispatchInputs,
-    *,
-    tol: float = 1e-9,
-    max_iter: int = 150,
-    sweeps: int = 3,
-    final_sweeps: int = 6,
-    straggler_share: int = STRAGGLER_SHARE,
-) -> DispatchResult:
+def dispatch_batched(data: DispatchData, inputs: DispatchInputs, *, tol: float = 1e-9, max_iter: int = 150,
+                     sweeps: int = 3, final_sweeps: int = 6,
+                     straggler_share: int = STRAGGLER_SHARE) -> DispatchResult:
     """Optimal SOP dispatch of a batch: :func:`dispatch_native` for every sample, solved
     together (same results, derivatives and failure flags).
 
