@@ -62,7 +62,7 @@ def _analytic_jacobian(data: DispatchData, th: Params, x) -> tuple[list, tuple]:
               (2 * ns + kk, -1.0 - Aj[kk] * gj[0][kk]), (3 * ns + kk, -Aj[kk] * gj[1][kk])]
              for kk in range(ns)]
     one = jnp.ones_like(pi[0])
-    rows += [[(int(col), sign * one)] for sign in (-1.0, 1.0) for col in q_rows(data)[3]]
+    rows += [[(int(qc), sign * one)] for sign in (-1.0, 1.0) for qc in q_rows(data)[3]]  # reactive limits
     return rows, ((Ai, hi[1]), (Aj, hj[1]))
 
 
