@@ -42,8 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import sopjax
-from sopjax.kernels.dispatch import DispatchInputs, compile_dispatch, dispatch_native, nominal_inputs
-from sopjax.kernels.dispatch.batched import dispatch_batched
+from sopjax.kernels.dispatch import DispatchInputs, compile_dispatch, dispatch_batched, dispatch_native, nominal_inputs
 from sopjax.problems.dispatch import DispatchLayer, build_dispatch
 
 from sopjax.jax_config import configure_xla

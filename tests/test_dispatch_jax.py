@@ -16,11 +16,11 @@ from sopjax.kernels.dispatch import (
     DispatchInputs,
     check_inputs,
     compile_dispatch,
+    dispatch_batched,
     dispatch_native,
     distflow,
     nominal_inputs,
 )
-from sopjax.kernels.dispatch.batched import dispatch_batched
 from sopjax.powerflow import solve
 from sopjax.problems.dispatch import DispatchLayer, build_dispatch, solve_dispatch
 

@@ -2,7 +2,7 @@
 
 For every grid point the dispatch quantities are Monte Carlo means over the
 sample pool of the spec, each sample solved by the optimal SOP dispatch
-(:func:`sopjax.kernels.dispatch.batched.dispatch_batched`, or the cvxpylayers layer).
+(:func:`sopjax.kernels.dispatch.dispatch_batched`, or the cvxpylayers layer).
 Their derivatives along each axis are exact derivatives of those means
 (forward mode through the implicitly differentiated dispatch; reverse mode
 through the layer). Restoration quantities come from the Monte Carlo engine
@@ -25,8 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from sopjax.errors import ConfigError, SopjaxError
-from sopjax.kernels.dispatch import DispatchInfeasibleError, DispatchInputs
-from sopjax.kernels.dispatch.batched import dispatch_batched
+from sopjax.kernels.dispatch import DispatchInfeasibleError, DispatchInputs, dispatch_batched
 from sopjax.montecarlo.study import Study, build_strategies, make_study, run_study
 from sopjax.network import Network
 from sopjax.network_builder import build_network
