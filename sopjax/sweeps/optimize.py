@@ -29,14 +29,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-<<<<<<< HEAD
 from sopjax.errors import ConfigError
-from sopjax.kernels.dispatch.batched import dispatch_batched
-from sopjax.sweeps.config import SweepSpec
-=======
 from sopjax.kernels.dispatch import dispatch_batched
-from sopjax.sweeps.config import SweepConfigError, SweepSpec
->>>>>>> ipm
+from sopjax.sweeps.config import SweepSpec
 from sopjax.sweeps.runner import _attrs, _check_converged
 from sopjax.sweeps.scenario import Scenario, build_scenario
 
