@@ -49,21 +49,15 @@ def dispatch_solution(data: DispatchData, inputs: DispatchInputs, state, *,
     x, z = _kkt_point(final_sweeps, data, x_s, z_s, s_s, l_s, ok, th)
     k, pb = _sample(data, th)
     fl = jax.tree_util.tree_map(lambda a: a[:, 0], flow(k, pb, x[:, None], l_s[:, None], final_sweeps))
-    pi, qi, pj, qj = split(data.n_sop, x)
     ns = data.n_sop
+    pi, qi, pj, qj = split(ns, x)
     lag, (F, _, _) = _lagrangian(data, th, x_s, z_s, l_s, final_sweeps)
     envelope = jnp.where(ok, lag - jax.lax.stop_gradient(lag), 0.0)
     return DispatchResult(
-        p_i=pi, q_i=qi, p_j=pj, q_j=qj,
-        converter_loss=-(pi + pj),
-        line_loss=jnp.sum(data.r * fl.l),
-        objective=jax.lax.stop_gradient(F) + envelope,
-        vm_pu=bus_voltage(data, fl.v),
-        cap_dual_i=z[:ns],
-        cap_dual_j=z[ns : 2 * ns],
-        converged=converged,
-        iterations=it,
-        infeasibility=infeas,
+        p_i=pi, q_i=qi, p_j=pj, q_j=qj, converter_loss=-(pi + pj), line_loss=jnp.sum(data.r * fl.l),
+        objective=jax.lax.stop_gradient(F) + envelope, vm_pu=bus_voltage(data, fl.v),
+        cap_dual_i=z[:ns], cap_dual_j=z[ns : 2 * ns],
+        converged=converged, iterations=it, infeasibility=infeas,
     )
 
 

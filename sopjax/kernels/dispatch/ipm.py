@@ -40,7 +40,7 @@ _SHRINK = 0.5 ** np.arange(16)
 
 
 def _analytic_jacobian(data: DispatchData, th: Params, x) -> tuple[list, tuple]:
-    """The analytic rows' Jacobian, ``rows[r]`` a list of ``(column, value)``, and ``(A, Huber Hessian)`` per side."""
+    """Analytic rows' Jacobian (``rows[r]``: ``(column, value)`` pairs) and ``(A, Huber Hessian)`` per VSC."""
     ns = data.n_sop
     pi, qi, pj, qj = split(ns, x)
     hi = huber_derivatives(pi, qi, smoothing(th.s_i))

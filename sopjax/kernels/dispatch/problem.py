@@ -184,7 +184,7 @@ def flow(k: Consts, pb: Problem, x, l, n: int) -> FlowState:
 
 
 def lagrangian(data: DispatchData, k: Consts, pb: Problem, x, z, l, n: int):
-    """``(sum over the batch of F - z . c, (F, c, fl))``: the gradient is per sample; ``F`` (batch,), ``c`` (m, batch)."""
+    """``(sum over the batch of F - z . c, (F, c, fl))``; ``F`` (batch,), ``c`` (m, batch)."""
     fl = flow(k, pb, x, l, n)
     pi, _, pj, _ = split(data.n_sop, x)
     F = jnp.sum(k.flow.r * fl.l, axis=0) - jnp.sum(pi + pj, axis=0)
