@@ -5,9 +5,10 @@ Modules, one concept each:
 * :mod:`~sopjax.kernels.dispatch.data`: problem data (:func:`compile_dispatch`), inputs,
   results, validation, errors;
 * :mod:`~sopjax.kernels.dispatch.flow`: the exact DistFlow fixed point;
+* :mod:`~sopjax.kernels.dispatch.problem`: the problem in the SOP set-points: rows, Lagrangian;
 * :mod:`~sopjax.kernels.dispatch.ipm`: the interior-point iteration (``init / step``)
   over ``(rows, batch)`` arrays;
-* :mod:`~sopjax.kernels.dispatch.layouts`: how its Newton matrices are factorized;
+* :mod:`~sopjax.kernels.dispatch.cholesky`: the batched Cholesky of its Newton matrices;
 * :mod:`~sopjax.kernels.dispatch.derivatives`: implicit derivatives at the solution;
 * :mod:`~sopjax.kernels.dispatch.solve`: the solvers, one sample and a whole batch.
 """

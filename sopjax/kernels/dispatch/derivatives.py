@@ -1,22 +1,13 @@
-"""Implicit derivatives of the dispatch at the interior-point method's solution ``(x*, z*)``.
+"""Implicit derivatives of the dispatch at the interior-point method's solution ``(x*, z*)``, one sample.
 
-The set-points and duals carry the implicit-function derivative of the perturbed
-KKT conditions, solved once with the exact Hessian of the Lagrangian
-(forward-over-reverse through the converged DistFlow) in a ``custom_jvp``; the
-objective carries the envelope-theorem derivative ``dF*/dtheta = dL/dtheta`` at fixed
-``(x*, z*)``, which needs no linear solve. ``jax.grad``, ``jax.jacfwd``,
-``jax.jacrev``, ``jit`` and ``vmap`` all work through them, with respect to loads, PV
-outputs and capacities; under ``jit`` a gradient of the objective alone does not
-build the KKT matrix. Everything here is for one sample (``vmap`` for batches) and
-evaluates the iteration's own rows and Lagrangian (:mod:`~sopjax.kernels.dispatch.problem`)
-on a batch of one.
-
-Non-smooth points: capacities below ``CAPACITY_FLOOR_PU`` are raised to it with a
-straight-through gradient; with both VSCs of an SOP at 0 the value is not
-differentiable in each capacity separately, and the sum of the two partials is the
-right derivative along the SOP's capacity. Where a capacity stops binding the value
-is C^1 (its dual goes to 0) while the set-points have a kink; the derivative returned
-there is one of the one-sided ones. See docs/dispatch.md.
+The set-points and duals carry the implicit-function derivative of the perturbed KKT
+conditions (exact Hessian of the Lagrangian of :mod:`~sopjax.kernels.dispatch.problem`,
+forward-over-reverse through the converged DistFlow, in a ``custom_jvp``); the
+objective the envelope-theorem one, ``dF*/dtheta = dL/dtheta`` at fixed ``(x*, z*)``,
+with no linear solve (under ``jit`` a gradient of the objective alone builds no KKT
+matrix). Capacities below ``CAPACITY_FLOOR_PU`` are raised to it with a
+straight-through gradient; at a capacity that stops binding the set-points get one
+of their one-sided derivatives (see docs/dispatch.md).
 """
 
 from __future__ import annotations
@@ -48,14 +39,7 @@ def _lagrangian(data: DispatchData, th: Params, x, z, l, sweeps: int):
 
 def dispatch_solution(data: DispatchData, inputs: DispatchInputs, state, *,
                       final_sweeps: int = 6) -> DispatchResult:
-    """The :class:`DispatchResult` of one sample from the interior-point method's final ``state``.
-
-    Values are those of the final iterate. Derivatives: the set-points and duals carry
-    the implicit-function derivative of the KKT point (:func:`_kkt_point`); the
-    objective carries the envelope-theorem derivative ``d objective / d theta = d
-    Lagrangian / d theta`` at fixed ``(x*, z*)``, which equals it at a KKT point and
-    needs no linear solve (a gradient of the objective alone costs one reverse pass).
-    """
+    """The :class:`DispatchResult` of one sample at the final ``state`` of :func:`dispatch_state`."""
     x_s, z_s, s_s, l_s, it, converged, infeas = state
     x_s, z_s, s_s, l_s = (jax.lax.stop_gradient(a) for a in (x_s, z_s, s_s, l_s))
     th = params(inputs)
@@ -65,48 +49,30 @@ def dispatch_solution(data: DispatchData, inputs: DispatchInputs, state, *,
     x, z = _kkt_point(final_sweeps, data, x_s, z_s, s_s, l_s, ok, th)
     k, pb = _sample(data, th)
     fl = jax.tree_util.tree_map(lambda a: a[:, 0], flow(k, pb, x[:, None], l_s[:, None], final_sweeps))
-    pi, qi, pj, qj = split(data.n_sop, x)
     ns = data.n_sop
+    pi, qi, pj, qj = split(ns, x)
     lag, (F, _, _) = _lagrangian(data, th, x_s, z_s, l_s, final_sweeps)
     envelope = jnp.where(ok, lag - jax.lax.stop_gradient(lag), 0.0)
     return DispatchResult(
-        p_i=pi, q_i=qi, p_j=pj, q_j=qj,
-        converter_loss=-(pi + pj),
-        line_loss=jnp.sum(data.r * fl.l),
-        objective=jax.lax.stop_gradient(F) + envelope,
-        vm_pu=bus_voltage(data, fl.v),
-        cap_dual_i=z[:ns],
-        cap_dual_j=z[ns : 2 * ns],
-        converged=converged,
-        iterations=it,
-        infeasibility=infeas,
+        p_i=pi, q_i=qi, p_j=pj, q_j=qj, converter_loss=-(pi + pj), line_loss=jnp.sum(data.r * fl.l),
+        objective=jax.lax.stop_gradient(F) + envelope, vm_pu=bus_voltage(data, fl.v),
+        cap_dual_i=z[:ns], cap_dual_j=z[ns : 2 * ns],
+        converged=converged, iterations=it, infeasibility=infeas,
     )
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
 def _kkt_point(final_sweeps: int, data: DispatchData, x_s, z_s, s_s, l_s, ok, th: Params):
-    """``(x*, z*)`` as a function of the parameters ``th``: the value is the solver's, the
-    derivative the implicit-function one (the other arguments are constants)."""
+    """``(x*, z*)`` as a function of ``th``: the solver's value, the implicit-function derivative."""
     return x_s, z_s
 
 
 @_kkt_point.defjvp
 def _kkt_point_jvp(final_sweeps, primals, tangents):
-    """Tangent of the KKT point: the implicit-function derivative of the perturbed KKT conditions.
+    """Tangent of the KKT point: solve ``[H, -J^T; Z J, S] [dx; dz] = [-d(grad_x L); -Z dc]``.
 
-    With ``H`` the exact Hessian of the Lagrangian (forward-over-reverse through the
-    converged DistFlow), ``J`` the constraint Jacobian, ``z`` the multipliers and ``s``
-    the slacks at the solution::
-
-        [ H    -J^T ] [dx]   [-d(grad_x L)]
-        [ Z J   S   ] [dz] = [-Z dc       ]
-
-    solved as it stands. Condensing it to ``(H + J^T (Z/S) J) dx``, as the interior-point
-    iteration does, multiplies the active rows by ``z / s`` up to 1e11 and gave
-    set-point derivatives off by up to 6 % against central differences; this form
-    agrees with them to ~1e-5 and keeps the right derivative at capacity 0 (where the
-    SOP rows are degenerate). Only evaluated when a derivative of the set-points or
-    duals is asked for (``jit`` drops it otherwise).
+    Unreduced: condensed to ``(H + J^T (Z/S) J) dx``, as in the iteration, the active
+    rows are scaled by ``z / s`` up to 1e11 and the derivatives were off by up to 6 %.
     """
     data, x_s, z_s, s_s, l_s, ok, th = primals
     dth = tangents[-1]

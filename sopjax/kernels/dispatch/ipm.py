@@ -1,22 +1,16 @@
 """The dispatch interior-point method: one ``init / step`` iteration over ``(rows, batch)`` arrays.
 
-It solves the problem of :mod:`~sopjax.kernels.dispatch.problem` (rows ``c(x) >= 0`` in
-the space of the set-points ``x``, objective ``F``).
-
-Algorithm: a primal-dual interior-point method with slacks and Mehrotra's centring
-(predictor for the centring parameter, no second-order corrector). The capacity and
-DC-balance rows are kept strictly feasible by backtracking (they are strongly curved
-for small capacities); the voltage and rating rows are reached through their slacks.
-The KKT residuals are exact (one reverse pass through the DistFlow fixed point per
-iteration); the Newton matrix uses a Gauss-Newton Hessian and the constant
-LinDistFlow sensitivities of ``P, Q, v`` to ``x`` (their weighted Gram matrix is one
-GEMM with a constant table), so the iterates converge to the exact KKT point and the
-model only sets the rate. Typically 15-30 iterations.
-
-Every per-sample vector is a ``(rows, batch)`` array (one sample is a batch of one),
-so the tree reductions and the Gram matrix are GEMMs with the batch as their long
-side, and the SOP rows' Jacobian is written out row by row (two to four nonzeros).
-A :class:`~sopjax.kernels.dispatch.layouts.Layout` factorizes the Newton matrices.
+Primal-dual, with slacks and Mehrotra's centring (predictor for the centring
+parameter, no second-order corrector), on the rows ``c(x) >= 0`` and objective ``F``
+of :mod:`~sopjax.kernels.dispatch.problem`. The capacity and DC-balance rows are kept
+strictly feasible by backtracking (strongly curved for small capacities); the
+voltage and rating rows are reached through their slacks. The KKT residuals are
+exact (one reverse pass through the DistFlow fixed point); the Newton matrix uses a
+Gauss-Newton Hessian and the constant LinDistFlow sensitivities of ``P, Q, v`` to
+``x`` (one GEMM of per-sample weights with a constant table), so the model only sets
+the rate. Typically 15-30 iterations. One sample is a batch of one; with the batch
+as the long side the reductions are GEMMs, and the SOP rows' Jacobian (two to four
+nonzeros a row) is written out row by row.
 """
 
 from __future__ import annotations
@@ -27,9 +21,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from sopjax.kernels.dispatch.cholesky import cho_solve, cholesky
 from sopjax.kernels.dispatch.data import DispatchData
 from sopjax.kernels.dispatch.flow import FlowState
-from sopjax.kernels.dispatch.layouts import Layout
 from sopjax.kernels.dispatch.problem import (
     Consts, Params, Problem, col, constraints, flow, huber_derivatives, lagrangian, q_rows, smoothing,
     sop_rows, split,
@@ -44,12 +38,9 @@ MU_RESIDUAL = 1e-3
 # backtracking factors tried on the SOP rows
 _SHRINK = 0.5 ** np.arange(16)
 
-# --------------------------------------------------------------------------- Newton system
-
 
 def _analytic_jacobian(data: DispatchData, th: Params, x) -> tuple[list, tuple]:
-    """Sparse Jacobian rows of the analytic rows, ``rows[r]`` a list of ``(column, value)``,
-    and the Huber gradients / Hessians of both VSC sides (for the Hessian term)."""
+    """Analytic rows' Jacobian (``rows[r]``: ``(column, value)`` pairs) and ``(A, Huber Hessian)`` per VSC."""
     ns = data.n_sop
     pi, qi, pj, qj = split(ns, x)
     hi = huber_derivatives(pi, qi, smoothing(th.s_i))
@@ -69,9 +60,8 @@ def _analytic_jacobian(data: DispatchData, th: Params, x) -> tuple[list, tuple]:
 def _newton_matrix(data: DispatchData, k: Consts, th: Params, z, s, fl: FlowState, rows, hess) -> list:
     """``H + J^T D J`` (``D = z / s``) as a nested list ``M[a][b]`` of (batch,) arrays.
 
-    The flow terms use a Gauss-Newton Hessian and the constant LinDistFlow
-    sensitivities: one product of per-sample weights with the constant table ``O_t``.
-    The analytic (SOP) rows are exact.
+    Flow terms: Gauss-Newton with the LinDistFlow sensitivities (weights times the table
+    ``O_t``); the analytic (SOP) rows are exact.
     """
     ns, nk = data.n_sop, data.n_kid
     nx, na = 4 * ns, len(rows)
@@ -145,9 +135,6 @@ def _max_step(v, dv):
     return jnp.minimum(1.0, jnp.min(ratio, axis=0))
 
 
-# --------------------------------------------------------------------------- iteration
-
-
 class State(NamedTuple):
     """Iterate of a batch."""
 
@@ -166,12 +153,11 @@ def select(mask, a, b):
 
 
 def init(data: DispatchData, k: Consts, pb: Problem) -> State:
-    """A strictly feasible start for the SOP rows: no reactive power, both VSCs draw ``kappa``.
+    """A start strictly feasible for the SOP rows: no reactive power, both VSCs draw ``kappa``.
 
-    ``kappa = min(S_min / 2, START_DRAW_FRAC * total load)``: any ``0 < kappa < S_min``
-    is strictly feasible for the capacity and DC-balance rows, and capping it by the
-    load keeps large (non-binding) capacities from starting at a draw that collapses
-    the feeder's voltages (a start at S_min / 2 = 2.5 MW per VSC diverged).
+    ``kappa = min(S_min / 2, START_DRAW_FRAC * total load)``: any ``0 < kappa < S_min`` is
+    feasible, and the load cap keeps large capacities from starting at a draw that
+    collapses the voltages (S_min / 2 = 2.5 MW per VSC diverged).
     """
     th, nf = pb.th, 3 * data.n_sop
     nb = th.p_load.shape[-1]
@@ -186,8 +172,7 @@ def init(data: DispatchData, k: Consts, pb: Problem) -> State:
     return State(x0, s0, z0, fl0.l, jnp.zeros(nb, jnp.int32), jnp.zeros(nb, bool), jnp.zeros(nb, bool))
 
 
-def step(data: DispatchData, k: Consts, layout: Layout, pb: Problem, st: State, *, tol: float,
-         sweeps: int) -> State:
+def step(data: DispatchData, k: Consts, pb: Problem, st: State, *, tol: float, sweeps: int) -> State:
     """One interior-point update of every running sample (stopped samples stay as they are)."""
     th, nf = pb.th, 3 * data.n_sop
     grad = jax.value_and_grad(lagrangian, argnums=3, has_aux=True)
@@ -197,17 +182,17 @@ def step(data: DispatchData, k: Consts, layout: Layout, pb: Problem, st: State, 
     rows, hess = _analytic_jacobian(data, th, st.x)
     Jr = _rating_jacobian(data, k, fl)
     M = _newton_matrix(data, k, th, st.z, s, fl, rows, hess)
-    nx = len(M)  # symmetric by construction (the factorizations read the lower triangle)
+    nx = len(M)
     reg = 1e-12 * (1.0 + jnp.max(jnp.stack([M[a][a] for a in range(nx)]), axis=0))
     for a in range(nx):
         M[a][a] = M[a][a] + reg
-    L = layout.factor(M)
+    L = cholesky(M)
     mu = jnp.sum(s * st.z, axis=0) / m
     D = st.z / s
 
     def direction(comp):
         # (H + J^T D J) dx = -r_d + J^T (comp / s - D (c - s)),  comp = target - s z (per row)
-        dx = layout.solve(L, -rd + _jtmul(k, rows, Jr, comp / s - D * (c - s)))
+        dx = cho_solve(L, -rd + _jtmul(k, rows, Jr, comp / s - D * (c - s)))
         ds = c - s + _jmul(k, rows, Jr, dx)
         return dx, ds, comp / s - D * ds
 
@@ -215,21 +200,18 @@ def step(data: DispatchData, k: Consts, layout: Layout, pb: Problem, st: State, 
     _, dsa, dza = direction(-s * st.z)
     ap, ad = _max_step(s, dsa), _max_step(st.z, dza)
     sigma = jnp.clip((jnp.sum((s + ap * dsa) * (st.z + ad * dza), axis=0) / m / mu) ** 3, 0.0, 1.0)
-    # corrector (Mehrotra's centring, without his second-order term, which made iterates
-    # of nearly idle VSCs oscillate); the centring target is kept above a fraction of the
-    # KKT residual so that complementarity cannot vanish while the (model-Newton)
-    # residuals are still large, which would freeze the iterate at the boundary
+    # corrector: Mehrotra's centring without his second-order term (which made nearly
+    # idle VSCs oscillate); a target above a fraction of the KKT residual keeps the
+    # iterate from freezing at the boundary while the residuals are still large
     e_d = jnp.max(jnp.abs(rd), axis=0)
     e_p = jnp.max(jnp.abs(c - s), axis=0)
     mu_target = jnp.maximum(sigma * mu, jnp.minimum(mu, MU_RESIDUAL * jnp.maximum(e_d, e_p)))
-    # materialize the step: fused into the backtracking below, the unrolled solve
-    # would be recomputed for every trial step length
+    # materialized: fused into the backtracking, the solve would be redone per trial step
     dx, ds, dz = jax.lax.optimization_barrier(direction(mu_target - s * st.z))
     tau = jnp.maximum(0.95, 1.0 - mu)
     ap = jnp.minimum(1.0, tau * _max_step(s, ds))
     ad = jnp.minimum(1.0, tau * _max_step(st.z, dz))
-    # backtrack until the (nonlinear) SOP rows stay strictly feasible; the full step
-    # nearly always is, so the trial step lengths are only evaluated when one is not
+    # backtrack until the SOP rows stay strictly feasible, only where the full step is not
     floor = (1.0 - tau) * c[:nf]
     ok = jnp.all(sop_rows(data, th, st.x + ap * dx) >= floor, axis=0)
     ap = jax.lax.cond(jnp.all(ok), lambda: ap, lambda: _backtrack(data, th, st.x, dx, ap, floor))
@@ -252,11 +234,8 @@ def _backtrack(data: DispatchData, th: Params, x, dx, ap, floor):
 
 
 def finish(data: DispatchData, k: Consts, pb: Problem, st: State, sweeps: int):
-    """``(x, z, s, l, iterations, converged, infeasibility)`` of the final iterate (batch last).
-
-    ``l`` and the SOP rows' slacks are refreshed by ``2 x sweeps`` sweeps; the
-    infeasibility is the largest constraint violation (p.u.).
-    """
+    """``(x, z, s, l, iterations, converged, infeasibility)``, batch last: ``l`` and the SOP
+    slacks refreshed by ``2 x sweeps`` sweeps, the largest violation (p.u.)."""
     fl = flow(k, pb, st.x, st.l, 2 * sweeps)
     c = constraints(data, pb.th, st.x, fl)
     nf = 3 * data.n_sop

@@ -1,10 +1,8 @@
-"""The dispatch problem in the space of the SOP set-points: parameters, rows, objective, Lagrangian.
+"""The dispatch problem in the SOP set-points: parameters, rows, objective, Lagrangian.
 
-The interior-point method (:mod:`~sopjax.kernels.dispatch.ipm`) works in the space of
-the 4 x sop set-points ``x = [p_i; q_i; p_j; q_j]`` (injections into the AC buses):
-the branch-flow state is a function of them, the exact DistFlow fixed point
-(:mod:`~sopjax.kernels.dispatch.flow`). Constraints
-``c(x) >= 0``, stacked in this order (m rows)::
+The variables are the 4 x sop set-points ``x = [p_i; q_i; p_j; q_j]`` (injections into
+the AC buses); the branch flows are the exact DistFlow fixed point at ``x``
+(:mod:`~sopjax.kernels.dispatch.flow`). Rows ``c(x) >= 0``, in this order (m rows)::
 
     cap   (2 sop)  (S^2 - |s|^2) / (2 S)                       VSC i then VSC j  } kept strictly
     dc    (sop)    -(p_i + p_j) - A_i |s_i|_h - A_j |s_j|_h     (L_i + L_j >= A|s|) } feasible
@@ -13,11 +11,9 @@ the branch-flow state is a function of them, the exact DistFlow fixed point
     vhi   (kid)    v_max^2 - v
     rate  (rated)  (rate^2 - P^2 - Q^2) / (2 rate)
 
-``|s|_h`` is ``|s|`` with a Huber rounding inside ``|s| < delta`` (:func:`smoothing`).
-All SOP rows are concave. Objective (converter loss = ``-(p_i + p_j)`` at the DC
-balance): ``F(x) = sum r l - sum (p_i + p_j) + w sum (v - 1)^2``.
-
-Every function takes ``(rows, batch)`` arrays (one sample is a batch of one).
+``|s|_h`` is ``|s|`` Huber-rounded inside ``|s| < delta`` (:func:`smoothing`); the SOP
+rows are concave. Objective (converter loss ``-(p_i + p_j)`` at the DC balance):
+``F(x) = sum r l - sum (p_i + p_j) + w sum (v - 1)^2``. Arrays are ``(rows, batch)``.
 """
 
 from __future__ import annotations
@@ -34,10 +30,9 @@ from sopjax.kernels.dispatch.flow import FlowConsts, FlowState, fixed_point, flo
 __all__ = ["Consts", "Params", "Problem", "col", "consts", "constraints", "flow", "huber_derivatives",
            "lagrangian", "params", "problem", "q_rows", "smoothing", "sop_rows", "split"]
 
-# Huber rounding of the converter-loss norm |s| inside |s| < delta (p.u.): at most
-# A * delta / 2 of extra loss per idle VSC, exact for |s| >= delta ...
+# Huber radius of the converter-loss norm (p.u.; at most A * delta / 2 of extra loss
+# per idle VSC) and its cap as a fraction of the VSC's capacity (see smoothing)
 LOSS_SMOOTHING_PU = 5e-5
-# ... and at most this fraction of the VSC's capacity (see smoothing).
 LOSS_SMOOTHING_REL = 0.1
 
 
@@ -105,21 +100,16 @@ def problem(data: DispatchData, th: Params) -> Problem:
     return Problem(th, (sel @ th.p_load - inc_pv @ th.p_pv, sel @ th.q_load - inc_pv @ q_pv))
 
 
-# --------------------------------------------------------------------------- rows
-
-
 def split(ns: int, x) -> tuple:
     """``(p_i, q_i, p_j, q_j)``, each ``(sop, ...)``, from ``x`` (4 sop, ...)."""
     return tuple(x[a * ns : (a + 1) * ns] for a in range(4))
 
 
 def smoothing(S):
-    """Huber radius of each VSC: LOSS_SMOOTHING_PU, but at most LOSS_SMOOTHING_REL x its capacity.
+    """Huber radius of each VSC: LOSS_SMOOTHING_PU, at most LOSS_SMOOTHING_REL x its capacity.
 
-    Tied to the capacity so that a VSC whose capacity is below the absolute radius
-    (capacity 0 is floored to 1e-5 p.u.) still sees its true marginal loss ``A``
-    (a fixed radius made tiny SOPs look almost lossless: the derivative at capacity
-    0 was 4.7x the SOC model's). A constant (no gradient w.r.t. the capacity).
+    Tied to the capacity so that a tiny VSC still sees its marginal loss ``A`` (a fixed
+    radius made its derivative at capacity 0 4.7x the SOC model's). No gradient.
     """
     return jax.lax.stop_gradient(jnp.minimum(LOSS_SMOOTHING_PU, LOSS_SMOOTHING_REL * S))
 
@@ -148,6 +138,7 @@ def q_rows(data: DispatchData):
 
 
 def col(a, dtype):
+    """``a`` (n,) as a column (n, 1) in ``dtype``."""
     return jnp.asarray(a, dtype)[:, None]
 
 
@@ -193,11 +184,7 @@ def flow(k: Consts, pb: Problem, x, l, n: int) -> FlowState:
 
 
 def lagrangian(data: DispatchData, k: Consts, pb: Problem, x, z, l, n: int):
-    """Sum over the batch of ``F - z . c`` (samples are independent: its gradient is per sample).
-
-    Returns:
-        ``(L, (F, c, fl))``: objective (batch,), rows (m, batch) and flow at ``x``.
-    """
+    """``(sum over the batch of F - z . c, (F, c, fl))``; ``F`` (batch,), ``c`` (m, batch)."""
     fl = flow(k, pb, x, l, n)
     pi, _, pj, _ = split(data.n_sop, x)
     F = jnp.sum(k.flow.r * fl.l, axis=0) - jnp.sum(pi + pj, axis=0)
