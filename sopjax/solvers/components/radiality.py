@@ -57,6 +57,13 @@ __all__ = [
 RADIALITY_METHODS = ("spanning_forest", "single_commodity")
 
 
+
+def _scatter(fixed: np.ndarray, idx: np.ndarray, free):
+    """``fixed`` with the cvxpy vector ``free`` placed at positions ``idx`` (a sparse selector)."""
+    S = sp.csr_matrix((np.ones(idx.size), (idx, np.arange(idx.size))), shape=(fixed.size, idx.size))
+    return fixed + S @ free
+
+
 def variable_branch_status(
     m: Model,
     *,
@@ -94,8 +101,7 @@ def variable_branch_status(
     idx = np.flatnonzero(switch)
     if idx.size:
         a = m.binary(idx.size, "alpha")
-        S = sp.csr_matrix((np.ones(idx.size), (idx, np.arange(idx.size))), shape=(nl, idx.size))
-        alpha = fixed_closed.astype(float) + S @ a
+        alpha = _scatter(fixed_closed.astype(float), idx, a)
         m.var["alpha_sw"] = a
     else:
         alpha = fixed_closed.astype(float)
@@ -123,8 +129,7 @@ def variable_energized(m: Model, *, fixed_on: Sequence[bool] | np.ndarray | None
     if free.size:
         e_var = m.binary(free.size, "energized") if binary else cp.Variable(
             free.size, name="energized", bounds=[np.zeros(free.size), np.ones(free.size)])
-        S = sp.csr_matrix((np.ones(free.size), (free, np.arange(free.size))), shape=(nb, free.size))
-        e = on.astype(float) + S @ e_var
+        e = _scatter(on.astype(float), free, e_var)
         m.var["energized_free"] = e_var
     else:
         e = on.astype(float)
