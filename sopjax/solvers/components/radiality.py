@@ -57,7 +57,6 @@ __all__ = [
 RADIALITY_METHODS = ("spanning_forest", "single_commodity")
 
 
-
 def _scatter(fixed: np.ndarray, idx: np.ndarray, free):
     """``fixed`` with the cvxpy vector ``free`` placed at positions ``idx`` (a sparse selector)."""
     S = sp.csr_matrix((np.ones(idx.size), (idx, np.arange(idx.size))), shape=(fixed.size, idx.size))
