@@ -14,7 +14,7 @@ import numpy as np
 
 from sopjax.errors import ConfigError, SopjaxError
 
-__all__ = ["number", "integer", "integer_list"]
+__all__ = ["number", "integer", "integer_list", "number_list"]
 
 
 def _is_number(x: Any) -> bool:
@@ -86,3 +86,28 @@ def integer_list(value: Any, where: str, *, error: type[SopjaxError] = ConfigErr
             raise error(f"{where}: {v!r} is not an integer")
         out.append(int(v))
     return out
+
+
+def number_list(
+    value: Any,
+    where: str,
+    *,
+    lo: float | None = None,
+    hi: float | None = None,
+    positive: bool = False,
+    max_len: int | None = None,
+    error: type[SopjaxError] = ConfigError,
+) -> list[float]:
+    """A list of finite numbers, each checked as :func:`number` does (its index named).
+
+    Args:
+        max_len: refuse longer lists (None: any length).
+
+    Raises:
+        ConfigError: not a list, too long, or an element that is not a number in range.
+    """
+    if not isinstance(value, Sequence) or isinstance(value, str):
+        raise error(f"{where} must be a list of numbers, got {value!r}"[:200])
+    if max_len is not None and len(value) > max_len:
+        raise error(f"{where} holds {len(value)} values, at most {max_len} allowed")
+    return [number(v, f"{where}[{k}]", lo=lo, hi=hi, positive=positive, error=error) for k, v in enumerate(value)]

@@ -81,6 +81,8 @@ def _matrix(body: str, name: str, line: int) -> np.ndarray:
     widths = {len(r) for r in data}
     if len(widths) > 1:
         raise CaseFormatError(f"line {line}: rows of mpc.{name} have different lengths {sorted(widths)}")
+    if not data:
+        raise CaseFormatError(f"line {line}: mpc.{name} is empty")
     return np.asarray(data, dtype=float).reshape(len(data), -1)
 
 
@@ -133,6 +135,9 @@ def parse_matpower(text: str, source: str = "<string>") -> dict:
     base = out["baseMVA"]
     if not isinstance(base, float) or not np.isfinite(base) or base <= 0:
         raise CaseFormatError(f"{source}: mpc.baseMVA must be a positive number, got {base!r}")
+    for key in ("bus", "branch"):
+        if not isinstance(out[key], np.ndarray) or out[key].ndim != 2 or out[key].shape[0] == 0:
+            raise CaseFormatError(f"{source}: mpc.{key} must be a matrix with at least one row")
     bus, branch = out["bus"].copy(), out["branch"].copy()
     if bus.shape[1] < 13:
         raise CaseFormatError(f"{source}: mpc.bus has {bus.shape[1]} columns, MATPOWER needs 13")
@@ -165,9 +170,12 @@ def read_matpower(path: str | Path, name: str | None = None) -> Network:
     """
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise CaseFormatError(f"cannot read case file {path}: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise CaseFormatError(f"case file {path} is not a text (UTF-8) file: byte {e.start} is "
+                              f"0x{e.object[e.start]:02x}") from None
     return network_from_tables(parse_matpower(text, str(path)), name=name, source=str(path))
 
 
@@ -175,7 +183,7 @@ def network_from_tables(case: dict, name: str | None = None, source: str = "case
     """Compile parsed MATPOWER tables (MW, p.u.) into a validated Network."""
     bus, branch, gen = case["bus"], case["branch"], np.asarray(case["gen"])
     ids = bus[:, BUS_I]
-    if np.any(ids != np.round(ids)):
+    if not np.all(np.isfinite(ids)) or np.any(np.abs(ids) > 2**31) or np.any(ids != np.round(ids)):
         raise NetworkError(f"{source}: bus ids must be integers")
     slack = np.flatnonzero(bus[:, BUS_TYPE] == 3)
     if slack.size == 0:

@@ -18,7 +18,7 @@ on top of it. Layout (every key optional unless marked; ``[network]``: see
     pv_forecast_kw = [500]                # one per PV unit (default: rated)
     ...                                   # the rest: sopjax.sampling.UncertaintyModel.from_dict
     [montecarlo]
-    samples = 500, seed = 0, chunk_size = 0 (auto), confidence = 0.9921, ci_level = 0.95,
+    samples = 500, seed = 0, chunk_size = "auto" (or a number >= 1), confidence = 0.9921, ci_level = 0.95,
     v_min_pu = 0.95, v_max_pu = 1.05, power_flow = "sweep", island_overload = "shed",
     quantiles = [...], exact_limit = 2000000, dtype = "float64", keep_samples = false,
     layout = "auto" ("map" on CPU, "vmap" on GPU), sample_block = 64 (CPU)
@@ -37,18 +37,23 @@ from typing import Any
 
 import numpy as np
 
-from sopjax.config import ConfigError, integer_list, parse_network, sub_table, table
+from sopjax.config import (
+    ConfigError, boolean, choice, integer, integer_list, number, number_list, parse_network, string,
+    sub_table, table, table_list,
+)
 from sopjax.kernels.scoring import ScoringOptions
 from sopjax.montecarlo.runner import MonteCarloSettings, run_montecarlo
 from sopjax.montecarlo.sources import ModelSource
 from sopjax.network import Network
 from sopjax.network_builder import build_network
+from sopjax.powerflow import METHODS
 from sopjax.sampling import UncertaintyModel
+from sopjax.sampling.schemes import MAX_SAMPLES
 from sopjax.strategies import Strategy, strategies_from_config
 
 __all__ = [
     "Study", "make_study", "build_strategies", "settings_from_config", "fault_from_config", "study_from_config",
-    "run_study", "ConfigError",
+    "run_study", "chunk_size_value", "ConfigError",
 ]
 
 _TOP = {"title", "description", "network", "fault", "uncertainty", "montecarlo", "strategy"}
@@ -111,38 +116,63 @@ def settings_from_config(
         mc["seed"] = seed
     if chunk_size is not None:
         mc["chunk_size"] = chunk_size
-    layout = str(mc.get("layout", "auto"))
-    if layout not in ("auto", "map", "vmap"):
-        raise ConfigError(f"{where} layout must be 'auto', 'map' or 'vmap', got {layout!r}")
+    layout = choice(mc.get("layout", "auto"), f"{where} layout", ("auto", "map", "vmap"))
     if layout == "auto":  # one wide batch on a GPU, cache-sized blocks on a CPU
         import jax
 
         layout = "vmap" if jax.default_backend() == "gpu" else "map"
     block = mc.get("sample_block", None if layout == "vmap" else 64)
+    block = None if block is None else integer(block, f"{where} sample_block", lo=0)
     options = ScoringOptions(
-        method=str(mc.get("power_flow", "sweep")),
-        tol=float(mc.get("tol", 1e-8)),
-        max_iter=int(mc.get("max_iter", 100)),
+        method=choice(mc.get("power_flow", "sweep"), f"{where} power_flow", sorted(METHODS)),
+        tol=number(mc.get("tol", 1e-8), f"{where} tol", positive=True, hi=0.1),
+        max_iter=integer(mc.get("max_iter", 100), f"{where} max_iter", lo=1, hi=100_000),
         strategy_axis=layout,
-        sample_block=None if block in (None, 0) else int(block),
+        sample_block=block or None,
     )
     settings = MonteCarloSettings(
-        island_overload=str(mc.get("island_overload", "shed")),
-        n_samples=int(mc.get("samples", 500)),
-        chunk_size=int(mc["chunk_size"]) if mc.get("chunk_size") else None,
+        island_overload=choice(mc.get("island_overload", "shed"), f"{where} island_overload", ("shed", "flag")),
+        n_samples=integer(mc.get("samples", 500), f"{where} samples", lo=1, hi=MAX_SAMPLES),
+        chunk_size=chunk_size_value(mc.get("chunk_size", "auto"), f"{where} chunk_size"),
         fault_open=tuple(int(k) for k in fault_open),
-        v_min_pu=float(mc.get("v_min_pu", 0.95)),
-        v_max_pu=float(mc.get("v_max_pu", 1.05)),
+        v_min_pu=number(mc.get("v_min_pu", 0.95), f"{where} v_min_pu", positive=True, hi=2.0),
+        v_max_pu=number(mc.get("v_max_pu", 1.05), f"{where} v_max_pu", positive=True, hi=2.0),
         options=options,
-        quantiles=tuple(float(q) for q in mc.get("quantiles", MonteCarloSettings.quantiles)),
-        confidence=float(mc.get("confidence", 0.9921)),
-        ci_level=float(mc.get("ci_level", 0.95)),
-        exact_limit=int(mc.get("exact_limit", MonteCarloSettings.exact_limit)),
-        keep_samples=bool(mc.get("keep_samples", False)),
-        dtype=str(mc.get("dtype", "float64")),
+        quantiles=tuple(number_list(mc.get("quantiles", list(MonteCarloSettings.quantiles)), f"{where} quantiles",
+                                    lo=0.0, hi=1.0, max_len=1000)),
+        confidence=_open_unit(mc.get("confidence", 0.9921), f"{where} confidence"),
+        ci_level=_open_unit(mc.get("ci_level", 0.95), f"{where} ci_level"),
+        exact_limit=integer(mc.get("exact_limit", MonteCarloSettings.exact_limit), f"{where} exact_limit", lo=0),
+        keep_samples=boolean(mc.get("keep_samples", False), f"{where} keep_samples"),
+        dtype=choice(mc.get("dtype", "float64"), f"{where} dtype", ("float64", "float32")),
     )
+    if settings.v_min_pu > settings.v_max_pu:
+        raise ConfigError(f"{where} v_min_pu = {settings.v_min_pu} must not exceed v_max_pu = {settings.v_max_pu}")
     settings.validate()
-    return settings, int(mc.get("seed", 0))
+    return settings, integer(mc.get("seed", 0), f"{where} seed", lo=0, hi=2**63 - 1)
+
+
+def chunk_size_value(value: Any, where: str) -> int | None:
+    """A chunk size: ``"auto"`` (None: sized from the sample and strategy counts) or an integer >= 1.
+
+    Raises:
+        ConfigError: zero, negative, fractional or any other value (``0`` is not a synonym of ``"auto"``).
+    """
+    if value is None or value == "auto":
+        return None
+    if isinstance(value, str):
+        raise ConfigError(f"{where} must be 'auto' or a number of samples >= 1, got {value!r}")
+    n = integer(value, where)
+    if n < 1:
+        raise ConfigError(f"{where} must be 'auto' or a number of samples >= 1, got {n}")
+    return n
+
+
+def _open_unit(value: Any, where: str) -> float:
+    x = number(value, where)
+    if not 0 < x < 1:
+        raise ConfigError(f"{where} must lie strictly between 0 and 1, got {x!r}")
+    return x
 
 
 def _forecast_pu(net: Network, unc: dict) -> np.ndarray:
@@ -150,7 +180,8 @@ def _forecast_pu(net: Network, unc: dict) -> np.ndarray:
     kva = net.base_mva * 1e3
     if "pv_forecast_kw" not in unc:
         return np.asarray(net.pv.s_rated_pu, float).copy()
-    fc = np.asarray(unc.pop("pv_forecast_kw"), float).reshape(-1)
+    fc = np.asarray(number_list(unc.pop("pv_forecast_kw"), "[uncertainty] pv_forecast_kw", max_len=net.pv.count + 1),
+                    float)
     if fc.shape != (net.pv.count,):
         raise ConfigError(f"[uncertainty] pv_forecast_kw needs one value per PV unit ({net.pv.count}), "
                           f"got {fc.size}")
@@ -236,10 +267,10 @@ def study_from_config(
     unc = dict(sub_table(cfg, "uncertainty", "[uncertainty]"))
     forecast = _forecast_pu(net, unc)
     model = UncertaintyModel.from_dict(unc)
-    strategies = build_strategies(net, cfg.get("strategy", []), settings, forecast)
+    strategies = build_strategies(net, table_list(cfg.get("strategy"), "[[strategy]]"), settings, forecast)
     return make_study(
         net, strategies, model=model, settings=settings, seed=seed_value, pv_forecast_pu=forecast,
-        title=str(cfg.get("title", "sopjax Monte Carlo study")),
+        title=string(cfg.get("title", "sopjax Monte Carlo study"), "title", allow_empty=True),
         config=json.loads(json.dumps(dict(cfg), default=str)),
     )
 

@@ -36,6 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
+from sopjax.config.numbers import number
 from sopjax.sampling.errors import CorrelationError
 
 __all__ = ["CommonFactor", "CorrelationMatrix", "CORRELATION_MODELS", "ar1_sqrt", "check_rho"]
@@ -43,11 +44,8 @@ __all__ = ["CommonFactor", "CorrelationMatrix", "CORRELATION_MODELS", "ar1_sqrt"
 
 def check_rho(owner: str, name: str, value, *, lower: float = -1.0) -> float:
     """A correlation coefficient in ``[lower, 1]``; raise naming ``owner.name`` otherwise."""
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise CorrelationError(f"{owner}.{name} must be a number, got {value!r}") from None
-    if not math.isfinite(v) or not -1.0 <= v <= 1.0:
+    v = number(value, f"{owner}.{name}", error=CorrelationError)  # a string or a boolean is refused
+    if not -1.0 <= v <= 1.0:
         raise CorrelationError(f"{owner}.{name} must be a correlation in [-1, 1], got {v}")
     if v < lower:
         raise CorrelationError(

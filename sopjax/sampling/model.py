@@ -406,7 +406,7 @@ def _part(section: str, value, registry: dict, default_kind: str):
         raise UncertaintyError(f"{section} must be a table (dict) or 'none', got {value!r}")
     value = dict(value)
     kind = value.pop("kind", default_kind)
-    if kind not in registry:
+    if not isinstance(kind, str) or kind not in registry:
         raise UncertaintyError(
             f"{section}.kind must be one of {', '.join(map(repr, registry))}, got {kind!r}"
         )

@@ -23,6 +23,7 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from sopjax.sampling.distributions import beta_from_moments, beta_ppf, normal_ppf, truncated_normal_ppf
+from sopjax.config.numbers import number
 from sopjax.sampling.errors import UncertaintyError
 
 __all__ = ["PVForecastError", "PVBeta", "PV_MODELS", "check_fraction", "check_choice"]
@@ -32,12 +33,7 @@ _LIMITS = ("s_rated", "apparent")
 
 def check_fraction(owner: str, name: str, value, *, upper: float | None = None) -> float:
     """A finite, non-negative float (a sigma fraction); raise naming ``owner.name`` otherwise."""
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise UncertaintyError(f"{owner}.{name} must be a number, got {value!r}") from None
-    if not math.isfinite(v):
-        raise UncertaintyError(f"{owner}.{name} must be a finite number, got {v}")
+    v = number(value, f"{owner}.{name}", error=UncertaintyError)  # a string or a boolean is refused
     if v < 0:
         raise UncertaintyError(f"{owner}.{name} must be >= 0 (a standard deviation), got {v}")
     if upper is not None and v > upper:
@@ -47,7 +43,7 @@ def check_fraction(owner: str, name: str, value, *, upper: float | None = None) 
 
 def check_choice(owner: str, name: str, value, choices: tuple[str, ...]) -> str:
     """``value`` if it is one of ``choices``; raise naming ``owner.name`` otherwise."""
-    if value not in choices:
+    if not isinstance(value, str) or value not in choices:
         raise UncertaintyError(
             f"{owner}.{name} must be one of {', '.join(map(repr, choices))}, got {value!r}"
         )

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from sopjax.config import integer_list
+from sopjax.config import integer_list, number, string
 from sopjax.config import tables as config_tables
 from sopjax.kernels.scoring import ScoringOptions
 from sopjax.network import Network
@@ -58,6 +58,7 @@ def strategy_from_config(
         StrategyError: unknown key, bad SOP setting, a faulted branch closed.
         NetworkError: unknown branch number or bus id (named).
     """
+    config_tables.table(table, "[[strategy]]", error=StrategyError)
     name = table.get("name")
     if not isinstance(name, str) or not name.strip():
         raise StrategyError(f"every strategy needs a non-empty 'name', got {name!r}")
@@ -74,17 +75,22 @@ def strategy_from_config(
     sops = table.get("sop", [])
     if isinstance(sops, Mapping):
         sops = [sops]
+    sops = config_tables.table_list(sops, f"{where}: sop", error=StrategyError)
     pickup = table.get("pickup", "all")
     greedy = isinstance(pickup, str) and pickup.lower() == "greedy"
     s = Strategy.build(net, name, open=opened, close=closed, sops=list(sops), pickup=None if greedy else pickup)
-    s = s.with_pickup(s.pickup, description=str(table.get("description", "")))
+    description = string(table.get("description", ""), f"{where}: description", allow_empty=True,
+                         error=StrategyError)
+    s = s.with_pickup(s.pickup, description=description)
     if greedy:
         if p_pv_forecast_pu is None:
             raise StrategyError(f"{where}: pickup = 'greedy' needs the PV forecast")
-        margin = float(table.get("pickup_margin_pu", 0.0))
-        cap = float(table.get("pickup_capacity_margin", 0.0))
+        margin, cap = (
+            number(table.get(key, 0.0), f"{where}: {key}", lo=0.0, error=StrategyError)
+            for key in ("pickup_margin_pu", "pickup_capacity_margin")
+        )
         for key, v in (("pickup_margin_pu", margin), ("pickup_capacity_margin", cap)):
-            if not np.isfinite(v) or not 0 <= v < 1:
+            if not 0 <= v < 1:
                 raise StrategyError(f"{where}: {key} must lie in [0, 1), got {v}")
         s = greedy_pickup(
             net, s, p_pv_pu=p_pv_forecast_pu, fault_open=sorted(faulted), v_min_pu=v_min_pu,
@@ -103,4 +109,5 @@ def strategies_from_config(
     """:func:`strategy_from_config` for each table (same keyword arguments)."""
     if not tables:
         raise StrategyError("the config defines no strategies ([[strategy]] tables)")
+    tables = config_tables.table_list(tables, "[[strategy]]", error=StrategyError)
     return [strategy_from_config(net, t, **kwargs) for t in tables]

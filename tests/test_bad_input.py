@@ -1,0 +1,326 @@
+"""Property-based bad-input suite: every shipped config, case file and CLI option, mutated.
+
+Each generated input goes through a subcommand's Python entry point and must either run (with no
+NaN/inf in the result) or raise sopjax's own error type with a one-line message; another
+exception, a NaN or a hang (``SOPJAX_FUZZ_HANG_S``) fails. Profiles (``tests/conftest.py``):
+``default`` (bounded, in the default test command) and ``thorough``
+(``SOPJAX_HYPOTHESIS_PROFILE=thorough``, run by ``experiments/bad_input_report.py``).
+What each entry point gets and how deep is listed in docs/bad_input.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bad_input import CASE_FILES, case_mutation, check, config_mutation, force, load_config, nonfinite
+
+THOROUGH = os.environ.get("SOPJAX_HYPOTHESIS_PROFILE") == "thorough"
+#: examples per test: (validation entry points, real runs of cheap commands, real runs of solver commands)
+N_PARSE, N_RUN, N_SOLVE = (300, 30, 6) if THOROUGH else (30, 3, 1)
+
+
+def _examples(n: int):
+    return settings(max_examples=n, suppress_health_check=list(HealthCheck))
+
+
+# --- montecarlo -------------------------------------------------------------------------------
+
+MC = load_config("ieee33_restoration_mc.toml")
+
+
+def _tiny_mc(cfg: dict, desc: str, table: tuple = ("montecarlo",)) -> dict:
+    force(cfg, table + ("samples",), 4, unless=desc)
+    force(cfg, table + ("chunk_size",), 4, unless=desc)
+    return cfg
+
+
+@_examples(N_PARSE)
+@given(data=st.data())
+def test_montecarlo_config_validation(data):
+    from sopjax.montecarlo.study import study_from_config
+
+    cfg, desc = data.draw(config_mutation(MC))
+    check("montecarlo: study_from_config", desc, lambda: study_from_config(_tiny_mc(cfg, desc)) and None)
+
+
+@_examples(N_RUN)
+@given(data=st.data())
+def test_montecarlo_config_runs(data):
+    from sopjax.montecarlo.study import run_study, study_from_config
+
+    cfg, desc = data.draw(config_mutation(MC))
+    cfg = _tiny_mc(cfg, desc)
+    check("montecarlo: study_from_config + run_study", desc,
+          lambda: _mc_headline(run_study(study_from_config(cfg), progress=False, plots=False)[0]))
+
+
+def _mc_headline(ds):
+    """The per-strategy statistics a user reads (branch loading and VCPI are NaN by design where a
+    case has no ratings / a bus is de-energized; their attrs say so)."""
+    from sopjax.montecarlo.summary import summary_dict
+
+    return summary_dict(ds)
+
+
+# --- sweep ------------------------------------------------------------------------------------
+
+SWEEPS = ["pv_penetration_sweep.toml", "sop_capacity_sweep.toml", "capacity_grid_sweep.toml",
+          "sop_capacity_optimization.toml"]
+
+
+def _tiny_sweep(cfg: dict, desc: str) -> dict:
+    force(cfg, ("sampling", "samples"), 2, unless=desc)
+    force(cfg, ("restoration", "montecarlo", "samples"), 4, unless=desc)
+    for k, axis in enumerate(cfg.get("axis", []) if isinstance(cfg.get("axis"), list) else []):
+        if isinstance(axis, dict) and "values" in axis and isinstance(axis["values"], list):
+            force(cfg, ("axis", k, "values"), axis["values"][:2], unless=desc)
+        if isinstance(axis, dict) and "num" in axis:
+            force(cfg, ("axis", k, "num"), 2, unless=desc)
+    force(cfg, ("optimization", "steps"), 3, unless=desc)
+    force(cfg, ("optimization", "grid"), {"start": 0.0, "stop": 2.0, "num": 2}, unless=desc)
+    return cfg
+
+
+@_examples(N_PARSE)
+@given(data=st.data(), name=st.sampled_from(SWEEPS))
+def test_sweep_config_validation(data, name):
+    from sopjax.sweeps.config import spec_from_config
+
+    cfg, desc = data.draw(config_mutation(load_config(name)))
+    check("sweep: spec_from_config", f"{name}: {desc}", lambda: spec_from_config(_tiny_sweep(cfg, desc)) and None)
+
+
+@_examples(N_RUN)
+@given(data=st.data(), name=st.sampled_from(SWEEPS[:3]))
+def test_sweep_config_runs(data, name):
+    from sopjax.sweeps.config import spec_from_config
+    from sopjax.sweeps.optimize import optimize_capacity
+    from sopjax.sweeps.runner import run_sweep
+
+    cfg, desc = data.draw(config_mutation(load_config(name)))
+    cfg = _tiny_sweep(cfg, desc)
+
+    def run():
+        spec = spec_from_config(cfg)
+        return (optimize_capacity if spec.kind == "optimization" else run_sweep)(spec)
+
+    check("sweep: spec_from_config + run", f"{name}: {desc}", run)
+
+
+# --- restore ----------------------------------------------------------------------------------
+
+RESTORE = load_config("ieee33_restoration.toml")
+
+
+def _tiny_restore(cfg: dict, desc: str) -> dict:
+    force(cfg, ("montecarlo", "samples"), 4, unless=desc)
+    force(cfg, ("solver", "time_limit"), 20, unless=desc)
+    force(cfg, ("restoration", "uncertainty"), "forecast", unless=desc)
+    force(cfg, ("restoration", "formulation"), "lindistflow", unless=desc)
+    return cfg
+
+
+@_examples(N_PARSE)
+@given(data=st.data())
+def test_restore_config_validation(data):
+    from sopjax.problems.restoration.study import study_from_config
+
+    cfg, desc = data.draw(config_mutation(RESTORE))
+    check("restore: study_from_config", desc, lambda: study_from_config(_tiny_restore(cfg, desc)) and None)
+
+
+@_examples(N_SOLVE)
+@given(data=st.data())
+def test_restore_config_runs(data):
+    from sopjax.problems.restoration.study import run_restoration_study, study_from_config
+
+    cfg, desc = data.draw(config_mutation(RESTORE))
+    cfg = _tiny_restore(cfg, desc)
+    check("restore: study_from_config + run_restoration_study", desc,
+          lambda: run_restoration_study(study_from_config(cfg)))
+
+
+# --- plan -------------------------------------------------------------------------------------
+
+PLANS = ["ieee33_planning.toml", "ieee69_planning.toml"]
+
+
+def _tiny_plan(cfg: dict, desc: str) -> dict:
+    force(cfg, ("scenarios", "samples"), 8, unless=desc)
+    force(cfg, ("scenarios", "count"), 1, unless=desc)
+    force(cfg, ("validation", "samples"), 4, unless=desc)
+    force(cfg, ("validation", "optimal_days"), 1, unless=desc)
+    force(cfg, ("profiles", "periods"), 2, unless=desc)
+    return cfg
+
+
+@_examples(N_PARSE)
+@given(data=st.data(), name=st.sampled_from(PLANS))
+def test_plan_config_validation(data, name):
+    from sopjax.problems.planning.study import study_from_config
+
+    cfg, desc = data.draw(config_mutation(load_config(name)))
+    check("plan: study_from_config", f"{name}: {desc}", lambda: study_from_config(_tiny_plan(cfg, desc)) and None)
+
+
+@_examples(N_SOLVE)
+@given(data=st.data())
+def test_plan_config_runs(data):
+    from sopjax.problems.planning.study import run_planning_study, study_from_config
+
+    cfg, desc = data.draw(config_mutation(load_config(PLANS[0])))
+    cfg = _tiny_plan(cfg, desc)
+    check("plan: study_from_config + run_planning_study", desc,
+          lambda: run_planning_study(study_from_config(cfg), validate=True).as_dict())
+
+
+# --- case files (powerflow, reconfigure, and every [network] case) ----------------------------
+
+CASE_TEXT = {p: p.read_text() for p in CASE_FILES}
+
+
+@contextlib.contextmanager
+def _case_file(content: bytes):
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "mutated.m"
+        path.write_bytes(content)
+        yield str(path)
+
+
+def _cli(argv: list[str]):
+    """``sopjax ARGV`` in-process: (exit code, stdout); an argparse refusal is exit code 2."""
+    from sopjax.cli.main import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            rc = main(argv)
+        except SystemExit as e:  # argparse: usage line + one error line, exit 2
+            rc = e.code
+    return rc, out.getvalue(), err.getvalue()
+
+
+def _cli_result(argv: list[str]):
+    """Run the CLI; a refusal (exit 2) becomes a SopjaxError so that :func:`check` counts it."""
+    from sopjax.errors import SopjaxError
+
+    rc, out, err = _cli(argv)
+    if rc == 2:
+        lines = [ln for ln in err.strip().splitlines() if ln.strip()]
+        if not lines or "Traceback" in err:
+            raise AssertionError(f"exit 2 without a one-line error: {err!r}")
+        raise SopjaxError(lines[-1])
+    assert rc in (0, 1), f"exit code {rc}: {err[-500:]}"
+    if "--json" in argv:
+        return json.loads(out) if rc == 0 else {}
+    assert "nan" not in out.lower().split(), out
+    return {}
+
+
+@_examples(N_PARSE)
+@given(data=st.data(), path=st.sampled_from(CASE_FILES))
+def test_case_file_mutations_powerflow(data, path):
+    content, desc = data.draw(case_mutation(CASE_TEXT[path]))
+    with _case_file(content) as f:
+        check("powerflow: case file", f"{path.name}: {desc}", lambda: _cli_result(["powerflow", f, "--json"]))
+
+
+@_examples(N_PARSE)
+@given(data=st.data(), path=st.sampled_from(CASE_FILES))
+def test_case_file_mutations_network(data, path):
+    """The same mutations reach every study through ``[network] case`` (montecarlo's parse)."""
+    from sopjax.montecarlo.study import study_from_config
+
+    content, desc = data.draw(case_mutation(CASE_TEXT[path]))
+    with _case_file(content) as f:
+        cfg = {"network": {"case": f}, "strategy": [{"name": "as is", "pickup": "all"}],
+               "montecarlo": {"samples": 4}}
+        check("montecarlo: [network] case file", f"{path.name}: {desc}", lambda: study_from_config(cfg) and None)
+
+
+@_examples(N_SOLVE)
+@given(data=st.data())
+def test_case_file_mutations_reconfigure(data):
+    content, desc = data.draw(case_mutation(CASE_TEXT[CASE_FILES[0]]))
+    with _case_file(content) as f:
+        check("reconfigure: case file", f"{CASE_FILES[0].name}: {desc}",
+              lambda: _cli_result(["reconfigure", f, "--switchable", "ties", "--time-limit", "20", "--json"]))
+
+
+# --- CLI options ------------------------------------------------------------------------------
+
+BAD_OPTION_VALUES = ("0", "-1", "-5", "1e12", "nan", "inf", "-inf", "abc", "", "auto", "1.5", "3", "7,9,x", "0x10")
+
+#: subcommand -> (base argv that runs tiny, {option: how it is fuzzed})
+CLI = {
+    "powerflow": (["powerflow", "ieee33", "--json"], ["--load-scale", "--tol", "--open", "--close"]),
+    "montecarlo": (["montecarlo", str(Path(__file__).parents[1] / "configs/ieee33_restoration_mc.toml"),
+                    "--samples", "4", "--json"], ["--samples", "--seed", "--chunk-size"]),
+    "bench": (["bench", "--samples", "8", "--repeats", "1", "--pgm-repeats", "1", "--pp-samples", "0",
+               "--skip", "pandapower,power_grid_model,fused_reference", "--devices", "1", "--json"],
+              ["--samples", "--tol", "--max-iter", "--sigma", "--repeats", "--chunk-size", "--seed"]),
+    "sweep": (["sweep", str(Path(__file__).parents[1] / "configs/sop_capacity_sweep.toml"), "--samples", "2",
+               "--quiet", "--no-plots"], ["--samples"]),
+    "reconfigure": (["reconfigure", "ieee33", "--switchable", "ties", "--json"],
+                    ["--gap", "--time-limit", "--load-scale", "--switchable"]),
+    "restore": (["restore", str(Path(__file__).parents[1] / "configs/ieee33_restoration.toml"),
+                 "--uncertainty", "forecast", "--formulation", "lindistflow", "--samples", "4", "--json"],
+                ["--samples", "--time-limit"]),
+    "plan": (["plan", str(Path(__file__).parents[1] / "configs/ieee33_planning.toml"), "--json"],
+             ["--time-limit", "--validation-samples"]),
+}
+#: subcommands whose valid option values start an expensive run: only their refusals are exercised
+REFUSAL_ONLY = {"sweep", "reconfigure", "restore", "plan"}
+
+
+def _replace_option(argv: list[str], option: str, value: str) -> list[str]:
+    argv = list(argv)
+    if option in argv:
+        argv[argv.index(option) + 1] = value
+    else:
+        argv += [option, value]
+    return argv
+
+
+@_examples(N_PARSE)
+@given(data=st.data(), command=st.sampled_from(sorted(CLI)))
+def test_cli_option_mutations(data, command):
+    base, options = CLI[command]
+    option = data.draw(st.sampled_from(options))
+    value = data.draw(st.sampled_from(BAD_OPTION_VALUES))
+    argv = _replace_option(base, option, value)
+    if command in REFUSAL_ONLY and not _refused_by_validation(command, option, value):
+        return  # a valid value would start an MISOCP or a sweep; runs are covered by the config tests
+    check(f"{command}: CLI option", f"{option} {value!r}", lambda: _cli_result(argv))
+
+
+def _refused_by_validation(command: str, option: str, value: str) -> bool:
+    """Whether ``option value`` must be refused before any work (the CLI's own rule)."""
+    import math
+
+    try:
+        x = float(value)
+    except ValueError:
+        return option not in ("--switchable",) or value not in ("all", "ties")
+    if option == "--switchable":
+        return True
+    if not math.isfinite(x):
+        return True
+    if option in ("--samples",):
+        return x < 1 or x != int(x) or x > 1e9
+    if option in ("--time-limit", "--gap"):
+        return x <= 0 or (option == "--gap" and x >= 1)
+    if option == "--validation-samples":
+        return x < 0 or x != int(x)
+    if option == "--load-scale":
+        return x < 0
+    return False
