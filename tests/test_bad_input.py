@@ -159,7 +159,6 @@ def _tiny_plan(cfg: dict, desc: str) -> dict:
     force(cfg, ("scenarios", "count"), 1, unless=desc)
     force(cfg, ("validation", "samples"), 4, unless=desc)
     force(cfg, ("validation", "optimal_days"), 1, unless=desc)
-    force(cfg, ("profiles", "periods"), 2, unless=desc)
     return cfg
 
 

@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from sopjax.config import integer, integer_list, number
 from sopjax.errors import SopjaxError
 from sopjax.network import Network
 
@@ -323,15 +324,19 @@ def _setting_from_mapping(d: Mapping[str, Any], where: str) -> SOPSetting:
         raise StrategyError(f"{where}: unknown SOP setting {sorted(unknown)[0]!r}; allowed: {sorted(allowed)}")
     d = dict(d)
     if "pair" in d:
-        d["sop"] = tuple(d.pop("pair"))
+        pair = integer_list(d.pop("pair"), f"{where}: pair", error=StrategyError)
+        if len(pair) != 2:
+            raise StrategyError(f"{where}: pair must hold two bus ids [bus_i, bus_j], got {pair}")
+        d["sop"] = tuple(pair)
     if "index" in d:
-        d["sop"] = int(d.pop("index"))
+        d["sop"] = integer(d.pop("index"), f"{where}: index", lo=0, error=StrategyError)
     if "sop" not in d:
         raise StrategyError(f"{where}: an SOP setting needs 'pair' = [bus_i, bus_j] or 'index'")
-    try:
-        return SOPSetting(**{k: (float(v) if k not in ("sop", "mode") else v) for k, v in d.items()})
-    except (TypeError, ValueError) as e:
-        raise StrategyError(f"{where}: bad SOP setting {dict(d)!r}: {e}") from None
+    if "mode" in d and not isinstance(d["mode"], (str, int)):
+        raise StrategyError(f"{where}: mode must be a string, got {d['mode']!r}")
+    values = {k: (v if k in ("sop", "mode") else number(v, f"{where}: {k}", error=StrategyError))
+              for k, v in d.items()}
+    return SOPSetting(**values)
 
 
 def pickup_vector(net: Network, pickup, where: str = "strategy") -> np.ndarray:

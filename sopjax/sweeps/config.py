@@ -48,7 +48,7 @@ from typing import Any
 
 import numpy as np
 
-from sopjax.config import NetworkSpec, number, parse_network, sub_table, table, table_list
+from sopjax.config import NetworkSpec, choice, number, parse_network, string, sub_table, table, table_list
 from sopjax.errors import ConfigError
 from sopjax.montecarlo.runner import MonteCarloSettings
 from sopjax.montecarlo.study import fault_from_config, settings_from_config
@@ -217,18 +217,15 @@ def spec_from_config(
         ConfigError: naming the key, axis or parameter at fault.
     """
     table(cfg, "config", allowed=_TOP)
-    kind = str(cfg.get("kind", "sweep"))
-    if kind not in ("sweep", "optimization"):
-        raise ConfigError(f"kind must be 'sweep' or 'optimization', got {kind!r}")
+    kind = choice(cfg.get("kind", "sweep"), "kind", ("sweep", "optimization"))
     net = parse_network(cfg.get("network"), keys=NETWORK_KEYS)
     if not net.sop:
         raise ConfigError("[network] needs at least one 'sop' (the dispatch moves SOP set-points)")
     d = sub_table(cfg, "dispatch", "[dispatch]", allowed=_DISPATCH)
-    eng = str(engine or d.get("engine", "jax"))
-    if eng not in ("jax", "cvxpylayers"):
-        raise ConfigError(f"[dispatch] engine must be 'jax' or 'cvxpylayers', got {eng!r}")
+    eng = choice(engine or d.get("engine", "jax"), "[dispatch] engine", ("jax", "cvxpylayers"))
     unc = dict(sub_table(cfg, "uncertainty", "[uncertainty]"))
     frac = number(unc.pop("pv_forecast_frac", 1.0), "[uncertainty] pv_forecast_frac", lo=0.0, hi=1.0)
+    UncertaintyModel.from_dict(unc)  # checked before any work
     smp = sub_table(cfg, "sampling", "[sampling]", allowed=_SAMPLING)
     n = samples if samples is not None else smp.get("samples", 64)
     n = number(n, "[sampling] samples", lo=1, integer=True)
@@ -255,7 +252,7 @@ def spec_from_config(
         for k, t in enumerate(raw_axes):
             t = table(t, f"[[axis]] {k}", allowed={"name", "values", "start", "stop", "num"})
             name = t.get("name")
-            if name not in PARAMETERS:
+            if not isinstance(name, str) or name not in PARAMETERS:
                 raise ConfigError(
                     f"[[axis]] {k}: {name!r} is not a sweep parameter; parameters: {sorted(PARAMETERS)}"
                 )
@@ -265,9 +262,12 @@ def spec_from_config(
     elif raw_axes:
         raise ConfigError("an optimization config takes no [[axis]]; the grid is [optimization] grid")
 
-    quantities = tuple(cfg.get("quantities", ["losses_kw", "vmin_pu"]))
+    quantities = cfg.get("quantities", ["losses_kw", "vmin_pu"])
+    if not isinstance(quantities, list) or not quantities:
+        raise ConfigError(f"quantities must be a non-empty list of names, got {quantities!r}"[:200])
+    quantities = tuple(quantities)
     for q in quantities:
-        if q not in QUANTITIES:
+        if not isinstance(q, str) or q not in QUANTITIES:
             raise ConfigError(f"unknown quantity {q!r}; quantities: {sorted(QUANTITIES)}")
     restoration = None
     if "restoration" in cfg:
@@ -279,9 +279,7 @@ def spec_from_config(
     opt = None
     if kind == "optimization":
         o = sub_table(cfg, "optimization", "[optimization]", allowed=_OPT)
-        cap = str(o.get("capacity", "common"))
-        if cap not in ("common", "per_sop"):
-            raise ConfigError(f"[optimization] capacity must be 'common' or 'per_sop', got {cap!r}")
+        cap = choice(o.get("capacity", "common"), "[optimization] capacity", ("common", "per_sop"))
         grid_t = table(o.get("grid", {"start": 0.0, "stop": 3.0, "num": 13}), "[optimization] grid")
         grid = _grid(grid_t, "[optimization] grid", lo=0.0)
         from sopjax.problems.planning.costs import CostModel
@@ -302,14 +300,14 @@ def spec_from_config(
         raise ConfigError("[optimization] needs kind = \"optimization\"")
 
     return SweepSpec(
-        title=str(cfg.get("title", "sopjax sweep")),
+        title=string(cfg.get("title", "sopjax sweep"), "title", allow_empty=True),
         kind=kind,
         network=net,
-        v_min_pu=number(d.get("v_min_pu", 0.90), "[dispatch] v_min_pu", lo=0.0),
-        v_max_pu=number(d.get("v_max_pu", 1.10), "[dispatch] v_max_pu", lo=0.0),
+        v_min_pu=number(d.get("v_min_pu", 0.90), "[dispatch] v_min_pu", positive=True, hi=2.0),
+        v_max_pu=number(d.get("v_max_pu", 1.10), "[dispatch] v_max_pu", positive=True, hi=2.0),
         voltage_weight=number(d.get("voltage_weight", 0.0), "[dispatch] voltage_weight", lo=0.0),
         engine=eng,
-        tol=number(d.get("tol", 1e-9), "[dispatch] tol", lo=0.0),
+        tol=number(d.get("tol", 1e-9), "[dispatch] tol", positive=True, hi=0.1),
         max_iter=number(d.get("max_iter", 150), "[dispatch] max_iter", lo=1, integer=True),
         uncertainty=unc,
         pv_forecast_frac=frac,

@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
+from sopjax.config import number, string
 from sopjax.errors import ConfigError
 
 __all__ = ["CostModel", "capital_recovery_factor", "PlanningInputError"]
@@ -85,13 +86,16 @@ class CostModel:
     currency: str = "USD"
 
     def __post_init__(self):
+        for name in ("discount_rate", "lifetime_years"):
+            number(getattr(self, name), f"costs.{name}", error=PlanningInputError)  # a string is not a rate
+        string(self.currency, "costs.currency", error=PlanningInputError)
         for name in ("cost_per_kva", "fixed_cost_per_site", "om_fraction", "energy_price_per_kwh"):
             value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
                 raise PlanningInputError(f"costs.{name} must be a finite number >= 0, got {value!r}")
         for name in ("days_per_year", "period_hours"):
             value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
                 raise PlanningInputError(f"costs.{name} must be a positive number, got {value!r}")
         capital_recovery_factor(self.discount_rate, self.lifetime_years)  # validates both
 

@@ -40,7 +40,9 @@ from typing import Any
 
 import numpy as np
 
-from sopjax.config import ConfigError, integer, parse_network, sub_table, table
+from sopjax.config import (
+    ConfigError, boolean, choice, integer, number, number_list, parse_network, string, sub_table, table,
+)
 from sopjax.network_builder import build_network
 from sopjax.problems.planning.costs import CostModel
 from sopjax.problems.planning.problem import PlanningProblem, make_planning_problem
@@ -49,6 +51,10 @@ from sopjax.problems.planning.scenarios import reduce_scenarios
 from sopjax.problems.planning.validation import ValidationResult, validate_plan
 
 __all__ = ["PlanningStudy", "PlanningStudyResult", "study_from_config", "run_planning_study"]
+
+#: bounds that keep a config from asking for more memory than a study can use
+MAX_PERIODS = 1440  # one-minute periods of a day
+MAX_DAYS = 100_000  # sampled days (scenario reduction, validation)
 
 _SECTIONS = {
     "title": None, "description": None,
@@ -130,19 +136,23 @@ def study_from_config(cfg: Mapping[str, Any]) -> PlanningStudy:
     net = build_network(netc)
 
     prof = _section(cfg, "profiles")
-    periods = integer(prof.get("periods", 24), "profiles.periods", lo=1)
+    periods = integer(prof.get("periods", 24), "profiles.periods", lo=1, hi=MAX_PERIODS)
     load = prof.get("load", "rts79_summer_weekday")
-    load_shape = load_profile(load) if isinstance(load, str) else np.asarray(load, float)
+    load_shape = (load_profile(load) if isinstance(load, str)
+                  else np.asarray(number_list(load, "profiles.load", lo=0.0, max_len=MAX_PERIODS), float))
     load_shape = daily_profile(load_shape, name="profiles.load", periods=periods)
     pv = prof.get("pv", "clear_sky")
     if isinstance(pv, str):
         if pv != "clear_sky":
             raise ConfigError(f"profiles.pv must be 'clear_sky' or {periods} numbers, got {pv!r}")
-        pv_shape = clear_sky_pv_profile(latitude_deg=float(prof.get("latitude_deg", 30.0)),
-                                        day_of_year=int(prof.get("day_of_year", 172)), periods=periods)
+        pv_shape = clear_sky_pv_profile(
+            latitude_deg=number(prof.get("latitude_deg", 30.0), "profiles.latitude_deg", lo=-90.0, hi=90.0),
+            day_of_year=integer(prof.get("day_of_year", 172), "profiles.day_of_year", lo=1, hi=366), periods=periods)
     else:
-        pv_shape = daily_profile(pv, name="profiles.pv", periods=periods)
-    forecast = pv_forecast(net, pv_shape, peak_frac=prof.get("pv_peak_frac", 1.0)) if net.pv.count else None
+        pv_shape = daily_profile(number_list(pv, "profiles.pv", lo=0.0, max_len=MAX_PERIODS), name="profiles.pv",
+                                 periods=periods)
+    peak = number(prof.get("pv_peak_frac", 1.0), "profiles.pv_peak_frac", lo=0.0)
+    forecast = pv_forecast(net, pv_shape, peak_frac=peak) if net.pv.count else None
 
     unc = dict(_section(cfg, "uncertainty"))
     if "load_profile" in unc:
@@ -151,35 +161,37 @@ def study_from_config(cfg: Mapping[str, Any]) -> PlanningStudy:
     umodel = from_dict(unc)
 
     scc = _section(cfg, "scenarios")
-    n_samples = integer(scc.get("samples", 500), "scenarios.samples", lo=1)
-    count = integer(scc.get("count", 4), "scenarios.count", lo=1)
+    n_samples = integer(scc.get("samples", 500), "scenarios.samples", lo=1, hi=MAX_DAYS)
+    count = integer(scc.get("count", 4), "scenarios.count", lo=1, hi=1000)
     seed = integer(scc.get("seed", 0), "scenarios.seed", lo=0)
     if count > n_samples:
         raise ConfigError(f"scenarios.count ({count}) exceeds scenarios.samples ({n_samples})")
     draw = umodel.sample(net, forecast, key=jax.random.key(seed), n=n_samples, dtype="float64")
     scenarios = reduce_scenarios(
         np.asarray(draw.p_load_pu), np.asarray(draw.q_load_pu), np.asarray(draw.p_pv_pu),
-        count, seed=seed, representative=scc.get("representative", "mean"),
+        count, seed=seed, representative=string(scc.get("representative", "mean"), "scenarios.representative"),
     )
 
     sop = _section(cfg, "sop")
     costs = CostModel(**_section(cfg, "costs"))
+    optional = {k: (None if sop.get(k) is None else f(sop[k], f"sop.{k}"))
+                for k, f in (("max_sops", lambda v, w: integer(v, w, lo=0)),
+                             ("budget", lambda v, w: number(v, w, lo=0.0)))}
     problem = make_planning_problem(
         net, scenarios=scenarios, candidates=sop.get("candidates", "ties"), costs=costs,
-        s_max_kva=sop.get("s_max_kva", 2000.0), loss=sop.get("loss", 0.02),
-        v_min_pu=netc.v_min_pu, v_max_pu=netc.v_max_pu,
-        max_sops=sop.get("max_sops"), budget=sop.get("budget"),
+        s_max_kva=number(sop.get("s_max_kva", 2000.0), "sop.s_max_kva", positive=True),
+        loss=number(sop.get("loss", 0.02), "sop.loss", lo=0.0, hi=1.0),
+        v_min_pu=netc.v_min_pu, v_max_pu=netc.v_max_pu, **optional,
     )
 
     solver = _section(cfg, "solver")
-    method = solver.get("method", "bnb")
     from sopjax.problems.planning.solve import METHODS
 
-    if method not in METHODS:
-        raise ConfigError(f"solver.method must be one of {', '.join(METHODS)}, got {method!r}")
+    method = choice(solver.get("method", "bnb"), "solver.method", METHODS)
+    solver = _solver_section(solver)
     base = _section(cfg, "baselines")
     val = _section(cfg, "validation")
-    val_n = integer(val.get("samples", 1000), "validation.samples", lo=0)
+    val_n = integer(val.get("samples", 1000), "validation.samples", lo=0, hi=MAX_DAYS)
     opt_days = integer(val.get("optimal_days", min(50, val_n)), "validation.optimal_days", lo=0)
     if opt_days > val_n:
         raise ConfigError(f"validation.optimal_days ({opt_days}) exceeds validation.samples ({val_n})")
@@ -187,14 +199,26 @@ def study_from_config(cfg: Mapping[str, Any]) -> PlanningStudy:
     if val_n and val_seed == seed:
         raise ConfigError("validation.seed must differ from scenarios.seed (out-of-sample days)")
     return PlanningStudy(
-        title=str(cfg.get("title", "")), problem=problem,
+        title=string(cfg.get("title", ""), "title", allow_empty=True), problem=problem,
         samples={"samples": n_samples, "seed": seed},
         solver={"method": method, **{k: v for k, v in solver.items() if k != "method"}},
-        baselines={"fixed_size_kva": float(base.get("fixed_size_kva", 1000.0)),
-                   "standard_unit_kva": float(base.get("standard_unit_kva", 250.0))},
+        baselines={k: number(base.get(k, d), f"baselines.{k}", positive=True)
+                   for k, d in (("fixed_size_kva", 1000.0), ("standard_unit_kva", 250.0))},
         validation={"samples": val_n, "seed": val_seed, "optimal_days": opt_days},
         uncertainty=umodel, pv_forecast_pu=forecast, config=dict(cfg),
     )
+
+
+def _solver_section(s: Mapping[str, Any]) -> dict:
+    """``[solver]`` with its values checked (types and ranges, key paths in messages)."""
+    out = dict(s)
+    for key, check in (("tol", lambda v, w: number(v, w, positive=True, hi=0.1)),
+                       ("mip_gap", lambda v, w: number(v, w, lo=0.0, hi=1.0)),
+                       ("time_limit_s", lambda v, w: number(v, w, positive=True)),
+                       ("warm_start", boolean), ("heuristics", string)):
+        if out.get(key) is not None:
+            out[key] = check(out[key], f"solver.{key}")
+    return out
 
 
 def _solve_options(study: PlanningStudy, method: str) -> dict:

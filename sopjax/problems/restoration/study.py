@@ -46,13 +46,15 @@ from typing import Any
 
 import numpy as np
 
-from sopjax.config import ConfigError, integer_list, parse_network, sub_table, table
+from sopjax.config import (
+    ConfigError, boolean, choice, integer, integer_list, number, number_list, parse_network, string, sub_table, table,
+)
 from sopjax.network import Network
 from sopjax.network_builder import build_network
 from sopjax.solvers.options import NAIVE, TIGHT
 from sopjax.problems.restoration.check import exact_check
 from sopjax.problems.restoration.results import RestorationPlan
-from sopjax.problems.restoration.settings import RestorationSettings, with_limits
+from sopjax.problems.restoration.settings import UNCERTAINTY_MODES, RestorationSettings, with_limits
 from sopjax.problems.restoration.solve import solve_restoration
 
 __all__ = ["RestorationStudy", "study_from_config", "run_restoration_study", "score_plans", "network_from_config"]
@@ -90,8 +92,45 @@ class RestorationStudy:
 
 
 def _sigma(unc: Mapping, key: str) -> float:
+    if key not in unc or unc[key] in (None, False, "none"):
+        return 0.0
     t = sub_table(unc, key, f"[uncertainty] {key}")
-    return float(t.get("sigma_frac", 0.1 if key == "pv" else 0.05)) if key in unc else 0.0
+    return number(t.get("sigma_frac", 0.1 if key == "pv" else 0.05), f"[uncertainty] {key}.sigma_frac", lo=0.0)
+
+
+#: [restoration] key -> its check (value, key path) -> typed value
+_TYPED = {
+    "keep_open": lambda v, w: tuple(integer_list(v, w)),
+    "use_sop": boolean,
+    "eta_d": lambda v, w: number(v, w, positive=True),
+    "eta_l": lambda v, w: number(v, w, lo=0.0),
+    "u_set_pu": lambda v, w: number(v, w, positive=True, hi=2.0),
+    "load_blocks": lambda v, w: integer(v, w, lo=1, hi=100),
+    "max_switch_operations": lambda v, w: integer(v, w, lo=0),
+    "v_min_pu": lambda v, w: number(v, w, positive=True, hi=2.0),
+    "v_max_pu": lambda v, w: number(v, w, positive=True, hi=2.0),
+    "uncertainty": lambda v, w: choice(v, w, UNCERTAINTY_MODES),
+    "scenarios": lambda v, w: integer(v, w, lo=1, hi=10_000),
+    "seed": lambda v, w: integer(v, w, lo=0, hi=2**63 - 1),
+    "formulation": lambda v, w: choice(v, w, ("soc", "lindistflow")),
+    "naive": boolean,
+    "gap_threshold": lambda v, w: number(v, w, positive=True),
+    "quantile_sides": lambda v, w: choice(v, w, ("both", "low")),
+    "shed_outside": boolean,
+    "v_margin_pu": lambda v, w: number(v, w, lo=0.0),
+}
+
+
+def _switchable(value: Any) -> str | tuple[int, ...]:
+    if isinstance(value, str):
+        return choice(value, "[restoration] switchable", ("all", "ties", "none"))
+    return tuple(integer_list(value, "[restoration] switchable"))
+
+
+def _i_max(value: Any) -> float | tuple[float, ...] | None:
+    if value is None or isinstance(value, (int, float)) and not isinstance(value, bool):
+        return None if value is None else number(value, "[restoration] i_max_pu", positive=True)
+    return tuple(number_list(value, "[restoration] i_max_pu", positive=True))
 
 
 def study_from_config(cfg: Mapping[str, Any], **overrides) -> RestorationStudy:
@@ -111,33 +150,38 @@ def study_from_config(cfg: Mapping[str, Any], **overrides) -> RestorationStudy:
     solver = dict(sub_table(cfg, "solver", "[solver]", allowed=_SOLVER))
     unc = dict(sub_table(cfg, "uncertainty", "[uncertainty]"))
     mc = dict(sub_table(cfg, "montecarlo", "[montecarlo]", allowed=_MC)) if "montecarlo" in cfg else None
+    rest = {k: (_TYPED[k](v, f"[restoration] {k}") if k in _TYPED else v) for k, v in rest.items()}
+    solver = _solver_table(solver)
+    mc_settings = None
+    if mc is not None:
+        boolean(mc.get("enabled", True), "[montecarlo] enabled")
+        mc_settings = montecarlo_settings(mc, faulted, rest.get("v_min_pu"), rest.get("v_max_pu"))
+    from sopjax.sampling import UncertaintyModel
+
+    UncertaintyModel.from_dict({k: v for k, v in unc.items() if k != "pv_forecast_kw"})  # checked before solving
     kva = net.base_mva * 1e3
     fc = None
     if "pv_forecast_kw" in unc:
-        fc = tuple(float(x) / kva for x in np.asarray(unc["pv_forecast_kw"], float).reshape(-1))
+        fc = tuple(x / kva for x in number_list(unc["pv_forecast_kw"], "[uncertainty] pv_forecast_kw",
+                                                max_len=net.pv.count + 1))
     options = NAIVE if rest.pop("naive", False) else TIGHT
-    options = dataclasses.replace(options, formulation=str(rest.pop("formulation", "soc")))
-    gap_threshold = float(rest.pop("gap_threshold", 1e-3))
-    sw = rest.pop("switchable", "all")
-    sw = sw if isinstance(sw, str) else tuple(int(k) for k in sw)
-    imax = rest.pop("i_max_pu", None)
-    if imax is not None and not np.isscalar(imax):
-        imax = tuple(float(x) for x in imax)
+    options = dataclasses.replace(options, formulation=rest.pop("formulation", "soc"))
+    gap_threshold = rest.pop("gap_threshold", 1e-3)
     settings = RestorationSettings(
         faulted=faulted,
-        switchable=sw,
-        keep_open=tuple(int(k) for k in rest.pop("keep_open", ())),
+        switchable=_switchable(rest.pop("switchable", "all")),
+        keep_open=rest.pop("keep_open", ()),
         pv_forecast_pu=fc,
         pv_sigma_frac=_sigma(unc, "pv"),
         load_sigma_frac=_sigma(unc, "load"),
-        confidence=float((mc or {}).get("confidence", 0.9921)),
-        i_max_pu=imax,
+        confidence=mc_settings.confidence if mc_settings is not None else 0.9921,
+        i_max_pu=_i_max(rest.pop("i_max_pu", None)),
         options=options,
         **{k: v for k, v in rest.items()},
     )
     settings.validate(net)
     return RestorationStudy(
-        title=str(cfg.get("title", "restoration")),
+        title=string(cfg.get("title", "restoration"), "title", allow_empty=True),
         net=net,
         settings=settings,
         solver=solver,
@@ -145,6 +189,33 @@ def study_from_config(cfg: Mapping[str, Any], **overrides) -> RestorationStudy:
         montecarlo=mc if mc is None or mc.get("enabled", True) else None,
         uncertainty=unc,
     )
+
+
+def _solver_table(solver: Mapping) -> dict:
+    """``[solver]`` with its values checked (name, time_limit s, mip_gap, threads; scip_params a table)."""
+    out = dict(solver)
+    if "name" in out:
+        out["name"] = string(out["name"], "[solver] name")
+    if "time_limit" in out:
+        out["time_limit"] = number(out["time_limit"], "[solver] time_limit", positive=True)
+    if "mip_gap" in out:
+        out["mip_gap"] = number(out["mip_gap"], "[solver] mip_gap", lo=0.0, hi=1.0)
+    if "threads" in out:
+        out["threads"] = integer(out["threads"], "[solver] threads", lo=1, hi=1024)
+    if "scip_params" in out:
+        out["scip_params"] = dict(table(out["scip_params"], "[solver] scip_params"))
+    return out
+
+
+def montecarlo_settings(mc: Mapping, fault_open, v_min_pu: float | None, v_max_pu: float | None):
+    """The Monte Carlo settings of a restoration study's ``[montecarlo]`` (parsed as ``sopjax montecarlo``
+    parses its own table); the voltage limits default to the restoration's."""
+    from sopjax.montecarlo.study import settings_from_config
+
+    mc = {k: v for k, v in mc.items() if k != "enabled"}
+    mc.setdefault("v_min_pu", v_min_pu or 0.95)
+    mc.setdefault("v_max_pu", v_max_pu or 1.05)
+    return settings_from_config(mc, fault_open=fault_open)[0]
 
 
 def solve_study(study: RestorationStudy, *, time_limit: float | None = None) -> tuple[RestorationPlan, Any]:
@@ -178,8 +249,7 @@ def score_plans(
         (reached with probability ``confidence``), ``p_violation`` and the buses whose
         voltage leaves the limits in more than 1 % of the samples.
     """
-    from sopjax.kernels.scoring import ScoringOptions
-    from sopjax.montecarlo import ModelSource, MonteCarloSettings, run_montecarlo
+    from sopjax.montecarlo import ModelSource, run_montecarlo
     from sopjax.sampling import UncertaintyModel
 
     netl = with_limits(net, settings)
@@ -188,21 +258,11 @@ def score_plans(
     model = UncertaintyModel.from_dict(unc)
     forecast = np.asarray(settings.pv_forecast_pu if settings.pv_forecast_pu is not None else net.pv.s_rated_pu,
                           float)
-    mc = dict(montecarlo)
-    n = int(mc.get("samples", 500))
-    source = ModelSource(netl, model, forecast, seed=int(mc.get("seed", 0)), n_samples=n,
+    ms = montecarlo_settings(montecarlo, tuple(settings.faulted) + tuple(settings.keep_open), settings.v_min_pu,
+                             settings.v_max_pu)
+    n = ms.n_samples
+    source = ModelSource(netl, model, forecast, seed=int(montecarlo.get("seed", 0)), n_samples=n,
                          description={"model": model.to_dict()})
-    ms = MonteCarloSettings(
-        n_samples=n,
-        fault_open=tuple(settings.faulted) + tuple(settings.keep_open),
-        v_min_pu=float(mc.get("v_min_pu", settings.v_min_pu or 0.95)),
-        v_max_pu=float(mc.get("v_max_pu", settings.v_max_pu or 1.05)),
-        island_overload=str(mc.get("island_overload", "shed")),
-        options=ScoringOptions(method=str(mc.get("power_flow", "sweep"))),
-        confidence=float(mc.get("confidence", 0.9921)),
-        ci_level=float(mc.get("ci_level", 0.95)),
-        chunk_size=int(mc["chunk_size"]) if mc.get("chunk_size") else None,
-    )
     ds = run_montecarlo(netl, strategies, source, ms, progress=progress)
     out = {}
     for name, _ in plans:
