@@ -6,6 +6,9 @@ import argparse
 import sys
 
 
+from sopjax.cli.common import chunk_size, nonnegative_float, nonnegative_int, positive_float, positive_int
+
+
 def register(sub) -> None:
     p = sub.add_parser(
         "bench",
@@ -21,31 +24,32 @@ def register(sub) -> None:
         metavar="CASE",
         help="built-in name, a .m file, or pp:<pandapower.networks builder> (e.g. pp:lv_schutterwald)",
     )
-    p.add_argument("--samples", type=int, default=100_000, metavar="N", help="load samples (default 100000)")
+    p.add_argument("--samples", type=positive_int, default=100_000, metavar="N", help="load samples (default 100000)")
     p.add_argument("--dtype", choices=("float64", "float32"), default="float64", help="sopjax float type")
     p.add_argument(
         "--tol",
-        type=float,
+        type=positive_float,
         default=None,
         help="voltage tolerance in p.u. for every method (default 1e-8 in float64, 1e-6 in float32)",
     )
-    p.add_argument("--max-iter", type=int, default=100, help="iteration limit (default 100)")
-    p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
-    p.add_argument("--sigma", type=float, default=0.1, help="relative load noise (default 0.1)")
+    p.add_argument("--max-iter", type=positive_int, default=100, help="iteration limit (default 100)")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="sampling seed (default 0)")
+    p.add_argument("--sigma", type=nonnegative_float, default=0.1, help="relative load noise (default 0.1)")
     p.add_argument(
-        "--repeats", type=int, default=5, help="timed runs of sopjax and numba; median (default 5)"
+        "--repeats", type=positive_int, default=5, help="timed runs of sopjax and numba; median (default 5)"
     )
     p.add_argument(
-        "--pgm-repeats", type=int, default=3, help="timed runs of each power-grid-model method (default 3)"
+        "--pgm-repeats", type=positive_int, default=3, help="timed runs of each power-grid-model method (default 3)"
     )
     p.add_argument(
         "--pp-samples",
-        type=int,
+        type=nonnegative_int,
         default=200,
         metavar="N",
         help="samples for the pandapower loop, extrapolated (default 200; 0 skips it)",
     )
-    p.add_argument("--chunk-size", type=int, default=None, metavar="N", help="sopjax samples per block")
+    p.add_argument("--chunk-size", type=chunk_size, default="auto", metavar="N|auto",
+                   help="sopjax samples per block, or auto (default)")
     p.add_argument(
         "--layout", choices=("auto", "bus_major", "vmap"), default="auto", help="sopjax batch layout"
     )
@@ -58,7 +62,7 @@ def register(sub) -> None:
     )
     p.add_argument(
         "--devices",
-        type=int,
+        type=nonnegative_int,
         default=0,
         metavar="N",
         help="JAX CPU devices to split samples over (default 0: one per CPU core)",
@@ -125,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
         repeats=args.repeats,
         pgm_repeats=args.pgm_repeats,
         pp_samples=args.pp_samples,
-        chunk_size=args.chunk_size,
+        chunk_size=None if args.chunk_size == "auto" else args.chunk_size,
         layout=args.layout,
         iteration=args.iteration,
         skip=skip,

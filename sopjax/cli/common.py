@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+import math
 import sys
 
 import numpy as np
@@ -24,6 +26,36 @@ def branch_list(text: str | None, option: str) -> list[int]:
         except ValueError:
             raise SopjaxError(f"{option}: {item!r} is not a branch number") from None
     return out
+
+
+def _number_type(kind: type, *, lo: float, strict: bool, auto: bool = False):
+    """An argparse ``type=``: a finite ``kind`` above ``lo`` (``> lo`` if ``strict``), or ``"auto"`` if ``auto``."""
+    relation = ">" if strict else ">="
+
+    def parse(text: str):
+        if auto and text == "auto":
+            return "auto"
+        try:
+            x = kind(text)
+        except ValueError:
+            x = None
+        if x is None or not math.isfinite(x) or (x <= lo if strict else x < lo):
+            extra = "'auto' or " if auto else ""
+            raise argparse.ArgumentTypeError(f"expected {extra}a{'n integer' if kind is int else ' number'} "
+                                              f"{relation} {lo:g}, got {text!r}")
+        return x
+
+    parse.__name__ = f"{kind.__name__}{relation}{lo:g}"  # argparse names the type in some messages
+    return parse
+
+
+#: argparse types: every numeric option refuses NaN, inf and out-of-range values before any work
+positive_int = _number_type(int, lo=0, strict=True)
+nonnegative_int = _number_type(int, lo=0, strict=False)
+positive_float = _number_type(float, lo=0, strict=True)
+nonnegative_float = _number_type(float, lo=0, strict=False)
+#: ``--chunk-size``: ``auto`` or an integer >= 1; zero and negative sizes are refused
+chunk_size = _number_type(int, lo=0, strict=True, auto=True)
 
 
 def read_toml(path: str, error: type[Exception] = SopjaxError) -> dict:

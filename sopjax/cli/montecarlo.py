@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 
 
+from sopjax.cli.common import chunk_size, nonnegative_int, positive_int
+from sopjax.cli.outputs import add_output_options
+
+
 def register(sub) -> None:
     p = sub.add_parser(
         "montecarlo",
@@ -15,10 +19,13 @@ def register(sub) -> None:
         "resumes from its checkpoint (<out>.ckpt.npz) when rerun with the same arguments.",
     )
     p.add_argument("config", metavar="CONFIG.toml", help="study config (see configs/ieee33_restoration_mc.toml)")
-    p.add_argument("--samples", type=int, metavar="N", help="number of samples (overrides the config)")
-    p.add_argument("--seed", type=int, metavar="S", help="PRNG seed (overrides the config)")
-    p.add_argument("--chunk-size", type=int, metavar="C", help="samples per chunk (results do not depend on it)")
+    p.add_argument("--samples", type=positive_int, metavar="N", help="number of samples (overrides the config)")
+    p.add_argument("--seed", type=nonnegative_int, metavar="S", help="PRNG seed (overrides the config)")
+    p.add_argument("--chunk-size", type=chunk_size, metavar="C|auto",
+                   help="samples per chunk, or 'auto' (sized from the sample and strategy counts); "
+                   "results do not depend on it")
     p.add_argument("--out", metavar="FILE.nc", help="write the dataset (.nc or .zarr) and plots")
+    add_output_options(p)
     p.add_argument("--no-plots", action="store_true", help="with --out: skip the figures")
     p.add_argument("--json", action="store_true", help="print the aggregates as JSON instead of a table")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
@@ -34,9 +41,14 @@ def run(args: argparse.Namespace) -> int:
     from sopjax.montecarlo.study import run_study, study_from_config
     from sopjax.montecarlo.summary import summary_dict, summary_table
 
+    from sopjax.cli.outputs import check_output, output_lock
+
+    if args.out is not None:
+        check_output(args.out, overwrite=args.overwrite, parents=args.parents, suffixes=(".nc", ".zarr"))
     cfg = read_toml(args.config, ConfigError)
     study = study_from_config(cfg, samples=args.samples, seed=args.seed, chunk_size=args.chunk_size)
-    ds, written = run_study(study, out=args.out, progress=args.progress, plots=not args.no_plots)
+    with output_lock(args.out):
+        ds, written = run_study(study, out=args.out, progress=args.progress, plots=not args.no_plots)
     if args.json:
         print_json(summary_dict(ds))
     else:

@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 
 
+from sopjax.cli.common import nonnegative_int, positive_float
+from sopjax.cli.outputs import add_output_options
+
+
 def register(sub) -> None:
     p = sub.add_parser(
         "plan",
@@ -17,11 +21,12 @@ def register(sub) -> None:
     p.add_argument("config", metavar="CONFIG.toml", help="planning config (see configs/ieee33_planning.toml)")
     p.add_argument("--method", choices=("bnb", "enumerate", "monolithic"),
                    help="solution method (overrides solver.method)")
-    p.add_argument("--time-limit", type=float, metavar="S", help="SCIP time limit in s (monolithic)")
-    p.add_argument("--validation-samples", type=int, metavar="N",
+    p.add_argument("--time-limit", type=positive_float, metavar="S", help="SCIP time limit in s (monolithic)")
+    p.add_argument("--validation-samples", type=nonnegative_int, metavar="N",
                    help="out-of-sample days (overrides the config)")
     p.add_argument("--no-validation", action="store_true", help="skip the out-of-sample validation")
     p.add_argument("--out", metavar="FILE.nc", help="write the plan's per-scenario operation as netCDF")
+    add_output_options(p)
     p.add_argument("--json", action="store_true", help="print the full result as JSON")
     p.set_defaults(func=run)
 
@@ -122,26 +127,31 @@ def run(args: argparse.Namespace) -> int:
     from sopjax.errors import ConfigError
     from sopjax.problems.planning.study import run_planning_study, study_from_config
 
+    from sopjax.cli.outputs import check_output, output_lock
+
+    if args.out:
+        check_output(args.out, overwrite=args.overwrite, parents=args.parents)
     cfg = read_toml(args.config, ConfigError)
-    if args.validation_samples is not None:
-        if args.validation_samples < 0:
-            raise ConfigError(f"--validation-samples must be >= 0, got {args.validation_samples}")
-        val = dict(cfg.get("validation", {}))
+    if args.validation_samples is not None and isinstance(cfg.get("validation", {}), dict):
+        val = dict(cfg.get("validation", {}))  # not a table: the study refuses it
         val["samples"] = args.validation_samples
-        val["optimal_days"] = min(int(val.get("optimal_days", 50)), args.validation_samples)
+        days = val.get("optimal_days", 50)
+        if isinstance(days, int) and not isinstance(days, bool):  # anything else: the study names it
+            val["optimal_days"] = min(days, args.validation_samples)
         cfg["validation"] = val
-    if args.time_limit is not None:
+    if args.time_limit is not None and isinstance(cfg.get("solver", {}), dict):
         cfg["solver"] = {**cfg.get("solver", {}), "time_limit_s": args.time_limit}
     t0 = time.perf_counter()
     study = study_from_config(cfg)
     t_study = time.perf_counter() - t0
     log = None if args.json else (lambda msg: print(msg, file=sys.stderr))
-    result = run_planning_study(study, method=args.method, validate=not args.no_validation, log=log)
-    result.timings = {"sampling + reduction": t_study, **result.timings}
-    d = result.as_dict()
-    if args.out:
-        result.plan.to_dataset().to_netcdf(args.out)
-        print(f"wrote {args.out}", file=sys.stderr)
+    with output_lock(args.out):
+        result = run_planning_study(study, method=args.method, validate=not args.no_validation, log=log)
+        result.timings = {"sampling + reduction": t_study, **result.timings}
+        d = result.as_dict()
+        if args.out:
+            result.plan.to_dataset().to_netcdf(args.out)
+            print(f"wrote {args.out}", file=sys.stderr)
     if args.json:
         print_json(d)
     else:

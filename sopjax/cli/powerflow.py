@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 
 
+from sopjax.cli.common import nonnegative_float, positive_float
+
+
 def register(sub) -> None:
     p = sub.add_parser(
         "powerflow",
@@ -15,11 +18,11 @@ def register(sub) -> None:
     p.add_argument("case", metavar="CASE", help="built-in name (ieee33, ieee69, ieee85) or a .m file")
     p.add_argument("--open", default="", metavar="LIST", help="branches to open, e.g. 7,9,14,32,37")
     p.add_argument("--close", default="", metavar="LIST", help="branches to close, e.g. 33,34,35,36")
-    p.add_argument("--load-scale", type=float, default=1.0, metavar="X", help="factor on all loads")
+    p.add_argument("--load-scale", type=nonnegative_float, default=1.0, metavar="X", help="factor on all loads")
     p.add_argument("--method", choices=("sweep", "lindistflow"), default="sweep")
     p.add_argument("--dtype", choices=("float64", "float32"), default="float64")
     p.add_argument(
-        "--tol", type=float, default=None, help="voltage tolerance in p.u. (default 1e-8 in float64, 1e-6 in float32)"
+        "--tol", type=positive_float, default=None, help="voltage tolerance in p.u. (default 1e-8 in float64, 1e-6 in float32)"
     )
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=run)
@@ -52,6 +55,8 @@ def summary(net, res, topo) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    import sys
+
     from sopjax.cases import load_case
     from sopjax.cli.common import branch_list, print_json
     from sopjax.powerflow import solve
@@ -67,15 +72,28 @@ def run(args: argparse.Namespace) -> int:
         tol=args.tol,
     )
     out = summary(net, res, topo)
+    if not out["converged"]:
+        # the state is the last iterate (often the flat start): no number of it is a result
+        for key in _RESULT_KEYS:
+            out[key] = None
+        msg = (f"{net.name}: NOT CONVERGED in {out['iterations']} iterations; no results "
+               f"(load scale {args.load_scale:g}: the loads may exceed what the feeder can carry)")
+        if args.json:
+            print_json(out)
+        print(f"sopjax powerflow: error: {msg}", file=sys.stderr)
+        return 1
     if args.json:
         print_json(out)
     else:
-        status = "converged" if out["converged"] else "NOT CONVERGED"
-        print(f"{net.name}: {status} in {out['iterations']} iterations")
+        print(f"{net.name}: converged in {out['iterations']} iterations")
         print(f"  losses      {out['losses_kw']:.2f} kW")
         print(f"  slack       {out['p_slack_kw']:.2f} kW, {out['q_slack_kvar']:.2f} kvar")
         print(f"  min voltage {out['vmin_pu']:.4f} p.u. at bus {out['vmin_bus']}")
         off = [b for b, e in zip(net.bus_ids, out["energized"]) if not e]
         if off:
             print(f"  de-energized buses: {', '.join(map(str, off))}")
-    return 0 if out["converged"] else 1
+    return 0
+
+
+#: the values of :func:`summary` that are results of a converged power flow
+_RESULT_KEYS = ("losses_kw", "vmin_pu", "vmin_bus", "vm_pu", "va_deg", "p_slack_kw", "q_slack_kvar")

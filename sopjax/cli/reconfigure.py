@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 
 
+from sopjax.cli.common import nonnegative_float, positive_float
+
+
 def register(sub) -> None:
     p = sub.add_parser(
         "reconfigure",
@@ -21,9 +24,10 @@ def register(sub) -> None:
                    help="soc (MISOCP, default) or lindistflow (MILP with a piecewise-linear loss estimate)")
     p.add_argument("--naive", action="store_true", help="use the naive baseline formulation (for comparison)")
     p.add_argument("--solver", default=None, help="cvxpy solver name (default: SCIP for soc, HiGHS for lindistflow)")
-    p.add_argument("--time-limit", type=float, default=None, metavar="S", help="solver time limit in seconds")
-    p.add_argument("--gap", type=float, default=1e-6, metavar="G", help="relative MIP gap (default 1e-6)")
-    p.add_argument("--load-scale", type=float, default=1.0, metavar="X", help="factor on all loads")
+    p.add_argument("--time-limit", type=positive_float, default=None, metavar="S",
+                   help="solver time limit in seconds")
+    p.add_argument("--gap", type=nonnegative_float, default=1e-6, metavar="G", help="relative MIP gap (default 1e-6)")
+    p.add_argument("--load-scale", type=nonnegative_float, default=1.0, metavar="X", help="factor on all loads")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=run)
 

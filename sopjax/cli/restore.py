@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 
 
+from sopjax.cli.common import positive_float, positive_int
+
+
 def register(sub) -> None:
     p = sub.add_parser(
         "restore",
@@ -19,8 +22,8 @@ def register(sub) -> None:
                    help="override [restoration] uncertainty")
     p.add_argument("--formulation", choices=("soc", "lindistflow"), default=None,
                    help="override [restoration] formulation")
-    p.add_argument("--time-limit", type=float, default=None, metavar="S", help="solver time limit (s)")
-    p.add_argument("--samples", type=int, default=None, metavar="N", help="override [montecarlo] samples")
+    p.add_argument("--time-limit", type=positive_float, default=None, metavar="S", help="solver time limit (s)")
+    p.add_argument("--samples", type=positive_int, default=None, metavar="N", help="override [montecarlo] samples")
     p.add_argument("--no-montecarlo", action="store_true", help="skip the Monte Carlo score")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=run)
@@ -64,21 +67,14 @@ def _print(out: dict) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import tomllib
-
-    from sopjax.cli.common import print_json
-    from sopjax.errors import SopjaxError
+    from sopjax.cli.common import print_json, read_toml
+    from sopjax.errors import ConfigError
     from sopjax.problems.restoration.study import run_restoration_study, study_from_config
 
-    try:
-        with open(args.config, "rb") as fh:
-            cfg = tomllib.load(fh)
-    except tomllib.TOMLDecodeError as e:
-        raise SopjaxError(f"{args.config} is not valid TOML: {e}") from None
-    if args.samples is not None:
-        cfg.setdefault("montecarlo", {})["samples"] = args.samples
-    if args.time_limit is not None:
-        cfg.setdefault("solver", {})["time_limit"] = args.time_limit
+    cfg = read_toml(args.config, ConfigError)
+    for table, key, value in (("montecarlo", "samples", args.samples), ("solver", "time_limit", args.time_limit)):
+        if value is not None and isinstance(cfg.setdefault(table, {}), dict):  # not a table: the study names it
+            cfg[table][key] = value
     study = study_from_config(cfg, uncertainty=args.uncertainty, formulation=args.formulation)
     out = run_restoration_study(study, with_montecarlo=not args.no_montecarlo)
     if args.json:

@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 
 
+from sopjax.cli.common import positive_int
+from sopjax.cli.outputs import add_output_options
+
+
 def register(sub) -> None:
     p = sub.add_parser(
         "sweep",
@@ -16,7 +20,8 @@ def register(sub) -> None:
     )
     p.add_argument("config", metavar="CONFIG.toml", help="sweep or optimization config (see configs/)")
     p.add_argument("--out", metavar="FILE.nc", help="write the dataset (netCDF) and PNG figures next to it")
-    p.add_argument("--samples", type=int, metavar="N", help="override [sampling] samples")
+    add_output_options(p)
+    p.add_argument("--samples", type=positive_int, metavar="N", help="override [sampling] samples")
     p.add_argument("--engine", choices=("jax", "cvxpylayers"), help="override [dispatch] engine")
     p.add_argument("--no-plots", action="store_true", help="do not write figures")
     p.add_argument("--quiet", action="store_true", help="no per-point progress lines")
@@ -64,21 +69,21 @@ def _summary(ds) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    import tomllib
-    from pathlib import Path
-
-    from sopjax.errors import SopjaxError
+    from sopjax.cli.common import read_toml
+    from sopjax.cli.outputs import check_output, output_lock
+    from sopjax.errors import ConfigError
     from sopjax.sweeps.config import spec_from_config
 
-    path = Path(args.config)
-    try:
-        with path.open("rb") as fh:
-            cfg = tomllib.load(fh)
-    except tomllib.TOMLDecodeError as e:
-        raise SopjaxError(f"{path}: not valid TOML: {e}") from None
-    if args.samples is not None and args.samples < 1:
-        raise SopjaxError(f"--samples must be >= 1, got {args.samples}")
-    spec = spec_from_config(cfg, samples=args.samples, engine=args.engine)
+    if args.out:
+        check_output(args.out, overwrite=args.overwrite, parents=args.parents)
+    spec = spec_from_config(read_toml(args.config, ConfigError), samples=args.samples, engine=args.engine)
+    with output_lock(args.out):
+        return _run(spec, args)
+
+
+def _run(spec, args) -> int:
+    from pathlib import Path
+
     if spec.kind == "optimization":
         from sopjax.sweeps.optimize import optimize_capacity
 
@@ -90,7 +95,6 @@ def run(args: argparse.Namespace) -> int:
     print(_summary(ds))
     if args.out:
         out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
         ds.to_netcdf(out)
         print(f"wrote {out}")
         if not args.no_plots:

@@ -35,7 +35,7 @@ def write_dataset(ds: xr.Dataset, path: str | Path, *, checkpoint: str | Path | 
     deleted after the write succeeded.
 
     Raises:
-        SopjaxError: unknown suffix.
+        SopjaxError: unknown suffix, or a ``.zarr`` path that exists and is not a zarr store.
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -57,6 +57,9 @@ def write_dataset(ds: xr.Dataset, path: str | Path, *, checkpoint: str | Path | 
                 os.unlink(tmp)
             raise
     else:
+        if path.exists() and not ((path / ".zgroup").is_file() or (path / "zarr.json").is_file()):
+            # mode="w" empties the directory: never do that to one that is not a zarr store
+            raise SopjaxError(f"output {path} exists and is not a zarr store; refusing to replace it")
         ds.to_zarr(path, mode="w")
     if checkpoint is not None and Path(checkpoint).exists():
         Path(checkpoint).unlink()

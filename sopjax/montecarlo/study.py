@@ -95,7 +95,7 @@ def settings_from_config(
     fault_open: Sequence[int] = (),
     samples: int | None = None,
     seed: int | None = None,
-    chunk_size: int | None = None,
+    chunk_size: int | str | None = None,
     where: str = "[montecarlo]",
 ) -> tuple[MonteCarloSettings, int]:
     """Validated run settings and PRNG seed from a ``[montecarlo]`` table.
@@ -103,7 +103,7 @@ def settings_from_config(
     Args:
         value: the table (None: all defaults).
         fault_open: the faulted branches (from ``[fault]``).
-        samples, seed, chunk_size: command-line overrides.
+        samples, seed, chunk_size: command-line overrides (chunk_size: an integer >= 1 or "auto").
         where: the table's name in messages.
 
     Returns:
@@ -245,7 +245,7 @@ def study_from_config(
     *,
     samples: int | None = None,
     seed: int | None = None,
-    chunk_size: int | None = None,
+    chunk_size: int | str | None = None,
 ) -> Study:
     """Parse a config (see the module docstring) and build the study with :func:`make_study`.
 

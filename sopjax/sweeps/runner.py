@@ -135,8 +135,10 @@ def _restoration_point(spec: SweepSpec, scn: Scenario, point: dict) -> dict:
         # A Vf-mode SOP too small for its island at the forecast (e.g. capacity 0, or
         # one that cannot absorb the island's PV surplus) cannot energize that island:
         # score the strategy with its SOP settings removed (the island stays dark).
+        # Only then: an error that a large SOP does not cure (a U_set outside the bus
+        # limits, an unknown SOP, a closed faulted branch) is the config's, and raised.
         reported = [s for s in r.strategies if s.get("name") == r.report]
-        if not any(row.get("sop") for row in reported):
+        if not any(row.get("sop") for row in reported) or _fails_at_any_capacity(r, net_spec, forecast):
             raise
         fallback = [{k: v for k, v in s.items() if k != "sop"} for s in r.strategies]
         try:
@@ -152,6 +154,20 @@ def _restoration_point(spec: SweepSpec, scn: Scenario, point: dict) -> dict:
         "restoration_loss_kw": float(sub["line_loss_kw_mean"] + sub["sop_loss_kw_mean"]),
         "restoration_sop_island": sop_island,
     }
+
+
+#: the SOP capacity (kVA per VSC) that stands for "unlimited" when telling a too-small SOP from a bad strategy
+_LARGE_SOP_KVA = 1e5
+
+
+def _fails_at_any_capacity(r: RestorationSpec, net_spec, forecast) -> bool:
+    """Whether the restoration strategies fail on ``net_spec`` even with 100 MVA SOPs."""
+    net = build_network(net_spec.scaled(sop_kva=_LARGE_SOP_KVA))
+    try:
+        build_strategies(net, r.strategies, r.settings, net.pv.s_rated_pu if forecast is None else forecast)
+    except StrategyError:
+        return True
+    return False
 
 
 def _grid_derivative(values: np.ndarray, coords: list[np.ndarray], axis: int) -> np.ndarray:

@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from sopjax.config import (
-    ConfigError, boolean, choice, integer, number, number_list, parse_network, string, sub_table, table,
+    ConfigError, boolean, choice, integer, integer_list, number, number_list, parse_network, string, sub_table, table,
 )
 from sopjax.network_builder import build_network
 from sopjax.problems.planning.costs import CostModel
@@ -178,7 +178,7 @@ def study_from_config(cfg: Mapping[str, Any]) -> PlanningStudy:
                 for k, f in (("max_sops", lambda v, w: integer(v, w, lo=0)),
                              ("budget", lambda v, w: number(v, w, lo=0.0)))}
     problem = make_planning_problem(
-        net, scenarios=scenarios, candidates=sop.get("candidates", "ties"), costs=costs,
+        net, scenarios=scenarios, candidates=_candidates(sop.get("candidates", "ties")), costs=costs,
         s_max_kva=number(sop.get("s_max_kva", 2000.0), "sop.s_max_kva", positive=True),
         loss=number(sop.get("loss", 0.02), "sop.loss", lo=0.0, hi=1.0),
         v_min_pu=netc.v_min_pu, v_max_pu=netc.v_max_pu, **optional,
@@ -207,6 +207,19 @@ def study_from_config(cfg: Mapping[str, Any]) -> PlanningStudy:
         validation={"samples": val_n, "seed": val_seed, "optimal_days": opt_days},
         uncertainty=umodel, pv_forecast_pu=forecast, config=dict(cfg),
     )
+
+
+def _candidates(value: Any) -> str | list[tuple[int, int]]:
+    """``sop.candidates``: ``"ties"`` or a list of [bus_i, bus_j] pairs (case bus ids)."""
+    if isinstance(value, str):
+        return choice(value, "sop.candidates", ("ties",))
+    if not isinstance(value, list) or not value:
+        raise ConfigError(f"sop.candidates must be 'ties' or a non-empty list of [bus_i, bus_j] pairs, got {value!r}"[:200])
+    pairs = [integer_list(v, f"sop.candidates[{k}]") for k, v in enumerate(value)]
+    for k, pair in enumerate(pairs):
+        if len(pair) != 2:
+            raise ConfigError(f"sop.candidates[{k}] must hold two bus ids, got {pair}")
+    return [(a, b) for a, b in pairs]
 
 
 def _solver_section(s: Mapping[str, Any]) -> dict:
