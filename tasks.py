@@ -24,7 +24,8 @@ PY = BIN / "python"
 
 # The main job: seed 002's restoration study scored by Monte Carlo, results in results/.
 MAIN = [
-    ["sopjax", "montecarlo", "configs/ieee33_restoration_mc.toml", "--out", "results/ieee33_restoration_mc.nc"],
+    ["sopjax", "montecarlo", "configs/ieee33_restoration_mc.toml", "--out", "results/ieee33_restoration_mc.nc",
+     "--parents", "--overwrite"],
 ]
 
 

@@ -29,7 +29,8 @@ def test_text_output_and_load_scale(capsys):
     (["powerflow", "ieee33", "--open", "7,x"], "'x' is not a branch number"),
     (["powerflow", "ieee33", "--close", "33"], "closed loop through branches"),
     (["powerflow", "nosuch.m"], "case file nosuch.m does not exist"),
-    (["powerflow", "ieee33", "--load-scale", "nan"], "load_scale must be finite"),
+    (["powerflow", "ieee33", "--load-scale", "nan"], "--load-scale: expected a number >= 0, got 'nan'"),
+    (["powerflow", "ieee33", "--load-scale", "-1"], "--load-scale: expected a number >= 0, got '-1'"),
 ])
 def test_errors_are_one_line_without_traceback(args, message, capsys):
     assert main(args) == 2

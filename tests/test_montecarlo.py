@@ -350,7 +350,8 @@ sop = [{{ pair = [8, 21], mode = "vf_i", u_set_pu = 1.05 }}]
 def test_cli_runs_a_study(tmp_path, capsys):
     cfg = _write_config(tmp_path)
     out = tmp_path / "res" / "study.nc"
-    assert main(["montecarlo", str(cfg), "--chunk-size", "50", "--json", "--out", str(out), "--no-progress"]) == 0
+    assert main(["montecarlo", str(cfg), "--chunk-size", "50", "--json", "--out", str(out), "--no-progress",
+                 "--parents"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["n_samples"] == 100 and set(data["strategies"]) == {"tie 8-21", "SOP 8-21", "reconfiguration",
                                                                       "SOP all"}

@@ -16,14 +16,21 @@ import sys
 COMMANDS = ("powerflow", "montecarlo", "bench", "plan", "restore", "reconfigure", "sweep")
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose refusals are one line (``sopjax CMD: error: ...``), exit code 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="sopjax",
         description="Soft open point studies in distribution networks: power flow, Monte Carlo "
         "scoring, restoration, planning and differentiable dispatch.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMANDS:
         importlib.import_module(f"sopjax.cli.{name}").register(sub)
     return parser
@@ -43,7 +50,10 @@ def main(argv: list[str] | None = None) -> int:
 
     configure_xla()  # before any subcommand starts JAX (see sopjax.jax_config)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, --version (0) or a refused option (2, one line printed)
+        return e.code if isinstance(e.code, int) else 2
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
