@@ -323,3 +323,67 @@ def _refused_by_validation(command: str, option: str, value: str) -> bool:
     if option == "--load-scale":
         return x < 0
     return False
+
+
+# --- the defects of issues 18 and 19, one test each ---------------------------------------------
+
+
+def test_string_where_a_number_is_meant_names_the_key_path():
+    """Issue 18: ``s_rated_kva = "big"`` ended in a ValueError traceback."""
+    from sopjax.errors import ConfigError
+    from sopjax.montecarlo.study import study_from_config
+    from sopjax.strategies import StrategyError
+
+    cfg = load_config("ieee33_restoration_mc.toml")
+    cfg["network"]["pv"][0]["s_rated_kva"] = "big"
+    with pytest.raises(ConfigError, match=r"\[network\] pv\[0\] s_rated_kva must be a number, got 'big'"):
+        study_from_config(cfg)
+    cfg = load_config("ieee33_restoration_mc.toml")
+    cfg["strategy"][1]["sop"][0]["u_set_pu"] = "big"
+    with pytest.raises(StrategyError, match=r"strategy 'SOP 8-21' sop\[0\]: u_set_pu must be a number, got 'big'"):
+        study_from_config(cfg)
+    cfg = load_config("ieee33_restoration_mc.toml")
+    cfg["montecarlo"]["confidence"] = "high"
+    with pytest.raises(ConfigError, match=r"\[montecarlo\] confidence must be a number, got 'high'"):
+        study_from_config(cfg)
+
+
+def test_chunk_size_auto_spelled_zero_and_negative_refused():
+    """Issue 18: ``--chunk-size 0`` was accepted without a word; "auto" is now spelled."""
+    from sopjax.errors import ConfigError
+    from sopjax.montecarlo.study import settings_from_config
+
+    assert settings_from_config({"chunk_size": "auto"})[0].chunk_size is None
+    assert settings_from_config({}, chunk_size="auto")[0].chunk_size is None
+    assert settings_from_config({"chunk_size": 64})[0].chunk_size == 64
+    for bad in (0, -3, "0", 2.5, True):
+        with pytest.raises(ConfigError, match=r"\[montecarlo\] chunk_size"):
+            settings_from_config({"chunk_size": bad})
+    for bad in ("0", "-3", "x"):
+        rc, out, err = _cli(["montecarlo", CLI["montecarlo"][0][1], "--chunk-size", bad])
+        assert rc == 2 and "--chunk-size: expected 'auto' or an integer > 0" in err and err.count("\n") == 1
+
+
+def test_powerflow_not_converged_prints_no_values():
+    """Issue 19: ``--load-scale 1e6`` printed flat-start values (0 kW, 1.0 p.u.) beside NOT CONVERGED."""
+    rc, out, err = _cli(["powerflow", "ieee33", "--load-scale", "1e6"])
+    assert rc == 1 and out == "" and "NOT CONVERGED" in err and "no results" in err
+    rc, out, err = _cli(["powerflow", "ieee33", "--load-scale", "1e6", "--json"])
+    d = json.loads(out)
+    assert rc == 1 and d["converged"] is False
+    assert all(d[k] is None for k in ("losses_kw", "vmin_pu", "vm_pu", "p_slack_kw"))
+
+
+def test_sweep_refuses_a_strategy_montecarlo_refuses():
+    """Issue 19: a sweep strategy with ``u_set_pu = 1.5`` exited 0 with numbers as if there were no SOP."""
+    from sopjax.strategies import StrategyError
+    from sopjax.sweeps.config import spec_from_config
+    from sopjax.sweeps.runner import run_sweep
+
+    cfg = _tiny_sweep(load_config("sop_capacity_sweep.toml"), "")
+    cfg["axis"][0]["values"] = [1.0]
+    for s in cfg["restoration"]["strategy"]:
+        for sop in s.get("sop", []):
+            sop["u_set_pu"] = 1.5
+    with pytest.raises(StrategyError, match=r"U_set = 1.5 p.u. at bus 8 is outside the bus limits"):
+        run_sweep(spec_from_config(cfg))

@@ -45,9 +45,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.out is not None:
         check_output(args.out, overwrite=args.overwrite, parents=args.parents, suffixes=(".nc", ".zarr"))
-    cfg = read_toml(args.config, ConfigError)
-    study = study_from_config(cfg, samples=args.samples, seed=args.seed, chunk_size=args.chunk_size)
-    with output_lock(args.out):
+    with output_lock(args.out):  # taken before any work: a second run on this --out is refused at once
+        cfg = read_toml(args.config, ConfigError)
+        study = study_from_config(cfg, samples=args.samples, seed=args.seed, chunk_size=args.chunk_size)
         ds, written = run_study(study, out=args.out, progress=args.progress, plots=not args.no_plots)
     if args.json:
         print_json(summary_dict(ds))

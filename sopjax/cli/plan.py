@@ -131,21 +131,21 @@ def run(args: argparse.Namespace) -> int:
 
     if args.out:
         check_output(args.out, overwrite=args.overwrite, parents=args.parents)
-    cfg = read_toml(args.config, ConfigError)
-    if args.validation_samples is not None and isinstance(cfg.get("validation", {}), dict):
-        val = dict(cfg.get("validation", {}))  # not a table: the study refuses it
-        val["samples"] = args.validation_samples
-        days = val.get("optimal_days", 50)
-        if isinstance(days, int) and not isinstance(days, bool):  # anything else: the study names it
-            val["optimal_days"] = min(days, args.validation_samples)
-        cfg["validation"] = val
-    if args.time_limit is not None and isinstance(cfg.get("solver", {}), dict):
-        cfg["solver"] = {**cfg.get("solver", {}), "time_limit_s": args.time_limit}
-    t0 = time.perf_counter()
-    study = study_from_config(cfg)
-    t_study = time.perf_counter() - t0
-    log = None if args.json else (lambda msg: print(msg, file=sys.stderr))
-    with output_lock(args.out):
+    with output_lock(args.out):  # taken before any work: a second run on this --out is refused at once
+        cfg = read_toml(args.config, ConfigError)
+        if args.validation_samples is not None and isinstance(cfg.get("validation", {}), dict):
+            val = dict(cfg.get("validation", {}))  # not a table: the study refuses it
+            val["samples"] = args.validation_samples
+            days = val.get("optimal_days", 50)
+            if isinstance(days, int) and not isinstance(days, bool):  # anything else: the study names it
+                val["optimal_days"] = min(days, args.validation_samples)
+            cfg["validation"] = val
+        if args.time_limit is not None and isinstance(cfg.get("solver", {}), dict):
+            cfg["solver"] = {**cfg.get("solver", {}), "time_limit_s": args.time_limit}
+        t0 = time.perf_counter()
+        study = study_from_config(cfg)
+        t_study = time.perf_counter() - t0
+        log = None if args.json else (lambda msg: print(msg, file=sys.stderr))
         result = run_planning_study(study, method=args.method, validate=not args.no_validation, log=log)
         result.timings = {"sampling + reduction": t_study, **result.timings}
         d = result.as_dict()

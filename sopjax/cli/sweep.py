@@ -76,8 +76,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.out:
         check_output(args.out, overwrite=args.overwrite, parents=args.parents)
-    spec = spec_from_config(read_toml(args.config, ConfigError), samples=args.samples, engine=args.engine)
-    with output_lock(args.out):
+    with output_lock(args.out):  # taken before any work: a second run on this --out is refused at once
+        spec = spec_from_config(read_toml(args.config, ConfigError), samples=args.samples, engine=args.engine)
         return _run(spec, args)
 
 

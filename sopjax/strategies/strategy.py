@@ -262,8 +262,8 @@ class Strategy:
         u = np.ones(ns)
         scale = 1e3 * net.base_mva
         seen: set[int] = set()
-        for item in sops:
-            s = item if isinstance(item, SOPSetting) else _setting_from_mapping(item, where)
+        for n_item, item in enumerate(sops):
+            s = item if isinstance(item, SOPSetting) else _setting_from_mapping(item, f"{where} sop[{n_item}]")
             k = _sop_index(net, s.sop, where)
             if k in seen:
                 raise StrategyError(f"{where}: SOP {k} is set twice")
