@@ -11,6 +11,7 @@ What each entry point gets and how deep is listed in docs/bad_input.md.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import json
 import os
@@ -99,7 +100,7 @@ def test_sweep_config_validation(data, name):
     check("sweep: spec_from_config", f"{name}: {desc}", lambda: spec_from_config(_tiny_sweep(cfg, desc)) and None)
 
 
-@_examples(N_RUN)
+@_examples(N_SOLVE)  # each run compiles the dispatch (~30 s)
 @given(data=st.data(), name=st.sampled_from(SWEEPS[:3]))
 def test_sweep_config_runs(data, name):
     from sopjax.sweeps.config import spec_from_config
@@ -378,12 +379,31 @@ def test_sweep_refuses_a_strategy_montecarlo_refuses():
     """Issue 19: a sweep strategy with ``u_set_pu = 1.5`` exited 0 with numbers as if there were no SOP."""
     from sopjax.strategies import StrategyError
     from sopjax.sweeps.config import spec_from_config
+
+    cfg = _tiny_sweep(load_config("sop_capacity_sweep.toml"), "")
+    for s in cfg["restoration"]["strategy"]:
+        for sop in s.get("sop", []):
+            sop["u_set_pu"] = 1.5
+    # refused when the config is read, before any dispatch or Monte Carlo work
+    with pytest.raises(StrategyError, match=r"U_set = 1.5 p.u. at bus 8 is outside the bus limits"):
+        spec_from_config(cfg)
+
+
+@pytest.mark.slow  # a dispatch compilation (~30 s)
+def test_sweep_fallback_only_for_a_too_small_sop():
+    """A strategy error that a 100 MVA SOP does not cure is raised at the grid point, never scored
+    as "no SOP" (the fallback is kept for an SOP too small for its island)."""
+    from sopjax.strategies import StrategyError
+    from sopjax.sweeps.config import spec_from_config
     from sopjax.sweeps.runner import run_sweep
 
     cfg = _tiny_sweep(load_config("sop_capacity_sweep.toml"), "")
     cfg["axis"][0]["values"] = [1.0]
     for s in cfg["restoration"]["strategy"]:
         for sop in s.get("sop", []):
-            sop["u_set_pu"] = 1.5
+            sop["u_set_pu"] = 1.05
+    spec = spec_from_config(cfg)
+    bad = [{**t, "sop": [{**x, "u_set_pu": 1.5} for x in t["sop"]]} for t in spec.restoration.strategies]
+    spec = dataclasses.replace(spec, restoration=dataclasses.replace(spec.restoration, strategies=tuple(bad)))
     with pytest.raises(StrategyError, match=r"U_set = 1.5 p.u. at bus 8 is outside the bus limits"):
-        run_sweep(spec_from_config(cfg))
+        run_sweep(spec)

@@ -178,6 +178,33 @@ def _restoration(value: Any, sweep_uncertainty: Mapping) -> RestorationSpec:
                            uncertainty=UncertaintyModel.from_dict(unc))
 
 
+#: an SOP capacity (kVA per VSC) that no strategy's set-point exceeds: the static check below
+#: separates a bad strategy from an SOP too small for its island (which the sweep scores without it)
+LARGE_SOP_KVA = 1e5
+
+
+def check_strategies(network: NetworkSpec, r: RestorationSpec) -> None:
+    """Check the ``[[restoration.strategy]]`` tables before any work: branches, SOP names, modes,
+    U_set against the bus limits, topology, on the configured network with 100 MVA SOPs.
+
+    The greedy pickup, which depends on each grid point's PV and SOP capacity, runs later.
+
+    Raises:
+        StrategyError / NetworkError / TopologyError: naming the strategy and element at fault.
+    """
+    from sopjax.network_builder import build_network
+    from sopjax.strategies import compile_strategies, strategy_from_config
+
+    net = build_network(network.scaled(sop_kva=LARGE_SOP_KVA))
+    greedy_keys = ("pickup", "pickup_margin_pu", "pickup_capacity_margin")
+    strategies = []
+    for t in r.strategies:
+        static = t if not (isinstance(t.get("pickup"), str) and t["pickup"].lower() == "greedy") else {
+            k: v for k, v in t.items() if k not in greedy_keys}
+        strategies.append(strategy_from_config(net, static, fault_open=r.settings.fault_open))
+    compile_strategies(net, strategies, fault_open=r.settings.fault_open)
+
+
 @dataclasses.dataclass(frozen=True)
 class SweepSpec:
     """A validated sweep / optimization spec (the network is built by :mod:`sopjax.sweeps.scenario`)."""
@@ -272,6 +299,7 @@ def spec_from_config(
     restoration = None
     if "restoration" in cfg:
         restoration = _restoration(cfg["restoration"], unc)
+        check_strategies(net, restoration)
     mc_q = [q for q in quantities if QUANTITIES[q][2] == "montecarlo"]
     if mc_q and restoration is None:
         raise ConfigError(f"quantity {mc_q[0]!r} needs a [restoration] table (Monte Carlo restoration)")

@@ -30,7 +30,7 @@ from sopjax.montecarlo.study import Study, build_strategies, make_study, run_stu
 from sopjax.network import Network
 from sopjax.network_builder import build_network
 from sopjax.strategies.strategy import StrategyError
-from sopjax.sweeps.config import PARAMETERS, QUANTITIES, RestorationSpec, SweepSpec
+from sopjax.sweeps.config import LARGE_SOP_KVA, PARAMETERS, QUANTITIES, RestorationSpec, SweepSpec
 from sopjax.sweeps.scenario import Scenario, build_scenario
 
 __all__ = ["run_sweep", "dispatch_means", "point_function", "DISPATCH_QUANTITIES"]
@@ -156,13 +156,9 @@ def _restoration_point(spec: SweepSpec, scn: Scenario, point: dict) -> dict:
     }
 
 
-#: the SOP capacity (kVA per VSC) that stands for "unlimited" when telling a too-small SOP from a bad strategy
-_LARGE_SOP_KVA = 1e5
-
-
 def _fails_at_any_capacity(r: RestorationSpec, net_spec, forecast) -> bool:
     """Whether the restoration strategies fail on ``net_spec`` even with 100 MVA SOPs."""
-    net = build_network(net_spec.scaled(sop_kva=_LARGE_SOP_KVA))
+    net = build_network(net_spec.scaled(sop_kva=LARGE_SOP_KVA))
     try:
         build_strategies(net, r.strategies, r.settings, net.pv.s_rated_pu if forecast is None else forecast)
     except StrategyError:
