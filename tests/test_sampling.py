@@ -370,7 +370,7 @@ def test_negative_sigma_is_rejected():
 
 
 def test_nan_sigma_is_rejected():
-    with pytest.raises(UncertaintyError, match=r"LoadNormal\.sigma_frac must be a finite number"):
+    with pytest.raises(UncertaintyError, match=r"LoadNormal\.sigma_frac must be finite"):
         LoadNormal(sigma_frac=float("nan"))
 
 

@@ -60,7 +60,10 @@ def _print(out: dict) -> None:
           f"{ex['line_losses_kw']:.2f} kW, violation {'yes' if ex['any_violation'] else 'no'}"
           + (f", max |dV| model-exact {ex['dv_max_pu']:.1e} p.u." if ex.get("dv_max_pu") is not None else ""))
     mc = out.get("montecarlo")
-    if mc:
+    if mc and mc["recovery_mean"] is None:
+        print(f"  Monte Carlo  {mc['samples']} samples, {mc['failed']} failed (no power-flow solution): "
+              "no statistics")
+    elif mc:
         print(f"  Monte Carlo  {mc['samples']} samples: recovery at forecast {mc['recovery_nominal']:.2%}, mean "
               f"{mc['recovery_mean']:.2%}, guaranteed @{mc['confidence']:.2%} {mc['recovery_guaranteed']:.2%}, "
               f"P(voltage violation) {mc['p_voltage_violation']:.1%}")

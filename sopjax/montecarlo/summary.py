@@ -9,9 +9,13 @@ import numpy as np
 __all__ = ["summary_table", "summary_dict"]
 
 
-def _f(x) -> float | None:
+def value_or_none(x) -> float | None:
+    """A statistic as a float, or None where it is undefined (NaN: e.g. every sample failed)."""
     x = float(x)
     return None if math.isnan(x) else x
+
+
+_f = value_or_none
 
 
 def summary_dict(ds) -> dict:

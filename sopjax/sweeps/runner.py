@@ -167,9 +167,7 @@ def _fails_at_any_capacity(r: RestorationSpec, net_spec, forecast) -> bool:
 
 
 def _grid_derivative(values: np.ndarray, coords: list[np.ndarray], axis: int) -> np.ndarray:
-    x = coords[axis]
-    if x.size < 2:
-        return np.full(values.shape, np.nan)
+    x = coords[axis]  # two or more points (a single point has no finite difference)
     return np.gradient(values, x, axis=axis, edge_order=1)
 
 
@@ -239,13 +237,16 @@ def run_sweep(spec: SweepSpec, *, progress: bool = False, scenario: Scenario | N
                   + ", ".join(f"{q}={values[q][idx]:.4g}" for q in spec.quantities), flush=True)
     for q in mc_q:
         for k, a in enumerate(names):
-            derivs[(q, a)] = _grid_derivative(values[q], coords, k)
+            if coords[k].size >= 2:  # one grid point has no finite difference: no variable rather than NaN
+                derivs[(q, a)] = _grid_derivative(values[q], coords, k)
 
     data_vars = {}
     for q in spec.quantities:
         units, long_name, source = QUANTITIES[q]
         data_vars[q] = (names, values[q], {"units": units, "long_name": long_name, "source": source})
         for a in names:
+            if (q, a) not in derivs:
+                continue
             method = ("implicit differentiation of the optimal dispatch (exact derivative of the sample mean)"
                       if source == "dispatch" else "finite difference on the grid (Monte Carlo quantity)")
             data_vars[f"d{q}_d{a}"] = (names, derivs[(q, a)], {

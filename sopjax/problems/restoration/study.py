@@ -250,6 +250,7 @@ def score_plans(
         voltage leaves the limits in more than 1 % of the samples.
     """
     from sopjax.montecarlo import ModelSource, run_montecarlo
+    from sopjax.montecarlo.summary import value_or_none
     from sopjax.sampling import UncertaintyModel
 
     netl = with_limits(net, settings)
@@ -269,13 +270,14 @@ def score_plans(
         sub = ds.sel(strategy=name)
         pv = np.asarray(sub["p_bus_violation"].values, float)
         out[name] = {
-            "recovery_nominal": float(sub["recovery_ratio_nominal"].values),
-            "recovery_mean": float(sub["recovery_ratio_mean"].values),
-            "recovery_guaranteed": float(sub["recovery_ratio_guaranteed"].values),
+            # None where a statistic is undefined (every sample failed: "failed" == "samples")
+            "recovery_nominal": value_or_none(sub["recovery_ratio_nominal"].values),
+            "recovery_mean": value_or_none(sub["recovery_ratio_mean"].values),
+            "recovery_guaranteed": value_or_none(sub["recovery_ratio_guaranteed"].values),
             "confidence": ms.confidence,
-            "p_voltage_violation": float(sub["p_voltage_violation"].values),
-            "p_any_violation": float(sub["p_any_violation"].values),
-            "vmin_mean_pu": float(sub["vmin_pu_mean"].values),
+            "p_voltage_violation": value_or_none(sub["p_voltage_violation"].values),
+            "p_any_violation": value_or_none(sub["p_any_violation"].values),
+            "vmin_mean_pu": value_or_none(sub["vmin_pu_mean"].values),
             "buses_violating_1pct": [int(b) for b, p in zip(ds["bus"].values, pv) if p > 0.01],
             "samples": int(ds.attrs["n_samples"]),
             "failed": int(sub["n_failed"].values),
