@@ -270,25 +270,26 @@ def test_case_file_mutations_reconfigure(data):
 
 # --- CLI options ------------------------------------------------------------------------------
 
-BAD_OPTION_VALUES = ("0", "-1", "-5", "1e12", "nan", "inf", "-inf", "abc", "", "auto", "1.5", "3", "7,9,x", "0x10")
+BAD_OPTION_VALUES = ("0", "-1", "-5", "1e12", "nan", "inf", "-inf", "abc", "", "auto", "1.5", "3", "7,9,x", "0x10",
+                     "/nonexistent/dir/r.nc", "/")
 
 #: subcommand -> (base argv that runs tiny, {option: how it is fuzzed})
 CLI = {
     "powerflow": (["powerflow", "ieee33", "--json"], ["--load-scale", "--tol", "--open", "--close"]),
     "montecarlo": (["montecarlo", str(Path(__file__).parents[1] / "configs/ieee33_restoration_mc.toml"),
-                    "--samples", "4", "--json"], ["--samples", "--seed", "--chunk-size"]),
+                    "--samples", "4", "--json"], ["--samples", "--seed", "--chunk-size", "--out"]),
     "bench": (["bench", "--samples", "8", "--repeats", "1", "--pgm-repeats", "1", "--pp-samples", "0",
                "--skip", "pandapower,power_grid_model,fused_reference", "--devices", "1", "--json"],
               ["--samples", "--tol", "--max-iter", "--sigma", "--repeats", "--chunk-size", "--seed"]),
     "sweep": (["sweep", str(Path(__file__).parents[1] / "configs/sop_capacity_sweep.toml"), "--samples", "2",
-               "--quiet", "--no-plots"], ["--samples"]),
+               "--quiet", "--no-plots"], ["--samples", "--out"]),
     "reconfigure": (["reconfigure", "ieee33", "--switchable", "ties", "--json"],
                     ["--gap", "--time-limit", "--load-scale", "--switchable"]),
     "restore": (["restore", str(Path(__file__).parents[1] / "configs/ieee33_restoration.toml"),
                  "--uncertainty", "forecast", "--formulation", "lindistflow", "--samples", "4", "--json"],
                 ["--samples", "--time-limit"]),
     "plan": (["plan", str(Path(__file__).parents[1] / "configs/ieee33_planning.toml"), "--json"],
-             ["--time-limit", "--validation-samples"]),
+             ["--time-limit", "--validation-samples", "--out"]),
 }
 #: subcommands whose valid option values start an expensive run: only their refusals are exercised
 REFUSAL_ONLY = {"sweep", "reconfigure", "restore", "plan"}
@@ -310,15 +311,21 @@ def test_cli_option_mutations(data, command):
     option = data.draw(st.sampled_from(options))
     value = data.draw(st.sampled_from(BAD_OPTION_VALUES))
     argv = _replace_option(base, option, value)
-    if command in REFUSAL_ONLY and not _refused_by_validation(command, option, value):
+    must_refuse = _refused_by_validation(command, option, value)
+    if command in REFUSAL_ONLY and not must_refuse:
         return  # a valid value would start an MISOCP or a sweep; runs are covered by the config tests
-    check(f"{command}: CLI option", f"{option} {value!r}", lambda: _cli_result(argv))
+    outcome = check(f"{command}: CLI option", f"{option} {value!r}", lambda: _cli_result(argv))
+    if command in REFUSAL_ONLY:
+        assert outcome == "refused", f"sopjax {command} {option} {value!r} was not refused"
 
 
 def _refused_by_validation(command: str, option: str, value: str) -> bool:
-    """Whether ``option value`` must be refused before any work (the CLI's own rule)."""
+    """Whether the CLI must refuse ``option value`` before any work: not a number, NaN/inf, below the
+    option's range, or an --out path that breaks the output rule."""
     import math
 
+    if option == "--out":  # no value of BAD_OPTION_VALUES is a writable .nc path
+        return True
     try:
         x = float(value)
     except ValueError:
@@ -329,8 +336,10 @@ def _refused_by_validation(command: str, option: str, value: str) -> bool:
         return True
     if option in ("--samples",):
         return x < 1 or x != int(x) or x > 1e9
-    if option in ("--time-limit", "--gap"):
-        return x <= 0 or (option == "--gap" and x >= 1)
+    if option == "--time-limit":
+        return x <= 0
+    if option == "--gap":
+        return x < 0
     if option == "--validation-samples":
         return x < 0 or x != int(x)
     if option == "--load-scale":

@@ -129,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
 
     from sopjax.cli.outputs import check_output, output_lock
 
-    if args.out:
+    if args.out is not None:
         check_output(args.out, overwrite=args.overwrite, parents=args.parents)
     with output_lock(args.out):  # taken before any work: a second run on this --out is refused at once
         cfg = read_toml(args.config, ConfigError)

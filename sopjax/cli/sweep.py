@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     from sopjax.errors import ConfigError
     from sopjax.sweeps.config import spec_from_config
 
-    if args.out:
+    if args.out is not None:
         check_output(args.out, overwrite=args.overwrite, parents=args.parents)
     with output_lock(args.out):  # taken before any work: a second run on this --out is refused at once
         spec = spec_from_config(read_toml(args.config, ConfigError), samples=args.samples, engine=args.engine)
