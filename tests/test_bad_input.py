@@ -44,15 +44,6 @@ def _tiny_mc(cfg: dict, desc: str, table: tuple = ("montecarlo",)) -> dict:
     return cfg
 
 
-@_examples(N_PARSE)
-@given(data=st.data())
-def test_montecarlo_config_validation(data):
-    from sopjax.montecarlo.study import study_from_config
-
-    cfg, desc = data.draw(config_mutation(MC))
-    check("montecarlo: study_from_config", desc, lambda: study_from_config(_tiny_mc(cfg, desc)) and None)
-
-
 @_examples(N_RUN)
 @given(data=st.data())
 def test_montecarlo_config_runs(data):
@@ -103,15 +94,6 @@ def _tiny_sweep(cfg: dict, desc: str) -> dict:
     return cfg
 
 
-@_examples(N_PARSE)
-@given(data=st.data(), name=st.sampled_from(SWEEPS))
-def test_sweep_config_validation(data, name):
-    from sopjax.sweeps.config import spec_from_config
-
-    cfg, desc = data.draw(config_mutation(load_config(name)))
-    check("sweep: spec_from_config", f"{name}: {desc}", lambda: spec_from_config(_tiny_sweep(cfg, desc)) and None)
-
-
 @_examples(N_SOLVE)  # each run compiles the dispatch (~30 s)
 @given(data=st.data(), name=st.sampled_from(SWEEPS[:3]))
 def test_sweep_config_runs(data, name):
@@ -142,15 +124,6 @@ def _tiny_restore(cfg: dict, desc: str) -> dict:
     return cfg
 
 
-@_examples(N_PARSE)
-@given(data=st.data())
-def test_restore_config_validation(data):
-    from sopjax.problems.restoration.study import study_from_config
-
-    cfg, desc = data.draw(config_mutation(RESTORE))
-    check("restore: study_from_config", desc, lambda: study_from_config(_tiny_restore(cfg, desc)) and None)
-
-
 @_examples(N_SOLVE)
 @given(data=st.data())
 def test_restore_config_runs(data):
@@ -175,15 +148,6 @@ def _tiny_plan(cfg: dict, desc: str) -> dict:
     return cfg
 
 
-@_examples(N_PARSE)
-@given(data=st.data(), name=st.sampled_from(PLANS))
-def test_plan_config_validation(data, name):
-    from sopjax.problems.planning.study import study_from_config
-
-    cfg, desc = data.draw(config_mutation(load_config(name)))
-    check("plan: study_from_config", f"{name}: {desc}", lambda: study_from_config(_tiny_plan(cfg, desc)) and None)
-
-
 @_examples(N_SOLVE)
 @given(data=st.data())
 def test_plan_config_runs(data):
@@ -193,6 +157,36 @@ def test_plan_config_runs(data):
     cfg = _tiny_plan(cfg, desc)
     check("plan: study_from_config + run_planning_study", desc,
           lambda: run_planning_study(study_from_config(cfg), validate=True).as_dict())
+
+
+# --- every config's validation entry point -----------------------------------------------------
+
+
+def _parsers():
+    """subcommand -> (configs, entry point name, the parse, the tiny-run forcing); imported lazily."""
+    from sopjax.montecarlo.study import study_from_config as montecarlo
+    from sopjax.problems.planning.study import study_from_config as plan
+    from sopjax.problems.restoration.study import study_from_config as restore
+    from sopjax.sweeps.config import spec_from_config as sweep
+
+    return {
+        "montecarlo": (["ieee33_restoration_mc.toml"], "study_from_config", montecarlo, _tiny_mc),
+        "sweep": (SWEEPS, "spec_from_config", sweep, _tiny_sweep),
+        "restore": (["ieee33_restoration.toml"], "study_from_config", restore, _tiny_restore),
+        "plan": (PLANS, "study_from_config", plan, _tiny_plan),
+    }
+
+
+@pytest.mark.parametrize("command", ["montecarlo", "sweep", "restore", "plan"])
+@_examples(N_PARSE)
+@given(data=st.data())
+def test_config_validation(command, data):
+    """Every shipped config of ``command``, mutated, through its parse (networks built, strategies
+    checked, samples drawn for plan): a value, or a SopjaxError naming the key path."""
+    names, entry, parse, tiny = _parsers()[command]
+    name = data.draw(st.sampled_from(names))
+    cfg, desc = data.draw(config_mutation(load_config(name)))
+    check(f"{command}: {entry}", f"{name}: {desc}", lambda: parse(tiny(cfg, desc)) and None)
 
 
 # --- case files (powerflow, reconfigure, and every [network] case) ----------------------------
