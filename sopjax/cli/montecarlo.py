@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from sopjax.cli.common import add_scheduler_options
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -19,6 +21,9 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, metavar="S", help="PRNG seed (overrides the config)")
     p.add_argument("--chunk-size", type=int, metavar="C", help="samples per chunk (results do not depend on it)")
     p.add_argument("--out", metavar="FILE.nc", help="write the dataset (.nc or .zarr) and plots")
+    p.add_argument("--samples-out", metavar="FILE.zarr",
+                   help="stream per-sample arrays into this zarr store (written by region from the workers)")
+    add_scheduler_options(p)
     p.add_argument("--no-plots", action="store_true", help="with --out: skip the figures")
     p.add_argument("--json", action="store_true", help="print the aggregates as JSON instead of a table")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
@@ -29,14 +34,17 @@ def register(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from sopjax.cli.common import print_json, read_toml
+    from sopjax.cli.common import open_executor, positive_chunk_size, print_json, read_toml
     from sopjax.errors import ConfigError
     from sopjax.montecarlo.study import run_study, study_from_config
     from sopjax.montecarlo.summary import summary_dict, summary_table
 
+    positive_chunk_size(args)
     cfg = read_toml(args.config, ConfigError)
-    study = study_from_config(cfg, samples=args.samples, seed=args.seed, chunk_size=args.chunk_size)
-    ds, written = run_study(study, out=args.out, progress=args.progress, plots=not args.no_plots)
+    with open_executor(args) as executor:
+        study = study_from_config(cfg, samples=args.samples, seed=args.seed, chunk_size=args.chunk_size)
+        ds, written = run_study(study, out=args.out, progress=args.progress, plots=not args.no_plots,
+                                scheduler=executor, samples_out=args.samples_out)
     if args.json:
         print_json(summary_dict(ds))
     else:

@@ -76,18 +76,20 @@ def create_store(path, *, fingerprint: str, strategies, bus_ids, n_samples: int,
                                 "bus": np.asarray(bus_ids)})
     coords.attrs = {"sopjax_fingerprint": fingerprint, "chunk_size": chunk, "n_samples": n_samples,
                     "title": "sopjax Monte Carlo per-sample arrays"}
-    coords.to_zarr(path, mode="w", consolidated=False)
+    coords.to_zarr(path, mode="w", consolidated=False, zarr_format=2)  # v2: consolidated metadata is standard
     g = zarr.open_group(str(path), mode="r+")
     for field, (dims, dtype) in SAMPLE_FIELDS.items():
         name, _, units = _var(field)
         shape = (n_s, n_samples) + ((n_bus,) if dims else ())
+        # booleans as int8 (as in the netCDF output); no fill value on them, so xarray does not mask them
+        floating = dtype == np.float64
         a = g.create_array(name, shape=shape, chunks=(n_s, chunk) + ((n_bus,) if dims else ()),
-                           dtype=np.dtype(dtype), fill_value=np.nan if dtype == np.float64 else False,
-                           dimension_names=("strategy", "sample", *dims))
-        a.attrs.update({"units": units, "long_name": f"per-sample {field}"})
-    done = g.create_array("chunk_done", shape=(n_chunks,), chunks=(1,), dtype=np.int8, fill_value=0,
-                          dimension_names=("chunk",))
-    done.attrs.update({"units": "1", "long_name": "1 once the chunk's samples are written"})
+                           dtype=np.dtype(dtype if floating else np.int8), fill_value=np.nan if floating else None)
+        a.attrs.update({"units": units, "long_name": f"per-sample {field}",
+                        "_ARRAY_DIMENSIONS": ["strategy", "sample", *dims]})
+    done = g.create_array("chunk_done", shape=(n_chunks,), chunks=(1,), dtype=np.int8, fill_value=None)
+    done.attrs.update({"units": "1", "long_name": "1 once the chunk's samples are written",
+                       "_ARRAY_DIMENSIONS": ["chunk"]})
     zarr.consolidate_metadata(str(path))
     return SampleStore(str(path), chunk, kw_per_pu)
 
@@ -101,7 +103,7 @@ def write_chunk(store: SampleStore, chunk: Chunk, samples: dict[str, np.ndarray]
     for field, values in samples.items():
         name, scale, _ = _var(field)
         v = np.asarray(values)
-        g[name][:, region] = v * store.kw_per_pu if scale == "kw" else v
+        g[name][:, region] = v * store.kw_per_pu if scale == "kw" else v.astype(g[name].dtype)
     g["chunk_done"][chunk.start // store.chunk] = 1
 
 

@@ -27,9 +27,11 @@ __all__ = ["DaskExecutor", "worker_versions"]
 
 
 def _sopjax_version() -> str:
-    import sopjax
+    import sys
 
-    return sopjax.__version__
+    # the package root is imported before any of its submodules (this one included); read its
+    # version from there instead of importing the root, which would import every layer
+    return sys.modules["sopjax"].__version__
 
 
 def worker_versions() -> dict[str, str]:
@@ -144,7 +146,7 @@ class DaskExecutor:
         job_f = self.client.submit(_materialize, job, key=f"sopjax-job-{run_id}", pure=False)
         todo = iter(chunks)
         live: dict[str, tuple] = {}  # key -> (chunk, future)
-        ac = as_completed()
+        ac = as_completed(loop=self.client.loop)
 
         def submit_next() -> bool:
             c = next(todo, None)
@@ -173,7 +175,7 @@ class DaskExecutor:
                 yield c, result
                 submit_next()
         finally:
-            if live:  # stopped early (an error, or the caller broke off): drop the rest
+            if live and self.client.status == "running":  # stopped early (an error, the caller broke off)
                 self.client.cancel([f for _, f in live.values()])
             job_f.release()
 
