@@ -25,28 +25,40 @@ N, CHUNK = 96, 12
 SOP_VF = [{"pair": [8, 21], "mode": "vf_i", "u_set_pu": 1.05}]
 
 
-@pytest.fixture(scope="module")
-def net():
+def make_net():
     n = sopjax.add_pv(sopjax.ieee33(), buses=[30], s_rated_kva=1000, pf=0.95)
     return sopjax.add_sops(n, pairs=[(8, 21)], s_rated_kva=2000, loss=0.02)
 
 
-@pytest.fixture(scope="module")
-def strategies(net):
+def make_strategies(net):
     return [
         Strategy.build(net, "tie 8-21", open=[2], close=[33], pickup={"shed": [3, 4, 13, 14, 15, 16, 17, 18]}),
         Strategy.build(net, "SOP 8-21", open=[2], sops=SOP_VF, pickup={"shed": list(range(3, 18))}),
     ]
 
 
-@pytest.fixture(scope="module")
-def source(net):
+def make_source(net):
     rng = np.random.default_rng(3)
     p0, q0 = np.asarray(net.p_load_pu), np.asarray(net.q_load_pu)
     f = np.clip(rng.normal(1.0, 0.1, (N, 33)), 0, None)
     f[5] *= 15.0  # one voltage collapse: a failed sample is counted, not lost
     pv = np.clip(rng.normal(0.05, 0.005, (N, 1)), 0, 0.1)
     return ArraySource(p0 * f, q0 * f, pv, nominal=(p0, q0, np.array([0.05])))
+
+
+@pytest.fixture(scope="module")
+def net():
+    return make_net()
+
+
+@pytest.fixture(scope="module")
+def strategies(net):
+    return make_strategies(net)
+
+
+@pytest.fixture(scope="module")
+def source(net):
+    return make_source(net)
 
 
 SETTINGS = MonteCarloSettings(n_samples=N, chunk_size=CHUNK, fault_open=(2,))
@@ -168,6 +180,39 @@ def test_unreachable_scheduler_is_a_clear_error_within_the_timeout(capsys):
     assert len(err) == 1 and "cannot reach the Dask scheduler" in err[0]
     with pytest.raises(ConfigError, match="local:N"):
         make_executor("local:zero")
+
+
+# ------------------------------------------------------------------- several devices, one process
+TWO_DEVICES = """
+import sys
+sys.path.insert(0, {tests!r})
+import jax, numpy as np
+from test_scaleout import SETTINGS, make_net, make_source, make_strategies
+from sopjax.montecarlo import run_montecarlo
+assert len(jax.local_devices()) == 2, jax.local_devices()
+net = make_net()
+ds = run_montecarlo(net, make_strategies(net), make_source(net), SETTINGS, progress=False)
+assert ds.attrs["devices_per_chunk"] == 2
+np.savez({out!r}, **{{k: v.values for k, v in ds.data_vars.items() if v.dtype != object}})
+"""
+
+
+def run_on_two_devices(script: str, tmp_path) -> dict:
+    out = tmp_path / "two_devices.npz"
+    env = {**os.environ, "PYTHONPATH": str(ROOT),
+           "XLA_FLAGS": os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2"}
+    res = subprocess.run([sys.executable, "-c", script.format(tests=str(ROOT / "tests"), out=str(out))],
+                         capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    with np.load(out) as z:
+        return {k: z[k] for k in z.files}
+
+
+def test_two_local_devices_give_the_one_device_results(reference, tmp_path):
+    got = run_on_two_devices(TWO_DEVICES, tmp_path)
+    assert set(got) == {k for k, v in reference.data_vars.items() if v.dtype != object}
+    for name, values in got.items():
+        np.testing.assert_array_equal(values, reference[name].values, err_msg=name)
 
 
 # ------------------------------------------------------------------------- Dask LocalCluster

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from sopjax.cli.common import add_scheduler_options
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -20,6 +22,7 @@ def register(sub) -> None:
     p.add_argument("--engine", choices=("jax", "cvxpylayers"), help="override [dispatch] engine")
     p.add_argument("--no-plots", action="store_true", help="do not write figures")
     p.add_argument("--quiet", action="store_true", help="no per-point progress lines")
+    add_scheduler_options(p)
     p.set_defaults(func=run)
 
 
@@ -82,11 +85,15 @@ def run(args: argparse.Namespace) -> int:
     if spec.kind == "optimization":
         from sopjax.sweeps.optimize import optimize_capacity
 
+        if args.scheduler:
+            raise SopjaxError("--scheduler runs sweeps (kind = \"sweep\"); the optax optimization runs in-process")
         ds = optimize_capacity(spec, progress=not args.quiet)
     else:
+        from sopjax.cli.common import open_executor
         from sopjax.sweeps.runner import run_sweep
 
-        ds = run_sweep(spec, progress=not args.quiet)
+        with open_executor(args) as executor:
+            ds = run_sweep(spec, progress=not args.quiet, scheduler=executor)
     print(_summary(ds))
     if args.out:
         out = Path(args.out)

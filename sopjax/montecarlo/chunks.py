@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from sopjax.kernels.scoring import EXACT_FIELDS, ScoringOptions, reduce_chunk, score_batch
+from sopjax.powerflow import sample_mesh
 from sopjax.scaleout import Chunk, worker_cached
 
 __all__ = ["ChunkJob", "score_chunk", "SAMPLE_FIELDS"]
@@ -92,7 +93,7 @@ def _kernels(options: ScoringOptions, n_dev: int):
         from jax.sharding import PartitionSpec
 
         rep, smp = PartitionSpec(), PartitionSpec("sample")
-        score = jax.shard_map(score, mesh=_mesh(n_dev), in_specs=(rep, rep, smp, smp, smp),
+        score = jax.shard_map(score, mesh=sample_mesh(n_dev), in_specs=(rep, rep, smp, smp, smp),
                               out_specs=PartitionSpec(None, "sample"), check_vma=False)
     return jax.jit(score), jax.jit(partial(_reduce, options=options))
 
@@ -124,7 +125,8 @@ def score_chunk(job: ChunkJob, chunk: Chunk) -> dict:
 
     Returns:
         ``{"red": reductions, "exact": per-sample scalars or None, "ok": (strategy, m)
-        validity, "samples": per-sample arrays or None, "nominal": scores at the forecast}``,
+        validity, "samples": per-sample arrays or None, "nominal": scores at the forecast,
+        "devices": local JAX devices the chunk was split over}``,
         all numpy. ``chunk.size == 0`` scores the forecast alone.
     """
     dev = worker_cached(("montecarlo", job.token, job.dtype), lambda: _prepare(job))
@@ -142,7 +144,7 @@ def score_chunk(job: ChunkJob, chunk: Chunk) -> dict:
     if dev["n_dev"] > 1:
         from jax.sharding import NamedSharding, PartitionSpec
 
-        sh = NamedSharding(_mesh(dev["n_dev"]), PartitionSpec("sample"))
+        sh = NamedSharding(sample_mesh(dev["n_dev"]), PartitionSpec("sample"))
         p, q, pv = (jax.device_put(a, sh) for a in (p, q, pv))
         scores = jax.device_put(score(dev["ctx"], dev["arrays"], p, q, pv), jax.local_devices()[0])
     else:
@@ -164,11 +166,6 @@ def score_chunk(job: ChunkJob, chunk: Chunk) -> dict:
         "ok": ok,
         "samples": smp,
         "nominal": jax.device_get(nominal),
+        "devices": dev["n_dev"],
     }
 
-
-@functools.lru_cache(maxsize=4)
-def _mesh(n_dev: int):
-    from jax.sharding import Mesh
-
-    return Mesh(np.asarray(jax.local_devices()[:n_dev]), ("sample",))

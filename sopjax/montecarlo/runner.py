@@ -244,7 +244,7 @@ def run_montecarlo(
             spool.put(c.start, c.stop, result)
 
     executor = make_executor(scheduler)
-    nominal = None
+    nominal, devices = None, 0
     t0 = time.perf_counter()
     bar = _progress(n, state.done, progress)
     try:
@@ -255,7 +255,7 @@ def run_montecarlo(
                 got, result = next(computed)
                 if got != c:
                     raise RuntimeError(f"chunk {got} arrived in place of {c}")
-                nominal = result["nominal"]
+                nominal, devices = result["nominal"], max(devices, result["devices"])
             state.merge_chunk(result["red"], c.start, c.size, result["exact"], result["ok"], result["samples"])
             if ckpt is not None:
                 state.save(ckpt, fp)
@@ -264,7 +264,7 @@ def run_montecarlo(
             if on_chunk is not None:
                 on_chunk(c.start // chunk, state.done)
         for _, result in computed:  # the forecast-only chunk, if one was needed
-            nominal = result["nominal"]
+            nominal, devices = result["nominal"], max(devices, result["devices"])
     finally:
         bar.close()
         if executor is not scheduler:
@@ -281,6 +281,7 @@ def run_montecarlo(
         "fingerprint": fp,
         "device": str(jax.devices()[0].platform),
         "executor": executor.description,
+        "devices_per_chunk": devices,
     }
     if store is not None:
         info["samples_store"] = str(store.path)
