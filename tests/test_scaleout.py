@@ -197,11 +197,11 @@ np.savez({out!r}, **{{k: v.values for k, v in ds.data_vars.items() if v.dtype !=
 """
 
 
-def run_on_two_devices(script: str, tmp_path) -> dict:
+def run_on_two_devices(script: str, tmp_path, **fmt) -> dict:
     out = tmp_path / "two_devices.npz"
     env = {**os.environ, "PYTHONPATH": str(ROOT),
            "XLA_FLAGS": os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2"}
-    res = subprocess.run([sys.executable, "-c", script.format(tests=str(ROOT / "tests"), out=str(out))],
+    res = subprocess.run([sys.executable, "-c", script.format(tests=str(ROOT / "tests"), out=str(out), **fmt)],
                          capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     with np.load(out) as z:
@@ -287,3 +287,59 @@ def test_a_worker_with_another_sopjax_version_is_refused(client):
             DaskExecutor(client, owned=False)
     finally:
         client.run(set_version, sopjax.__version__)
+
+
+# ----------------------------------------------------------------------------------- sweeps
+SWEEP = {
+    "title": "scale-out sweep",
+    "network": {"case": "ieee33", "pv": [{"bus": 7, "s_rated_kva": 300, "pf": 0.95}],
+                "sop": [{"pair": [12, 22], "s_rated_kva": 300}]},
+    "dispatch": {"engine": "cvxpylayers"},
+    "uncertainty": {"pv_forecast_frac": 0.8, "pv": {"kind": "normal", "sigma_frac": 0.1},
+                    "load": {"kind": "normal", "sigma_frac": 0.1}},
+    "sampling": {"samples": 3, "seed": 1},
+    "baseline": {"pv_penetration": 0.3},
+    "axis": [{"name": "capacity_mva", "values": [0.05, 0.1, 0.2]}],
+    "quantities": ["losses_kw", "vmin_pu"],
+}
+
+
+@pytest.mark.slow  # each worker builds the cvxpylayers dispatch layer (about a minute on 2 shared cores)
+def test_sweep_points_on_two_dask_workers_give_the_in_process_dataset(client):
+    from sopjax.sweeps import run_sweep, spec_from_config
+
+    spec = spec_from_config(SWEEP)
+    ref = run_sweep(spec)
+    ds = run_sweep(spec, scheduler=client)
+    for name, var in ref.data_vars.items():
+        np.testing.assert_array_equal(ds[name].values, var.values, err_msg=name)
+
+
+TWO_DEVICE_SWEEP = """
+import sys, json
+import jax, numpy as np
+from sopjax.sweeps import run_sweep, spec_from_config
+spec = spec_from_config(json.load(open({cfg!r})))
+ds = run_sweep(spec)
+np.savez({out!r}, devices=len(jax.local_devices()), **{{k: v.values for k, v in ds.data_vars.items()}})
+"""
+
+
+@pytest.mark.slow
+def test_jax_engine_sweep_on_two_local_devices_gives_the_one_device_results(tmp_path):
+    import json
+
+    cfg = tmp_path / "sweep.json"
+    cfg.write_text(json.dumps({**SWEEP, "dispatch": {"engine": "jax"}, "sampling": {"samples": 5, "seed": 1}}))
+    got = run_on_two_devices(TWO_DEVICE_SWEEP, tmp_path, cfg=str(cfg))
+    assert int(got.pop("devices")) == 2
+    one = tmp_path / "one"
+    one.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    res = subprocess.run([sys.executable, "-c", TWO_DEVICE_SWEEP.format(out=str(one / "r.npz"), cfg=str(cfg))],
+                         capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    with np.load(one / "r.npz") as z:
+        assert int(z["devices"]) == 1
+        for name, values in got.items():
+            np.testing.assert_allclose(values, z[name], rtol=1e-12, atol=1e-14, err_msg=name)
