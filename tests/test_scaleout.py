@@ -313,33 +313,3 @@ def test_sweep_points_on_two_dask_workers_give_the_in_process_dataset(client):
     ds = run_sweep(spec, scheduler=client)
     for name, var in ref.data_vars.items():
         np.testing.assert_array_equal(ds[name].values, var.values, err_msg=name)
-
-
-TWO_DEVICE_SWEEP = """
-import sys, json
-import jax, numpy as np
-from sopjax.sweeps import run_sweep, spec_from_config
-spec = spec_from_config(json.load(open({cfg!r})))
-ds = run_sweep(spec)
-np.savez({out!r}, devices=len(jax.local_devices()), **{{k: v.values for k, v in ds.data_vars.items()}})
-"""
-
-
-@pytest.mark.slow
-def test_jax_engine_sweep_on_two_local_devices_gives_the_one_device_results(tmp_path):
-    import json
-
-    cfg = tmp_path / "sweep.json"
-    cfg.write_text(json.dumps({**SWEEP, "dispatch": {"engine": "jax"}, "sampling": {"samples": 5, "seed": 1}}))
-    got = run_on_two_devices(TWO_DEVICE_SWEEP, tmp_path, cfg=str(cfg))
-    assert int(got.pop("devices")) == 2
-    one = tmp_path / "one"
-    one.mkdir()
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    res = subprocess.run([sys.executable, "-c", TWO_DEVICE_SWEEP.format(out=str(one / "r.npz"), cfg=str(cfg))],
-                         capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
-    assert res.returncode == 0, res.stderr[-3000:]
-    with np.load(one / "r.npz") as z:
-        assert int(z["devices"]) == 1
-        for name, values in got.items():
-            np.testing.assert_allclose(values, z[name], rtol=1e-12, atol=1e-14, err_msg=name)

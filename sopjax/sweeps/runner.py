@@ -70,15 +70,19 @@ def _solver(scn: Scenario, spec: SweepSpec) -> Callable[[DispatchInputs], object
 
 
 def _over_devices(solve):
-    """``solve`` with its samples split across the local JAX devices (unchanged with one device).
+    """``solve`` with its samples split across the local accelerators (unchanged with one device, or on CPU).
 
     The sample pool is padded to a multiple of the device count by repeating its last
     sample, each device solves its share (``jax.shard_map``; a sample's dispatch does not
     depend on the others of its batch), and the result is replicated before the Monte
-    Carlo means, so they are reduced as on one device.
+    Carlo means, so they are reduced as on one device. Not on the CPU backend: there,
+    several host devices running the interior-point loops with the all-gather in one
+    program hung in XLA's CPU runtime (jaxlib 0.10; a 3-point sweep stopped at its third
+    point with every thread asleep), so CPU sweeps use one device per process and scale
+    out over processes (``scheduler=``). See docs/scaleout.md.
     """
     n_dev = len(jax.local_devices())
-    if n_dev == 1:
+    if n_dev == 1 or jax.default_backend() == "cpu":
         return solve
     from jax.sharding import NamedSharding, PartitionSpec
 
