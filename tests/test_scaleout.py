@@ -290,26 +290,30 @@ def test_a_worker_with_another_sopjax_version_is_refused(client):
 
 
 # ----------------------------------------------------------------------------------- sweeps
-SWEEP = {
-    "title": "scale-out sweep",
-    "network": {"case": "ieee33", "pv": [{"bus": 7, "s_rated_kva": 300, "pf": 0.95}],
-                "sop": [{"pair": [12, 22], "s_rated_kva": 300}]},
-    "dispatch": {"engine": "cvxpylayers"},
-    "uncertainty": {"pv_forecast_frac": 0.8, "pv": {"kind": "normal", "sigma_frac": 0.1},
-                    "load": {"kind": "normal", "sigma_frac": 0.1}},
-    "sampling": {"samples": 3, "seed": 1},
-    "baseline": {"pv_penetration": 0.3},
-    "axis": [{"name": "capacity_mva", "values": [0.05, 0.1, 0.2]}],
-    "quantities": ["losses_kw", "vmin_pu"],
-}
-
-
 @pytest.mark.slow  # each worker builds the cvxpylayers dispatch layer (about a minute on 2 shared cores)
 def test_sweep_points_on_two_dask_workers_give_the_in_process_dataset(client):
+    from test_sweeps import BASE  # the sweep tests' small config (cvxpylayers engine, 3 samples)
+
     from sopjax.sweeps import run_sweep, spec_from_config
 
-    spec = spec_from_config(SWEEP)
+    spec = spec_from_config(BASE)
     ref = run_sweep(spec)
     ds = run_sweep(spec, scheduler=client)
     for name, var in ref.data_vars.items():
         np.testing.assert_array_equal(ds[name].values, var.values, err_msg=name)
+
+
+@pytest.mark.slow  # starts its own LocalCluster and compiles the study on each worker
+def test_cli_scheduler_local_gives_the_in_process_summary(tmp_path, capsys):
+    import json
+
+    from sopjax.cli.main import main
+
+    cfg = str(ROOT / "configs/ieee33_restoration_mc.toml")
+    assert main(["montecarlo", cfg, "--samples", "300", "--chunk-size", "100", "--json"]) == 0
+    ref = json.loads(capsys.readouterr().out)
+    store = tmp_path / "s.zarr"
+    assert main(["montecarlo", cfg, "--samples", "300", "--chunk-size", "100", "--json", "--scheduler", "local:2",
+                 "--samples-out", str(store)]) == 0
+    assert json.loads(capsys.readouterr().out) == ref
+    assert store.exists()

@@ -116,7 +116,6 @@ def _prepare(job: ChunkJob) -> dict:
         "nominal": tuple(np.asarray(a, npdt)[None] for a in job.source.nominal()),
         "n_dev": n_dev,
         "extra": (-(job.block + 1)) % n_dev,  # rows that make the batch divisible by the devices
-        "store": None,
     }
 
 
