@@ -21,7 +21,7 @@ from sopjax.network import Network
 from sopjax.topology import Topology, compile_topology
 
 __all__ = [
-    "METHODS", "LAYOUTS", "make_grid", "batched_solver", "shard_samples", "solve", "check_loads", "resolve_tol",
+    "METHODS", "LAYOUTS", "make_grid", "batched_solver", "sample_mesh", "shard_samples", "solve", "check_loads", "resolve_tol",
 ]
 
 METHODS: dict[str, Callable] = {"sweep": sweep_power_flow, "lindistflow": lindistflow}
@@ -154,7 +154,7 @@ def batched_solver(
         pad = (-n_s) % n_dev
         p = jnp.pad(p, ((0, pad), (0, 0)))
         q = jnp.pad(q, ((0, pad), (0, 0)))
-        mesh = _sample_mesh()
+        mesh = sample_mesh()
         spec = PartitionSpec("sample")
         rep = PartitionSpec()
         sharded = jax.shard_map(
@@ -181,10 +181,12 @@ def batched_solver(
     return run
 
 
-def _sample_mesh():
+def sample_mesh(n_devices: int | None = None):
+    """A one-axis ``("sample",)`` mesh over the first ``n_devices`` local JAX devices (default: all)."""
     from jax.sharding import Mesh
 
-    return Mesh(np.asarray(jax.local_devices()), ("sample",))
+    devices = jax.local_devices()
+    return Mesh(np.asarray(devices[: n_devices or len(devices)]), ("sample",))
 
 
 def shard_samples(a):
@@ -201,7 +203,7 @@ def shard_samples(a):
         return jnp.asarray(a)
     from jax.sharding import NamedSharding, PartitionSpec
 
-    return jax.device_put(a, NamedSharding(_sample_mesh(), PartitionSpec("sample")))
+    return jax.device_put(a, NamedSharding(sample_mesh(), PartitionSpec("sample")))
 
 
 def check_loads(net: Network, p: np.ndarray, q: np.ndarray) -> None:

@@ -1,4 +1,4 @@
-"""Helpers shared by subcommands: branch lists, TOML configs, JSON output."""
+"""Helpers shared by subcommands: branch lists, TOML configs, JSON output, the scheduler options."""
 
 from __future__ import annotations
 
@@ -82,3 +82,20 @@ def json_default(o):
 def print_json(obj) -> None:
     json.dump(obj, sys.stdout, indent=2, default=json_default)
     sys.stdout.write("\n")
+
+
+def add_scheduler_options(p) -> None:
+    """``--scheduler`` and ``--scheduler-timeout`` (chunks on a Dask cluster; see docs/scaleout.md)."""
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="run the chunks on a Dask cluster: a scheduler address (tcp://host:8786) or local:N "
+                   "(N worker processes on this machine); default: in this process. Needs sopjax[dask]")
+    p.add_argument("--scheduler-timeout", type=positive_float, default=10.0, metavar="S",
+                   help="seconds to wait for the scheduler before giving up (default 10)")
+
+
+def open_executor(args):
+    """The executor of ``--scheduler`` (connects now, so a bad address fails before any work)."""
+    from sopjax.scaleout import make_executor
+
+    return make_executor(args.scheduler or None, timeout_s=args.scheduler_timeout)
+

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-
-from sopjax.cli.common import chunk_size, nonnegative_int, positive_int
+from sopjax.cli.common import add_scheduler_options, chunk_size, nonnegative_int, positive_int
 from sopjax.cli.outputs import add_output_options
 
 
@@ -26,6 +25,9 @@ def register(sub) -> None:
                    "results do not depend on it")
     p.add_argument("--out", metavar="FILE.nc", help="write the dataset (.nc or .zarr) and plots")
     add_output_options(p)
+    p.add_argument("--samples-out", metavar="FILE.zarr",
+                   help="stream per-sample arrays into this zarr store (written by region from the workers)")
+    add_scheduler_options(p)
     p.add_argument("--no-plots", action="store_true", help="with --out: skip the figures")
     p.add_argument("--json", action="store_true", help="print the aggregates as JSON instead of a table")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
@@ -36,7 +38,7 @@ def register(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from sopjax.cli.common import print_json, read_toml
+    from sopjax.cli.common import open_executor, print_json, read_toml
     from sopjax.errors import ConfigError
     from sopjax.montecarlo.study import run_study, study_from_config
     from sopjax.montecarlo.summary import summary_dict, summary_table
@@ -45,10 +47,14 @@ def run(args: argparse.Namespace) -> int:
 
     if args.out is not None:
         check_output(args.out, overwrite=args.overwrite, parents=args.parents, suffixes=(".nc", ".zarr"))
+    if args.samples_out is not None:
+        check_output(args.samples_out, overwrite=args.overwrite, parents=args.parents, suffixes=(".zarr",))
     with output_lock(args.out):  # taken before any work: a second run on this --out is refused at once
         cfg = read_toml(args.config, ConfigError)
-        study = study_from_config(cfg, samples=args.samples, seed=args.seed, chunk_size=args.chunk_size)
-        ds, written = run_study(study, out=args.out, progress=args.progress, plots=not args.no_plots)
+        with open_executor(args) as executor:
+            study = study_from_config(cfg, samples=args.samples, seed=args.seed, chunk_size=args.chunk_size)
+            ds, written = run_study(study, out=args.out, progress=args.progress, plots=not args.no_plots,
+                                    scheduler=executor, samples_out=args.samples_out)
     if args.json:
         print_json(summary_dict(ds))
     else:

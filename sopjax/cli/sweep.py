@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from sopjax.cli.common import add_scheduler_options
+
 
 from sopjax.cli.common import positive_int
 from sopjax.cli.outputs import add_output_options
@@ -25,6 +27,7 @@ def register(sub) -> None:
     p.add_argument("--engine", choices=("jax", "cvxpylayers"), help="override [dispatch] engine")
     p.add_argument("--no-plots", action="store_true", help="do not write figures")
     p.add_argument("--quiet", action="store_true", help="no per-point progress lines")
+    add_scheduler_options(p)
     p.set_defaults(func=run)
 
 
@@ -87,11 +90,15 @@ def _run(spec, args) -> int:
     if spec.kind == "optimization":
         from sopjax.sweeps.optimize import optimize_capacity
 
+        if args.scheduler:
+            raise SopjaxError("--scheduler runs sweeps (kind = \"sweep\"); the optax optimization runs in-process")
         ds = optimize_capacity(spec, progress=not args.quiet)
     else:
+        from sopjax.cli.common import open_executor
         from sopjax.sweeps.runner import run_sweep
 
-        ds = run_sweep(spec, progress=not args.quiet)
+        with open_executor(args) as executor:
+            ds = run_sweep(spec, progress=not args.quiet, scheduler=executor)
     print(_summary(ds))
     if args.out:
         out = Path(args.out)

@@ -1,54 +1,43 @@
-"""Chunked, resumable Monte Carlo scoring of restoration strategies.
+"""Chunked, resumable Monte Carlo scoring of restoration strategies, in-process or on a Dask cluster.
 
-:func:`run_montecarlo` scores every strategy on every sample in chunks of
-``chunk_size`` samples: per chunk, one jitted call scores strategies x samples
-(:func:`~sopjax.kernels.scoring.score_batch`) and a second reduces the chunk on
-the device (:func:`~sopjax.kernels.scoring.reduce_chunk`), so memory is bounded
-by the chunk, not by the number of samples. The host merges reductions exactly
-(:mod:`sopjax.metrics`), checkpoints after every chunk and, at the end,
-assembles an :class:`xarray.Dataset` (:mod:`sopjax.montecarlo.dataset`).
-JAX places the work on its default device, i.e. on a GPU when it sees one.
+:func:`run_montecarlo` scores every strategy on every sample in a fixed plan of
+chunks of ``chunk_size`` samples (:mod:`sopjax.scaleout`): per chunk, one jitted
+call scores strategies x samples (:func:`~sopjax.kernels.scoring.score_batch`) and a
+second reduces the chunk on the device (:func:`~sopjax.kernels.scoring.reduce_chunk`);
+see :mod:`sopjax.montecarlo.chunks`. Memory is bounded by the chunk, not by the
+number of samples. Chunks run in this process (default) or as tasks on a Dask cluster
+(``scheduler=``); the driver merges their reductions exactly (:mod:`sopjax.metrics`)
+in chunk order, so the aggregates do not depend on where or in which order chunks
+ran, checkpoints after every merged chunk and, at the end, assembles an
+:class:`xarray.Dataset` (:mod:`sopjax.montecarlo.dataset`). JAX places the work on its
+default device (a GPU when it sees one) and splits each chunk across all local devices.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
 import json
 import sys
 import time
 from collections.abc import Callable, Sequence
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from sopjax.errors import SopjaxError
-from sopjax.kernels.scoring import EXACT_FIELDS, ScoringOptions, reduce_chunk, score_batch
+from sopjax.kernels.scoring import ScoringOptions
+from sopjax.montecarlo.chunks import SAMPLE_FIELDS, ChunkJob, score_chunk
+from sopjax.montecarlo.spool import ChunkSpool
 from sopjax.montecarlo.state import RunState
 from sopjax.network import Network
 from sopjax.powerflow import METHODS
+from sopjax.scaleout import Chunk, chunk_plan, make_executor, run_plan
 from sopjax.strategies import Strategy, StrategyBatch, compile_strategies, scoring_context
 
 __all__ = ["MonteCarloSettings", "run_montecarlo", "default_chunk_size", "kernel_block", "SAMPLE_FIELDS"]
-
-# per-sample fields kept with keep_samples=True: name -> (trailing dims, dtype)
-SAMPLE_FIELDS = {
-    "recovery_ratio": ((), np.float64),
-    "restored_pu": ((), np.float64),
-    "line_loss_pu": ((), np.float64),
-    "sop_loss_pu": ((), np.float64),
-    "vmin_pu": ((), np.float64),
-    "vmax_pu": ((), np.float64),
-    "vcpi_max": ((), np.float64),
-    "any_violation": ((), np.bool_),
-    "converged": ((), np.bool_),
-    "vm_pu": (("bus",), np.float64),
-}
 
 # strategy-samples per chunk when the user gives no chunk size (keeps the
 # per-chunk working set at a few hundred MB on CPU for networks of ~100 buses)
@@ -147,48 +136,6 @@ def _fingerprint(net: Network, batch: StrategyBatch, source, settings: MonteCarl
     return h.hexdigest()
 
 
-def _score_and_split(ctx, arrays, p, q, pv, *, options):
-    scores = score_batch(ctx, arrays, p, q, pv, options)
-    nominal = jax.tree_util.tree_map(lambda a: a[:, -1], scores)
-    return scores, nominal
-
-
-@functools.lru_cache(maxsize=16)
-def _kernels(options: ScoringOptions):
-    """Jitted scoring and reduction for ``options`` (cached: one compile per chunk shape).
-
-    Scoring returns the per-sample scores (kept on the device) and the last
-    sample row, the nominal forecast. What a run keeps (exact-quantile values,
-    per-sample arrays) is sliced on the host, so every run of one chunk shape
-    shares the two compiled programs.
-    """
-    score = jax.jit(partial(_score_and_split, options=options))
-    reduce = jax.jit(partial(reduce_chunk, options=options))
-    return score, reduce
-
-
-def _chunk_step(options, keep_samples: bool, exact: bool, ctx, arrays, p, q, pv, valid):
-    """Score one chunk whose last sample row is the nominal forecast (excluded from the reductions)."""
-    score, reduce = _kernels(options)
-    scores, nominal = score(ctx, arrays, p, q, pv)
-    red = reduce(scores, valid[None, :], shift=nominal)
-    fields = set(EXACT_FIELDS) | {"converged"} | (set(SAMPLE_FIELDS) if keep_samples else set())
-    host = jax.device_get({k: getattr(scores, k) for k in fields})
-    host = {k: np.asarray(v)[:, :-1] for k, v in host.items()}
-    ok = valid[None, :-1] & host["converged"] & np.isfinite(host["recovery_ratio"]) & np.isfinite(host["vmin_pu"])
-    ex = {k: host[k] for k in EXACT_FIELDS} if exact else None
-    smp = {k: host[k] for k in SAMPLE_FIELDS} if keep_samples else None
-    return jax.device_get(red), ex, ok, smp, jax.device_get(nominal)
-
-
-def _to_device(tree, dtype):
-    def cast(a):
-        a = np.asarray(a)
-        return jnp.asarray(a, dtype) if np.issubdtype(a.dtype, np.floating) else jnp.asarray(a)
-
-    return jax.tree_util.tree_map(cast, tree)
-
-
 def _progress(total: int, initial: int, enabled: bool | None):
     from tqdm.auto import tqdm
 
@@ -208,33 +155,47 @@ def run_montecarlo(
     progress: bool | None = None,
     on_chunk: Callable[[int, int], None] | None = None,
     attrs: dict[str, Any] | None = None,
+    scheduler: Any = None,
+    samples_out: str | Path | None = None,
 ):
     """Score strategies on ``settings.n_samples`` samples of ``source``; return an xarray Dataset.
 
     Args:
         net: the network.
         strategies: strategies (validated here) or an already compiled batch.
-        source: a sample source (:mod:`sopjax.montecarlo.sources`).
+        source: a sample source (:mod:`sopjax.montecarlo.sources`); sent to the workers
+            when ``scheduler`` is given, so it must pickle.
         settings: run settings.
-        checkpoint: ``.npz`` path; written atomically after every chunk and
-            resumed from when it exists (same configuration required). The
-            caller deletes it once the dataset is safely written
-            (:func:`sopjax.montecarlo.io.write_dataset` does with ``checkpoint=``).
+        checkpoint: ``.npz`` path; written atomically after every merged chunk and
+            resumed from when it exists (same configuration required). Chunks that
+            finished ahead of their turn are kept in ``<checkpoint>.chunks/`` so a
+            rerun skips them too. The caller deletes the checkpoint once the dataset
+            is safely written (:func:`sopjax.montecarlo.io.write_dataset` does with ``checkpoint=``).
         progress: show a progress bar (default: when stderr is a terminal).
         on_chunk: called as ``on_chunk(chunk_index, samples_done)`` after each
             checkpointed chunk (monitoring; an exception here interrupts the run
             with the checkpoint intact).
         attrs: extra dataset attributes (e.g. the config text and seed).
+        scheduler: where chunks run: ``None`` (this process), ``"local:N"``, a Dask
+            scheduler address, a ``distributed.Client`` or an executor
+            (:func:`sopjax.scaleout.make_executor`). The aggregates are the same.
+        samples_out: a ``.zarr`` path: per-sample arrays (implies ``keep_samples``) are
+            written there by region from wherever each chunk runs and are not put in
+            the returned dataset, so the driver never holds them
+            (:mod:`sopjax.montecarlo.sample_store`; read with ``xarray.open_zarr``).
 
     Returns:
         :class:`xarray.Dataset` (see :func:`sopjax.montecarlo.dataset.build_dataset`).
 
     Raises:
         SopjaxError: invalid settings or strategies (named), a checkpoint of another configuration.
+        ConfigError: an unreachable scheduler or a worker with another sopjax version.
     """
     from sopjax.montecarlo.dataset import build_dataset
 
     settings.validate()
+    if samples_out is not None and not settings.keep_samples:
+        settings = dataclasses.replace(settings, keep_samples=True)
     batch = (
         strategies
         if isinstance(strategies, StrategyBatch)
@@ -243,63 +204,73 @@ def run_montecarlo(
     ctx = scoring_context(net, fault_open=settings.fault_open, v_min_pu=settings.v_min_pu,
                           v_max_pu=settings.v_max_pu, island_overload=settings.island_overload)
     n_s, n = len(batch), int(settings.n_samples)
-    chunk = int(settings.chunk_size or default_chunk_size(n_s, n))
-    chunk = min(chunk, n)
-    block = kernel_block(chunk)
+    chunk = min(int(settings.chunk_size or default_chunk_size(n_s, n)), n)
     exact = n_s * n <= settings.exact_limit
-    if settings.keep_samples and n_s * n * net.n_bus > 200_000_000:
+    if settings.keep_samples and samples_out is None and n_s * n * net.n_bus > 200_000_000:
         raise SopjaxError(
-            f"keep_samples would hold {n_s} x {n} x {net.n_bus} voltages; reduce samples or strategies "
-            "(aggregates need no per-sample storage)"
+            f"keep_samples would hold {n_s} x {n} x {net.n_bus} voltages; reduce samples or strategies, "
+            "or stream them to a zarr store with samples_out= (aggregates need no per-sample storage)"
         )
-    dtype = jnp.dtype(settings.dtype)
     fp = _fingerprint(net, batch, source, settings)
+    store = None
+    if samples_out is not None:
+        from sopjax.montecarlo.sample_store import create_store
+
+        store = create_store(samples_out, fingerprint=fp, strategies=batch.names, bus_ids=net.bus_ids,
+                             n_samples=n, chunk=chunk, kw_per_pu=net.base_mva * 1e3)
     shapes = (
         {k: (tuple(net.n_bus for _ in dims), dt) for k, (dims, dt) in SAMPLE_FIELDS.items()}
-        if settings.keep_samples
+        if settings.keep_samples and store is None
         else None
     )
     state = RunState(n_s, n, exact=exact, sample_shapes=shapes)
     ckpt = Path(checkpoint) if checkpoint is not None else None
-    resumed_from = 0
     if ckpt is not None and ckpt.exists():
         state.load(ckpt, fp)
-        resumed_from = state.done
+    resumed_from = state.done
+    spool = ChunkSpool(str(ckpt) + ".chunks", fp) if ckpt is not None else None
+    spooled = spool.load() if spool is not None else {}
 
-    ctx_d = _to_device(ctx, dtype)
-    arrays_d = _to_device(batch.arrays, dtype)
-    fn = partial(_chunk_step, settings.options, settings.keep_samples, exact)
-    npdt = np.dtype(settings.dtype)
-    nom = tuple(np.asarray(a, npdt)[None] for a in source.nominal())
-    nominal = None
+    job = ChunkJob(token=fp, ctx=jax.device_get(ctx), arrays=jax.device_get(batch.arrays), source=source,
+                   options=settings.options, exact=exact, keep_samples=settings.keep_samples,
+                   block=kernel_block(chunk), dtype=settings.dtype, store=store)
+    plan = chunk_plan(n, chunk, start=state.done)
+    todo = [c for c in plan if (c.start, c.stop) not in spooled]
+    if not todo:  # everything merged or spooled: score the forecast alone
+        todo = [Chunk(len(plan), n, n)]
+
+    def keep_ahead(c: Chunk, result: dict, ahead: bool) -> None:
+        if ahead and spool is not None and c.size:
+            spool.put(c.start, c.stop, result)
+
+    executor = make_executor(scheduler)
+    nominal, devices = None, 0
     t0 = time.perf_counter()
     bar = _progress(n, state.done, progress)
     try:
-        k = state.done // chunk
-        while state.done < n or nominal is None:
-            start = state.done
-            m = min(chunk, n - start)
-            if m > 0:
-                drawn = tuple(np.asarray(a, npdt) for a in source.draw(start, m))
-            else:  # resumed a finished run: score the forecast alone
-                drawn = tuple(a[:0] for a in nom)
-            # pad to the compiled block size and append the forecast row
-            pad = block - m
-            p, q, pv = (np.concatenate([a, np.repeat(b, pad, axis=0), b]) for a, b in zip(drawn, nom))
-            valid = np.concatenate([np.arange(block) < m, np.zeros(1, bool)])
-            red, ex, ok, smp, nomi = fn(ctx_d, arrays_d, p, q, pv, valid)
-            nominal = nomi
-            if m == 0:
-                break
-            state.merge_chunk(red, start, m, ex, ok, smp)
+        computed = run_plan(executor, score_chunk, job, todo, on_arrival=keep_ahead)
+        for c in plan:
+            result = spooled.get((c.start, c.stop))
+            if result is None:
+                got, result = next(computed)
+                if got != c:
+                    raise RuntimeError(f"chunk {got} arrived in place of {c}")
+                nominal, devices = result["nominal"], max(devices, result["devices"])
+            state.merge_chunk(result["red"], c.start, c.size, result["exact"], result["ok"], result["samples"])
             if ckpt is not None:
                 state.save(ckpt, fp)
-            bar.update(m)
+                spool.drop(c.start)
+            bar.update(c.size)
             if on_chunk is not None:
-                on_chunk(k, state.done)
-            k += 1
+                on_chunk(c.start // chunk, state.done)
+        for _, result in computed:  # the forecast-only chunk, if one was needed
+            nominal, devices = result["nominal"], max(devices, result["devices"])
     finally:
         bar.close()
+        if executor is not scheduler:
+            executor.close()
+    if spool is not None:
+        spool.clear()
     elapsed = time.perf_counter() - t0
 
     info = {
@@ -309,5 +280,9 @@ def run_montecarlo(
         "quantile_method": "exact" if exact else "histogram",
         "fingerprint": fp,
         "device": str(jax.devices()[0].platform),
+        "executor": executor.description,
+        "devices_per_chunk": devices,
     }
+    if store is not None:
+        info["samples_store"] = str(store.path)
     return build_dataset(net, batch, ctx, state, nominal, settings, source, info, attrs or {})

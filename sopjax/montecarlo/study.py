@@ -283,11 +283,14 @@ def run_study(
     progress: bool | None = None,
     plots: bool = True,
     on_chunk=None,
+    scheduler=None,
+    samples_out: str | Path | None = None,
 ):
     """Run a study; write the dataset (and plots next to it) when ``out`` is given.
 
     The checkpoint defaults to ``<out>.ckpt.npz`` and is removed once the
-    dataset is written.
+    dataset is written. ``scheduler`` and ``samples_out``: see
+    :func:`~sopjax.montecarlo.runner.run_montecarlo` (Dask cluster, per-sample zarr store).
 
     Returns:
         (dataset, list of written paths).
@@ -300,7 +303,8 @@ def run_study(
     if study.config is not None:
         attrs.update(config=study.config, config_hash=study.config_hash)
     ds = run_montecarlo(study.net, study.strategies, study.source, study.settings, checkpoint=checkpoint,
-                        progress=progress, on_chunk=on_chunk, attrs=attrs)
+                        progress=progress, on_chunk=on_chunk, attrs=attrs, scheduler=scheduler,
+                        samples_out=samples_out)
     written: list[Path] = []
     if out is not None:
         written.append(write_dataset(ds, out, checkpoint=checkpoint))

@@ -16,8 +16,10 @@ The dataset holds, for each quantity ``q`` and axis ``a``, ``q`` and ``dq_da``
 
 from __future__ import annotations
 
-import itertools
+import dataclasses
+import hashlib
 import json
+import pickle
 from collections.abc import Callable
 
 import jax
@@ -29,11 +31,13 @@ from sopjax.kernels.dispatch import DispatchInfeasibleError, DispatchInputs, dis
 from sopjax.montecarlo.study import Study, build_strategies, make_study, run_study
 from sopjax.network import Network
 from sopjax.network_builder import build_network
+from sopjax.powerflow import sample_mesh
+from sopjax.scaleout import Chunk, chunk_plan, make_executor, run_plan, worker_cached
 from sopjax.strategies.strategy import StrategyError
 from sopjax.sweeps.config import LARGE_SOP_KVA, PARAMETERS, QUANTITIES, RestorationSpec, SweepSpec
 from sopjax.sweeps.scenario import Scenario, build_scenario
 
-__all__ = ["run_sweep", "dispatch_means", "point_function", "DISPATCH_QUANTITIES"]
+__all__ = ["run_sweep", "sweep_point", "SweepJob", "dispatch_means", "point_function", "DISPATCH_QUANTITIES"]
 
 DISPATCH_QUANTITIES = tuple(q for q, v in QUANTITIES.items() if v[2] == "dispatch")
 #: smallest SOP capacity passed to the Monte Carlo restoration engine (kVA)
@@ -53,13 +57,47 @@ def dispatch_means(res, kw: float) -> dict:
 
 
 def _solver(scn: Scenario, spec: SweepSpec) -> Callable[[DispatchInputs], object]:
-    """Batched dispatch of the spec's engine: inputs with a leading sample axis -> result."""
+    """Batched dispatch of the spec's engine: inputs with a leading sample axis -> result.
+
+    The JAX engine splits the samples over all local JAX devices (:func:`_over_devices`).
+    """
     if spec.engine == "jax":
         data = scn.data
-        return lambda i: dispatch_batched(data, i, tol=spec.tol, max_iter=spec.max_iter)
+        return _over_devices(lambda i: dispatch_batched(data, i, tol=spec.tol, max_iter=spec.max_iter))
     from sopjax.problems.dispatch import DispatchLayer, build_dispatch
 
     return DispatchLayer(build_dispatch(scn.data))
+
+
+def _over_devices(solve):
+    """``solve`` with its samples split across the local accelerators (unchanged with one device, or on CPU).
+
+    The sample pool is padded to a multiple of the device count by repeating its last
+    sample, each device solves its share (``jax.shard_map``; a sample's dispatch does not
+    depend on the others of its batch), and the result is replicated before the Monte
+    Carlo means, so they are reduced as on one device. Not on the CPU backend: there,
+    several host devices running the interior-point loops with the all-gather in one
+    program hung in XLA's CPU runtime (jaxlib 0.10; a 3-point sweep stopped at its third
+    point with every thread asleep), so CPU sweeps use one device per process and scale
+    out over processes (``scheduler=``). See docs/scaleout.md.
+    """
+    n_dev = len(jax.local_devices())
+    if n_dev == 1 or jax.default_backend() == "cpu":
+        return solve
+    from jax.sharding import NamedSharding, PartitionSpec
+
+    mesh = sample_mesh(n_dev)
+    sharded = jax.shard_map(solve, mesh=mesh, in_specs=PartitionSpec("sample"), out_specs=PartitionSpec("sample"),
+                            check_vma=False)
+
+    def run(inputs):
+        n = jax.tree_util.tree_leaves(inputs)[0].shape[0]
+        pad = (-n) % n_dev
+        padded = jax.tree_util.tree_map(lambda a: jnp.concatenate([a, jnp.repeat(a[-1:], pad, axis=0)]), inputs)
+        res = jax.tree_util.tree_map(lambda a: a[:n], sharded(padded))
+        return jax.lax.with_sharding_constraint(res, NamedSharding(mesh, PartitionSpec()))
+
+    return run
 
 
 def point_function(scn: Scenario, spec: SweepSpec, names: tuple[str, ...], solve=None):
@@ -171,70 +209,122 @@ def _grid_derivative(values: np.ndarray, coords: list[np.ndarray], axis: int) ->
     return np.gradient(values, x, axis=axis, edge_order=1)
 
 
-def run_sweep(spec: SweepSpec, *, progress: bool = False, scenario: Scenario | None = None):
+@dataclasses.dataclass(frozen=True, eq=False)
+class SweepJob:
+    """What a grid point needs, sent once to each worker: the spec, its scenario, a cache key."""
+
+    spec: SweepSpec
+    scenario: Scenario | None
+    token: str
+
+
+def _point_kernels(job: SweepJob) -> dict:
+    """The scenario and jitted point functions of a job (built once per process)."""
+    spec = job.spec
+    scn = _job_scenario(job)
+    names = tuple(a.name for a in spec.axes)
+    out = {"scn": scn, "names": names, "value": None, "step": None}
+    if any(QUANTITIES[q][2] == "dispatch" for q in spec.quantities):
+        f = point_function(scn, spec, names)
+        if spec.engine == "jax":
+            out["step"], out["value"] = jax.jit(jax.jacfwd(f, has_aux=True)), jax.jit(f)
+        else:
+            out["step"], out["value"] = jax.jacrev(f, has_aux=True), f
+    return out
+
+
+def _job_scenario(job: SweepJob) -> Scenario:
+    return worker_cached(("sweep-scenario", job.token), lambda: job.scenario or build_scenario(job.spec))
+
+
+def sweep_point(job: SweepJob, chunk: Chunk) -> dict:
+    """Quantities and derivatives at grid point ``chunk.index`` (row-major over the axes).
+
+    The task of the sweep's chunk plan (one point per chunk): a pure function of the
+    spec and the point index, run in-process or on a Dask worker.
+    """
+    spec = job.spec
+    k = worker_cached(("sweep", job.token), lambda: _point_kernels(job))
+    scn, names = k["scn"], k["names"]
+    shape = tuple(len(a.values) for a in spec.axes)
+    idx = np.unravel_index(chunk.index, shape)
+    point = {n: float(np.asarray(a.values, float)[i]) for n, a, i in zip(names, spec.axes, idx)}
+    out = {"values": {}, "derivs": {}, "sop_island": np.nan}
+    if k["value"] is not None:
+        theta = jnp.asarray([point[n] for n in names], jnp.float64)
+        try:
+            vals, (conv, infeas) = k["value"](theta)
+        except DispatchInfeasibleError as e:  # the layer's own diagnosis; add the grid point
+            where = ", ".join(f"{a}={v:g}" for a, v in point.items())
+            raise DispatchInfeasibleError(f"{where}: {e}") from None
+        _check_converged(scn, spec, point, conv, infeas)
+        jac, _ = k["step"](theta)
+        for q in spec.quantities:
+            if QUANTITIES[q][2] == "dispatch":
+                out["values"][q] = float(vals[q])
+                for j, a in enumerate(names):
+                    out["derivs"][(q, a)] = float(jac[q][j])
+    if any(QUANTITIES[q][2] == "montecarlo" for q in spec.quantities):
+        try:
+            mc = _restoration_point(spec, scn, point)
+        except SopjaxError as e:  # name the grid point the restoration study failed at
+            where = ", ".join(f"{a}={v:g}" for a, v in point.items())
+            raise type(e)(f"Monte Carlo restoration at {where}: {e}") from None
+        out["values"].update({q: mc[q] for q in spec.quantities if QUANTITIES[q][2] == "montecarlo"})
+        out["sop_island"] = mc["restoration_sop_island"]
+    return out
+
+
+def _job_token(spec: SweepSpec, scenario: Scenario | None) -> str:
+    return hashlib.sha256(pickle.dumps((spec, scenario))).hexdigest()[:16]
+
+
+def run_sweep(spec: SweepSpec, *, progress: bool = False, scenario: Scenario | None = None, scheduler=None):
     """Evaluate ``spec.quantities`` and their derivatives on the grid of ``spec.axes``.
 
     Args:
         spec: a validated sweep spec (``kind = "sweep"``).
         progress: print one line per grid point.
         scenario: a prebuilt scenario (default: built from ``spec``).
+        scheduler: where the grid points run (one chunk each): ``None`` (this process),
+            ``"local:N"``, a Dask scheduler address, a ``distributed.Client`` or an executor
+            (:func:`sopjax.scaleout.make_executor`); the dataset is the same.
 
     Returns:
         :class:`xarray.Dataset` with one dimension per axis.
 
     Raises:
-        ConfigError: bad spec. DispatchInfeasibleError: an operating point whose
-            voltage limits no SOP set-point can meet (names the grid point, sample and bus).
+        ConfigError: bad spec, unreachable scheduler. DispatchInfeasibleError: an operating
+            point whose voltage limits no SOP set-point can meet (names the grid point, sample and bus).
     """
     import xarray as xr
 
     if spec.kind != "sweep":
         raise ConfigError(f"run_sweep needs kind = 'sweep', got {spec.kind!r}")
-    scn = scenario or build_scenario(spec)
     names = tuple(a.name for a in spec.axes)
     coords = [np.asarray(a.values, float) for a in spec.axes]
     shape = tuple(c.size for c in coords)
-    disp_q = [q for q in spec.quantities if QUANTITIES[q][2] == "dispatch"]
     mc_q = [q for q in spec.quantities if QUANTITIES[q][2] == "montecarlo"]
     values = {q: np.full(shape, np.nan) for q in spec.quantities}
     derivs = {(q, a): np.full(shape, np.nan) for q in spec.quantities for a in names}
     sop_island = np.full(shape, np.nan)
-
-    if disp_q:
-        f = point_function(scn, spec, names)
-        if spec.engine == "jax":
-            step = jax.jit(jax.jacfwd(f, has_aux=True))
-            value_fn = jax.jit(f)
-        else:
-            step = jax.jacrev(f, has_aux=True)
-            value_fn = f
-    for idx in itertools.product(*(range(n) for n in shape)):
-        point = {n: float(coords[k][i]) for k, (n, i) in enumerate(zip(names, idx))}
-        theta = jnp.asarray([point[n] for n in names], jnp.float64)
-        if disp_q:
-            try:
-                vals, (conv, infeas) = value_fn(theta)
-            except DispatchInfeasibleError as e:  # the layer's own diagnosis; add the grid point
-                where = ", ".join(f"{k}={v:g}" for k, v in point.items())
-                raise DispatchInfeasibleError(f"{where}: {e}") from None
-            _check_converged(scn, spec, point, conv, infeas)
-            jac, _ = step(theta)
-            for q in disp_q:
-                values[q][idx] = float(vals[q])
-                for k, a in enumerate(names):
-                    derivs[(q, a)][idx] = float(jac[q][k])
-        if mc_q:
-            try:
-                mc = _restoration_point(spec, scn, point)
-            except SopjaxError as e:  # name the grid point the restoration study failed at
-                where = ", ".join(f"{k}={v:g}" for k, v in point.items())
-                raise type(e)(f"Monte Carlo restoration at {where}: {e}") from None
-            for q in mc_q:
-                values[q][idx] = mc[q]
-            sop_island[idx] = mc["restoration_sop_island"]
-        if progress:
-            print("  " + ", ".join(f"{k}={v:g}" for k, v in point.items()) + ": "
-                  + ", ".join(f"{q}={values[q][idx]:.4g}" for q in spec.quantities), flush=True)
+    job = SweepJob(spec, scenario, _job_token(spec, scenario))
+    executor = make_executor(scheduler)
+    try:
+        for chunk, r in run_plan(executor, sweep_point, job, chunk_plan(int(np.prod(shape)), 1)):
+            idx = np.unravel_index(chunk.index, shape)
+            for q, v in r["values"].items():
+                values[q][idx] = v
+            for key, v in r["derivs"].items():
+                derivs[key][idx] = v
+            sop_island[idx] = r["sop_island"]
+            if progress:
+                print("  " + ", ".join(f"{n}={coords[k][i]:g}" for k, (n, i) in enumerate(zip(names, idx))) + ": "
+                      + ", ".join(f"{q}={values[q][idx]:.4g}" for q in spec.quantities), flush=True)
+    finally:
+        if executor is not scheduler:
+            executor.close()
+    scn = _job_scenario(job)  # for the attributes (already built when the points ran here)
     for q in mc_q:
         for k, a in enumerate(names):
             if coords[k].size >= 2:  # one grid point has no finite difference: no variable rather than NaN

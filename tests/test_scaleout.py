@@ -1,0 +1,319 @@
+"""Scale-out: chunk plans, ordered merging, the Dask executor (LocalCluster), faults, resume, zarr output.
+
+The Dask tests share one LocalCluster of 2 worker processes and a small run (2 strategies,
+96 samples in chunks of 12) so that each worker compiles one small program.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import sopjax
+from sopjax.errors import ConfigError, SopjaxError
+from sopjax.montecarlo import ArraySource, MonteCarloSettings, run_montecarlo
+from sopjax.scaleout import Chunk, InProcessExecutor, chunk_plan, make_executor, run_plan
+from sopjax.strategies import Strategy
+
+ROOT = Path(__file__).resolve().parents[1]
+N, CHUNK = 96, 12
+SOP_VF = [{"pair": [8, 21], "mode": "vf_i", "u_set_pu": 1.05}]
+
+
+def make_net():
+    n = sopjax.add_pv(sopjax.ieee33(), buses=[30], s_rated_kva=1000, pf=0.95)
+    return sopjax.add_sops(n, pairs=[(8, 21)], s_rated_kva=2000, loss=0.02)
+
+
+def make_strategies(net):
+    return [
+        Strategy.build(net, "tie 8-21", open=[2], close=[33], pickup={"shed": [3, 4, 13, 14, 15, 16, 17, 18]}),
+        Strategy.build(net, "SOP 8-21", open=[2], sops=SOP_VF, pickup={"shed": list(range(3, 18))}),
+    ]
+
+
+def make_source(net):
+    rng = np.random.default_rng(3)
+    p0, q0 = np.asarray(net.p_load_pu), np.asarray(net.q_load_pu)
+    f = np.clip(rng.normal(1.0, 0.1, (N, 33)), 0, None)
+    f[5] *= 15.0  # one voltage collapse: a failed sample is counted, not lost
+    pv = np.clip(rng.normal(0.05, 0.005, (N, 1)), 0, 0.1)
+    return ArraySource(p0 * f, q0 * f, pv, nominal=(p0, q0, np.array([0.05])))
+
+
+@pytest.fixture(scope="module")
+def net():
+    return make_net()
+
+
+@pytest.fixture(scope="module")
+def strategies(net):
+    return make_strategies(net)
+
+
+@pytest.fixture(scope="module")
+def source(net):
+    return make_source(net)
+
+
+SETTINGS = MonteCarloSettings(n_samples=N, chunk_size=CHUNK, fault_open=(2,))
+
+
+@pytest.fixture(scope="module")
+def reference(net, strategies, source):
+    return run_montecarlo(net, strategies, source, SETTINGS, progress=False)
+
+
+def assert_same(ds, ref):
+    for name, var in ref.data_vars.items():
+        if name.endswith("_sample"):
+            continue
+        np.testing.assert_array_equal(ds[name].values, var.values, err_msg=name)
+
+
+# ------------------------------------------------------------------ plans and ordering (no Dask)
+def test_chunk_plan_covers_every_item_once():
+    plan = chunk_plan(50, 12, start=12)
+    assert [(c.index, c.start, c.stop) for c in plan] == [(0, 12, 24), (1, 24, 36), (2, 36, 48), (3, 48, 50)]
+    for bad in (0, -3, 2.5):
+        with pytest.raises(SopjaxError, match="chunk size must be an integer >= 1"):
+            chunk_plan(10, bad)
+
+
+class ReversedExecutor(InProcessExecutor):
+    """Computes every chunk, then delivers them last first (as a cluster may); counts tasks."""
+
+    description = "reversed"
+
+    def __init__(self):
+        self.ran = []
+
+    def imap_unordered(self, task, job, chunks):
+        out = []
+        for c in chunks:
+            self.ran.append(c.start)
+            out.append((c, task(job, c)))
+        yield from reversed(out)
+
+
+def test_run_plan_hands_results_back_in_plan_order():
+    ex = ReversedExecutor()
+    seen = []
+    got = list(run_plan(ex, lambda job, c: c.start * job, 10, chunk_plan(7, 2),
+                        on_arrival=lambda c, r, ahead: seen.append((c.index, ahead))))
+    assert [r for _, r in got] == [0, 20, 40, 60]
+    assert seen == [(3, True), (2, True), (1, True), (0, False)]
+
+
+def test_default_executor_imports_no_dask():
+    code = ("import sys; from sopjax.scaleout import make_executor; import sopjax.montecarlo, sopjax.sweeps; "
+            "e = make_executor(None); print(e.description, any(m.split('.')[0] in ('dask', 'distributed') "
+            "for m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+    assert out.stdout.split() == ["in-process", "False"], out.stderr
+
+
+def test_out_of_order_chunks_merge_to_the_same_aggregates_and_a_killed_driver_skips_them(
+        net, strategies, source, reference, tmp_path):
+    ckpt = tmp_path / "run.ckpt.npz"
+
+    def die(k, done):  # the driver "dies" after merging the first chunk; the others finished ahead
+        raise KeyboardInterrupt
+
+    first = ReversedExecutor()
+    with pytest.raises(KeyboardInterrupt):
+        run_montecarlo(net, strategies, source, SETTINGS, checkpoint=ckpt, on_chunk=die, scheduler=first,
+                       progress=False)
+    assert len(first.ran) == N // CHUNK
+    assert len(list(Path(str(ckpt) + ".chunks").glob("*.npz"))) == N // CHUNK - 1
+    again = ReversedExecutor()
+    ks = []
+    ds = run_montecarlo(net, strategies, source, SETTINGS, checkpoint=ckpt, scheduler=again, progress=False,
+                        on_chunk=lambda k, done: ks.append(k))
+    assert again.ran == [N]  # nothing recomputed but the forecast row
+    assert ks == list(range(1, N // CHUNK)) and ds.attrs["resumed_from_sample"] == CHUNK
+    assert not Path(str(ckpt) + ".chunks").exists()
+    assert_same(ds, reference)
+
+
+def test_samples_stream_to_a_zarr_store(net, strategies, source, reference, tmp_path):
+    import xarray as xr
+
+    store = tmp_path / "samples.zarr"
+    ds = run_montecarlo(net, strategies, source, SETTINGS, samples_out=store, progress=False)
+    assert "vm_sample" not in ds and ds.attrs["samples_store"] == str(store)
+    assert_same(ds, reference)
+    lazy = xr.open_zarr(store)
+    assert lazy["vm_sample"].chunks is not None  # lazy (dask-backed), not loaded
+    assert lazy["vm_sample"].shape == (2, N, 33) and lazy["chunk_done"].values.all()
+    ok = lazy["converged_sample"].values.astype(bool)
+    r = lazy["recovery_ratio_sample"].values
+    for s in range(2):
+        assert float(reference["recovery_ratio_mean"][s]) == pytest.approx(r[s][ok[s]].mean(), rel=1e-12)
+    assert int(reference["n_failed"].sum()) == int((~ok).sum()) > 0
+
+
+def test_chunk_size_zero_is_refused_on_the_command_line(capsys):
+    from sopjax.cli.main import main
+
+    assert main(["montecarlo", str(ROOT / "configs/ieee33_restoration_mc.toml"), "--chunk-size", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--chunk-size" in err[0] and "got '0'" in err[0]
+
+
+def test_unreachable_scheduler_is_a_clear_error_within_the_timeout(capsys):
+    t = time.perf_counter()
+    with pytest.raises(ConfigError, match="cannot reach the Dask scheduler at 'tcp://127.0.0.1:9'"):
+        make_executor("tcp://127.0.0.1:9", timeout_s=2)
+    assert time.perf_counter() - t < 20
+    from sopjax.cli.main import main
+
+    assert main(["montecarlo", str(ROOT / "configs/ieee33_restoration_mc.toml"),
+                 "--scheduler", "tcp://127.0.0.1:9", "--scheduler-timeout", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot reach the Dask scheduler" in err[0]
+    with pytest.raises(ConfigError, match="local:N"):
+        make_executor("local:zero")
+
+
+# ------------------------------------------------------------------- several devices, one process
+TWO_DEVICES = """
+import sys
+sys.path.insert(0, {tests!r})
+import jax, numpy as np
+from test_scaleout import SETTINGS, make_net, make_source, make_strategies
+from sopjax.montecarlo import run_montecarlo
+assert len(jax.local_devices()) == 2, jax.local_devices()
+net = make_net()
+ds = run_montecarlo(net, make_strategies(net), make_source(net), SETTINGS, progress=False)
+assert ds.attrs["devices_per_chunk"] == 2
+np.savez({out!r}, **{{k: v.values for k, v in ds.data_vars.items() if v.dtype != object}})
+"""
+
+
+def run_on_two_devices(script: str, tmp_path, **fmt) -> dict:
+    out = tmp_path / "two_devices.npz"
+    env = {**os.environ, "PYTHONPATH": str(ROOT),
+           "XLA_FLAGS": os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2"}
+    res = subprocess.run([sys.executable, "-c", script.format(tests=str(ROOT / "tests"), out=str(out), **fmt)],
+                         capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    with np.load(out) as z:
+        return {k: z[k] for k in z.files}
+
+
+def test_two_local_devices_give_the_one_device_results(reference, tmp_path):
+    got = run_on_two_devices(TWO_DEVICES, tmp_path)
+    assert set(got) == {k for k, v in reference.data_vars.items() if v.dtype != object}
+    for name, values in got.items():
+        np.testing.assert_array_equal(values, reference[name].values, err_msg=name)
+
+
+# ------------------------------------------------------------------------- Dask LocalCluster
+@pytest.fixture(scope="module")
+def client():
+    distributed = pytest.importorskip("distributed")
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                       dashboard_address=None)
+    c = distributed.Client(cluster, set_as_default=False)
+    yield c
+    c.close()
+    cluster.close()
+
+
+def test_two_dask_workers_give_the_in_process_aggregates(net, strategies, source, reference, client, tmp_path):
+    from sopjax.scaleout.cache import cache_stats
+
+    store = tmp_path / "dask_samples.zarr"
+    ks = []
+    ds = run_montecarlo(net, strategies, source, SETTINGS, scheduler=client, samples_out=store, progress=False,
+                        on_chunk=lambda k, done: ks.append(k))
+    assert ks == list(range(N // CHUNK))
+    assert ds.attrs["executor"].startswith("dask (2 workers")
+    assert_same(ds, reference)
+    stats = client.run(cache_stats)
+    assert sum(s["builds"] + s["hits"] for s in stats.values()) == N // CHUNK
+    assert all(s["builds"] <= 1 for s in stats.values())  # each worker prepared (and compiled) once
+    import xarray as xr
+
+    assert xr.open_zarr(store)["chunk_done"].values.all()
+
+
+def test_a_worker_killed_mid_run_loses_and_doubles_nothing(net, strategies, client):
+    # 40 chunks of the same 12-sample block (no new compile); at most 6 in flight at a time
+    n = 40 * CHUNK
+    rng = np.random.default_rng(5)
+    p0, q0 = np.asarray(net.p_load_pu), np.asarray(net.q_load_pu)
+    f = np.clip(rng.normal(1.0, 0.1, (n, 33)), 0, None)
+    src = ArraySource(p0 * f, q0 * f, np.clip(rng.normal(0.05, 0.005, (n, 1)), 0, 0.1),
+                      nominal=(p0, q0, np.array([0.05])))
+    settings = MonteCarloSettings(n_samples=n, chunk_size=CHUNK, fault_open=(2,))
+    ref = run_montecarlo(net, strategies, src, settings, progress=False)
+    pids = client.run(os.getpid)
+    killed = []
+
+    def kill_a_worker(k):
+        if k == 0:  # SIGKILL a worker process, preferably one running a chunk; 39 chunks still to come
+            busy = [w for w, tasks in client.processing().items() if tasks] or sorted(pids)
+            os.kill(pids[busy[0]], signal.SIGKILL)
+            killed.append(busy[0])
+
+    ks = []
+    ds = run_montecarlo(net, strategies, src, settings, scheduler=client, progress=False,
+                        on_chunk=lambda k, done: (kill_a_worker(k), ks.append(k)))
+    assert killed and ks == list(range(40))  # every chunk merged once, in order
+    assert int(ds["n_valid"].sum() + ds["n_failed"].sum()) == 2 * n
+    assert_same(ds, ref)
+    client.wait_for_workers(2, timeout=120)
+
+
+def test_a_worker_with_another_sopjax_version_is_refused(client):
+    from sopjax.scaleout.dask import DaskExecutor
+
+    def set_version(v):
+        import sopjax
+
+        sopjax.__version__ = v
+
+    client.run(set_version, "0.0.0-other")
+    try:
+        with pytest.raises(ConfigError, match=r"runs sopjax 0\.0\.0-other, the driver"):
+            DaskExecutor(client, owned=False)
+    finally:
+        client.run(set_version, sopjax.__version__)
+
+
+# ----------------------------------------------------------------------------------- sweeps
+@pytest.mark.slow  # each worker builds the cvxpylayers dispatch layer (about a minute on 2 shared cores)
+def test_sweep_points_on_two_dask_workers_give_the_in_process_dataset(client):
+    from test_sweeps import BASE  # the sweep tests' small config (cvxpylayers engine, 3 samples)
+
+    from sopjax.sweeps import run_sweep, spec_from_config
+
+    spec = spec_from_config(BASE)
+    ref = run_sweep(spec)
+    ds = run_sweep(spec, scheduler=client)
+    for name, var in ref.data_vars.items():
+        np.testing.assert_array_equal(ds[name].values, var.values, err_msg=name)
+
+
+@pytest.mark.slow  # starts its own LocalCluster and compiles the study on each worker
+def test_cli_scheduler_local_gives_the_in_process_summary(tmp_path, capsys):
+    import json
+
+    from sopjax.cli.main import main
+
+    cfg = str(ROOT / "configs/ieee33_restoration_mc.toml")
+    assert main(["montecarlo", cfg, "--samples", "300", "--chunk-size", "100", "--json"]) == 0
+    ref = json.loads(capsys.readouterr().out)
+    store = tmp_path / "s.zarr"
+    assert main(["montecarlo", cfg, "--samples", "300", "--chunk-size", "100", "--json", "--scheduler", "local:2",
+                 "--samples-out", str(store)]) == 0
+    assert json.loads(capsys.readouterr().out) == ref
+    assert store.exists()
