@@ -12,7 +12,8 @@ def register(sub) -> None:
         description="Score the strategies of a study config on Monte Carlo samples of PV and load: "
         "recovery ratio, voltage compliance, losses, VCPI and SOP loading per strategy. Prints a summary "
         "table; --out writes an xarray dataset (.nc or .zarr) and two plots next to it. An interrupted run "
-        "resumes from its checkpoint (<out>.ckpt.npz) when rerun with the same arguments.",
+        "resumes from its checkpoint (<out>.ckpt.npz) when rerun with the same arguments. A config with a "
+        "[timeseries] table scores the strategies over a horizon of periods (docs/montecarlo.md).",
     )
     p.add_argument("config", metavar="CONFIG.toml", help="study config (see configs/ieee33_restoration_mc.toml)")
     p.add_argument("--samples", type=int, metavar="N", help="number of samples (overrides the config)")
@@ -35,12 +36,33 @@ def run(args: argparse.Namespace) -> int:
     from sopjax.montecarlo.summary import summary_dict, summary_table
 
     cfg = read_toml(args.config, ConfigError)
+    if "timeseries" in cfg:  # Monte Carlo over time (sopjax.montecarlo.timeseries_study)
+        return _run_timeseries(args, cfg)
     study = study_from_config(cfg, samples=args.samples, seed=args.seed, chunk_size=args.chunk_size)
     ds, written = run_study(study, out=args.out, progress=args.progress, plots=not args.no_plots)
     if args.json:
         print_json(summary_dict(ds))
     else:
         print(summary_table(ds))
+    for path in written:
+        print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
+def _run_timeseries(args: argparse.Namespace, cfg) -> int:
+    import json
+    import sys
+
+    from sopjax.montecarlo.timeseries_plots import summary_table_timeseries
+    from sopjax.montecarlo.timeseries_study import run_timeseries_study, timeseries_study_from_config
+
+    study = timeseries_study_from_config(cfg, samples=args.samples, seed=args.seed, chunk_size=args.chunk_size)
+    ds, written = run_timeseries_study(study, out=args.out, progress=args.progress, plots=not args.no_plots)
+    if args.json:
+        keep = [v for v in ds.data_vars if ds[v].dims in (("strategy",), ("pair",))]
+        print(json.dumps(ds[keep].to_dict(data="list")["data_vars"], default=str, indent=1))
+    else:
+        print(summary_table_timeseries(ds))
     for path in written:
         print(f"wrote {path}", file=sys.stderr)
     return 0

@@ -42,11 +42,13 @@ from sopjax.kernels.dispatch import DispatchInputs, compile_dispatch, dispatch_b
 from sopjax.kernels.scoring import EXACT_FIELDS, ScoringOptions, chunk_moments, histogram, reduce_chunk, score_strategy
 from sopjax.kernels.scoring.control import (
     CONTROL_POLICIES,
+    ISLAND_POLICIES,
     ControlOptions,
     SetPoints,
     SOPLimits,
     check_policy,
     fixed_setpoints,
+    repair_islands,
     score_local,
     score_setpoints,
     score_vf_search,
@@ -93,12 +95,21 @@ class TimeSeriesSettings:
             ``"fixed"``, ``"local"`` or ``"optimal"`` (:mod:`sopjax.kernels.scoring.control`).
         control: settings of the local rule, the U_set search and the dispatch.
         start_hour: clock time of period 0 (labels only).
+        island_overload: ``None`` (the run settings' ``"shed"`` or ``"flag"``), or ``"resolve"``
+            (a tripped Vf island's load is dropped and the network solved again) or ``"priority"``
+            (buses of an overloaded island are shed one at a time, by ``shed_order``, and the
+            network re-solved until the island fits); see
+            :func:`~sopjax.kernels.scoring.control.repair_islands`.
+        shed_order: bus ids in the order they are shed by ``"priority"``; buses not listed come
+            after them, largest nominal load first.
     """
 
     period_h: float = 1.0
     controls: str | tuple[str, ...] = "fixed"
     control: ControlOptions = ControlOptions()
     start_hour: float = 0.0
+    island_overload: str | None = None
+    shed_order: tuple[int, ...] = ()
 
     def policies(self, n_strategies: int) -> tuple[str, ...]:
         """The policy of each strategy (validated)."""
@@ -115,6 +126,9 @@ class TimeSeriesSettings:
     def validate(self) -> None:
         if not (np.isfinite(self.period_h) and self.period_h > 0):
             raise TimeSeriesError(f"period_h must be a positive number of hours, got {self.period_h}")
+        if self.island_overload is not None and self.island_overload not in ISLAND_POLICIES:
+            raise TimeSeriesError(f"island_overload must be one of {', '.join(ISLAND_POLICIES)}, "
+                                  f"got {self.island_overload!r}")
         try:
             self.control.validate()
         except ValueError as e:
@@ -262,36 +276,72 @@ def _take(tree, idx):
 
 
 @functools.lru_cache(maxsize=32)
-def _row_kernel(kind: str, options: ScoringOptions, control: ControlOptions):
-    """Jitted scoring of rows (lax.map over rows): ``f(ctx, st, t, lim, p, q, pv[, sp])`` -> (scores, ok).
+def _row_kernel(kind: str, options: ScoringOptions, control: ControlOptions, island: str):
+    """Jitted scoring of rows (lax.map over rows): ``f(ctx, st, t, lim, prio, p, q, pv[, sp])`` -> (scores, ok).
 
     ``p, q, pv`` are (time, sample, .); row r scores period ``t[r]``. ``ok`` (row, sample) is False
     where the controller failed (dispatch not converged: the fixed set-points were kept).
+    ``island`` in ("resolve", "priority") repairs tripped Vf islands (:func:`repair_islands`).
     """
 
-    def one(ctx, p, q, pv, args):
+    def one(ctx, prio, p, q, pv, args):
         s, t, lim, sp = args
         pt, qt, pvt = p[t], q[t], pv[t]
-        ok = jnp.ones(pt.shape[:1], bool)
-        if kind == "fixed":
-            return score_strategy(ctx, s, pt, qt, pvt, options), ok
-        if kind == "local":
-            return score_local(ctx, s, pt, qt, pvt, lim, options, control)[0], ok
+        n = pt.shape[0]
+        ok = jnp.ones((n,), bool)
+        finish = None
+        if island in ("resolve", "priority"):
+            def finish(st, x, sc):
+                return repair_islands(ctx, st, pt, qt, pvt, x, sc, prio, island, options)
         if kind == "vf":
-            return score_vf_search(ctx, s, pt, qt, pvt, lim, options, control)[0], ok
-        sp, conv = sp
-        return score_setpoints(ctx, s, pt, qt, pvt, sp, options), conv
+            return score_vf_search(ctx, s, pt, qt, pvt, lim, options, control, finish)[0], ok
+        if kind == "fixed":
+            sc = score_strategy(ctx, s, pt, qt, pvt, options)
+            sp = jax.tree_util.tree_map(lambda a: jnp.broadcast_to(a, (n,) + a.shape), fixed_setpoints(s))
+        elif kind == "local":
+            sc, sp = score_local(ctx, s, pt, qt, pvt, lim, options, control)
+        else:
+            sp, ok = sp
+            sc = score_setpoints(ctx, s, pt, qt, pvt, sp, options)
+        return (sc if finish is None else finish(s, sp, sc)), ok
 
-    def f(ctx, st, t, lim, p, q, pv, sp=None):
-        return jax.lax.map(lambda args: one(ctx, p, q, pv, args), (st, t, lim, sp))
+    def f(ctx, st, t, lim, prio, p, q, pv, sp=None):
+        return jax.lax.map(lambda args: one(ctx, prio, p, q, pv, args), (st, t, lim, sp))
 
     return jax.jit(f)
 
 
-@functools.lru_cache(maxsize=256)
-def _dispatch_kernel(key: bytes, data, tol: float, max_iter: int):
-    del key  # the cache key (the topology); data is a static closure
-    return jax.jit(lambda inputs: dispatch_batched(data, inputs, tol=tol, max_iter=max_iter))
+def shed_priority(net: Network, shed_order: Sequence[int]) -> np.ndarray:
+    """Priority of each bus for ``"priority"`` shedding (highest shed first), (bus,).
+
+    Raises:
+        TimeSeriesError: an unknown or repeated bus id in ``shed_order``.
+    """
+    prio = np.asarray(net.p_load_pu, float).copy()
+    ids = list(net.bus_ids)
+    seen = set()
+    top = prio.max(initial=0.0) + 1.0
+    for k, b in enumerate(shed_order):
+        if b not in ids or b in seen:
+            raise TimeSeriesError(f"shed_order[{k}] = {b} is {'repeated' if b in seen else 'not a bus of the network'}")
+        seen.add(b)
+        prio[ids.index(b)] = top + len(shed_order) - k
+    return prio
+
+
+_DISPATCH: dict = {}
+
+
+def _dispatch_kernel(net, key: bytes, status, ctx, tol: float, max_iter: int):
+    """Jitted batched dispatch of one topology (compiled data and program cached by ``key``)."""
+    k = (id(net), key, tol, max_iter)
+    if k not in _DISPATCH:
+        if len(_DISPATCH) > 256:
+            _DISPATCH.clear()
+        data = compile_dispatch(net, status, v_min_pu=np.asarray(ctx.v_min_pu, float),
+                                v_max_pu=np.asarray(ctx.v_max_pu, float), allow_deenergized=True)
+        _DISPATCH[k] = jax.jit(lambda inputs: dispatch_batched(data, inputs, tol=tol, max_iter=max_iter))
+    return _DISPATCH[k]
 
 
 def _dispatch_rows(net, batch, rows, ctx, control: ControlOptions, p, q, pv, t_of_row, dtype):
@@ -307,7 +357,6 @@ def _dispatch_rows(net, batch, rows, ctx, control: ControlOptions, p, q, pv, t_o
         s = batch.strategies[r]
         status = np.asarray(s.status, bool)
         key = status.tobytes() + np.asarray(ctx.v_min_pu).tobytes() + np.asarray(ctx.v_max_pu).tobytes()
-        data = _dispatch_cache(net, key, status, ctx)
         pk = jnp.asarray(a.pickup[r], dtype)
         t = int(t_of_row[r])
         pq = np.asarray(a.sop_is_pq[r])
@@ -316,7 +365,7 @@ def _dispatch_rows(net, batch, rows, ctx, control: ControlOptions, p, q, pv, t_o
         n = p.shape[1]
         inputs = DispatchInputs(pk * p[t], pk * q[t], pv[t], jnp.broadcast_to(jnp.asarray(s_i, dtype), (n, s_i.size)),
                                 jnp.broadcast_to(jnp.asarray(s_j, dtype), (n, s_j.size)))
-        res = _dispatch_kernel(key, data, control.dispatch_tol, control.dispatch_max_iter)(inputs)
+        res = _dispatch_kernel(net, key, status, ctx, control.dispatch_tol, control.dispatch_max_iter)(inputs)
         a_i = jnp.asarray(a.sop_a_is_i[r])
         conv = res.converged & jnp.all(jnp.isfinite(res.p_i), axis=-1)
         fx = fixed_setpoints(_take(a, r))
@@ -326,19 +375,6 @@ def _dispatch_rows(net, batch, rows, ctx, control: ControlOptions, p, q, pv, t_o
         sps.append(sp)
         oks.append(conv)
     return SetPoints(*(jnp.stack(f) for f in zip(*sps))), jnp.stack(oks)
-
-
-_DISPATCH_DATA: dict = {}
-
-
-def _dispatch_cache(net, key: bytes, status, ctx):
-    k = (id(net), key)
-    if k not in _DISPATCH_DATA:
-        if len(_DISPATCH_DATA) > 512:
-            _DISPATCH_DATA.clear()
-        _DISPATCH_DATA[k] = compile_dispatch(net, status, v_min_pu=np.asarray(ctx.v_min_pu, float),
-                                             v_max_pu=np.asarray(ctx.v_max_pu, float), allow_deenergized=True)
-    return _DISPATCH_DATA[k]
 
 
 @functools.partial(jax.jit, static_argnames=("n_s", "n_t", "period_h", "spec"))
@@ -427,9 +463,11 @@ def run_timeseries(
         raise TimeSeriesError(f"bases has {len(bases)} entries for {n_s} strategies")
     batch = _row_batch(net, per_period, settings.fault_open)
     kinds = _row_kinds(batch, policies, n_t)
-    ctx = scoring_context(net, fault_open=settings.fault_open, v_min_pu=settings.v_min_pu,
-                          v_max_pu=settings.v_max_pu, island_overload=settings.island_overload)
+    island = ts.island_overload or settings.island_overload
+    ctx = scoring_context(net, fault_open=settings.fault_open, v_min_pu=settings.v_min_pu, v_max_pu=settings.v_max_pu,
+                          island_overload="flag" if island == "flag" else "shed")
     lim = _limits(net, batch, ctx)
+    prio_d = jnp.asarray(shed_priority(net, ts.shed_order), jnp.dtype(settings.dtype))
     pairs = _pairs(names, policies, bases)
     pa = np.asarray([a for a, _ in pairs], np.int32)
     pb = np.asarray([b for _, b in pairs], np.int32)
@@ -481,12 +519,12 @@ def run_timeseries(
                 rows = groups[kind]
                 if not rows.size:
                     continue
-                args = (ctx_d, _take(arrays_d, rows), jnp.asarray(t_of_row[rows]), _take(lim_d, rows), p, q, pv)
+                args = (ctx_d, _take(arrays_d, rows), jnp.asarray(t_of_row[rows]), _take(lim_d, rows), prio_d, p, q, pv)
+                kernel = _row_kernel(kind, settings.options, ts.control, island)
                 if kind == "pq":
-                    sp = _dispatch_rows(net, batch, rows, ctx, ts.control, p, q, pv, t_of_row, dtype)
-                    sc, ok = _row_kernel(kind, settings.options, ts.control)(*args, sp)
+                    sc, ok = kernel(*args, _dispatch_rows(net, batch, rows, ctx, ts.control, p, q, pv, t_of_row, dtype))
                 else:
-                    sc, ok = _row_kernel(kind, settings.options, ts.control)(*args)
+                    sc, ok = kernel(*args)
                 parts.append(sc)
                 oks.append(ok)
             scores = jax.tree_util.tree_map(lambda *xs: jnp.concatenate(xs)[inverse], *parts)

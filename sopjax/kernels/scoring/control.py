@@ -43,7 +43,8 @@ from sopjax.kernels.scoring.sample import SampleScore, net_load, score_sample
 
 __all__ = [
     "CONTROL_POLICIES", "ControlOptions", "SetPoints", "SOPLimits", "check_policy", "fixed_setpoints",
-    "with_setpoints", "score_setpoints", "score_local", "score_vf_search",
+    "with_setpoints", "score_setpoints", "score_local", "score_vf_search", "vf_candidates", "repair_islands",
+    "ISLAND_POLICIES",
 ]
 
 #: corrective control policies
@@ -68,7 +69,10 @@ class ControlOptions:
         v_ref_pu: reference voltage of the droop (p.u.).
         iterations: damped fixed-point steps of the local rule (one power flow each).
         damping: step ``x <- x + damping (target - x)``, in (0, 1].
-        u_set_candidates: Vf voltage set-points tried by ``optimal`` control besides the fixed one.
+        u_set_candidates, q_candidates: grid of ``optimal`` control for Vf islands: ``U_set``
+            values evenly spaced in the Vf bus's limits times ``Q_b`` values of the VdcQ VSC evenly
+            spaced in ``[-q_span, q_span] x S_b`` (within its limits), besides the fixed set-points.
+        q_span: see ``q_candidates`` (fraction of the VdcQ VSC's capacity), in (0, 1].
         dispatch_tol, dispatch_max_iter: tolerance and iteration limit of the JAX dispatch.
     """
 
@@ -77,7 +81,9 @@ class ControlOptions:
     v_ref_pu: float = 1.0
     iterations: int = 8
     damping: float = 0.5
-    u_set_candidates: int = 8
+    u_set_candidates: int = 3
+    q_candidates: int = 5
+    q_span: float = 0.5
     dispatch_tol: float = 1e-8
     dispatch_max_iter: int = 150
 
@@ -89,7 +95,9 @@ class ControlOptions:
                 raise ValueError(f"ControlOptions.{name} must be > 0, got {v}")
         if not 0 < self.damping <= 1:
             raise ValueError(f"ControlOptions.damping must lie in (0, 1], got {self.damping}")
-        for name in ("iterations", "u_set_candidates", "dispatch_max_iter"):
+        if not 0 < self.q_span <= 1:
+            raise ValueError(f"ControlOptions.q_span must lie in (0, 1], got {self.q_span}")
+        for name in ("iterations", "u_set_candidates", "q_candidates", "dispatch_max_iter"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"ControlOptions.{name} must be >= 1, got {getattr(self, name)}")
 
@@ -204,6 +212,27 @@ def score_local(
     return jax.vmap(one)(p_load_pu, q_load_pu, p_pv_pu)
 
 
+def _grid(lo, hi, k: int):
+    frac = jnp.linspace(0.0, 1.0, k) if k > 1 else jnp.full((1,), 0.5)
+    return lo[None, :] + frac[:, None] * (hi - lo)[None, :]
+
+
+def vf_candidates(s: StrategyArrays, lim: SOPLimits, control: ControlOptions) -> SetPoints:
+    """Set-point candidates of ``optimal`` Vf control, each field (candidate, sop); candidate 0 = fixed."""
+    sp0 = fixed_setpoints(s)
+    u = _grid(lim.u_min_a, lim.u_max_a, control.u_set_candidates).astype(sp0.u_a.dtype)
+    q_lo = jnp.maximum(lim.q_min_b, -control.q_span * s.sop_s_b)
+    q_hi = jnp.minimum(lim.q_max_b, control.q_span * s.sop_s_b)
+    qb = _grid(q_lo, jnp.maximum(q_hi, q_lo), control.q_candidates).astype(sp0.q_b.dtype)
+    nu, nq = u.shape[0], qb.shape[0]
+    u_all = jnp.concatenate([sp0.u_a[None], jnp.repeat(u, nq, axis=0)])
+    q_all = jnp.concatenate([sp0.q_b[None], jnp.tile(qb, (nu, 1))])
+    q_all = jnp.where(s.sop_is_vf[None, :], q_all, sp0.q_b[None, :])
+    n = u_all.shape[0]
+    return SetPoints(jnp.broadcast_to(sp0.p_a, (n,) + sp0.p_a.shape), jnp.broadcast_to(sp0.q_a, (n,) + sp0.q_a.shape),
+                     q_all, u_all)
+
+
 def score_vf_search(
     ctx: ScoringContext,
     s: StrategyArrays,
@@ -213,28 +242,29 @@ def score_vf_search(
     lim: SOPLimits,
     options: ScoringOptions = ScoringOptions(),
     control: ControlOptions = ControlOptions(),
+    finish=None,
 ) -> tuple[SampleScore, SetPoints]:
-    """``optimal`` control of Vf islands: per sample, the best ``U_set`` among the fixed one and a grid.
+    """``optimal`` control of Vf islands: per sample, the best of the fixed set-points and a grid.
 
-    Candidate 0 is the strategy's own ``U_set``; candidate ``k >= 1`` sets every Vf-mode SOP to
-    ``u_min + (k - 1) (u_max - u_min) / (K - 1)`` of its bus's limits (``K = u_set_candidates``).
-    Per sample the candidate with the highest recovery ratio wins, ties (within 1e-12) going to
-    the lowest total losses, then to the lowest index, so the fixed set-point is kept unless a
-    candidate is strictly better: the recovery never falls below ``fixed`` on a sample where
-    both power flows converge. Each candidate is one bus-major batched power flow.
+    Candidate 0 is the strategy's own ``(U_set, Q_b)``; the others are the grid of
+    :func:`vf_candidates` (every Vf-mode SOP at the same grid position). Per sample the candidate
+    with the highest recovery ratio wins, ties (within 1e-12) going to the lowest total losses,
+    then to the lowest index, so the fixed set-points are kept unless a candidate is strictly
+    better: the recovery never falls below ``fixed`` on a sample where both power flows converge.
+    Each candidate is one bus-major batched power flow. ``finish(st, sp, scores)`` (optional)
+    post-processes each candidate's scores (the island-overload repair), before the choice.
     """
-    k = control.u_set_candidates
-    frac = jnp.linspace(0.0, 1.0, k) if k > 1 else jnp.full((1,), 0.5)
-    u0 = s.grid.v_source[s.sop_a_bus]
-    grid_u = lim.u_min_a[None, :] + frac[:, None] * (lim.u_max_a - lim.u_min_a)[None, :]
-    cands = jnp.concatenate([u0[None, :], grid_u.astype(u0.dtype)])  # (K + 1, sop)
-    sp0 = fixed_setpoints(s)
+    cands = vf_candidates(s, lim, control)
+    n = p_load_pu.shape[0]
 
-    def run(u):
-        st = with_setpoints(s, sp0._replace(u_a=u))
-        return score_strategy(ctx, st, p_load_pu, q_load_pu, p_pv_pu, options)
+    def run(sp):
+        st = with_setpoints(s, sp)
+        sc = score_strategy(ctx, st, p_load_pu, q_load_pu, p_pv_pu, options)
+        if finish is not None:
+            sc = finish(st, jax.tree_util.tree_map(lambda a: jnp.broadcast_to(a, (n,) + a.shape), sp), sc)
+        return sc
 
-    scores = jax.lax.map(run, cands)  # (K + 1, sample, ...)
+    scores = jax.lax.map(run, cands)  # (candidate, sample, ...)
     ok = scores.converged & jnp.isfinite(scores.recovery_ratio)
     ratio = jnp.where(ok, scores.recovery_ratio, -jnp.inf)
     loss = jnp.where(ok, scores.line_loss_pu + scores.sop_loss_pu, jnp.inf)
@@ -242,8 +272,55 @@ def score_vf_search(
     tied = ratio >= best_ratio[None, :] - 1e-12
     pick = jnp.argmin(jnp.where(tied, loss, jnp.inf), axis=0)  # first minimum: lowest index
     pick = jnp.where(jnp.any(ok, axis=0), pick, 0)
-    n = p_load_pu.shape[0]
     chosen = jax.tree_util.tree_map(lambda a: a[pick, jnp.arange(n)], scores)
-    u = cands[pick]
-    sp = SetPoints(*(jnp.broadcast_to(f, (n,) + f.shape) for f in sp0[:3]), u_a=u)
-    return chosen, sp
+    return chosen, jax.tree_util.tree_map(lambda a: a[pick], cands)
+
+
+#: island-overload policies of the time-series engine (``"shed"`` and ``"flag"`` as in scoring)
+ISLAND_POLICIES = ("shed", "flag", "resolve", "priority")
+
+
+def repair_islands(
+    ctx: ScoringContext,
+    s: StrategyArrays,
+    p_load_pu: Float[Array, "sample bus"],
+    q_load_pu: Float[Array, "sample bus"],
+    p_pv_pu: Float[Array, "sample pv"],
+    sp: SetPoints,
+    scores: SampleScore,
+    priority: Float[Array, " bus"],
+    mode: str,
+    options: ScoringOptions = ScoringOptions(),
+) -> SampleScore:
+    """Re-solve samples whose Vf island tripped for SOP overload (``scores.island_lost``).
+
+    ``mode = "resolve"``: the island's load is dropped (its buses stay energized by the Vf VSC,
+    with nothing picked up) and the network is solved again, so the partner's feeder no longer
+    carries the island's draw. ``mode = "priority"``: the picked-up bus with the highest
+    ``priority`` in an overloaded island is shed and the network solved again, repeatedly, until
+    no island is overloaded (at most one re-solve per bus). Other samples are returned unchanged.
+    """
+    n_bus = p_load_pu.shape[1]
+
+    def one(p, q, pv, x, sc):
+        st = with_setpoints(s, x)
+
+        def cond(c):
+            return c[1].island_lost & (c[2] < n_bus)
+
+        def body(c):
+            pk, sc, i = c
+            over = s.sop_is_vf & jnp.any(sc.sop_overload, axis=-1)
+            bad = jnp.zeros((n_bus,), jnp.int32).at[s.sop_a_bus].max(over.astype(jnp.int32)) > 0
+            inside = bad[s.topo.root] & s.topo.energized & (pk > 0) & (p > 0)
+            if mode == "resolve":
+                pk = jnp.where(inside, 0.0, pk)
+            else:
+                b = jnp.argmax(jnp.where(inside, priority, -jnp.inf))
+                pk = pk.at[b].set(jnp.where(jnp.any(inside), 0.0, pk[b]))
+            sc = score_sample(ctx, dataclasses.replace(st, pickup=pk), p, q, pv, options)
+            return pk, sc, jnp.where(jnp.any(inside), i + 1, n_bus)
+
+        return jax.lax.while_loop(cond, body, (st.pickup, sc, jnp.asarray(0)))[1]
+
+    return jax.vmap(one)(p_load_pu, q_load_pu, p_pv_pu, sp, scores)
