@@ -69,7 +69,8 @@ from sopjax.sampling.profiles import check_profile
 from sopjax.strategies import Strategy, StrategyBatch, compile_strategies, scoring_context
 
 __all__ = [
-    "ProfileSource", "TimeSeriesSettings", "TimeSeriesError", "run_timeseries", "HORIZON_FIELDS",
+    "ProfileSource", "TimeSeriesSettings", "TimeSeriesError", "run_timeseries", "optimal_setpoints", "shed_priority",
+    "expand_strategies", "HORIZON_FIELDS",
     "GAIN_FIELDS", "CONTROL_POLICIES",
 ]
 
@@ -344,37 +345,57 @@ def _dispatch_kernel(net, key: bytes, status, ctx, tol: float, max_iter: int):
     return _DISPATCH[k]
 
 
-def _dispatch_rows(net, batch, rows, ctx, control: ControlOptions, p, q, pv, t_of_row, dtype):
-    """Optimal set-points of PQ-mode SOPs for ``rows``: (SetPoints (row, sample, sop), converged (row, sample)).
+def _dispatch_one(net, strategy: Strategy, row, ctx, control: ControlOptions, p, q, pv, dtype):
+    """Optimal PQ set-points of one compiled strategy ``row`` on samples (sample, .): (SetPoints, converged)."""
+    status = np.asarray(strategy.status, bool)
+    key = status.tobytes() + np.asarray(ctx.v_min_pu).tobytes() + np.asarray(ctx.v_max_pu).tobytes()
+    pk = jnp.asarray(row.pickup, dtype)
+    pq = np.asarray(row.sop_is_pq)
+    n = p.shape[0]
+    caps = [jnp.broadcast_to(jnp.asarray(np.where(pq, np.asarray(c, float), 0.0), dtype), (n, pq.size))
+            for c in (net.sop.s_rated_i_pu, net.sop.s_rated_j_pu)]
+    res = _dispatch_kernel(net, key, status, ctx, control.dispatch_tol, control.dispatch_max_iter)(
+        DispatchInputs(pk * p, pk * q, pv, *caps))
+    a_i = jnp.asarray(row.sop_a_is_i)
+    conv = res.converged & jnp.all(jnp.isfinite(res.p_i), axis=-1)
+    fx = fixed_setpoints(row)
+    sel = lambda new, old: jnp.where(conv[:, None] & pq[None, :], new, jnp.asarray(old, dtype)[None, :])  # noqa: E731
+    sp = SetPoints(sel(jnp.where(a_i, res.p_i, res.p_j), fx.p_a), sel(jnp.where(a_i, res.q_i, res.q_j), fx.q_a),
+                   sel(jnp.where(a_i, res.q_j, res.q_i), fx.q_b), jnp.broadcast_to(jnp.asarray(fx.u_a, dtype), (n, pq.size)))
+    return sp, conv
 
-    Per row, the JAX dispatch (:func:`~sopjax.kernels.dispatch.dispatch_batched`) of the row's
-    energized topology, its pickup x sampled load and PV, capacities of the PQ-mode SOPs (others 0)
-    and the scoring voltage limits; where it does not converge the fixed set-points are kept.
+
+def _dispatch_rows(net, batch, rows, ctx, control: ControlOptions, p, q, pv, t_of_row, dtype):
+    """Optimal set-points of PQ-mode SOPs for ``rows``: (SetPoints (row, sample, sop), converged (row, sample))."""
+    out = [_dispatch_one(net, batch.strategies[r], _take(batch.arrays, r), ctx, control, p[t_of_row[r]],
+                         q[t_of_row[r]], pv[t_of_row[r]], dtype) for r in rows]
+    return SetPoints(*(jnp.stack(f) for f in zip(*(o[0] for o in out)))), jnp.stack([o[1] for o in out])
+
+
+def optimal_setpoints(net: Network, strategy: Strategy, p_load_pu, q_load_pu, p_pv_pu, *, fault_open=(),
+                      v_min_pu: float = 0.95, v_max_pu: float = 1.05, control: ControlOptions = ControlOptions()):
+    """The ``optimal`` re-dispatch of a strategy's PQ-mode SOPs on given samples.
+
+    Per sample: the JAX dispatch (:func:`~sopjax.kernels.dispatch.dispatch_batched`, minimum line
+    + converter losses) on the strategy's switch states, with the picked-up sampled load, the PV
+    output, the capacities of its PQ-mode SOPs (others 0) and the voltage limits; buses the
+    substation does not reach drop out. Where the dispatch does not converge (e.g. no set-point
+    holds the voltages in their limits) the strategy's own set-points are returned.
+
+    Args:
+        net: the network; strategy: one strategy (validated here).
+        p_load_pu, q_load_pu: (sample, bus) sampled loads before pickup; p_pv_pu: (sample, pv).
+        fault_open, v_min_pu, v_max_pu: as :class:`~sopjax.montecarlo.MonteCarloSettings`.
+        control: dispatch tolerance and iteration limit.
+
+    Returns:
+        (:class:`~sopjax.kernels.scoring.control.SetPoints` with (sample, sop) fields in the
+        strategy's a/b orientation (a = the PQ VSC), converged (sample,)).
     """
-    a = batch.arrays
-    sps, oks = [], []
-    for r in rows:
-        s = batch.strategies[r]
-        status = np.asarray(s.status, bool)
-        key = status.tobytes() + np.asarray(ctx.v_min_pu).tobytes() + np.asarray(ctx.v_max_pu).tobytes()
-        pk = jnp.asarray(a.pickup[r], dtype)
-        t = int(t_of_row[r])
-        pq = np.asarray(a.sop_is_pq[r])
-        s_i = np.where(pq, np.asarray(net.sop.s_rated_i_pu, float), 0.0)
-        s_j = np.where(pq, np.asarray(net.sop.s_rated_j_pu, float), 0.0)
-        n = p.shape[1]
-        inputs = DispatchInputs(pk * p[t], pk * q[t], pv[t], jnp.broadcast_to(jnp.asarray(s_i, dtype), (n, s_i.size)),
-                                jnp.broadcast_to(jnp.asarray(s_j, dtype), (n, s_j.size)))
-        res = _dispatch_kernel(net, key, status, ctx, control.dispatch_tol, control.dispatch_max_iter)(inputs)
-        a_i = jnp.asarray(a.sop_a_is_i[r])
-        conv = res.converged & jnp.all(jnp.isfinite(res.p_i), axis=-1)
-        fx = fixed_setpoints(_take(a, r))
-        sel = lambda new, old: jnp.where(conv[:, None] & pq[None, :], new, old[None, :])  # noqa: E731
-        sp = SetPoints(sel(jnp.where(a_i, res.p_i, res.p_j), fx.p_a), sel(jnp.where(a_i, res.q_i, res.q_j), fx.q_a),
-                       sel(jnp.where(a_i, res.q_j, res.q_i), fx.q_b), jnp.broadcast_to(fx.u_a, (n, fx.u_a.size)))
-        sps.append(sp)
-        oks.append(conv)
-    return SetPoints(*(jnp.stack(f) for f in zip(*sps))), jnp.stack(oks)
+    batch = compile_strategies(net, [strategy], fault_open=fault_open)
+    ctx = scoring_context(net, fault_open=fault_open, v_min_pu=v_min_pu, v_max_pu=v_max_pu)
+    return _dispatch_one(net, strategy, _take(batch.arrays, 0), ctx, control, jnp.asarray(p_load_pu),
+                         jnp.asarray(q_load_pu), jnp.asarray(p_pv_pu), jnp.float64)
 
 
 @functools.partial(jax.jit, static_argnames=("n_s", "n_t", "period_h", "spec"))
