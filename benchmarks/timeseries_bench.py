@@ -1,7 +1,7 @@
 """Monte Carlo over time: fixed SOP set-points vs per-sample re-dispatch, side by side (one run).
 
-    nice python benchmarks/timeseries_bench.py                       # 64 strategies x 24 periods x 10 000 samples
-    nice python benchmarks/timeseries_bench.py --samples 200         # a stated smaller size
+    nice python benchmarks/timeseries_bench.py                  # 64 strategies x 24 periods x 10 000 samples
+    nice python benchmarks/timeseries_bench.py --samples 256    # a stated smaller size
 
 On IEEE 33 with a 1 MVA PV at bus 30 and an SOP 8-21, after the fault on branch 2-3 (seed 002),
 over 24 hourly periods (RTS-79 summer-weekday load, clear-sky PV with 500 kW at noon, AR(1)
@@ -22,7 +22,6 @@ first) and their ratio. The goal of the issue is re-dispatch < 20x fixed control
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import sys
 import time
@@ -32,6 +31,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from montecarlo_bench import FAULT, random_strategies, study_network  # noqa: E402
+
 from sopjax.errors import SopjaxError  # noqa: E402
 from sopjax.jax_config import configure_xla  # noqa: E402
 from sopjax.montecarlo import MonteCarloSettings  # noqa: E402
@@ -50,9 +50,22 @@ def pq_strategies(net, count: int, seed: int = 1) -> list[Strategy]:
     out = []
     while len(out) < count:
         shed = sorted(rng.choice(outage, size=rng.integers(4, 12), replace=False).tolist())
-        s = Strategy.build(net, f"pq{len(out):02d}", open=list(FAULT), close=[35], pickup={"shed": shed},
-                           sops=[{"pair": [8, 21], "mode": "pq", "p_kw": float(rng.uniform(-800, 800)),
-                                  "q_i_kvar": float(rng.uniform(-600, 600)), "q_j_kvar": float(rng.uniform(-600, 600))}])
+        s = Strategy.build(
+            net,
+            f"pq{len(out):02d}",
+            open=list(FAULT),
+            close=[35],
+            pickup={"shed": shed},
+            sops=[
+                {
+                    "pair": [8, 21],
+                    "mode": "pq",
+                    "p_kw": float(rng.uniform(-800, 800)),
+                    "q_i_kvar": float(rng.uniform(-600, 600)),
+                    "q_j_kvar": float(rng.uniform(-600, 600)),
+                }
+            ],
+        )
         try:
             compile_strategies(net, [s], fault_open=FAULT)
         except SopjaxError:
@@ -71,8 +84,12 @@ def source(net, n: int, periods: int):
     load = load_profile("rts79_summer_weekday")
     pv = clear_sky_pv_profile(latitude_deg=30.0, day_of_year=172, periods=24)
     idx = np.arange(periods) % 24
-    model = UncertaintyModel(pv=PVForecastError(sigma_frac=0.1), load=LoadNormal(sigma_frac=0.1),
-                             load_profile=tuple(load[idx]), time_rho=0.8)
+    model = UncertaintyModel(
+        pv=PVForecastError(sigma_frac=0.1),
+        load=LoadNormal(sigma_frac=0.1),
+        load_profile=tuple(load[idx]),
+        time_rho=0.8,
+    )
     return ProfileSource(net, model, 0.05 * pv[idx, None], seed=0, n_samples=n)
 
 
@@ -93,20 +110,26 @@ def main(argv=None) -> int:
     ap.add_argument("--strategies", type=int, default=64)
     ap.add_argument("--periods", type=int, default=24)
     ap.add_argument("--samples", type=int, default=10_000)
-    ap.add_argument("--chunk-size", type=int, default=None, help="samples per chunk (default: min(samples, 128))")
+    ap.add_argument(
+        "--chunk-size", type=int, default=None, help="samples per chunk (default: min(samples, 128))"
+    )
     args = ap.parse_args(argv)
     net = study_network()
     strats = strategies(net, args.strategies)
     chunk = args.chunk_size or min(args.samples, 128)
     work = args.strategies * args.periods * args.samples
     full = (args.strategies, args.periods, args.samples) == (64, 24, 10_000)
-    print(f"IEEE 33, fault on branch 2: {args.strategies} strategies x {args.periods} periods x {args.samples} samples "
-          f"= {work:,} strategy-sample-periods, chunk {chunk} samples"
-          + ("" if full else " (SMALLER than the issue's 64 x 24 x 10 000)"))
+    print(
+        f"IEEE 33, fault on branch 2: {args.strategies} strategies x {args.periods} periods x "
+        f"{args.samples} samples = {work:,} strategy-sample-periods, chunk {chunk} samples"
+        + ("" if full else " (SMALLER than the issue's 64 x 24 x 10 000)")
+    )
     pq = sum(bool(np.any(np.isin(s.sop_mode, (1, 2)))) for s in strats)
     vf = sum(bool(np.any(np.isin(s.sop_mode, (3, 4)))) for s in strats)
-    print(f"strategies: {pq} PQ-mode SOP (dispatch), {vf} Vf-mode SOP (U_set, Q_b search), "
-          f"{len(strats) - pq - vf} SOP off")
+    print(
+        f"strategies: {pq} PQ-mode SOP (dispatch), {vf} Vf-mode SOP (U_set, Q_b search), "
+        f"{len(strats) - pq - vf} SOP off"
+    )
     rows = []
     for policy in ("fixed", "optimal"):
         ds, sec, comp = timed(net, strats, policy, args.samples, args.periods, chunk)
@@ -114,10 +137,15 @@ def main(argv=None) -> int:
         failed = int(ds.control_failed.sum())
         rows.append((policy, rate, sec, comp, failed, float(ds.energy_recovery_mean.mean())))
     base = rows[0][1]
-    print(f"{'control':<10} {'strategy-sample-periods/s':>26} {'seconds':>9} {'compile s':>10} {'vs fixed':>9} "
-          f"{'ctl failed':>10} {'mean energy recovery':>21}")
+    print(
+        f"{'control':<10} {'strategy-sample-periods/s':>26} {'seconds':>9} {'compile s':>10} {'vs fixed':>9} "
+        f"{'ctl failed':>10} {'mean energy recovery':>21}"
+    )
     for policy, rate, sec, comp, failed, rec in rows:
-        print(f"{policy:<10} {rate:>26,.0f} {sec:>9.1f} {comp:>10.1f} {base / rate:>8.2f}x {failed:>10d} {rec:>21.4f}")
+        print(
+            f"{policy:<10} {rate:>26,.0f} {sec:>9.1f} {comp:>10.1f} {base / rate:>8.2f}x {failed:>10d} "
+            f"{rec:>21.4f}"
+        )
     print(f"re-dispatch costs {base / rows[1][1]:.1f}x fixed control (goal: < 20x)")
     return 0
 

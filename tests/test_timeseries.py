@@ -40,13 +40,19 @@ def plans(net):
     fc = [0.05]
     tie = Strategy.build(net, "tie", open=[2], close=[33])
     vf = Strategy.build(net, "sop vf", open=[2], sops=[{"pair": [8, 21], "mode": "vf_i", "u_set_pu": 1.05}])
-    pq = Strategy.build(net, "sop pq", open=[2], close=[35], sops=[{"pair": [8, 21], "mode": "pq", "p_kw": 0.0}])
+    pq = Strategy.build(
+        net, "sop pq", open=[2], close=[35], sops=[{"pair": [8, 21], "mode": "pq", "p_kw": 0.0}]
+    )
     return {s.name: greedy_pickup(net, s, p_pv_pu=fc, fault_open=[2]) for s in (tie, vf, pq)}
 
 
 def _model(profile, rho=0.7):
-    return UncertaintyModel(pv=PVForecastError(sigma_frac=0.1), load=LoadNormal(sigma_frac=0.1),
-                            load_profile=profile, time_rho=rho)
+    return UncertaintyModel(
+        pv=PVForecastError(sigma_frac=0.1),
+        load=LoadNormal(sigma_frac=0.1),
+        load_profile=profile,
+        time_rho=rho,
+    )
 
 
 def _renamed(s, name):
@@ -58,8 +64,9 @@ def test_profile_of_length_one_equals_the_one_period_engine(net, plans):
     settings = MonteCarloSettings(n_samples=24, fault_open=FAULT)
     base = UncertaintyModel(pv=PVForecastError(sigma_frac=0.1), load=LoadNormal(sigma_frac=0.1))
     one = run_montecarlo(net, strategies, ModelSource(net, base, [0.05], seed=3, n_samples=24), settings)
-    ts = run_timeseries(net, strategies, ProfileSource(net, _model((1.0,), 0.0), [[0.05]], seed=3, n_samples=24),
-                        settings)
+    ts = run_timeseries(
+        net, strategies, ProfileSource(net, _model((1.0,), 0.0), [[0.05]], seed=3, n_samples=24), settings
+    )
     assert ts.sizes["time"] == 1
     compared = 0
     for v in one.data_vars:
@@ -78,11 +85,21 @@ N = 12  # samples of the shared runs below (one compiled block size for all of t
 
 
 def _pair_strategies(net, plans, *, p_kw=0.0, q_kvar=0.0, u_set=1.05):
-    pq = Strategy.build(net, "pq", open=[2], close=[35],
-                        sops=[{"pair": [8, 21], "mode": "pq", "p_kw": p_kw, "q_i_kvar": q_kvar}],
-                        pickup=plans["sop pq"].pickup)
-    vf = Strategy.build(net, "vf", open=[2], pickup=plans["sop vf"].pickup,
-                        sops=[{"pair": [8, 21], "mode": "vf_i", "u_set_pu": u_set, "q_j_kvar": q_kvar}])
+    pq = Strategy.build(
+        net,
+        "pq",
+        open=[2],
+        close=[35],
+        sops=[{"pair": [8, 21], "mode": "pq", "p_kw": p_kw, "q_i_kvar": q_kvar}],
+        pickup=plans["sop pq"].pickup,
+    )
+    vf = Strategy.build(
+        net,
+        "vf",
+        open=[2],
+        pickup=plans["sop vf"].pickup,
+        sops=[{"pair": [8, 21], "mode": "vf_i", "u_set_pu": u_set, "q_j_kvar": q_kvar}],
+    )
     return [pq, _renamed(pq, "pq opt"), vf, _renamed(vf, "vf opt")]
 
 
@@ -90,8 +107,12 @@ CONTROLS = TimeSeriesSettings(controls=("fixed", "optimal") * 2)
 
 
 def _run(net, strategies, source, ts=CONTROLS, **kw):
-    settings = MonteCarloSettings(n_samples=N, fault_open=FAULT, chunk_size=kw.pop("chunk_size", None),
-                                  keep_samples=kw.pop("keep_samples", False))
+    settings = MonteCarloSettings(
+        n_samples=N,
+        fault_open=FAULT,
+        chunk_size=kw.pop("chunk_size", None),
+        keep_samples=kw.pop("keep_samples", False),
+    )
     return run_timeseries(net, strategies, source, settings, ts, bases=["pq", "pq", "vf", "vf"], **kw)
 
 
@@ -108,9 +129,21 @@ def unchunked(net, two_period):
 
 def test_chunked_run_equals_unchunked(net, two_period, unchunked):
     chunked = _run(net, *two_period, chunk_size=5)
-    for v in ("recovery_ratio_mean", "recovery_ratio_std", "recovery_ratio_quantile", "vm_mean", "energy_recovery_mean",
-              "energy_recovery_std", "ens_kwh_mean", "loss_kwh_mean", "gain_energy_recovery_mean",
-              "gain_loss_kwh_std", "control_failed", "n_valid", "energy_recovery_quantile"):
+    for v in (
+        "recovery_ratio_mean",
+        "recovery_ratio_std",
+        "recovery_ratio_quantile",
+        "vm_mean",
+        "energy_recovery_mean",
+        "energy_recovery_std",
+        "ens_kwh_mean",
+        "loss_kwh_mean",
+        "gain_energy_recovery_mean",
+        "gain_loss_kwh_std",
+        "control_failed",
+        "n_valid",
+        "energy_recovery_quantile",
+    ):
         np.testing.assert_allclose(chunked[v].values, unchunked[v].values, rtol=1e-10, atol=1e-12, err_msg=v)
     assert unchunked.sizes["time"] == 2 and unchunked.sizes["pair"] == 2
     assert list(unchunked["pair_fixed"].values) == ["pq", "vf"]
@@ -140,12 +173,19 @@ def test_optimal_pq_redispatch_beats_fixed_and_lowers_losses(unchunked):
 
 
 @settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(p_kw=hst.floats(-600, 600), q_kvar=hst.floats(-500, 500), u_set=hst.floats(0.96, 1.05),
-       load_scale=hst.floats(0.6, 1.1), seed=hst.integers(0, 1000))
+@given(
+    p_kw=hst.floats(-600, 600),
+    q_kvar=hst.floats(-500, 500),
+    u_set=hst.floats(0.96, 1.05),
+    load_scale=hst.floats(0.6, 1.1),
+    seed=hst.integers(0, 1000),
+)
 def test_optimal_never_recovers_less_than_fixed(net, plans, p_kw, q_kvar, u_set, load_scale, seed):
     """Per sample and period, where both power flows (and the dispatch) converge."""
     strategies = _pair_strategies(net, plans, p_kw=p_kw, q_kvar=q_kvar, u_set=u_set)
-    source = ProfileSource(net, _model((load_scale, 0.9 * load_scale)), [[0.04], [0.02]], seed=seed, n_samples=N)
+    source = ProfileSource(
+        net, _model((load_scale, 0.9 * load_scale)), [[0.04], [0.02]], seed=seed, n_samples=N
+    )
     ds = _run(net, strategies, source, keep_samples=True)
     r = ds.recovery_ratio_sample.values  # (strategy, time, sample)
     conv = ds.converged_sample.values.astype(bool)
@@ -161,9 +201,17 @@ def test_local_rule_and_island_shedding_by_priority(net, plans):
     strategies = [vf, _renamed(vf, "vf local"), plans["sop pq"], _renamed(plans["sop pq"], "pq local")]
     source = ProfileSource(net, _model((1.0,)), [[0.05]], seed=2, n_samples=N)
     settings = MonteCarloSettings(n_samples=N, fault_open=FAULT)
-    runs = {isl: run_timeseries(net, strategies, source, settings,
-                                TimeSeriesSettings(controls=("fixed", "local") * 2, island_overload=isl),
-                                bases=["vf", "vf", "pq", "pq"]) for isl in ("shed", "priority")}
+    runs = {
+        isl: run_timeseries(
+            net,
+            strategies,
+            source,
+            settings,
+            TimeSeriesSettings(controls=("fixed", "local") * 2, island_overload=isl),
+            bases=["vf", "vf", "pq", "pq"],
+        )
+        for isl in ("shed", "priority")
+    }
     shed, prio = runs["shed"], runs["priority"]
     assert float(shed.p_island_lost.sel(strategy="sop vf").max()) > 0  # the planned island trips sometimes
     assert float(prio.p_island_lost.max()) == 0.0  # shedding by priority keeps it
@@ -186,7 +234,9 @@ def test_optimal_setpoints_match_the_cvxpy_dispatch(net, plans):
     caps = (np.asarray(net.sop.s_rated_i_pu, float), np.asarray(net.sop.s_rated_j_pu, float))
     tight = {"tol_gap_abs": 1e-12, "tol_gap_rel": 1e-12, "tol_feas": 1e-12, "max_iter": 500}
     for k in range(0, N, 4):  # 3 of the 12 samples
-        ref, _ = solve_dispatch(model, DispatchInputs(s.pickup * p[k], s.pickup * q[k], pv[k], *caps), **tight)
+        ref, _ = solve_dispatch(
+            model, DispatchInputs(s.pickup * p[k], s.pickup * q[k], pv[k], *caps), **tight
+        )
         # VSC a is the i terminal (mode "pq"): p_a = p_i, q_a = q_i, q_b = q_j
         np.testing.assert_allclose(np.asarray(sp.p_a[k]), ref.p_i, atol=3e-4)
         np.testing.assert_allclose(np.asarray(sp.q_a[k]), ref.q_i, atol=3e-4)
@@ -215,21 +265,31 @@ def test_negative_profile_value_is_refused(net):
 
 
 def test_correlation_outside_unit_interval_is_refused():
-    with pytest.raises(sopjax.errors.SopjaxError, match=r"time_rho must be a correlation in \[-1, 1\], got 1.5"):
+    with pytest.raises(
+        sopjax.errors.SopjaxError, match=r"time_rho must be a correlation in \[-1, 1\], got 1.5"
+    ):
         _model((0.8, 1.0), rho=1.5)
 
 
 def test_unknown_control_policy_is_refused(net, plans):
     source = ProfileSource(net, _model((0.8, 1.0)), [0.05], seed=0, n_samples=4)
     with pytest.raises(TimeSeriesError, match="unknown control policy 'magic'"):
-        run_timeseries(net, [plans["tie"]], source, MonteCarloSettings(n_samples=4, fault_open=FAULT),
-                       TimeSeriesSettings(controls="magic"))
+        run_timeseries(
+            net,
+            [plans["tie"]],
+            source,
+            MonteCarloSettings(n_samples=4, fault_open=FAULT),
+            TimeSeriesSettings(controls="magic"),
+        )
 
 
 def _cfg(**ts):
     return {
-        "network": {"case": "ieee33", "pv": [{"bus": 30, "s_rated_kva": 1000, "pf": 0.95}],
-                    "sop": [{"pair": [8, 21], "s_rated_kva": 2000, "loss": 0.02}]},
+        "network": {
+            "case": "ieee33",
+            "pv": [{"bus": 30, "s_rated_kva": 1000, "pf": 0.95}],
+            "sop": [{"pair": [8, 21], "s_rated_kva": 2000, "loss": 0.02}],
+        },
         "fault": {"open": [2]},
         "uncertainty": {"pv_forecast_kw": [500], "load_profile": [0.8, 1.0, 0.9], "time_rho": 0.5},
         "timeseries": {"periods": 3, **ts},
@@ -238,13 +298,28 @@ def _cfg(**ts):
     }
 
 
-@pytest.mark.parametrize("edit, message", [
-    (lambda c: c["timeseries"].update(periods=24), "load_profile has 3 periods; \\[timeseries\\] periods = 24"),
-    (lambda c: c["timeseries"].update(pv_profile=[0.5, -1.0, 0.2]), "pv_profile\\[1\\] must be a finite number >= 0"),
-    (lambda c: c["uncertainty"].update(time_rho=-1.2), "time_rho must be a correlation in \\[-1, 1\\]"),
-    (lambda c: c["timeseries"].update(controls=["fixed", "greedy"]), "controls\\[1\\] = 'greedy' is not a control"),
-    (lambda c: c["strategy"][0].update(control="best"), "'tie': control = 'best' is not a control policy"),
-])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (
+            lambda c: c["timeseries"].update(periods=24),
+            "load_profile has 3 periods; \\[timeseries\\] periods = 24",
+        ),
+        (
+            lambda c: c["timeseries"].update(pv_profile=[0.5, -1.0, 0.2]),
+            "pv_profile\\[1\\] must be a finite number >= 0",
+        ),
+        (lambda c: c["uncertainty"].update(time_rho=-1.2), "time_rho must be a correlation in \\[-1, 1\\]"),
+        (
+            lambda c: c["timeseries"].update(controls=["fixed", "greedy"]),
+            "controls\\[1\\] = 'greedy' is not a control",
+        ),
+        (
+            lambda c: c["strategy"][0].update(control="best"),
+            "'tie': control = 'best' is not a control policy",
+        ),
+    ],
+)
 def test_bad_timeseries_config_is_a_config_error(edit, message):
     cfg = _cfg()
     edit(cfg)
@@ -254,9 +329,12 @@ def test_bad_timeseries_config_is_a_config_error(edit, message):
 
 def test_cli_exit_code_2_on_a_bad_control_policy(tmp_path):
     path = tmp_path / "bad.toml"
-    path.write_text('[network]\ncase = "ieee33"\n[fault]\nopen = [2]\n[uncertainty]\nload_profile = [1.0, 0.9]\n'
-                    '[timeseries]\ncontrols = ["fixed", "psychic"]\n[[strategy]]\nname = "tie"\nclose = [33]\n')
-    out = subprocess.run([sys.executable, "-m", "sopjax.cli.main", "montecarlo", str(path)], capture_output=True,
-                         text=True)
+    path.write_text(
+        '[network]\ncase = "ieee33"\n[fault]\nopen = [2]\n[uncertainty]\nload_profile = [1.0, 0.9]\n'
+        '[timeseries]\ncontrols = ["fixed", "psychic"]\n[[strategy]]\nname = "tie"\nclose = [33]\n'
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "sopjax.cli.main", "montecarlo", str(path)], capture_output=True, text=True
+    )
     assert out.returncode == 2, out.stderr
     assert "psychic" in out.stderr and "Traceback" not in out.stderr

@@ -53,10 +53,11 @@ def _run_timeseries(args: argparse.Namespace, cfg) -> int:
     import json
     import sys
 
-    from sopjax.montecarlo.timeseries_plots import summary_table_timeseries
     from sopjax.montecarlo.timeseries_study import run_timeseries_study, timeseries_study_from_config
+    from sopjax.montecarlo.timeseries_summary import summary_table_timeseries
 
-    study = timeseries_study_from_config(cfg, samples=args.samples, seed=args.seed, chunk_size=args.chunk_size)
+    study = timeseries_study_from_config(cfg, samples=args.samples, seed=args.seed,
+                                         chunk_size=args.chunk_size)
     ds, written = run_timeseries_study(study, out=args.out, progress=args.progress, plots=not args.no_plots)
     if args.json:
         keep = [v for v in ds.data_vars if ds[v].dims in (("strategy",), ("pair",))]

@@ -39,7 +39,14 @@ import numpy as np
 
 from sopjax.errors import SopjaxError
 from sopjax.kernels.dispatch import DispatchInputs, compile_dispatch, dispatch_batched
-from sopjax.kernels.scoring import EXACT_FIELDS, ScoringOptions, chunk_moments, histogram, reduce_chunk, score_strategy
+from sopjax.kernels.scoring import (
+    EXACT_FIELDS,
+    ScoringOptions,
+    chunk_moments,
+    histogram,
+    reduce_chunk,
+    score_strategy,
+)
 from sopjax.kernels.scoring.control import (
     CONTROL_POLICIES,
     ISLAND_POLICIES,
@@ -69,9 +76,16 @@ from sopjax.sampling.profiles import check_profile
 from sopjax.strategies import Strategy, StrategyBatch, compile_strategies, scoring_context
 
 __all__ = [
-    "ProfileSource", "TimeSeriesSettings", "TimeSeriesError", "run_timeseries", "optimal_setpoints", "shed_priority",
-    "expand_strategies", "HORIZON_FIELDS",
-    "GAIN_FIELDS", "CONTROL_POLICIES",
+    "ProfileSource",
+    "TimeSeriesSettings",
+    "TimeSeriesError",
+    "run_timeseries",
+    "optimal_setpoints",
+    "shed_priority",
+    "expand_strategies",
+    "HORIZON_FIELDS",
+    "GAIN_FIELDS",
+    "CONTROL_POLICIES",
 ]
 
 
@@ -80,8 +94,14 @@ class TimeSeriesError(SopjaxError):
 
 
 # horizon quantities per (strategy, sample); the ratio has a histogram (quantiles)
-HORIZON_FIELDS = ("hz_energy_ratio", "hz_restored_pu_h", "hz_outage_pu_h", "hz_ens_pu_h", "hz_loss_pu_h",
-                  "hz_any_violation")
+HORIZON_FIELDS = (
+    "hz_energy_ratio",
+    "hz_restored_pu_h",
+    "hz_outage_pu_h",
+    "hz_ens_pu_h",
+    "hz_loss_pu_h",
+    "hz_any_violation",
+)
 # paired differences controlled - fixed per (pair, sample)
 GAIN_FIELDS = ("gain_energy_ratio", "gain_loss_pu_h", "gain_ens_pu_h")
 
@@ -128,8 +148,9 @@ class TimeSeriesSettings:
         if not (np.isfinite(self.period_h) and self.period_h > 0):
             raise TimeSeriesError(f"period_h must be a positive number of hours, got {self.period_h}")
         if self.island_overload is not None and self.island_overload not in ISLAND_POLICIES:
-            raise TimeSeriesError(f"island_overload must be one of {', '.join(ISLAND_POLICIES)}, "
-                                  f"got {self.island_overload!r}")
+            raise TimeSeriesError(
+                f"island_overload must be one of {', '.join(ISLAND_POLICIES)}, got {self.island_overload!r}"
+            )
         try:
             self.control.validate()
         except ValueError as e:
@@ -137,7 +158,7 @@ class TimeSeriesSettings:
 
 
 class ProfileSource:
-    """Samples over a horizon of an :class:`~sopjax.sampling.UncertaintyModel` (sample ``i`` depends on ``i``).
+    """Samples over a horizon of an :class:`~sopjax.sampling.UncertaintyModel`; sample ``i`` depends on ``i``.
 
     Args:
         net: the network.
@@ -153,8 +174,17 @@ class ProfileSource:
         TimeSeriesError / ProfileError: a forecast or profile of the wrong length, a negative value.
     """
 
-    def __init__(self, net, model, pv_forecast_pu, *, seed: int, n_samples: int, periods: int | None = None,
-                 description: dict | None = None):
+    def __init__(
+        self,
+        net,
+        model,
+        pv_forecast_pu,
+        *,
+        seed: int,
+        n_samples: int,
+        periods: int | None = None,
+        description: dict | None = None,
+    ):
         import jax as _jax
 
         self.net, self.model = net, model
@@ -163,11 +193,15 @@ class ProfileSource:
         if fc.ndim == 1:
             fc = np.broadcast_to(fc, (1 if prof is None else prof.shape[0], fc.shape[0])).copy()
         if fc.ndim != 2 or fc.shape[1] != net.pv.count:
-            raise TimeSeriesError(f"pv forecast must be (time, {net.pv.count}) per unit, got shape {fc.shape}")
+            raise TimeSeriesError(
+                f"pv forecast must be (time, {net.pv.count}) per unit, got shape {fc.shape}"
+            )
         for k in range(fc.shape[1]):
             check_profile(fc[:, k], name=f"pv forecast of PV unit {k}")
         if prof is not None and prof.shape[0] != fc.shape[0]:
-            raise TimeSeriesError(f"load profile has {prof.shape[0]} periods but the pv forecast has {fc.shape[0]}")
+            raise TimeSeriesError(
+                f"load profile has {prof.shape[0]} periods but the pv forecast has {fc.shape[0]}"
+            )
         if periods is not None and fc.shape[0] != int(periods):
             raise TimeSeriesError(f"the profile has {fc.shape[0]} periods, expected {int(periods)}")
         self.forecast = fc
@@ -184,7 +218,9 @@ class ProfileSource:
         """Samples ``[start, start + n)``: (n, time, bus), (n, time, bus), (n, time, pv)."""
         if start + n > self.n_samples:
             raise SopjaxError(f"the design has {self.n_samples} samples; asked for {start}..{start + n - 1}")
-        s = self.model.sample(self.net, self.forecast, key=self.key, n=self.n_samples, start=start, stop=start + n)
+        s = self.model.sample(
+            self.net, self.forecast, key=self.key, n=self.n_samples, start=start, stop=start + n
+        )
         return s.p_load_pu, s.q_load_pu, s.p_pv_pu
 
     def nominal(self):
@@ -194,8 +230,11 @@ class ProfileSource:
         return p, q, self.forecast.copy()
 
     def fingerprint(self) -> str:
-        text = json.dumps({"seed": self.seed, "n": self.n_samples, "model": self.description,
-                           "repr": repr(self.model)}, sort_keys=True, default=str)
+        text = json.dumps(
+            {"seed": self.seed, "n": self.n_samples, "model": self.description, "repr": repr(self.model)},
+            sort_keys=True,
+            default=str,
+        )
         return "profile:" + hashlib.sha256(text.encode()).hexdigest()[:16] + ":" + _digest(self.forecast)
 
     def describe(self) -> dict:
@@ -219,8 +258,10 @@ def expand_strategies(strategies, n_periods: int) -> list[list[Strategy]]:
         seq = list(s)
         name = seq[0].name if seq and isinstance(seq[0], Strategy) else f"#{k}"
         if len(seq) != n_periods or not all(isinstance(x, Strategy) for x in seq):
-            raise TimeSeriesError(f"strategy {name!r} is given per period with {len(seq)} entries; "
-                                  f"the horizon has {n_periods} periods")
+            raise TimeSeriesError(
+                f"strategy {name!r} is given per period with {len(seq)} entries; "
+                f"the horizon has {n_periods} periods"
+            )
         out.append(seq)
     names = [seq[0].name for seq in out]
     dup = {n for n in names if names.count(n) > 1}
@@ -231,7 +272,9 @@ def expand_strategies(strategies, n_periods: int) -> list[list[Strategy]]:
 
 def _row_batch(net: Network, per_period: list[list[Strategy]], fault_open) -> StrategyBatch:
     """One compiled strategy per (strategy, period) row, row = s * time + t (names ``name@t``)."""
-    rows = [dataclasses.replace(s, name=f"{seq[0].name}@{t}") for seq in per_period for t, s in enumerate(seq)]
+    rows = [
+        dataclasses.replace(s, name=f"{seq[0].name}@{t}") for seq in per_period for t, s in enumerate(seq)
+    ]
     return compile_strategies(net, rows, fault_open=fault_open)
 
 
@@ -244,9 +287,14 @@ def _limits(net: Network, batch: StrategyBatch, ctx) -> SOPLimits:
     a_bus = np.asarray(a.sop_a_bus)
     u_lo = np.maximum(np.asarray(net.v_min_pu, float), np.asarray(ctx.v_min_pu, float))[a_bus]
     u_hi = np.minimum(np.asarray(net.v_max_pu, float), np.asarray(ctx.v_max_pu, float))[a_bus]
-    return SOPLimits(pick(sop.q_min_i_pu, sop.q_min_j_pu), pick(sop.q_max_i_pu, sop.q_max_j_pu),
-                     pick(sop.q_min_j_pu, sop.q_min_i_pu), pick(sop.q_max_j_pu, sop.q_max_i_pu),
-                     u_lo, np.maximum(u_hi, u_lo))
+    return SOPLimits(
+        pick(sop.q_min_i_pu, sop.q_min_j_pu),
+        pick(sop.q_max_i_pu, sop.q_max_j_pu),
+        pick(sop.q_min_j_pu, sop.q_min_i_pu),
+        pick(sop.q_max_j_pu, sop.q_max_i_pu),
+        u_lo,
+        np.maximum(u_hi, u_lo),
+    )
 
 
 def _row_kinds(batch: StrategyBatch, policies: Sequence[str], n_t: int) -> np.ndarray:
@@ -262,8 +310,10 @@ def _row_kinds(batch: StrategyBatch, policies: Sequence[str], n_t: int) -> np.nd
             kinds.append("local")
         elif vf[r].any() and pq[r].any():
             raise TimeSeriesError(
-                f"strategy {batch.names[r].rsplit('@', 1)[0]!r}: optimal control of a PQ-mode SOP next to a Vf "
-                "island is not supported (the dispatch models one substation-fed tree); use 'local' or 'fixed'")
+                f"strategy {batch.names[r].rsplit('@', 1)[0]!r}: optimal control of a PQ-mode SOP next "
+                "to a Vf island is not supported (the dispatch models one substation-fed tree); "
+                "use 'local' or 'fixed'"
+            )
         else:
             kinds.append("vf" if vf[r].any() else "pq")
     return np.asarray(kinds)
@@ -278,7 +328,7 @@ def _take(tree, idx):
 
 @functools.lru_cache(maxsize=32)
 def _row_kernel(kind: str, options: ScoringOptions, control: ControlOptions, island: str):
-    """Jitted scoring of rows (lax.map over rows): ``f(ctx, st, t, lim, prio, p, q, pv[, sp])`` -> (scores, ok).
+    """Jitted scoring of rows (lax.map): ``f(ctx, st, t, lim, prio, p, q, pv[, sp])`` -> (scores, ok).
 
     ``p, q, pv`` are (time, sample, .); row r scores period ``t[r]``. ``ok`` (row, sample) is False
     where the controller failed (dispatch not converged: the fixed set-points were kept).
@@ -292,8 +342,10 @@ def _row_kernel(kind: str, options: ScoringOptions, control: ControlOptions, isl
         ok = jnp.ones((n,), bool)
         finish = None
         if island in ("resolve", "priority"):
+
             def finish(st, x, sc):
                 return repair_islands(ctx, st, pt, qt, pvt, x, sc, prio, island, options)
+
         if kind == "vf":
             return score_vf_search(ctx, s, pt, qt, pvt, lim, options, control, finish)[0], ok
         if kind == "fixed":
@@ -324,7 +376,9 @@ def shed_priority(net: Network, shed_order: Sequence[int]) -> np.ndarray:
     top = prio.max(initial=0.0) + 1.0
     for k, b in enumerate(shed_order):
         if b not in ids or b in seen:
-            raise TimeSeriesError(f"shed_order[{k}] = {b} is {'repeated' if b in seen else 'not a bus of the network'}")
+            raise TimeSeriesError(
+                f"shed_order[{k}] = {b} is {'repeated' if b in seen else 'not a bus of the network'}"
+            )
         seen.add(b)
         prio[ids.index(b)] = top + len(shed_order) - k
     return prio
@@ -339,41 +393,75 @@ def _dispatch_kernel(net, key: bytes, status, ctx, tol: float, max_iter: int):
     if k not in _DISPATCH:
         if len(_DISPATCH) > 256:
             _DISPATCH.clear()
-        data = compile_dispatch(net, status, v_min_pu=np.asarray(ctx.v_min_pu, float),
-                                v_max_pu=np.asarray(ctx.v_max_pu, float), allow_deenergized=True)
+        data = compile_dispatch(
+            net,
+            status,
+            v_min_pu=np.asarray(ctx.v_min_pu, float),
+            v_max_pu=np.asarray(ctx.v_max_pu, float),
+            allow_deenergized=True,
+        )
         _DISPATCH[k] = jax.jit(lambda inputs: dispatch_batched(data, inputs, tol=tol, max_iter=max_iter))
     return _DISPATCH[k]
 
 
 def _dispatch_one(net, strategy: Strategy, row, ctx, control: ControlOptions, p, q, pv, dtype):
-    """Optimal PQ set-points of one compiled strategy ``row`` on samples (sample, .): (SetPoints, converged)."""
+    """Optimal PQ set-points of one compiled strategy ``row`` on samples: (SetPoints, converged)."""
     status = np.asarray(strategy.status, bool)
     key = status.tobytes() + np.asarray(ctx.v_min_pu).tobytes() + np.asarray(ctx.v_max_pu).tobytes()
     pk = jnp.asarray(row.pickup, dtype)
     pq = np.asarray(row.sop_is_pq)
     n = p.shape[0]
-    caps = [jnp.broadcast_to(jnp.asarray(np.where(pq, np.asarray(c, float), 0.0), dtype), (n, pq.size))
-            for c in (net.sop.s_rated_i_pu, net.sop.s_rated_j_pu)]
+    caps = [
+        jnp.broadcast_to(jnp.asarray(np.where(pq, np.asarray(c, float), 0.0), dtype), (n, pq.size))
+        for c in (net.sop.s_rated_i_pu, net.sop.s_rated_j_pu)
+    ]
     res = _dispatch_kernel(net, key, status, ctx, control.dispatch_tol, control.dispatch_max_iter)(
-        DispatchInputs(pk * p, pk * q, pv, *caps))
+        DispatchInputs(pk * p, pk * q, pv, *caps)
+    )
     a_i = jnp.asarray(row.sop_a_is_i)
     conv = res.converged & jnp.all(jnp.isfinite(res.p_i), axis=-1)
     fx = fixed_setpoints(row)
     sel = lambda new, old: jnp.where(conv[:, None] & pq[None, :], new, jnp.asarray(old, dtype)[None, :])  # noqa: E731
-    sp = SetPoints(sel(jnp.where(a_i, res.p_i, res.p_j), fx.p_a), sel(jnp.where(a_i, res.q_i, res.q_j), fx.q_a),
-                   sel(jnp.where(a_i, res.q_j, res.q_i), fx.q_b), jnp.broadcast_to(jnp.asarray(fx.u_a, dtype), (n, pq.size)))
+    sp = SetPoints(
+        sel(jnp.where(a_i, res.p_i, res.p_j), fx.p_a),
+        sel(jnp.where(a_i, res.q_i, res.q_j), fx.q_a),
+        sel(jnp.where(a_i, res.q_j, res.q_i), fx.q_b),
+        jnp.broadcast_to(jnp.asarray(fx.u_a, dtype), (n, pq.size)),
+    )
     return sp, conv
 
 
 def _dispatch_rows(net, batch, rows, ctx, control: ControlOptions, p, q, pv, t_of_row, dtype):
-    """Optimal set-points of PQ-mode SOPs for ``rows``: (SetPoints (row, sample, sop), converged (row, sample))."""
-    out = [_dispatch_one(net, batch.strategies[r], _take(batch.arrays, r), ctx, control, p[t_of_row[r]],
-                         q[t_of_row[r]], pv[t_of_row[r]], dtype) for r in rows]
+    """Optimal PQ set-points for ``rows``: (SetPoints (row, sample, sop), converged (row, sample))."""
+    out = [
+        _dispatch_one(
+            net,
+            batch.strategies[r],
+            _take(batch.arrays, r),
+            ctx,
+            control,
+            p[t_of_row[r]],
+            q[t_of_row[r]],
+            pv[t_of_row[r]],
+            dtype,
+        )
+        for r in rows
+    ]
     return SetPoints(*(jnp.stack(f) for f in zip(*(o[0] for o in out)))), jnp.stack([o[1] for o in out])
 
 
-def optimal_setpoints(net: Network, strategy: Strategy, p_load_pu, q_load_pu, p_pv_pu, *, fault_open=(),
-                      v_min_pu: float = 0.95, v_max_pu: float = 1.05, control: ControlOptions = ControlOptions()):
+def optimal_setpoints(
+    net: Network,
+    strategy: Strategy,
+    p_load_pu,
+    q_load_pu,
+    p_pv_pu,
+    *,
+    fault_open=(),
+    v_min_pu: float = 0.95,
+    v_max_pu: float = 1.05,
+    control: ControlOptions = ControlOptions(),
+):
     """The ``optimal`` re-dispatch of a strategy's PQ-mode SOPs on given samples.
 
     Per sample: the JAX dispatch (:func:`~sopjax.kernels.dispatch.dispatch_batched`, minimum line
@@ -394,8 +482,17 @@ def optimal_setpoints(net: Network, strategy: Strategy, p_load_pu, q_load_pu, p_
     """
     batch = compile_strategies(net, [strategy], fault_open=fault_open)
     ctx = scoring_context(net, fault_open=fault_open, v_min_pu=v_min_pu, v_max_pu=v_max_pu)
-    return _dispatch_one(net, strategy, _take(batch.arrays, 0), ctx, control, jnp.asarray(p_load_pu),
-                         jnp.asarray(q_load_pu), jnp.asarray(p_pv_pu), jnp.float64)
+    return _dispatch_one(
+        net,
+        strategy,
+        _take(batch.arrays, 0),
+        ctx,
+        control,
+        jnp.asarray(p_load_pu),
+        jnp.asarray(q_load_pu),
+        jnp.asarray(p_pv_pu),
+        jnp.float64,
+    )
 
 
 @functools.partial(jax.jit, static_argnames=("n_s", "n_t", "period_h", "spec"))
@@ -409,13 +506,22 @@ def _horizon_reduce(scores, valid, pairs_a, pairs_b, *, n_s: int, n_t: int, peri
     loss = jnp.sum(sh(scores.line_loss_pu + scores.sop_loss_pu), axis=1) * period_h
     ratio = jnp.where(outage > 0, rest / jnp.where(outage > 0, outage, 1.0), 1.0)
     viol = jnp.any(sh(scores.any_violation), axis=1)
-    vals = {"hz_energy_ratio": ratio, "hz_restored_pu_h": rest, "hz_outage_pu_h": outage,
-            "hz_ens_pu_h": outage - rest, "hz_loss_pu_h": loss, "hz_any_violation": viol}
+    vals = {
+        "hz_energy_ratio": ratio,
+        "hz_restored_pu_h": rest,
+        "hz_outage_pu_h": outage,
+        "hz_ens_pu_h": outage - rest,
+        "hz_loss_pu_h": loss,
+        "hz_any_violation": viol,
+    }
     nominal = {k: v[:, -1] for k, v in vals.items()}
     moments = {k: chunk_moments(v, ok, None if v.dtype == bool else nominal[k]) for k, v in vals.items()}
     pok = ok[pairs_a] & ok[pairs_b]
-    gains = {"gain_energy_ratio": ratio[pairs_a] - ratio[pairs_b], "gain_loss_pu_h": loss[pairs_a] - loss[pairs_b],
-             "gain_ens_pu_h": (outage - rest)[pairs_a] - (outage - rest)[pairs_b]}
+    gains = {
+        "gain_energy_ratio": ratio[pairs_a] - ratio[pairs_b],
+        "gain_loss_pu_h": loss[pairs_a] - loss[pairs_b],
+        "gain_ens_pu_h": (outage - rest)[pairs_a] - (outage - rest)[pairs_b],
+    }
     moments.update({k: chunk_moments(v, pok, v[:, -1]) for k, v in gains.items()})
     hist = {"hz_energy_ratio": histogram(ratio, ok, spec)}
     return moments, hist, nominal
@@ -485,8 +591,13 @@ def run_timeseries(
     batch = _row_batch(net, per_period, settings.fault_open)
     kinds = _row_kinds(batch, policies, n_t)
     island = ts.island_overload or settings.island_overload
-    ctx = scoring_context(net, fault_open=settings.fault_open, v_min_pu=settings.v_min_pu, v_max_pu=settings.v_max_pu,
-                          island_overload="flag" if island == "flag" else "shed")
+    ctx = scoring_context(
+        net,
+        fault_open=settings.fault_open,
+        v_min_pu=settings.v_min_pu,
+        v_max_pu=settings.v_max_pu,
+        island_overload="flag" if island == "flag" else "shed",
+    )
     lim = _limits(net, batch, ctx)
     prio_d = jnp.asarray(shed_priority(net, ts.shed_order), jnp.dtype(settings.dtype))
     pairs = _pairs(names, policies, bases)
@@ -497,13 +608,20 @@ def run_timeseries(
     block = kernel_block(chunk)
     exact = n_r * n <= settings.exact_limit
     if settings.keep_samples and n_r * n * net.n_bus > 200_000_000:
-        raise SopjaxError(f"keep_samples would hold {n_r} x {n} x {net.n_bus} voltages; reduce samples or strategies")
+        raise SopjaxError(
+            f"keep_samples would hold {n_r} x {n} x {net.n_bus} voltages; reduce samples or strategies"
+        )
     dtype = jnp.dtype(settings.dtype)
     npdt = np.dtype(settings.dtype)
     ts_key = dataclasses.replace(ts, controls=tuple(policies))
-    fp = hashlib.sha256((_fingerprint(net, batch, source, settings) + repr(ts_key) + repr(bases)).encode()).hexdigest()
-    shapes = ({k: (tuple(net.n_bus for _ in dims), dt) for k, (dims, dt) in SAMPLE_FIELDS.items()}
-              if settings.keep_samples else None)
+    fp = hashlib.sha256(
+        (_fingerprint(net, batch, source, settings) + repr(ts_key) + repr(bases)).encode()
+    ).hexdigest()
+    shapes = (
+        {k: (tuple(net.n_bus for _ in dims), dt) for k, (dims, dt) in SAMPLE_FIELDS.items()}
+        if settings.keep_samples
+        else None
+    )
     state = RunState(n_r, n, exact=exact, sample_shapes=shapes)
     ckpt = Path(checkpoint) if checkpoint is not None else None
     resumed_from = 0
@@ -529,44 +647,87 @@ def run_timeseries(
         while state.done < n or nominal is None:
             start = state.done
             m = min(chunk, n - start)
-            drawn = (tuple(np.asarray(a, npdt) for a in source.draw(start, m)) if m > 0
-                     else tuple(a[:0] for a in nom))
+            drawn = (
+                tuple(np.asarray(a, npdt) for a in source.draw(start, m))
+                if m > 0
+                else tuple(a[:0] for a in nom)
+            )
             pad = block - m
-            p, q, pv = (jnp.asarray(np.swapaxes(np.concatenate([a, np.repeat(b, pad, axis=0), b]), 0, 1))
-                        for a, b in zip(drawn, nom))  # (time, block + 1, .)
+            p, q, pv = (
+                jnp.asarray(np.swapaxes(np.concatenate([a, np.repeat(b, pad, axis=0), b]), 0, 1))
+                for a, b in zip(drawn, nom)
+            )  # (time, block + 1, .)
             valid = np.concatenate([np.arange(block) < m, np.zeros(1, bool)])
             parts, oks = [], []
             for kind in ("fixed", "local", "vf", "pq"):
                 rows = groups[kind]
                 if not rows.size:
                     continue
-                args = (ctx_d, _take(arrays_d, rows), jnp.asarray(t_of_row[rows]), _take(lim_d, rows), prio_d, p, q, pv)
+                args = (
+                    ctx_d,
+                    _take(arrays_d, rows),
+                    jnp.asarray(t_of_row[rows]),
+                    _take(lim_d, rows),
+                    prio_d,
+                    p,
+                    q,
+                    pv,
+                )
                 kernel = _row_kernel(kind, settings.options, ts.control, island)
                 if kind == "pq":
-                    sc, ok = kernel(*args, _dispatch_rows(net, batch, rows, ctx, ts.control, p, q, pv, t_of_row, dtype))
+                    sc, ok = kernel(
+                        *args, _dispatch_rows(net, batch, rows, ctx, ts.control, p, q, pv, t_of_row, dtype)
+                    )
                 else:
                     sc, ok = kernel(*args)
                 parts.append(sc)
                 oks.append(ok)
             scores = jax.tree_util.tree_map(lambda *xs: jnp.concatenate(xs)[inverse], *parts)
             ok_ctl = jnp.concatenate(oks)[inverse]
-            red = reduce(scores, jnp.asarray(valid)[None, :], shift=jax.tree_util.tree_map(lambda a: a[:, -1], scores))
-            hz_m, hz_h, hz_nom = _horizon_reduce(scores, jnp.asarray(valid), jnp.asarray(pa), jnp.asarray(pb),
-                                                 n_s=n_s, n_t=n_t, period_h=float(ts.period_h), spec=hspec)
+            red = reduce(
+                scores, jnp.asarray(valid)[None, :], shift=jax.tree_util.tree_map(lambda a: a[:, -1], scores)
+            )
+            hz_m, hz_h, hz_nom = _horizon_reduce(
+                scores,
+                jnp.asarray(valid),
+                jnp.asarray(pa),
+                jnp.asarray(pb),
+                n_s=n_s,
+                n_t=n_t,
+                period_h=float(ts.period_h),
+                spec=hspec,
+            )
             conv_valid = jnp.asarray(valid)[None, :] & scores.converged
             red = dict(red)
-            red["moments"] = {**red["moments"], **hz_m, "control_failed": _control_moments(ok_ctl, conv_valid)}
+            red["moments"] = {
+                **red["moments"],
+                **hz_m,
+                "control_failed": _control_moments(ok_ctl, conv_valid),
+            }
             red["hist"] = {**red["hist"], **hz_h}
-            fields = set(EXACT_FIELDS) | {"converged"} | (set(SAMPLE_FIELDS) if settings.keep_samples else set())
+            fields = (
+                set(EXACT_FIELDS) | {"converged"} | (set(SAMPLE_FIELDS) if settings.keep_samples else set())
+            )
             host = jax.device_get({f: getattr(scores, f) for f in fields})
             host = {f: np.asarray(v)[:, :-1] for f, v in host.items()}
-            ok = valid[None, :-1] & host["converged"] & np.isfinite(host["recovery_ratio"]) & np.isfinite(host["vmin_pu"])
+            ok = (
+                valid[None, :-1]
+                & host["converged"]
+                & np.isfinite(host["recovery_ratio"])
+                & np.isfinite(host["vmin_pu"])
+            )
             nominal = jax.device_get(jax.tree_util.tree_map(lambda a: a[:, -1], scores))
             nominal_hz = jax.device_get(hz_nom)
             if m == 0:
                 break
-            state.merge_chunk(jax.device_get(red), start, m, {f: host[f] for f in EXACT_FIELDS} if exact else None,
-                              ok, {f: host[f] for f in SAMPLE_FIELDS} if settings.keep_samples else None)
+            state.merge_chunk(
+                jax.device_get(red),
+                start,
+                m,
+                {f: host[f] for f in EXACT_FIELDS} if exact else None,
+                ok,
+                {f: host[f] for f in SAMPLE_FIELDS} if settings.keep_samples else None,
+            )
             if ckpt is not None:
                 state.save(ckpt, fp)
             bar.update(m)
@@ -584,5 +745,20 @@ def run_timeseries(
         "device": str(jax.devices()[0].platform),
     }
     return build_timeseries_dataset(
-        net, batch, ctx, state, nominal, nominal_hz, settings, ts, source, info, attrs or {},
-        names=names, policies=policies, bases=bases, pairs=pairs, n_t=n_t)
+        net,
+        batch,
+        ctx,
+        state,
+        nominal,
+        nominal_hz,
+        settings,
+        ts,
+        source,
+        info,
+        attrs or {},
+        names=names,
+        policies=policies,
+        bases=bases,
+        pairs=pairs,
+        n_t=n_t,
+    )

@@ -47,8 +47,25 @@ def _reshape(ds: xr.Dataset, names, n_t: int, hours) -> xr.Dataset:
     return xr.Dataset(data, coords=coords, attrs=ds.attrs)
 
 
-def build_timeseries_dataset(net, batch, ctx, state, nominal, nominal_hz, settings, ts, source, info, attrs,
-                             *, names, policies, bases, pairs, n_t):
+def build_timeseries_dataset(
+    net,
+    batch,
+    ctx,
+    state,
+    nominal,
+    nominal_hz,
+    settings,
+    ts,
+    source,
+    info,
+    attrs,
+    *,
+    names,
+    policies,
+    bases,
+    pairs,
+    n_t,
+):
     """The dataset of :func:`~sopjax.montecarlo.timeseries.run_timeseries` (see the module doc)."""
     flat = build_dataset(net, batch, ctx, state, nominal, settings, source, info, attrs)
     hours = ts.start_hour + ts.period_h * np.arange(n_t)
@@ -61,18 +78,58 @@ def build_timeseries_dataset(net, batch, ctx, state, nominal, nominal_hz, settin
         new[name] = (dims, np.asarray(values), {"units": units, "long_name": long_name, **a})
 
     def stats(prefix, m, scale, units, long_name, dim="strategy"):
-        put(f"{prefix}_mean", (dim,), np.where(m.count > 0, m.mean * scale, np.nan), units, f"mean {long_name}")
-        put(f"{prefix}_std", (dim,), np.where(m.count > 0, m.std * scale, np.nan), units, f"std of {long_name}")
-        put(f"{prefix}_sem", (dim,), m.sem * scale, units, f"Monte Carlo standard error of the mean {long_name}")
+        put(
+            f"{prefix}_mean",
+            (dim,),
+            np.where(m.count > 0, m.mean * scale, np.nan),
+            units,
+            f"mean {long_name}",
+        )
+        put(
+            f"{prefix}_std",
+            (dim,),
+            np.where(m.count > 0, m.std * scale, np.nan),
+            units,
+            f"std of {long_name}",
+        )
+        put(
+            f"{prefix}_sem",
+            (dim,),
+            m.sem * scale,
+            units,
+            f"Monte Carlo standard error of the mean {long_name}",
+        )
         lo, hi = normal_interval(m.mean, m.sem, lvl)
-        put(f"{prefix}_ci_low", (dim,), lo * scale, units, f"{lvl:.0%} confidence interval of the mean, lower")
-        put(f"{prefix}_ci_high", (dim,), hi * scale, units, f"{lvl:.0%} confidence interval of the mean, upper")
-        put(f"{prefix}_min", (dim,), np.where(m.count > 0, m.min * scale, np.nan), units, f"minimum {long_name}")
-        put(f"{prefix}_max", (dim,), np.where(m.count > 0, m.max * scale, np.nan), units, f"maximum {long_name}")
+        put(
+            f"{prefix}_ci_low", (dim,), lo * scale, units, f"{lvl:.0%} confidence interval of the mean, lower"
+        )
+        put(
+            f"{prefix}_ci_high",
+            (dim,),
+            hi * scale,
+            units,
+            f"{lvl:.0%} confidence interval of the mean, upper",
+        )
+        put(
+            f"{prefix}_min",
+            (dim,),
+            np.where(m.count > 0, m.min * scale, np.nan),
+            units,
+            f"minimum {long_name}",
+        )
+        put(
+            f"{prefix}_max",
+            (dim,),
+            np.where(m.count > 0, m.max * scale, np.nan),
+            units,
+            f"maximum {long_name}",
+        )
 
     mo = state.moments
     kwh = "kWh"
-    stats("energy_recovery", mo["hz_energy_ratio"], 1.0, "1", "restored / outage-area energy over the horizon")
+    stats(
+        "energy_recovery", mo["hz_energy_ratio"], 1.0, "1", "restored / outage-area energy over the horizon"
+    )
     stats("ens_kwh", mo["hz_ens_pu_h"], kw, kwh, "energy not supplied in the outage area over the horizon")
     stats("restored_kwh", mo["hz_restored_pu_h"], kw, kwh, "restored outage-area energy over the horizon")
     stats("outage_energy_kwh", mo["hz_outage_pu_h"], kw, kwh, "outage-area energy demand over the horizon")
@@ -82,41 +139,104 @@ def build_timeseries_dataset(net, batch, ctx, state, nominal, nominal_hz, settin
     lo, hi = wilson_interval(mv.mean, mv.count, lvl)
     put("p_any_violation_horizon_ci_low", ("strategy",), lo, "1", f"{lvl:.0%} Wilson interval, lower")
     put("p_any_violation_horizon_ci_high", ("strategy",), hi, "1", f"{lvl:.0%} Wilson interval, upper")
-    put("n_valid_horizon", ("strategy",), mo["hz_energy_ratio"].count.astype(np.int64), "1",
-        "samples whose power flow converged in every period")
+    put(
+        "n_valid_horizon",
+        ("strategy",),
+        mo["hz_energy_ratio"].count.astype(np.int64),
+        "1",
+        "samples whose power flow converged in every period",
+    )
     spec = settings.options.ratio_hist
     h, m = state.hist["hz_energy_ratio"], mo["hz_energy_ratio"]
     qlv = np.asarray(settings.quantiles, float)
     qa = {"method": "histogram", "error_bound": spec.width}
-    put("energy_recovery_quantile", ("strategy", "quantile"), hist_quantile(h, spec.lo, spec.hi, m.min, m.max, qlv),
-        "1", "quantiles of the horizon energy recovery", **qa)
+    put(
+        "energy_recovery_quantile",
+        ("strategy", "quantile"),
+        hist_quantile(h, spec.lo, spec.hi, m.min, m.max, qlv),
+        "1",
+        "quantiles of the horizon energy recovery",
+        **qa,
+    )
     qlo, qhi = hist_quantile_ci(h, spec.lo, spec.hi, m.min, m.max, qlv, lvl)
     put("energy_recovery_quantile_ci_low", ("strategy", "quantile"), qlo, "1", "order-statistic CI, lower")
     put("energy_recovery_quantile_ci_high", ("strategy", "quantile"), qhi, "1", "order-statistic CI, upper")
     cq = [1.0 - settings.confidence]
-    put("energy_recovery_guaranteed", ("strategy",), hist_quantile(h, spec.lo, spec.hi, m.min, m.max, cq)[:, 0], "1",
-        f"horizon energy recovery reached with probability {settings.confidence}", **qa)
+    put(
+        "energy_recovery_guaranteed",
+        ("strategy",),
+        hist_quantile(h, spec.lo, spec.hi, m.min, m.max, cq)[:, 0],
+        "1",
+        f"horizon energy recovery reached with probability {settings.confidence}",
+        **qa,
+    )
     glo, ghi = (a[:, 0] for a in hist_quantile_ci(h, spec.lo, spec.hi, m.min, m.max, cq, lvl))
     put("energy_recovery_guaranteed_ci_low", ("strategy",), glo, "1", "order-statistic CI, lower")
     put("energy_recovery_guaranteed_ci_high", ("strategy",), ghi, "1", "order-statistic CI, upper")
-    for key, name, scale, units in (("hz_energy_ratio", "energy_recovery", 1.0, "1"), ("hz_ens_pu_h", "ens_kwh", kw, kwh),
-                                    ("hz_loss_pu_h", "loss_kwh", kw, kwh)):
-        put(f"{name}_nominal", ("strategy",), np.asarray(nominal_hz[key]) * scale, units, f"{name} at the forecast")
+    for key, name, scale, units in (
+        ("hz_energy_ratio", "energy_recovery", 1.0, "1"),
+        ("hz_ens_pu_h", "ens_kwh", kw, kwh),
+        ("hz_loss_pu_h", "loss_kwh", kw, kwh),
+    ):
+        put(
+            f"{name}_nominal",
+            ("strategy",),
+            np.asarray(nominal_hz[key]) * scale,
+            units,
+            f"{name} at the forecast",
+        )
     cf = mo["control_failed"]
-    put("control_failed", ("strategy", "time"), np.rint(cf.mean * cf.count).reshape(len(names), n_t).astype(np.int64),
-        "1", "samples whose corrective controller failed (dispatch not converged; fixed set-points scored)")
-    put("control_failed_fraction", ("strategy", "time"), (cf.mean).reshape(len(names), n_t), "1",
-        "fraction of converged samples whose corrective controller failed")
-    coords = {"control": ("strategy", np.asarray(policies, dtype=object)),
-              "plan": ("strategy", np.asarray(bases, dtype=object))}
+    put(
+        "control_failed",
+        ("strategy", "time"),
+        np.rint(cf.mean * cf.count).reshape(len(names), n_t).astype(np.int64),
+        "1",
+        "samples whose corrective controller failed (dispatch not converged; fixed set-points scored)",
+    )
+    put(
+        "control_failed_fraction",
+        ("strategy", "time"),
+        (cf.mean).reshape(len(names), n_t),
+        "1",
+        "fraction of converged samples whose corrective controller failed",
+    )
+    coords = {
+        "control": ("strategy", np.asarray(policies, dtype=object)),
+        "plan": ("strategy", np.asarray(bases, dtype=object)),
+    }
     if pairs:
         coords["pair"] = ("pair", np.asarray([names[a] for a, _ in pairs], dtype=object))
         coords["pair_fixed"] = ("pair", np.asarray([names[b] for _, b in pairs], dtype=object))
-        stats("gain_energy_recovery", mo["gain_energy_ratio"], 1.0, "1",
-              "paired gain of energy recovery over fixed set-points", dim="pair")
-        stats("gain_loss_kwh", mo["gain_loss_pu_h"], kw, kwh, "paired change of energy losses vs fixed", dim="pair")
-        stats("gain_ens_kwh", mo["gain_ens_pu_h"], kw, kwh, "paired change of energy not supplied vs fixed", dim="pair")
+        stats(
+            "gain_energy_recovery",
+            mo["gain_energy_ratio"],
+            1.0,
+            "1",
+            "paired gain of energy recovery over fixed set-points",
+            dim="pair",
+        )
+        stats(
+            "gain_loss_kwh",
+            mo["gain_loss_pu_h"],
+            kw,
+            kwh,
+            "paired change of energy losses vs fixed",
+            dim="pair",
+        )
+        stats(
+            "gain_ens_kwh",
+            mo["gain_ens_pu_h"],
+            kw,
+            kwh,
+            "paired change of energy not supplied vs fixed",
+            dim="pair",
+        )
     ds = ds.assign_coords(coords).assign(new)
-    ds.attrs.update(period_h=float(ts.period_h), n_periods=int(n_t), start_hour=float(ts.start_hour),
-                    controls=" ".join(policies), title="sopjax Monte Carlo over time of restoration strategies")
+    ds.attrs.update(
+        period_h=float(ts.period_h),
+        n_periods=int(n_t),
+        start_hour=float(ts.start_hour),
+        controls=" ".join(policies),
+        title="sopjax Monte Carlo over time of restoration strategies",
+    )
     return ds

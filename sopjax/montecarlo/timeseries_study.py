@@ -36,7 +36,13 @@ import numpy as np
 
 from sopjax.config import ConfigError, parse_network, sub_table, table
 from sopjax.kernels.scoring.control import CONTROL_POLICIES, ControlOptions
-from sopjax.montecarlo.study import NETWORK_KEYS, _forecast_pu, build_strategies, fault_from_config, settings_from_config
+from sopjax.montecarlo.study import (
+    NETWORK_KEYS,
+    _forecast_pu,
+    build_strategies,
+    fault_from_config,
+    settings_from_config,
+)
 from sopjax.montecarlo.timeseries import ProfileSource, TimeSeriesSettings, run_timeseries
 from sopjax.network_builder import build_network
 from sopjax.sampling import UncertaintyModel
@@ -45,9 +51,24 @@ from sopjax.sampling.profiles import HOURS, check_profile, clear_sky_pv_profile
 __all__ = ["TimeSeriesStudy", "timeseries_study_from_config", "run_timeseries_study", "TIMESERIES_KEYS"]
 
 TIMESERIES_KEYS = {
-    "periods", "period_h", "start_hour", "pv_profile", "latitude_deg", "day_of_year", "controls",
-    "pickup_per_period", "droop_q", "droop_p", "v_ref_pu", "iterations", "damping", "u_set_candidates",
-    "q_candidates", "q_span", "island_overload", "shed_order",
+    "periods",
+    "period_h",
+    "start_hour",
+    "pv_profile",
+    "latitude_deg",
+    "day_of_year",
+    "controls",
+    "pickup_per_period",
+    "droop_q",
+    "droop_p",
+    "v_ref_pu",
+    "iterations",
+    "damping",
+    "u_set_candidates",
+    "q_candidates",
+    "q_span",
+    "island_overload",
+    "shed_order",
 }
 _TOP = {"title", "description", "network", "fault", "uncertainty", "montecarlo", "strategy", "timeseries"}
 
@@ -73,8 +94,11 @@ def _pv_profile(ts: Mapping, periods: int) -> np.ndarray:
         if v == "flat":
             return np.ones(periods)
         if v == "clear_sky":
-            return clear_sky_pv_profile(latitude_deg=float(ts.get("latitude_deg", 30.0)),
-                                        day_of_year=int(ts.get("day_of_year", 172)), periods=periods)
+            return clear_sky_pv_profile(
+                latitude_deg=float(ts.get("latitude_deg", 30.0)),
+                day_of_year=int(ts.get("day_of_year", 172)),
+                periods=periods,
+            )
         raise ConfigError(f"[timeseries] pv_profile must be 'flat', 'clear_sky' or a list, got {v!r}")
     try:
         prof = check_profile(v, name="[timeseries] pv_profile", length=periods)
@@ -92,18 +116,24 @@ def _controls(ts: Mapping, tables) -> list[tuple[int, str]]:
     out = []
     for k, c in enumerate(cs):
         if c not in CONTROL_POLICIES:
-            raise ConfigError(f"[timeseries] controls[{k}] = {c!r} is not a control policy; "
-                              f"choose from {', '.join(CONTROL_POLICIES)}")
+            raise ConfigError(
+                f"[timeseries] controls[{k}] = {c!r} is not a control policy; "
+                f"choose from {', '.join(CONTROL_POLICIES)}"
+            )
     for i, t in enumerate(tables):
         own = t.get("control")
         if own is not None and own not in CONTROL_POLICIES:
-            raise ConfigError(f"[[strategy]] {t.get('name', i)!r}: control = {own!r} is not a control policy; "
-                              f"choose from {', '.join(CONTROL_POLICIES)}")
+            raise ConfigError(
+                f"[[strategy]] {t.get('name', i)!r}: control = {own!r} is not a control policy; "
+                f"choose from {', '.join(CONTROL_POLICIES)}"
+            )
         out.extend((i, c) for c in ([own] if own is not None else cs))
     return out
 
 
-def timeseries_study_from_config(cfg: Mapping[str, Any], *, samples=None, seed=None, chunk_size=None) -> TimeSeriesStudy:
+def timeseries_study_from_config(
+    cfg: Mapping[str, Any], *, samples=None, seed=None, chunk_size=None
+) -> TimeSeriesStudy:
     """Parse a study config with a ``[timeseries]`` table (see the module docstring).
 
     Raises:
@@ -116,8 +146,9 @@ def timeseries_study_from_config(cfg: Mapping[str, Any], *, samples=None, seed=N
     fault_open = fault_from_config(cfg.get("fault"))
     for k in fault_open:
         net.branch_index(k)
-    settings, seed_value = settings_from_config(cfg.get("montecarlo"), fault_open=fault_open, samples=samples,
-                                                seed=seed, chunk_size=chunk_size)
+    settings, seed_value = settings_from_config(
+        cfg.get("montecarlo"), fault_open=fault_open, samples=samples, seed=seed, chunk_size=chunk_size
+    )
     unc = dict(sub_table(cfg, "uncertainty", "[uncertainty]"))
     peak = _forecast_pu(net, unc)
     try:
@@ -129,11 +160,27 @@ def timeseries_study_from_config(cfg: Mapping[str, Any], *, samples=None, seed=N
     if periods < 1:
         raise ConfigError(f"[timeseries] periods must be >= 1, got {periods}")
     if lp is not None and lp.shape[0] != periods:
-        raise ConfigError(f"[uncertainty] load_profile has {lp.shape[0]} periods; [timeseries] periods = {periods}")
+        raise ConfigError(
+            f"[uncertainty] load_profile has {lp.shape[0]} periods; [timeseries] periods = {periods}"
+        )
     forecast = _pv_profile(ts, periods)[:, None] * peak[None, :]
     try:
-        control = ControlOptions(**{k: ts[k] for k in ("droop_q", "droop_p", "v_ref_pu", "iterations", "damping",
-                                                         "u_set_candidates", "q_candidates", "q_span") if k in ts})
+        control = ControlOptions(
+            **{
+                k: ts[k]
+                for k in (
+                    "droop_q",
+                    "droop_p",
+                    "v_ref_pu",
+                    "iterations",
+                    "damping",
+                    "u_set_candidates",
+                    "q_candidates",
+                    "q_span",
+                )
+                if k in ts
+            }
+        )
         control.validate()
     except (TypeError, ValueError) as e:
         raise ConfigError(f"[timeseries] {e}") from None
@@ -144,9 +191,15 @@ def timeseries_study_from_config(cfg: Mapping[str, Any], *, samples=None, seed=N
         prof = np.ones(periods) if lp is None else lp
         per = []
         for t in range(periods):
-            net_t = dataclasses.replace(net, p_load_pu=net.p_load_pu * prof[t], q_load_pu=net.q_load_pu * prof[t])
-            per.append([dataclasses.replace(s, info={**s.info, "period": t})
-                        for s in build_strategies(net_t, clean, settings, forecast[t])])
+            net_t = dataclasses.replace(
+                net, p_load_pu=net.p_load_pu * prof[t], q_load_pu=net.q_load_pu * prof[t]
+            )
+            per.append(
+                [
+                    dataclasses.replace(s, info={**s.info, "period": t})
+                    for s in build_strategies(net_t, clean, settings, forecast[t])
+                ]
+            )
         plans = [[per[t][i] for t in range(periods)] for i in range(len(clean))]
     else:
         plans = build_strategies(net, clean, settings, peak)
@@ -161,40 +214,73 @@ def timeseries_study_from_config(cfg: Mapping[str, Any], *, samples=None, seed=N
         policies.append(c)
         bases.append(base)
     kva = net.base_mva * 1e3
-    source = ProfileSource(net, model, forecast, seed=seed_value, n_samples=settings.n_samples, periods=periods,
-                           description={"model": model.to_dict(), "pv_forecast_kw": (forecast * kva).tolist()})
+    source = ProfileSource(
+        net,
+        model,
+        forecast,
+        seed=seed_value,
+        n_samples=settings.n_samples,
+        periods=periods,
+        description={"model": model.to_dict(), "pv_forecast_kw": (forecast * kva).tolist()},
+    )
     island = ts.get("island_overload")
     shed = ts.get("shed_order", [])
     if not isinstance(shed, list) or not all(isinstance(b, int) for b in shed):
         raise ConfigError(f"[timeseries] shed_order must be a list of bus ids, got {shed!r}")
-    tss = TimeSeriesSettings(period_h=float(ts.get("period_h", 1.0)), controls=tuple(policies), control=control,
-                             start_hour=float(ts.get("start_hour", 0.0)),
-                             island_overload=None if island is None else str(island), shed_order=tuple(shed))
+    tss = TimeSeriesSettings(
+        period_h=float(ts.get("period_h", 1.0)),
+        controls=tuple(policies),
+        control=control,
+        start_hour=float(ts.get("start_hour", 0.0)),
+        island_overload=None if island is None else str(island),
+        shed_order=tuple(shed),
+    )
     try:
         tss.validate()
     except Exception as e:  # noqa: BLE001
         raise ConfigError(f"[timeseries] {e}") from None
-    return TimeSeriesStudy(title=str(cfg.get("title", "sopjax Monte Carlo study over time")), net=net,
-                           strategies=strategies, source=source, settings=settings, ts=tss, bases=bases,
-                           seed=seed_value, config=json.loads(json.dumps(dict(cfg), default=str)))
+    return TimeSeriesStudy(
+        title=str(cfg.get("title", "sopjax Monte Carlo study over time")),
+        net=net,
+        strategies=strategies,
+        source=source,
+        settings=settings,
+        ts=tss,
+        bases=bases,
+        seed=seed_value,
+        config=json.loads(json.dumps(dict(cfg), default=str)),
+    )
 
 
-def run_timeseries_study(study: TimeSeriesStudy, *, out: str | Path | None = None, progress=None, plots: bool = True,
-                         on_chunk=None):
-    """Run a study; write the dataset and the plot over time when ``out`` is given. Returns (dataset, paths)."""
+def run_timeseries_study(
+    study: TimeSeriesStudy, *, out: str | Path | None = None, progress=None, plots: bool = True, on_chunk=None
+):
+    """Run a study; write the dataset and the plot over time when ``out`` is given; (dataset, paths)."""
     from sopjax.montecarlo.io import write_dataset
 
     checkpoint = Path(str(out) + ".ckpt.npz") if out is not None else None
     attrs = {"study": study.title, "seed": study.seed}
     if study.config is not None:
         attrs["config"] = study.config
-    ds = run_timeseries(study.net, study.strategies, study.source, study.settings, study.ts, bases=study.bases,
-                        checkpoint=checkpoint, progress=progress, on_chunk=on_chunk, attrs=attrs)
+    ds = run_timeseries(
+        study.net,
+        study.strategies,
+        study.source,
+        study.settings,
+        study.ts,
+        bases=study.bases,
+        checkpoint=checkpoint,
+        progress=progress,
+        on_chunk=on_chunk,
+        attrs=attrs,
+    )
     written: list[Path] = []
     if out is not None:
         written.append(write_dataset(ds, out, checkpoint=checkpoint))
         if plots:
             from sopjax.montecarlo.timeseries_plots import plot_recovery_over_time
 
-            written.append(plot_recovery_over_time(ds, Path(str(out)).with_suffix("").as_posix() + "_recovery_time.png"))
+            written.append(
+                plot_recovery_over_time(ds, Path(str(out)).with_suffix("").as_posix() + "_recovery_time.png")
+            )
     return ds, written

@@ -42,8 +42,18 @@ from sopjax.kernels.scoring.options import ScoringOptions
 from sopjax.kernels.scoring.sample import SampleScore, net_load, score_sample
 
 __all__ = [
-    "CONTROL_POLICIES", "ControlOptions", "SetPoints", "SOPLimits", "check_policy", "fixed_setpoints",
-    "with_setpoints", "score_setpoints", "score_local", "score_vf_search", "vf_candidates", "repair_islands",
+    "CONTROL_POLICIES",
+    "ControlOptions",
+    "SetPoints",
+    "SOPLimits",
+    "check_policy",
+    "fixed_setpoints",
+    "with_setpoints",
+    "score_setpoints",
+    "score_local",
+    "score_vf_search",
+    "vf_candidates",
+    "repair_islands",
     "ISLAND_POLICIES",
 ]
 
@@ -52,9 +62,11 @@ CONTROL_POLICIES = ("fixed", "local", "optimal")
 
 
 def check_policy(policy: str, where: str = "control") -> str:
-    """``policy`` if it is one of :data:`CONTROL_POLICIES`; raise ``ValueError`` naming ``where`` otherwise."""
+    """``policy`` if it is in :data:`CONTROL_POLICIES`; raise ``ValueError`` naming ``where`` otherwise."""
     if policy not in CONTROL_POLICIES:
-        raise ValueError(f"{where}: unknown control policy {policy!r}; choose from {', '.join(CONTROL_POLICIES)}")
+        raise ValueError(
+            f"{where}: unknown control policy {policy!r}; choose from {', '.join(CONTROL_POLICIES)}"
+        )
     return policy
 
 
@@ -141,8 +153,9 @@ def with_setpoints(s: StrategyArrays, sp: SetPoints) -> StrategyArrays:
     u = jnp.where(s.sop_is_vf, sp.u_a, s.grid.v_source[s.sop_a_bus])
     v_source = s.grid.v_source.at[s.sop_a_bus].set(jnp.where(s.sop_is_vf, u, s.grid.v_source[s.sop_a_bus]))
     vf = dataclasses.replace(s.vf, q_partner=jnp.where(s.sop_is_vf, q_b, s.vf.q_partner))
-    return dataclasses.replace(s, sop_p_a=p_a, sop_q_a=q_a, sop_q_b=q_b, vf=vf,
-                               grid=dataclasses.replace(s.grid, v_source=v_source))
+    return dataclasses.replace(
+        s, sop_p_a=p_a, sop_q_a=q_a, sop_q_b=q_b, vf=vf, grid=dataclasses.replace(s.grid, v_source=v_source)
+    )
 
 
 def score_setpoints(
@@ -166,8 +179,16 @@ def _clip_capacity(p, q, s_rated, q_min, q_max):
     return p, jnp.clip(q, jnp.maximum(q_min, -q_room), jnp.minimum(q_max, q_room))
 
 
-def local_setpoints(ctx: ScoringContext, s: StrategyArrays, p_load_pu, q_load_pu, p_pv_pu, lim: SOPLimits,
-                    options: ScoringOptions, control: ControlOptions) -> SetPoints:
+def local_setpoints(
+    ctx: ScoringContext,
+    s: StrategyArrays,
+    p_load_pu,
+    q_load_pu,
+    p_pv_pu,
+    lim: SOPLimits,
+    options: ScoringOptions,
+    control: ControlOptions,
+) -> SetPoints:
     """Set-points of the local rule for one sample (see the module docstring)."""
     sp0 = fixed_setpoints(s)
     pq, vf = s.sop_is_pq, s.sop_is_vf
@@ -175,17 +196,20 @@ def local_setpoints(ctx: ScoringContext, s: StrategyArrays, p_load_pu, q_load_pu
     def step(_, sp):
         st = with_setpoints(s, sp)
         p_net, q_net = net_load(ctx, st, p_load_pu, q_load_pu, p_pv_pu)
-        res = sweep_power_flow(st.topo, st.grid, ctx.f_bus, p_net, q_net, st.vf, tol=options.tol,
-                               max_iter=options.max_iter)
+        res = sweep_power_flow(
+            st.topo, st.grid, ctx.f_bus, p_net, q_net, st.vf, tol=options.tol, max_iter=options.max_iter
+        )
         v_a, v_b = res.vm_pu[s.sop_a_bus], res.vm_pu[s.sop_b_bus]
         p_t = sp0.p_a + s.sop_s_a * (v_b - v_a) / control.droop_p
         q_a_t = sp0.q_a - s.sop_s_a * (v_a - control.v_ref_pu) / control.droop_q
         q_b_t = sp0.q_b - s.sop_s_b * (v_b - control.v_ref_pu) / control.droop_q
         w = control.damping
-        p_a, q_a = _clip_capacity(sp.p_a + w * (p_t - sp.p_a), sp.q_a + w * (q_a_t - sp.q_a),
-                                  s.sop_s_a, lim.q_min_a, lim.q_max_a)
-        _, q_b = _clip_capacity(jnp.zeros_like(p_a), sp.q_b + w * (q_b_t - sp.q_b), s.sop_s_b,
-                                lim.q_min_b, lim.q_max_b)
+        p_a, q_a = _clip_capacity(
+            sp.p_a + w * (p_t - sp.p_a), sp.q_a + w * (q_a_t - sp.q_a), s.sop_s_a, lim.q_min_a, lim.q_max_a
+        )
+        _, q_b = _clip_capacity(
+            jnp.zeros_like(p_a), sp.q_b + w * (q_b_t - sp.q_b), s.sop_s_b, lim.q_min_b, lim.q_max_b
+        )
         ok = res.converged
         keep = lambda new, old, m: jnp.where(ok & m, new, old)  # noqa: E731
         return SetPoints(keep(p_a, sp.p_a, pq), keep(q_a, sp.q_a, pq), keep(q_b, sp.q_b, pq | vf), sp.u_a)
@@ -229,8 +253,12 @@ def vf_candidates(s: StrategyArrays, lim: SOPLimits, control: ControlOptions) ->
     q_all = jnp.concatenate([sp0.q_b[None], jnp.tile(qb, (nu, 1))])
     q_all = jnp.where(s.sop_is_vf[None, :], q_all, sp0.q_b[None, :])
     n = u_all.shape[0]
-    return SetPoints(jnp.broadcast_to(sp0.p_a, (n,) + sp0.p_a.shape), jnp.broadcast_to(sp0.q_a, (n,) + sp0.q_a.shape),
-                     q_all, u_all)
+    return SetPoints(
+        jnp.broadcast_to(sp0.p_a, (n,) + sp0.p_a.shape),
+        jnp.broadcast_to(sp0.q_a, (n,) + sp0.q_a.shape),
+        q_all,
+        u_all,
+    )
 
 
 def score_vf_search(

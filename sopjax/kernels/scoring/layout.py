@@ -72,7 +72,8 @@ def score_batch(
     if options.sweep_layout not in ("bus_major", "per_sample"):
         raise ValueError(f"sweep_layout must be 'bus_major' or 'per_sample', got {options.sweep_layout!r}")
     def one(s, layout):
-        return score_strategy(ctx, s, p_load_pu, q_load_pu, p_pv_pu, dataclasses.replace(options, sweep_layout=layout))
+        opts = dataclasses.replace(options, sweep_layout=layout)
+        return score_strategy(ctx, s, p_load_pu, q_load_pu, p_pv_pu, opts)
 
     if options.strategy_axis == "vmap":
         return jax.vmap(lambda s: one(s, "per_sample"))(st)
@@ -97,7 +98,8 @@ def score_strategy(
     """
     if options.method == "sweep" and options.sweep_layout == "bus_major":
         p_net, q_net = jax.vmap(lambda p, q, pv: net_load(ctx, s, p, q, pv))(p_load_pu, q_load_pu, p_pv_pu)
-        res = sweep_batch(s.topo, s.grid, ctx.f_bus, p_net, q_net, tol=options.tol, max_iter=options.max_iter, vf=s.vf)
+        res = sweep_batch(s.topo, s.grid, ctx.f_bus, p_net, q_net, tol=options.tol, max_iter=options.max_iter,
+                          vf=s.vf)
         return jax.vmap(lambda p, r: score_flow(ctx, s, p, r, options))(p_load_pu, res)
     f = lambda x: score_sample(ctx, s, x[0], x[1], x[2], options)  # noqa: E731
     if options.sample_block is None or options.sample_block >= p_load_pu.shape[0]:
