@@ -271,11 +271,22 @@ def expand_strategies(strategies, n_periods: int) -> list[list[Strategy]]:
 
 
 def _row_batch(net: Network, per_period: list[list[Strategy]], fault_open) -> StrategyBatch:
-    """One compiled strategy per (strategy, period) row, row = s * time + t (names ``name@t``)."""
-    rows = [
-        dataclasses.replace(s, name=f"{seq[0].name}@{t}") for seq in per_period for t, s in enumerate(seq)
-    ]
-    return compile_strategies(net, rows, fault_open=fault_open)
+    """One compiled strategy per (strategy, period) row, row = s * time + t (names ``name@t``).
+
+    Each distinct strategy object is validated and compiled once, then repeated over its periods.
+    """
+    flat = [s for seq in per_period for s in seq]
+    index: dict[int, int] = {}
+    unique: list[Strategy] = []
+    for s in flat:
+        if id(s) not in index:
+            index[id(s)] = len(unique)
+            unique.append(dataclasses.replace(s, name=f"{s.name}@{len(unique)}"))
+    compiled = compile_strategies(net, unique, fault_open=fault_open)
+    idx = np.asarray([index[id(s)] for s in flat])
+    rows = tuple(dataclasses.replace(s, name=f"{seq[0].name}@{t}") for seq in per_period for t, s in enumerate(seq))
+    arrays = jax.tree_util.tree_map(lambda a: np.asarray(a)[idx], compiled.arrays)
+    return StrategyBatch(strategies=rows, topologies=tuple(compiled.topologies[i] for i in idx), arrays=arrays)
 
 
 def _limits(net: Network, batch: StrategyBatch, ctx) -> SOPLimits:
