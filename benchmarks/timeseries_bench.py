@@ -136,6 +136,7 @@ def main(argv=None) -> int:
         rate = work / sec
         failed = int(ds.control_failed.sum())
         rows.append((policy, rate, sec, comp, failed, float(ds.energy_recovery_mean.mean())))
+        print(f"  {policy}: {sec:.1f} s ({comp:.1f} s warm-up with compilation)", flush=True)
     base = rows[0][1]
     print(
         f"{'control':<10} {'strategy-sample-periods/s':>26} {'seconds':>9} {'compile s':>10} {'vs fixed':>9} "
