@@ -415,50 +415,55 @@ def _dispatch_kernel(net, key: bytes, status, ctx, tol: float, max_iter: int):
     return _DISPATCH[k]
 
 
-def _dispatch_one(net, strategy: Strategy, row, ctx, control: ControlOptions, p, q, pv, dtype):
-    """Optimal PQ set-points of one compiled strategy ``row`` on samples: (SetPoints, converged)."""
-    status = np.asarray(strategy.status, bool)
+def _dispatch_group(net, status, rows, ctx, control: ControlOptions, p, q, pv, dtype):
+    """Optimal PQ set-points of compiled strategies ``rows`` (stacked, G rows) sharing the switch states
+    ``status``, on samples ``p, q, pv`` (G, sample, .): one batched dispatch of G x sample problems.
+
+    Returns (SetPoints (G, sample, sop), converged (G, sample)); the fixed set-points where not converged.
+    """
     key = status.tobytes() + np.asarray(ctx.v_min_pu).tobytes() + np.asarray(ctx.v_max_pu).tobytes()
-    pk = jnp.asarray(row.pickup, dtype)
-    pq = np.asarray(row.sop_is_pq)
-    n = p.shape[0]
-    caps = [
-        jnp.broadcast_to(jnp.asarray(np.where(pq, np.asarray(c, float), 0.0), dtype), (n, pq.size))
-        for c in (net.sop.s_rated_i_pu, net.sop.s_rated_j_pu)
-    ]
-    res = _dispatch_kernel(net, key, status, ctx, control.dispatch_tol, control.dispatch_max_iter)(
-        DispatchInputs(pk * p, pk * q, pv, *caps)
-    )
-    a_i = jnp.asarray(row.sop_a_is_i)
+    g, n = p.shape[0], p.shape[1]
+    pk = jnp.asarray(rows.pickup, dtype)[:, None, :]
+    pq = np.asarray(rows.sop_is_pq)  # (G, sop)
+    caps = [jnp.asarray(np.where(pq, np.asarray(c, float)[None, :], 0.0), dtype) for c in
+            (net.sop.s_rated_i_pu, net.sop.s_rated_j_pu)]
+    flat = lambda a: a.reshape((g * n,) + a.shape[2:])  # noqa: E731
+    inputs = DispatchInputs(flat(pk * p), flat(pk * q), flat(pv),
+                            *(flat(jnp.broadcast_to(c[:, None, :], (g, n, c.shape[1]))) for c in caps))
+    res = _dispatch_kernel(net, key, status, ctx, control.dispatch_tol, control.dispatch_max_iter)(inputs)
+    res = jax.tree_util.tree_map(lambda a: a.reshape((g, n) + a.shape[1:]), res)
+    a_i = jnp.asarray(rows.sop_a_is_i)[:, None, :]
     conv = res.converged & jnp.all(jnp.isfinite(res.p_i), axis=-1)
-    fx = fixed_setpoints(row)
-    sel = lambda new, old: jnp.where(conv[:, None] & pq[None, :], new, jnp.asarray(old, dtype)[None, :])  # noqa: E731
+    fx = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype)[:, None, :], jax.vmap(fixed_setpoints)(rows))
+    use = conv[..., None] & jnp.asarray(pq)[:, None, :]
+    sel = lambda new, old: jnp.where(use, new, old)  # noqa: E731
     sp = SetPoints(
         sel(jnp.where(a_i, res.p_i, res.p_j), fx.p_a),
         sel(jnp.where(a_i, res.q_i, res.q_j), fx.q_a),
         sel(jnp.where(a_i, res.q_j, res.q_i), fx.q_b),
-        jnp.broadcast_to(jnp.asarray(fx.u_a, dtype), (n, pq.size)),
+        jnp.broadcast_to(fx.u_a, (g, n, pq.shape[1])),
     )
     return sp, conv
 
 
 def _dispatch_rows(net, batch, rows, ctx, control: ControlOptions, p, q, pv, t_of_row, dtype):
-    """Optimal PQ set-points for ``rows``: (SetPoints (row, sample, sop), converged (row, sample))."""
-    out = [
-        _dispatch_one(
-            net,
-            batch.strategies[r],
-            _take(batch.arrays, r),
-            ctx,
-            control,
-            p[t_of_row[r]],
-            q[t_of_row[r]],
-            pv[t_of_row[r]],
-            dtype,
-        )
-        for r in rows
-    ]
-    return SetPoints(*(jnp.stack(f) for f in zip(*(o[0] for o in out)))), jnp.stack([o[1] for o in out])
+    """Optimal PQ set-points for ``rows``: (SetPoints (row, sample, sop), converged (row, sample)).
+
+    Rows with the same switch states are solved in one batched dispatch call.
+    """
+    groups: dict[bytes, list[int]] = {}
+    for k, r in enumerate(rows):
+        groups.setdefault(np.asarray(batch.strategies[r].status, bool).tobytes(), []).append(k)
+    parts, order = [], []
+    for members in groups.values():
+        rr = np.asarray(rows)[members]
+        t = jnp.asarray(t_of_row[rr])
+        status = np.asarray(batch.strategies[int(rr[0])].status, bool)
+        parts.append(_dispatch_group(net, status, _take(batch.arrays, rr), ctx, control, p[t], q[t], pv[t], dtype))
+        order.extend(members)
+    inv = np.argsort(np.asarray(order))
+    sp = SetPoints(*(jnp.concatenate(f)[inv] for f in zip(*(x[0] for x in parts))))
+    return sp, jnp.concatenate([x[1] for x in parts])[inv]
 
 
 def optimal_setpoints(
@@ -493,17 +498,9 @@ def optimal_setpoints(
     """
     batch = compile_strategies(net, [strategy], fault_open=fault_open)
     ctx = scoring_context(net, fault_open=fault_open, v_min_pu=v_min_pu, v_max_pu=v_max_pu)
-    return _dispatch_one(
-        net,
-        strategy,
-        _take(batch.arrays, 0),
-        ctx,
-        control,
-        jnp.asarray(p_load_pu),
-        jnp.asarray(q_load_pu),
-        jnp.asarray(p_pv_pu),
-        jnp.float64,
-    )
+    p, q, pv = (jnp.asarray(a, jnp.float64)[None] for a in (p_load_pu, q_load_pu, p_pv_pu))
+    sp, conv = _dispatch_rows(net, batch, [0], ctx, control, p, q, pv, np.zeros(1, np.int32), jnp.float64)
+    return SetPoints(*(f[0] for f in sp)), conv[0]
 
 
 @functools.partial(jax.jit, static_argnames=("n_s", "n_t", "period_h", "spec"))
