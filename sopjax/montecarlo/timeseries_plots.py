@@ -26,6 +26,11 @@ def plot_recovery_over_time(ds, path: str | Path, *, band=(0.05, 0.95)) -> Path:
     rows = int(np.ceil(n / cols))
     fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.4 * rows), squeeze=False, sharey=True)
     hour = np.asarray(ds["hour"].values, float)
+    edges = np.append(hour, hour[-1] + float(ds.attrs.get("period_h", 1.0)))  # step edges: one more than periods
+
+    def ext(v):
+        return np.append(v, v[-1])
+
     lo_i, hi_i = _nearest(ds["quantile"].values, band[0]), _nearest(ds["quantile"].values, band[1])
     colors = {"fixed": "tab:gray", "local": "tab:orange", "optimal": "tab:blue"}
     for ax, plan in zip(axes.ravel(), plans):
@@ -37,25 +42,25 @@ def plot_recovery_over_time(ds, path: str | Path, *, band=(0.05, 0.95)) -> Path:
             col = colors.get(c, None)
             q = 100 * np.asarray(sub["recovery_ratio_quantile"].values)
             ax.fill_between(
-                hour,
-                q[:, lo_i],
-                q[:, hi_i],
+                edges,
+                ext(q[:, lo_i]),
+                ext(q[:, hi_i]),
                 step="post",
                 alpha=0.25,
                 color=col,
                 label=f"{c}: {band[0]:.0%}-{band[1]:.0%} band",
             )
             ax.step(
-                hour,
-                100 * np.asarray(sub["recovery_ratio_mean"].values),
+                edges,
+                ext(100 * np.asarray(sub["recovery_ratio_mean"].values)),
                 where="post",
                 color=col,
                 lw=1.6,
                 label=f"{c}: mean",
             )
             ax.step(
-                hour,
-                100 * np.asarray(sub["recovery_ratio_nominal"].values),
+                edges,
+                ext(100 * np.asarray(sub["recovery_ratio_nominal"].values)),
                 where="post",
                 color=col,
                 lw=0.9,
