@@ -22,9 +22,12 @@ VENV = ROOT / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PY = BIN / "python"
 
-# The main job: seed 002's restoration study scored by Monte Carlo, results in results/.
+# The main job: seed 002's restoration study scored by Monte Carlo, then the same case over a day
+# with fixed vs optimal (re-dispatched) SOP control; results in results/.
 MAIN = [
     ["sopjax", "montecarlo", "configs/ieee33_restoration_mc.toml", "--out", "results/ieee33_restoration_mc.nc",
+     "--parents", "--overwrite"],
+    ["sopjax", "montecarlo", "configs/ieee33_restoration_day.toml", "--out", "results/ieee33_restoration_day.nc",
      "--parents", "--overwrite"],
 ]
 

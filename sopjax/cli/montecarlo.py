@@ -15,7 +15,8 @@ def register(sub) -> None:
         description="Score the strategies of a study config on Monte Carlo samples of PV and load: "
         "recovery ratio, voltage compliance, losses, VCPI and SOP loading per strategy. Prints a summary "
         "table; --out writes an xarray dataset (.nc or .zarr) and two plots next to it. An interrupted run "
-        "resumes from its checkpoint (<out>.ckpt.npz) when rerun with the same arguments.",
+        "resumes from its checkpoint (<out>.ckpt.npz) when rerun with the same arguments. A config with a "
+        "[timeseries] table scores the strategies over a horizon of periods (docs/montecarlo.md).",
     )
     p.add_argument("config", metavar="CONFIG.toml", help="study config (see configs/ieee33_restoration_mc.toml)")
     p.add_argument("--samples", type=positive_int, metavar="N", help="number of samples (overrides the config)")
@@ -51,6 +52,11 @@ def run(args: argparse.Namespace) -> int:
         check_output(args.samples_out, overwrite=args.overwrite, parents=args.parents, suffixes=(".zarr",))
     with output_lock(args.out):  # taken before any work: a second run on this --out is refused at once
         cfg = read_toml(args.config, ConfigError)
+        if "timeseries" in cfg:  # Monte Carlo over time (sopjax.montecarlo.timeseries_study)
+            if args.scheduler or args.samples_out:
+                raise ConfigError("--scheduler and --samples-out are not available for a [timeseries] study yet; "
+                                  "run it in-process")
+            return _run_timeseries(args, cfg)
         with open_executor(args) as executor:
             study = study_from_config(cfg, samples=args.samples, seed=args.seed, chunk_size=args.chunk_size)
             ds, written = run_study(study, out=args.out, progress=args.progress, plots=not args.no_plots,
@@ -59,6 +65,26 @@ def run(args: argparse.Namespace) -> int:
         print_json(summary_dict(ds))
     else:
         print(summary_table(ds))
+    for path in written:
+        print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
+def _run_timeseries(args: argparse.Namespace, cfg) -> int:
+    import json
+    import sys
+
+    from sopjax.montecarlo.timeseries_study import run_timeseries_study, timeseries_study_from_config
+    from sopjax.montecarlo.timeseries_summary import summary_table_timeseries
+
+    study = timeseries_study_from_config(cfg, samples=args.samples, seed=args.seed,
+                                         chunk_size=args.chunk_size)
+    ds, written = run_timeseries_study(study, out=args.out, progress=args.progress, plots=not args.no_plots)
+    if args.json:
+        keep = [v for v in ds.data_vars if ds[v].dims in (("strategy",), ("pair",))]
+        print(json.dumps(ds[keep].to_dict(data="list")["data_vars"], default=str, indent=1))
+    else:
+        print(summary_table_timeseries(ds))
     for path in written:
         print(f"wrote {path}", file=sys.stderr)
     return 0

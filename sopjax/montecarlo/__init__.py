@@ -8,8 +8,10 @@ from sopjax.montecarlo.io import read_dataset, write_dataset
 from sopjax.montecarlo.runner import MonteCarloSettings, default_chunk_size, run_montecarlo
 from sopjax.montecarlo.sources import ArraySource, ModelSource, SampleSource
 from sopjax.montecarlo.state import CheckpointError, RunState
+from sopjax.montecarlo.timeseries import ProfileSource, TimeSeriesSettings, run_timeseries
 
 __all__ = [
     "ArraySource", "CheckpointError", "ModelSource", "MonteCarloSettings", "RunState", "SampleSource",
     "default_chunk_size", "read_dataset", "run_montecarlo", "write_dataset",
+    "ProfileSource", "TimeSeriesSettings", "run_timeseries",
 ]

@@ -226,6 +226,7 @@ def compile_dispatch(
     v_min_pu: float | Sequence[float] | None = None,
     v_max_pu: float | Sequence[float] | None = None,
     voltage_weight: float = 0.0,
+    allow_deenergized: bool = False,
 ) -> DispatchData:
     """Compile the dispatch data of ``net`` for one switch configuration.
 
@@ -235,6 +236,9 @@ def compile_dispatch(
         open, close: 1-based branch numbers to open / close.
         v_min_pu, v_max_pu: voltage limits (scalar or per bus); default the network's.
         voltage_weight: weight ``w`` of the penalty ``w * sum_b (v_b - 1)^2`` (``v = |V|^2``), >= 0.
+        allow_deenergized: keep buses the substation does not reach out of the problem (their
+            loads, PV and SOP terminals drop out, as at the substation) instead of refusing them;
+            the restoration setting of :mod:`sopjax.kernels.scoring.control`.
 
     Returns:
         :class:`DispatchData` (numpy leaves).
@@ -253,7 +257,7 @@ def compile_dispatch(
         status = net.branch_status(open=open, close=close)
     topo = compile_topology(net, status)
     energized = np.asarray(topo.energized)
-    if not energized.all():
+    if not energized.all() and not allow_deenergized:
         b = int(np.flatnonzero(~energized)[0])
         raise DispatchInputError(
             f"bus {net.bus_ids[b]} is not fed by the substation in this switch configuration; "

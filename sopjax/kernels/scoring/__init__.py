@@ -13,7 +13,7 @@
 """
 
 from sopjax.kernels.scoring.arrays import ScoringContext, StrategyArrays
-from sopjax.kernels.scoring.layout import blocked_map, score_batch
+from sopjax.kernels.scoring.layout import blocked_map, score_batch, score_strategy
 from sopjax.kernels.scoring.options import HistSpec, ScoringOptions
 from sopjax.kernels.scoring.reduce import (
     EXACT_FIELDS,
@@ -36,6 +36,7 @@ __all__ = [
     "score_flow",
     "net_load",
     "score_batch",
+    "score_strategy",
     "blocked_map",
     "reduce_chunk",
     "chunk_moments",

@@ -6,7 +6,7 @@ other samples or strategies of the batch (:func:`score_batch`).
 
 from __future__ import annotations
 
-from functools import partial
+import dataclasses
 
 import jax
 import jax.numpy as jnp
@@ -17,7 +17,7 @@ from sopjax.kernels.scoring.options import ScoringOptions
 from sopjax.kernels.scoring.sample import SampleScore, net_load, score_flow, score_sample
 from sopjax.kernels.sweep_batch import sweep_batch
 
-__all__ = ["blocked_map", "score_batch"]
+__all__ = ["blocked_map", "score_batch", "score_strategy"]
 
 
 def blocked_map(f, xs, block: int):
@@ -69,25 +69,39 @@ def score_batch(
     them (Vf-mode islands included), and :func:`score_flow` scores each sample.
     Per sample, the results do not depend on the other samples of the chunk.
     """
-    one = partial(score_sample, options=options)
     if options.sweep_layout not in ("bus_major", "per_sample"):
         raise ValueError(f"sweep_layout must be 'bus_major' or 'per_sample', got {options.sweep_layout!r}")
-
-    def bus_major(s):
-        p_net, q_net = jax.vmap(lambda p, q, pv: net_load(ctx, s, p, q, pv))(p_load_pu, q_load_pu, p_pv_pu)
-        res = sweep_batch(s.topo, s.grid, ctx.f_bus, p_net, q_net, tol=options.tol, max_iter=options.max_iter, vf=s.vf)
-        return jax.vmap(lambda p, r: score_flow(ctx, s, p, r, options))(p_load_pu, res)
-
-    def per_strategy(s):
-        f = lambda x: one(ctx, s, x[0], x[1], x[2])  # noqa: E731
-        if options.sample_block is None or options.sample_block >= p_load_pu.shape[0]:
-            return jax.vmap(f)((p_load_pu, q_load_pu, p_pv_pu))
-        return blocked_map(f, (p_load_pu, q_load_pu, p_pv_pu), options.sample_block)
+    def one(s, layout):
+        opts = dataclasses.replace(options, sweep_layout=layout)
+        return score_strategy(ctx, s, p_load_pu, q_load_pu, p_pv_pu, opts)
 
     if options.strategy_axis == "vmap":
-        return jax.vmap(per_strategy)(st)
+        return jax.vmap(lambda s: one(s, "per_sample"))(st)
     if options.strategy_axis != "map":
         raise ValueError(f"strategy_axis must be 'map' or 'vmap', got {options.strategy_axis!r}")
+    return jax.lax.map(lambda s: one(s, options.sweep_layout), st)
+
+def score_strategy(
+    ctx: ScoringContext,
+    s: StrategyArrays,
+    p_load_pu: Float[Array, "sample bus"],
+    q_load_pu: Float[Array, "sample bus"],
+    p_pv_pu: Float[Array, "sample pv"],
+    options: ScoringOptions = ScoringOptions(),
+) -> SampleScore:
+    """One strategy ``s`` (no leading axis) on a set of samples: outputs (sample, ...).
+
+    The exact sweep with ``options.sweep_layout == "bus_major"`` solves all samples in one
+    bus-major batched call (:func:`~sopjax.kernels.sweep_batch.sweep_batch`, Vf-mode islands
+    included) and scores each sample from its result (:func:`score_flow`); otherwise
+    :func:`score_sample` is vmapped in blocks of ``options.sample_block``.
+    """
     if options.method == "sweep" and options.sweep_layout == "bus_major":
-        return jax.lax.map(bus_major, st)
-    return jax.lax.map(per_strategy, st)
+        p_net, q_net = jax.vmap(lambda p, q, pv: net_load(ctx, s, p, q, pv))(p_load_pu, q_load_pu, p_pv_pu)
+        res = sweep_batch(s.topo, s.grid, ctx.f_bus, p_net, q_net, tol=options.tol, max_iter=options.max_iter,
+                          vf=s.vf)
+        return jax.vmap(lambda p, r: score_flow(ctx, s, p, r, options))(p_load_pu, res)
+    f = lambda x: score_sample(ctx, s, x[0], x[1], x[2], options)  # noqa: E731
+    if options.sample_block is None or options.sample_block >= p_load_pu.shape[0]:
+        return jax.vmap(f)((p_load_pu, q_load_pu, p_pv_pu))
+    return blocked_map(f, (p_load_pu, q_load_pu, p_pv_pu), options.sample_block)

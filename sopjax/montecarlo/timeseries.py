@@ -1,0 +1,772 @@
+"""Monte Carlo over time: strategies scored over a horizon of periods, with corrective SOP control.
+
+:func:`run_timeseries` is :func:`~sopjax.montecarlo.run_montecarlo` with a ``time`` axis:
+
+* a :class:`ProfileSource` draws each sample as a whole horizon ``(time, bus)`` from an
+  :class:`~sopjax.sampling.UncertaintyModel` (load profile, per-period PV forecast, AR(1)
+  correlation of the forecast errors between periods, ``time_rho``); sample ``i`` depends
+  only on ``i``, so chunking, resume and determinism are as for one period;
+* strategies are fixed over the horizon or given per period (a list of ``time`` strategies);
+* each strategy has a corrective control policy (:mod:`sopjax.kernels.scoring.control`):
+  ``fixed``, ``local`` or ``optimal`` (per sample and period re-dispatch);
+* every (strategy, period) pair is reduced exactly like a strategy of the one-period
+  engine (same moments, histograms, exact quantiles, intervals), so the per-period
+  statistics are the one-period engine's, and a one-period run equals it (tested);
+* the horizon: per sample, energy not supplied and the energy recovery ratio,
+  ``ENS = dt sum_t (outage_t - restored_t)``, ``E_rec = sum_t restored_t / sum_t outage_t``
+  (kW, kWh with ``dt = period_h``), line and converter energy losses; their moments,
+  histogram quantiles and intervals are merged in the same run state and checkpoint;
+* paired differences of each controlled strategy against the same strategy with fixed
+  set-points (same samples): the value of corrective control.
+
+The dataset is built by :mod:`sopjax.montecarlo.timeseries_dataset`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from sopjax.errors import SopjaxError
+from sopjax.kernels.dispatch import DispatchInputs, compile_dispatch, dispatch_batched
+from sopjax.kernels.scoring import (
+    EXACT_FIELDS,
+    ScoringOptions,
+    chunk_moments,
+    histogram,
+    reduce_chunk,
+    score_strategy,
+)
+from sopjax.kernels.scoring.control import (
+    CONTROL_POLICIES,
+    ISLAND_POLICIES,
+    ControlOptions,
+    SetPoints,
+    SOPLimits,
+    check_policy,
+    fixed_setpoints,
+    repair_islands,
+    score_local,
+    score_setpoints,
+    score_vf_search,
+)
+from sopjax.montecarlo.runner import (
+    SAMPLE_FIELDS,
+    MonteCarloSettings,
+    _fingerprint,
+    _progress,
+    _to_device,
+    default_chunk_size,
+    kernel_block,
+)
+from sopjax.montecarlo.sources import _digest
+from sopjax.montecarlo.state import RunState
+from sopjax.network import Network
+from sopjax.sampling.profiles import check_profile
+from sopjax.strategies import Strategy, StrategyBatch, compile_strategies, scoring_context
+
+__all__ = [
+    "ProfileSource",
+    "TimeSeriesSettings",
+    "TimeSeriesError",
+    "run_timeseries",
+    "optimal_setpoints",
+    "shed_priority",
+    "expand_strategies",
+    "HORIZON_FIELDS",
+    "GAIN_FIELDS",
+    "CONTROL_POLICIES",
+]
+
+
+class TimeSeriesError(SopjaxError):
+    """Invalid time-series input: profile, strategies per period, control policy (named)."""
+
+
+# horizon quantities per (strategy, sample); the ratio has a histogram (quantiles)
+HORIZON_FIELDS = (
+    "hz_energy_ratio",
+    "hz_restored_pu_h",
+    "hz_outage_pu_h",
+    "hz_ens_pu_h",
+    "hz_loss_pu_h",
+    "hz_any_violation",
+)
+# paired differences controlled - fixed per (pair, sample)
+GAIN_FIELDS = ("gain_energy_ratio", "gain_loss_pu_h", "gain_ens_pu_h")
+
+
+@dataclasses.dataclass(frozen=True)
+class TimeSeriesSettings:
+    """Time-axis settings of :func:`run_timeseries` (the rest is :class:`MonteCarloSettings`).
+
+    Attributes:
+        period_h: length of one period in hours (energy = power x ``period_h``).
+        controls: control policy per strategy (one string applies to all):
+            ``"fixed"``, ``"local"`` or ``"optimal"`` (:mod:`sopjax.kernels.scoring.control`).
+        control: settings of the local rule, the U_set search and the dispatch.
+        start_hour: clock time of period 0 (labels only).
+        island_overload: ``None`` (the run settings' ``"shed"`` or ``"flag"``), or ``"resolve"``
+            (a tripped Vf island's load is dropped and the network solved again) or ``"priority"``
+            (buses of an overloaded island are shed one at a time, by ``shed_order``, and the
+            network re-solved until the island fits); see
+            :func:`~sopjax.kernels.scoring.control.repair_islands`.
+        shed_order: bus ids in the order they are shed by ``"priority"``; buses not listed come
+            after them, largest nominal load first.
+    """
+
+    period_h: float = 1.0
+    controls: str | tuple[str, ...] = "fixed"
+    control: ControlOptions = ControlOptions()
+    start_hour: float = 0.0
+    island_overload: str | None = None
+    shed_order: tuple[int, ...] = ()
+
+    def policies(self, n_strategies: int) -> tuple[str, ...]:
+        """The policy of each strategy (validated)."""
+        c = (self.controls,) * n_strategies if isinstance(self.controls, str) else tuple(self.controls)
+        if len(c) != n_strategies:
+            raise TimeSeriesError(f"controls has {len(c)} entries for {n_strategies} strategies")
+        for k, p in enumerate(c):
+            try:
+                check_policy(p, f"controls[{k}]")
+            except ValueError as e:
+                raise TimeSeriesError(str(e)) from None
+        return c
+
+    def validate(self) -> None:
+        if not (np.isfinite(self.period_h) and self.period_h > 0):
+            raise TimeSeriesError(f"period_h must be a positive number of hours, got {self.period_h}")
+        if self.island_overload is not None and self.island_overload not in ISLAND_POLICIES:
+            raise TimeSeriesError(
+                f"island_overload must be one of {', '.join(ISLAND_POLICIES)}, got {self.island_overload!r}"
+            )
+        try:
+            self.control.validate()
+        except ValueError as e:
+            raise TimeSeriesError(str(e)) from None
+
+
+class ProfileSource:
+    """Samples over a horizon of an :class:`~sopjax.sampling.UncertaintyModel`; sample ``i`` depends on ``i``.
+
+    Args:
+        net: the network.
+        model: the uncertainty model; its ``load_profile`` (periods,) scales the nominal load
+            per period and its ``time_rho`` correlates the forecast errors of consecutive periods.
+        pv_forecast_pu: PV forecast (time, pv) per unit, or (pv,) repeated over the load profile's periods.
+        seed: integer seed (``jax.random.key(seed)``).
+        n_samples: the design size.
+        periods: expected number of periods (checked against the profile and forecast), optional.
+        description: JSON-able description (dataset attributes, fingerprint).
+
+    Raises:
+        TimeSeriesError / ProfileError: a forecast or profile of the wrong length, a negative value.
+    """
+
+    def __init__(
+        self,
+        net,
+        model,
+        pv_forecast_pu,
+        *,
+        seed: int,
+        n_samples: int,
+        periods: int | None = None,
+        description: dict | None = None,
+    ):
+        import jax as _jax
+
+        self.net, self.model = net, model
+        fc = np.asarray(pv_forecast_pu, float)
+        prof = model.profile_array()
+        if fc.ndim == 1:
+            fc = np.broadcast_to(fc, (1 if prof is None else prof.shape[0], fc.shape[0])).copy()
+        if fc.ndim != 2 or fc.shape[1] != net.pv.count:
+            raise TimeSeriesError(
+                f"pv forecast must be (time, {net.pv.count}) per unit, got shape {fc.shape}"
+            )
+        for k in range(fc.shape[1]):
+            check_profile(fc[:, k], name=f"pv forecast of PV unit {k}")
+        if prof is not None and prof.shape[0] != fc.shape[0]:
+            raise TimeSeriesError(
+                f"load profile has {prof.shape[0]} periods but the pv forecast has {fc.shape[0]}"
+            )
+        if periods is not None and fc.shape[0] != int(periods):
+            raise TimeSeriesError(f"the profile has {fc.shape[0]} periods, expected {int(periods)}")
+        self.forecast = fc
+        self.profile = np.ones(fc.shape[0]) if prof is None else prof
+        self.seed, self.n_samples = int(seed), int(n_samples)
+        self.description = dict(description or {"model": repr(model)})
+        self.key = _jax.random.key(self.seed)
+
+    @property
+    def n_periods(self) -> int:
+        return self.forecast.shape[0]
+
+    def draw(self, start: int, n: int):
+        """Samples ``[start, start + n)``: (n, time, bus), (n, time, bus), (n, time, pv)."""
+        if start + n > self.n_samples:
+            raise SopjaxError(f"the design has {self.n_samples} samples; asked for {start}..{start + n - 1}")
+        s = self.model.sample(
+            self.net, self.forecast, key=self.key, n=self.n_samples, start=start, stop=start + n
+        )
+        return s.p_load_pu, s.q_load_pu, s.p_pv_pu
+
+    def nominal(self):
+        """The forecast without noise: (time, bus), (time, bus), (time, pv)."""
+        p = self.profile[:, None] * np.asarray(self.net.p_load_pu, float)[None]
+        q = self.profile[:, None] * np.asarray(self.net.q_load_pu, float)[None]
+        return p, q, self.forecast.copy()
+
+    def fingerprint(self) -> str:
+        text = json.dumps(
+            {"seed": self.seed, "n": self.n_samples, "model": self.description, "repr": repr(self.model)},
+            sort_keys=True,
+            default=str,
+        )
+        return "profile:" + hashlib.sha256(text.encode()).hexdigest()[:16] + ":" + _digest(self.forecast)
+
+    def describe(self) -> dict:
+        return {"kind": "profile", "seed": self.seed, "periods": self.n_periods, **self.description}
+
+
+# ----------------------------------------------------------------------------- strategies
+
+
+def expand_strategies(strategies, n_periods: int) -> list[list[Strategy]]:
+    """Each entry (a :class:`Strategy` or ``n_periods`` of them) as a list of ``n_periods`` strategies.
+
+    Raises:
+        TimeSeriesError: a per-period list of another length (the strategy named).
+    """
+    out = []
+    for k, s in enumerate(strategies):
+        if isinstance(s, Strategy):
+            out.append([s] * n_periods)
+            continue
+        seq = list(s)
+        name = seq[0].name if seq and isinstance(seq[0], Strategy) else f"#{k}"
+        if len(seq) != n_periods or not all(isinstance(x, Strategy) for x in seq):
+            raise TimeSeriesError(
+                f"strategy {name!r} is given per period with {len(seq)} entries; "
+                f"the horizon has {n_periods} periods"
+            )
+        out.append(seq)
+    names = [seq[0].name for seq in out]
+    dup = {n for n in names if names.count(n) > 1}
+    if dup:
+        raise TimeSeriesError(f"strategy name {sorted(dup)[0]!r} is used twice")
+    return out
+
+
+def _row_batch(net: Network, per_period: list[list[Strategy]], fault_open) -> StrategyBatch:
+    """One compiled strategy per (strategy, period) row, row = s * time + t (names ``name@t``).
+
+    Each distinct strategy object is validated and compiled once, then repeated over its periods.
+    """
+    flat = [s for seq in per_period for s in seq]
+    index: dict[int, int] = {}
+    unique: list[Strategy] = []
+    for s in flat:
+        if id(s) not in index:
+            index[id(s)] = len(unique)
+            unique.append(dataclasses.replace(s, name=f"{s.name}@{len(unique)}"))
+    compiled = compile_strategies(net, unique, fault_open=fault_open)
+    idx = np.asarray([index[id(s)] for s in flat])
+    rows = tuple(dataclasses.replace(s, name=f"{seq[0].name}@{t}") for seq in per_period for t, s in enumerate(seq))
+    arrays = jax.tree_util.tree_map(lambda a: np.asarray(a)[idx], compiled.arrays)
+    return StrategyBatch(strategies=rows, topologies=tuple(compiled.topologies[i] for i in idx), arrays=arrays)
+
+
+def _limits(net: Network, batch: StrategyBatch, ctx) -> SOPLimits:
+    """Reactive and Vf voltage limits in each row's a/b orientation, (row, sop)."""
+    a = batch.arrays
+    sop = net.sop
+    a_i = np.asarray(a.sop_a_is_i)
+    pick = lambda xi, xj: np.where(a_i, np.asarray(xi, float)[None], np.asarray(xj, float)[None])  # noqa: E731
+    a_bus = np.asarray(a.sop_a_bus)
+    u_lo = np.maximum(np.asarray(net.v_min_pu, float), np.asarray(ctx.v_min_pu, float))[a_bus]
+    u_hi = np.minimum(np.asarray(net.v_max_pu, float), np.asarray(ctx.v_max_pu, float))[a_bus]
+    return SOPLimits(
+        pick(sop.q_min_i_pu, sop.q_min_j_pu),
+        pick(sop.q_max_i_pu, sop.q_max_j_pu),
+        pick(sop.q_min_j_pu, sop.q_min_i_pu),
+        pick(sop.q_max_j_pu, sop.q_max_i_pu),
+        u_lo,
+        np.maximum(u_hi, u_lo),
+    )
+
+
+def _row_kinds(batch: StrategyBatch, policies: Sequence[str], n_t: int) -> np.ndarray:
+    """Kernel of each row: 'fixed', 'local', 'vf' (U_set search) or 'pq' (dispatch)."""
+    a = batch.arrays
+    pq, vf = np.asarray(a.sop_is_pq), np.asarray(a.sop_is_vf)
+    kinds = []
+    for r in range(len(batch)):
+        pol = policies[r // n_t]
+        if pol == "fixed" or not (pq[r].any() or vf[r].any()):
+            kinds.append("fixed")
+        elif pol == "local":
+            kinds.append("local")
+        elif vf[r].any() and pq[r].any():
+            raise TimeSeriesError(
+                f"strategy {batch.names[r].rsplit('@', 1)[0]!r}: optimal control of a PQ-mode SOP next "
+                "to a Vf island is not supported (the dispatch models one substation-fed tree); "
+                "use 'local' or 'fixed'"
+            )
+        else:
+            kinds.append("vf" if vf[r].any() else "pq")
+    return np.asarray(kinds)
+
+
+# ----------------------------------------------------------------------------- kernels
+
+
+def _take(tree, idx):
+    return jax.tree_util.tree_map(lambda a: a[idx], tree)
+
+
+@functools.lru_cache(maxsize=32)
+def _row_kernel(kind: str, options: ScoringOptions, control: ControlOptions, island: str):
+    """Jitted scoring of rows (lax.map): ``f(ctx, st, t, lim, prio, p, q, pv[, sp])`` -> (scores, ok).
+
+    ``p, q, pv`` are (time, sample, .); row r scores period ``t[r]``. ``ok`` (row, sample) is False
+    where the controller failed (dispatch not converged: the fixed set-points were kept).
+    ``island`` in ("resolve", "priority") repairs tripped Vf islands (:func:`repair_islands`).
+    """
+
+    def one(ctx, prio, p, q, pv, args):
+        s, t, lim, sp = args
+        pt, qt, pvt = p[t], q[t], pv[t]
+        n = pt.shape[0]
+        ok = jnp.ones((n,), bool)
+        finish = None
+        if island in ("resolve", "priority"):
+
+            def finish(st, x, sc):
+                return repair_islands(ctx, st, pt, qt, pvt, x, sc, prio, island, options)
+
+        if kind == "vf":
+            return score_vf_search(ctx, s, pt, qt, pvt, lim, options, control, finish)[0], ok
+        if kind == "fixed":
+            sc = score_strategy(ctx, s, pt, qt, pvt, options)
+            sp = jax.tree_util.tree_map(lambda a: jnp.broadcast_to(a, (n,) + a.shape), fixed_setpoints(s))
+        elif kind == "local":
+            sc, sp = score_local(ctx, s, pt, qt, pvt, lim, options, control)
+        else:
+            sp, ok = sp
+            sc = score_setpoints(ctx, s, pt, qt, pvt, sp, options)
+        return (sc if finish is None else finish(s, sp, sc)), ok
+
+    def f(ctx, st, t, lim, prio, p, q, pv, sp=None):
+        return jax.lax.map(lambda args: one(ctx, prio, p, q, pv, args), (st, t, lim, sp))
+
+    return jax.jit(f)
+
+
+def shed_priority(net: Network, shed_order: Sequence[int]) -> np.ndarray:
+    """Priority of each bus for ``"priority"`` shedding (highest shed first), (bus,).
+
+    Raises:
+        TimeSeriesError: an unknown or repeated bus id in ``shed_order``.
+    """
+    prio = np.asarray(net.p_load_pu, float).copy()
+    ids = list(net.bus_ids)
+    seen = set()
+    top = prio.max(initial=0.0) + 1.0
+    for k, b in enumerate(shed_order):
+        if b not in ids or b in seen:
+            raise TimeSeriesError(
+                f"shed_order[{k}] = {b} is {'repeated' if b in seen else 'not a bus of the network'}"
+            )
+        seen.add(b)
+        prio[ids.index(b)] = top + len(shed_order) - k
+    return prio
+
+
+_DISPATCH: dict = {}
+
+
+def _dispatch_kernel(net, key: bytes, status, ctx, tol: float, max_iter: int):
+    """Jitted batched dispatch of one topology (compiled data and program cached by ``key``)."""
+    k = (id(net), key, tol, max_iter)
+    if k not in _DISPATCH:
+        if len(_DISPATCH) > 256:
+            _DISPATCH.clear()
+        data = compile_dispatch(
+            net,
+            status,
+            v_min_pu=np.asarray(ctx.v_min_pu, float),
+            v_max_pu=np.asarray(ctx.v_max_pu, float),
+            allow_deenergized=True,
+        )
+        _DISPATCH[k] = jax.jit(lambda inputs: dispatch_batched(data, inputs, tol=tol, max_iter=max_iter))
+    return _DISPATCH[k]
+
+
+def _dispatch_group(net, status, rows, ctx, control: ControlOptions, p, q, pv, dtype):
+    """Optimal PQ set-points of compiled strategies ``rows`` (stacked, G rows) sharing the switch states
+    ``status``, on samples ``p, q, pv`` (G, sample, .): one batched dispatch of G x sample problems.
+
+    Returns (SetPoints (G, sample, sop), converged (G, sample)); the fixed set-points where not converged.
+    """
+    key = status.tobytes() + np.asarray(ctx.v_min_pu).tobytes() + np.asarray(ctx.v_max_pu).tobytes()
+    g, n = p.shape[0], p.shape[1]
+    pk = jnp.asarray(rows.pickup, dtype)[:, None, :]
+    pq = np.asarray(rows.sop_is_pq)  # (G, sop)
+    caps = [jnp.asarray(np.where(pq, np.asarray(c, float)[None, :], 0.0), dtype) for c in
+            (net.sop.s_rated_i_pu, net.sop.s_rated_j_pu)]
+    flat = lambda a: a.reshape((g * n,) + a.shape[2:])  # noqa: E731
+    inputs = DispatchInputs(flat(pk * p), flat(pk * q), flat(pv),
+                            *(flat(jnp.broadcast_to(c[:, None, :], (g, n, c.shape[1]))) for c in caps))
+    res = _dispatch_kernel(net, key, status, ctx, control.dispatch_tol, control.dispatch_max_iter)(inputs)
+    res = jax.tree_util.tree_map(lambda a: a.reshape((g, n) + a.shape[1:]), res)
+    a_i = jnp.asarray(rows.sop_a_is_i)[:, None, :]
+    conv = res.converged & jnp.all(jnp.isfinite(res.p_i), axis=-1)
+    fx = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype)[:, None, :], jax.vmap(fixed_setpoints)(rows))
+    use = conv[..., None] & jnp.asarray(pq)[:, None, :]
+    sel = lambda new, old: jnp.where(use, new, old)  # noqa: E731
+    sp = SetPoints(
+        sel(jnp.where(a_i, res.p_i, res.p_j), fx.p_a),
+        sel(jnp.where(a_i, res.q_i, res.q_j), fx.q_a),
+        sel(jnp.where(a_i, res.q_j, res.q_i), fx.q_b),
+        jnp.broadcast_to(fx.u_a, (g, n, pq.shape[1])),
+    )
+    return sp, conv
+
+
+def _dispatch_rows(net, batch, rows, ctx, control: ControlOptions, p, q, pv, t_of_row, dtype):
+    """Optimal PQ set-points for ``rows``: (SetPoints (row, sample, sop), converged (row, sample)).
+
+    Rows with the same switch states are solved in one batched dispatch call.
+    """
+    groups: dict[bytes, list[int]] = {}
+    for k, r in enumerate(rows):
+        groups.setdefault(np.asarray(batch.strategies[r].status, bool).tobytes(), []).append(k)
+    parts, order = [], []
+    for members in groups.values():
+        rr = np.asarray(rows)[members]
+        t = jnp.asarray(t_of_row[rr])
+        status = np.asarray(batch.strategies[int(rr[0])].status, bool)
+        parts.append(_dispatch_group(net, status, _take(batch.arrays, rr), ctx, control, p[t], q[t], pv[t], dtype))
+        order.extend(members)
+    inv = np.argsort(np.asarray(order))
+    sp = SetPoints(*(jnp.concatenate(f)[inv] for f in zip(*(x[0] for x in parts))))
+    return sp, jnp.concatenate([x[1] for x in parts])[inv]
+
+
+def optimal_setpoints(
+    net: Network,
+    strategy: Strategy,
+    p_load_pu,
+    q_load_pu,
+    p_pv_pu,
+    *,
+    fault_open=(),
+    v_min_pu: float = 0.95,
+    v_max_pu: float = 1.05,
+    control: ControlOptions = ControlOptions(),
+):
+    """The ``optimal`` re-dispatch of a strategy's PQ-mode SOPs on given samples.
+
+    Per sample: the JAX dispatch (:func:`~sopjax.kernels.dispatch.dispatch_batched`, minimum line
+    + converter losses) on the strategy's switch states, with the picked-up sampled load, the PV
+    output, the capacities of its PQ-mode SOPs (others 0) and the voltage limits; buses the
+    substation does not reach drop out. Where the dispatch does not converge (e.g. no set-point
+    holds the voltages in their limits) the strategy's own set-points are returned.
+
+    Args:
+        net: the network; strategy: one strategy (validated here).
+        p_load_pu, q_load_pu: (sample, bus) sampled loads before pickup; p_pv_pu: (sample, pv).
+        fault_open, v_min_pu, v_max_pu: as :class:`~sopjax.montecarlo.MonteCarloSettings`.
+        control: dispatch tolerance and iteration limit.
+
+    Returns:
+        (:class:`~sopjax.kernels.scoring.control.SetPoints` with (sample, sop) fields in the
+        strategy's a/b orientation (a = the PQ VSC), converged (sample,)).
+    """
+    batch = compile_strategies(net, [strategy], fault_open=fault_open)
+    ctx = scoring_context(net, fault_open=fault_open, v_min_pu=v_min_pu, v_max_pu=v_max_pu)
+    p, q, pv = (jnp.asarray(a, jnp.float64)[None] for a in (p_load_pu, q_load_pu, p_pv_pu))
+    sp, conv = _dispatch_rows(net, batch, [0], ctx, control, p, q, pv, np.zeros(1, np.int32), jnp.float64)
+    return SetPoints(*(f[0] for f in sp)), conv[0]
+
+
+@functools.partial(jax.jit, static_argnames=("n_s", "n_t", "period_h", "spec"))
+def _horizon_reduce(scores, valid, pairs_a, pairs_b, *, n_s: int, n_t: int, period_h: float, spec):
+    """Per-sample horizon quantities of (row, sample) scores, their moments and the ratio histogram."""
+    sh = lambda a: a.reshape((n_s, n_t) + a.shape[1:])  # noqa: E731
+    ok = sh(scores.converged & jnp.isfinite(scores.recovery_ratio) & jnp.isfinite(scores.vmin_pu))
+    ok = jnp.all(ok, axis=1) & valid[None, :]
+    rest = jnp.sum(sh(scores.restored_pu), axis=1) * period_h
+    outage = jnp.sum(sh(scores.outage_pu), axis=1) * period_h
+    loss = jnp.sum(sh(scores.line_loss_pu + scores.sop_loss_pu), axis=1) * period_h
+    ratio = jnp.where(outage > 0, rest / jnp.where(outage > 0, outage, 1.0), 1.0)
+    viol = jnp.any(sh(scores.any_violation), axis=1)
+    vals = {
+        "hz_energy_ratio": ratio,
+        "hz_restored_pu_h": rest,
+        "hz_outage_pu_h": outage,
+        "hz_ens_pu_h": outage - rest,
+        "hz_loss_pu_h": loss,
+        "hz_any_violation": viol,
+    }
+    nominal = {k: v[:, -1] for k, v in vals.items()}
+    moments = {k: chunk_moments(v, ok, None if v.dtype == bool else nominal[k]) for k, v in vals.items()}
+    pok = ok[pairs_a] & ok[pairs_b]
+    gains = {
+        "gain_energy_ratio": ratio[pairs_a] - ratio[pairs_b],
+        "gain_loss_pu_h": loss[pairs_a] - loss[pairs_b],
+        "gain_ens_pu_h": (outage - rest)[pairs_a] - (outage - rest)[pairs_b],
+    }
+    moments.update({k: chunk_moments(v, pok, v[:, -1]) for k, v in gains.items()})
+    hist = {"hz_energy_ratio": histogram(ratio, ok, spec)}
+    return moments, hist, nominal
+
+
+@functools.lru_cache(maxsize=8)
+def _reduce_kernel(options: ScoringOptions):
+    return jax.jit(functools.partial(reduce_chunk, options=options))
+
+
+def _control_moments(ok_ctl, valid_rows):
+    return chunk_moments(~ok_ctl, valid_rows)
+
+
+# ----------------------------------------------------------------------------- the run
+
+
+def _pairs(names: Sequence[str], policies: Sequence[str], bases: Sequence[str]):
+    """(controlled index, fixed index) per strategy that has a fixed twin with the same base name."""
+    fixed = {b: k for k, (b, p) in enumerate(zip(bases, policies)) if p == "fixed"}
+    return [(k, fixed[b]) for k, (b, p) in enumerate(zip(bases, policies)) if p != "fixed" and b in fixed]
+
+
+def run_timeseries(
+    net: Network,
+    strategies: Sequence[Strategy | Sequence[Strategy]],
+    source: ProfileSource,
+    settings: MonteCarloSettings,
+    ts: TimeSeriesSettings = TimeSeriesSettings(),
+    *,
+    bases: Sequence[str] | None = None,
+    checkpoint: str | Path | None = None,
+    progress: bool | None = None,
+    on_chunk: Callable[[int, int], None] | None = None,
+    attrs: dict[str, Any] | None = None,
+):
+    """Score strategies over the source's horizon; return an xarray Dataset with a ``time`` dimension.
+
+    Args:
+        net: the network.
+        strategies: one entry per strategy: a :class:`Strategy` (fixed over the horizon) or a
+            sequence of one strategy per period (same name first).
+        source: a :class:`ProfileSource` (or any source whose draws are (sample, time, .)).
+        settings: the one-period run settings (samples, chunk size, limits, statistics).
+        ts: the time-axis settings (period length, control policy per strategy).
+        bases: per strategy, the name of the plan it controls (default: its name); a controlled
+            strategy with a ``fixed`` twin of the same base is compared with it (value of control).
+        checkpoint, progress, on_chunk, attrs: as :func:`~sopjax.montecarlo.run_montecarlo`.
+
+    Raises:
+        TimeSeriesError: strategies per period of the wrong length, an unknown control policy,
+            optimal control of a PQ-mode SOP next to a Vf island.
+        SopjaxError: as :func:`~sopjax.montecarlo.run_montecarlo`.
+    """
+    from sopjax.montecarlo.timeseries_dataset import build_timeseries_dataset
+
+    settings.validate()
+    ts.validate()
+    n_t = int(source.n_periods)
+    per_period = expand_strategies(strategies, n_t)
+    n_s = len(per_period)
+    policies = ts.policies(n_s)
+    names = [seq[0].name for seq in per_period]
+    bases = list(bases) if bases is not None else names
+    if len(bases) != n_s:
+        raise TimeSeriesError(f"bases has {len(bases)} entries for {n_s} strategies")
+    batch = _row_batch(net, per_period, settings.fault_open)
+    kinds = _row_kinds(batch, policies, n_t)
+    island = ts.island_overload or settings.island_overload
+    ctx = scoring_context(
+        net,
+        fault_open=settings.fault_open,
+        v_min_pu=settings.v_min_pu,
+        v_max_pu=settings.v_max_pu,
+        island_overload="flag" if island == "flag" else "shed",
+    )
+    lim = _limits(net, batch, ctx)
+    prio_d = jnp.asarray(shed_priority(net, ts.shed_order), jnp.dtype(settings.dtype))
+    pairs = _pairs(names, policies, bases)
+    pa = np.asarray([a for a, _ in pairs], np.int32)
+    pb = np.asarray([b for _, b in pairs], np.int32)
+    n_r, n = len(batch), int(settings.n_samples)
+    chunk = min(int(settings.chunk_size or default_chunk_size(n_r, n)), n)
+    block = kernel_block(chunk)
+    exact = n_r * n <= settings.exact_limit
+    if settings.keep_samples and n_r * n * net.n_bus > 200_000_000:
+        raise SopjaxError(
+            f"keep_samples would hold {n_r} x {n} x {net.n_bus} voltages; reduce samples or strategies"
+        )
+    dtype = jnp.dtype(settings.dtype)
+    npdt = np.dtype(settings.dtype)
+    ts_key = dataclasses.replace(ts, controls=tuple(policies))
+    fp = hashlib.sha256(
+        (_fingerprint(net, batch, source, settings) + repr(ts_key) + repr(bases)).encode()
+    ).hexdigest()
+    shapes = (
+        {k: (tuple(net.n_bus for _ in dims), dt) for k, (dims, dt) in SAMPLE_FIELDS.items()}
+        if settings.keep_samples
+        else None
+    )
+    state = RunState(n_r, n, exact=exact, sample_shapes=shapes)
+    ckpt = Path(checkpoint) if checkpoint is not None else None
+    resumed_from = 0
+    if ckpt is not None and ckpt.exists():
+        state.load(ckpt, fp)
+        resumed_from = state.done
+
+    ctx_d = _to_device(ctx, dtype)
+    arrays_d = _to_device(batch.arrays, dtype)
+    lim_d = _to_device(lim, dtype)
+    t_of_row = np.tile(np.arange(n_t, dtype=np.int32), n_s)
+    groups = {k: np.flatnonzero(kinds == k) for k in ("fixed", "local", "vf", "pq")}
+    order = np.concatenate([groups[k] for k in ("fixed", "local", "vf", "pq")])
+    inverse = np.argsort(order)
+    nom = tuple(np.asarray(a, npdt)[None] for a in source.nominal())  # (1, time, .)
+    reduce = _reduce_kernel(settings.options)
+    hspec = settings.options.ratio_hist
+    nominal = nominal_hz = None
+    t0 = time.perf_counter()
+    bar = _progress(n, state.done, progress)
+    try:
+        k = state.done // chunk
+        while state.done < n or nominal is None:
+            start = state.done
+            m = min(chunk, n - start)
+            drawn = (
+                tuple(np.asarray(a, npdt) for a in source.draw(start, m))
+                if m > 0
+                else tuple(a[:0] for a in nom)
+            )
+            pad = block - m
+            p, q, pv = (
+                jnp.asarray(np.swapaxes(np.concatenate([a, np.repeat(b, pad, axis=0), b]), 0, 1))
+                for a, b in zip(drawn, nom)
+            )  # (time, block + 1, .)
+            valid = np.concatenate([np.arange(block) < m, np.zeros(1, bool)])
+            parts, oks = [], []
+            for kind in ("fixed", "local", "vf", "pq"):
+                rows = groups[kind]
+                if not rows.size:
+                    continue
+                args = (
+                    ctx_d,
+                    _take(arrays_d, rows),
+                    jnp.asarray(t_of_row[rows]),
+                    _take(lim_d, rows),
+                    prio_d,
+                    p,
+                    q,
+                    pv,
+                )
+                kernel = _row_kernel(kind, settings.options, ts.control, island)
+                if kind == "pq":
+                    sc, ok = kernel(
+                        *args, _dispatch_rows(net, batch, rows, ctx, ts.control, p, q, pv, t_of_row, dtype)
+                    )
+                else:
+                    sc, ok = kernel(*args)
+                parts.append(sc)
+                oks.append(ok)
+            scores = jax.tree_util.tree_map(lambda *xs: jnp.concatenate(xs)[inverse], *parts)
+            ok_ctl = jnp.concatenate(oks)[inverse]
+            red = reduce(
+                scores, jnp.asarray(valid)[None, :], shift=jax.tree_util.tree_map(lambda a: a[:, -1], scores)
+            )
+            hz_m, hz_h, hz_nom = _horizon_reduce(
+                scores,
+                jnp.asarray(valid),
+                jnp.asarray(pa),
+                jnp.asarray(pb),
+                n_s=n_s,
+                n_t=n_t,
+                period_h=float(ts.period_h),
+                spec=hspec,
+            )
+            conv_valid = jnp.asarray(valid)[None, :] & scores.converged
+            red = dict(red)
+            red["moments"] = {
+                **red["moments"],
+                **hz_m,
+                "control_failed": _control_moments(ok_ctl, conv_valid),
+            }
+            red["hist"] = {**red["hist"], **hz_h}
+            fields = (
+                set(EXACT_FIELDS) | {"converged"} | (set(SAMPLE_FIELDS) if settings.keep_samples else set())
+            )
+            host = jax.device_get({f: getattr(scores, f) for f in fields})
+            host = {f: np.asarray(v)[:, :-1] for f, v in host.items()}
+            ok = (
+                valid[None, :-1]
+                & host["converged"]
+                & np.isfinite(host["recovery_ratio"])
+                & np.isfinite(host["vmin_pu"])
+            )
+            nominal = jax.device_get(jax.tree_util.tree_map(lambda a: a[:, -1], scores))
+            nominal_hz = jax.device_get(hz_nom)
+            if m == 0:
+                break
+            state.merge_chunk(
+                jax.device_get(red),
+                start,
+                m,
+                {f: host[f] for f in EXACT_FIELDS} if exact else None,
+                ok,
+                {f: host[f] for f in SAMPLE_FIELDS} if settings.keep_samples else None,
+            )
+            if ckpt is not None:
+                state.save(ckpt, fp)
+            bar.update(m)
+            if on_chunk is not None:
+                on_chunk(k, state.done)
+            k += 1
+    finally:
+        bar.close()
+    info = {
+        "chunk_size": chunk,
+        "elapsed_s": time.perf_counter() - t0,
+        "resumed_from_sample": resumed_from,
+        "quantile_method": "exact" if exact else "histogram",
+        "fingerprint": fp,
+        "device": str(jax.devices()[0].platform),
+    }
+    return build_timeseries_dataset(
+        net,
+        batch,
+        ctx,
+        state,
+        nominal,
+        nominal_hz,
+        settings,
+        ts,
+        source,
+        info,
+        attrs or {},
+        names=names,
+        policies=policies,
+        bases=bases,
+        pairs=pairs,
+        n_t=n_t,
+    )
