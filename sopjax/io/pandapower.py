@@ -51,8 +51,9 @@ import math
 import numpy as np
 
 from sopjax import graph
-from sopjax.errors import NetworkError, UnsupportedElementError
+from sopjax.errors import NetworkError, TopologyError, UnsupportedElementError
 from sopjax.network import Network, PVUnits, make_network
+from sopjax.topology import compile_topology
 
 __all__ = ["from_pandapower", "pandapower_bus_map", "load_pandapower_network"]
 
@@ -311,6 +312,7 @@ def from_pandapower(
     vmax = bus_column("max_vm_pu", _DEFAULT_VMAX)
 
     # -------------------------------------------------------------- sources
+    ext_on = None
     if trafo_info is not None:
         sources, v_slack = trafo_info
         slack = min(sources)
@@ -453,6 +455,8 @@ def from_pandapower(
         dangle_end=branches["dangle"],
         transformer=branches["trafo"],
     )
+    if ext_on is not None and len(ext_on) > 1:
+        _check_sources_apart(net, ext_on)
     if pv_bus:
         net = net.with_devices(
             pv=PVUnits(
@@ -463,6 +467,17 @@ def from_pandapower(
             )
         )
     return net
+
+
+def _check_sources_apart(net: Network, ext_on) -> None:
+    """Several ext_grids became one slack bus: refuse if closed branches connect them (a loop)."""
+    try:
+        compile_topology(net, np.asarray(net.in_service, bool))
+    except TopologyError as e:
+        raise UnsupportedElementError(
+            f"a radial feeder needs exactly one in-service ext_grid, found {len(ext_on)} (at buses "
+            f"{', '.join(str(int(b)) for b in ext_on['bus'])}) and closed branches connect them: {e}"
+        ) from None
 
 
 def _n_rows(net_pp, name: str) -> int:
