@@ -426,6 +426,7 @@ def from_pandapower(
     branches = _lines(net_pp, uf, dropped, bus_on, vn_of, base_mva, f_hz)
     if not slack_at_trafo_lv:
         branches = _append_trafos(branches, net_pp, uf, bus_on, n_lines=_n_rows(net_pp, "line"))
+    branches = _merge_parallel(branches)
 
     net = make_network(
         bus_ids=reps,
@@ -478,6 +479,41 @@ def _check_sources_apart(net: Network, ext_on) -> None:
             f"a radial feeder needs exactly one in-service ext_grid, found {len(ext_on)} (at buses "
             f"{', '.join(str(int(b)) for b in ext_on['bus'])}) and closed branches connect them: {e}"
         ) from None
+
+
+def _merge_parallel(out: dict[str, list]) -> dict[str, list]:
+    """Replace branches joining the same two buses by one equivalent branch.
+
+    Closed parallel branches (e.g. two transformers of one substation) become one
+    pi branch: series admittances, shunts and ratings add; their ratios and phase
+    shifts must be equal. Open parallel branches are dropped (closing one could only
+    make a loop). The kept branch keeps the lowest branch number of its group.
+    """
+    groups: dict[tuple[int, int], list[int]] = {}
+    for k, (a, b) in enumerate(zip(out["f"], out["t"])):
+        groups.setdefault((min(a, b), max(a, b)), []).append(k)
+    if all(len(g) == 1 for g in groups.values()):
+        return out
+    keep: list[int] = []
+    for ks in groups.values():
+        closed = [k for k in ks if out["status"][k]] or ks[:1]
+        first = closed[0]
+        for k in closed[1:]:
+            same = out["f"][k] == out["f"][first] and abs(out["tap"][k] - out["tap"][first]) < 1e-12 and (
+                out["shift"][k] == out["shift"][first])
+            if not same:
+                raise UnsupportedElementError(
+                    f"parallel branches {out['number'][first]} and {out['number'][k]} (buses {out['f'][k]}-"
+                    f"{out['t'][k]}) have different orientation, ratio or phase shift; they cannot be merged"
+                )
+            y = 1 / complex(out["r"][first], out["x"][first]) + 1 / complex(out["r"][k], out["x"][k])
+            out["r"][first], out["x"][first] = (1 / y).real, (1 / y).imag
+            for col in ("g", "b", "rate"):
+                out[col][first] += out[col][k]
+            out["dangle"][first] = -1
+        keep.append(first)
+    keep.sort()
+    return {col: [vals[k] for k in keep] for col, vals in out.items()}
 
 
 def _n_rows(net_pp, name: str) -> int:
