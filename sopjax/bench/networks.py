@@ -133,6 +133,32 @@ def _pn(builder: str, **kwargs) -> Callable:
     return make
 
 
+def _lv_slack(make: Callable) -> Callable:
+    """The grid with each transformer replaced by an ext_grid at its LV bus (the HV side dropped).
+
+    This is the pandapower net that ``from_pandapower(..., slack_at_trafo_lv=True)`` describes,
+    so that variant is cross-checked on the very net it represents.
+    """
+
+    def build():
+        import pandapower as pp
+        from pandapower.toolbox import drop_buses
+
+        net = make()
+        vm = float(net.ext_grid.vm_pu.iloc[0])
+        hv = set(int(b) for b in net.trafo.hv_bus) | set(int(b) for b in net.ext_grid.bus)
+        lv = sorted(set(int(b) for b in net.trafo.lv_bus))
+        net.ext_grid.drop(net.ext_grid.index, inplace=True)
+        net.trafo.drop(net.trafo.index, inplace=True)
+        net.switch.drop(net.switch.index[net.switch.et == "t"], inplace=True)
+        drop_buses(net, sorted(hv - set(lv)))
+        for b in lv:
+            pp.create_ext_grid(net, b, vm_pu=vm)
+        return net
+
+    return build
+
+
 # Every distribution grid of pandapower.networks (the transmission cases case5 ... case9241pegase,
 # GBnetwork, iceland are not distribution grids and are left out).
 PANDAPOWER_GRIDS: dict[str, Callable] = {
@@ -143,7 +169,9 @@ PANDAPOWER_GRIDS: dict[str, Callable] = {
     "cigre_lv": _pn("create_cigre_network_lv"),
     "mv_oberrhein": _pn("mv_oberrhein"),
     "mv_oberrhein_substations": _pn("mv_oberrhein", include_substations=True),
+    "mv_oberrhein_lv_slack": _lv_slack(_pn("mv_oberrhein")),
     "lv_schutterwald": _pn("lv_schutterwald"),
+    "lv_schutterwald_lv_slack": _lv_slack(_pn("lv_schutterwald")),
     "kerber_landnetz_freileitung_1": _pn("create_kerber_landnetz_freileitung_1"),
     "kerber_landnetz_freileitung_2": _pn("create_kerber_landnetz_freileitung_2"),
     "kerber_landnetz_kabel_1": _pn("create_kerber_landnetz_kabel_1"),
