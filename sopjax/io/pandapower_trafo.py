@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import warnings
 
 import numpy as np
 
@@ -86,7 +87,9 @@ def trafo_branches(net_pp, trafo) -> TrafoBranches:
 
     _check_phase_shifters(trafo)
     net = copy.deepcopy(net_pp)
-    ppci = to_ppc(net, init="flat", calculate_voltage_angles=True, check_connectivity=False)
+    with warnings.catch_warnings():  # pandapower's deprecation notes on older saved nets
+        warnings.simplefilter("ignore", DeprecationWarning)
+        ppci = to_ppc(net, init="flat", calculate_voltage_angles=True, check_connectivity=False)
     start, _ = net._pd2ppc_lookups["branch"]["trafo"]
     pos = np.asarray([net.trafo.index.get_loc(i) for i in trafo.index], dtype=int) + start
     br = np.real(net._ppc["branch"][pos])
