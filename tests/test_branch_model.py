@@ -1,6 +1,6 @@
 """Shunts, transformer ratios and dangling lines: every kernel against an independent Newton-Raphson.
 
-The reference builds MATPOWER's bus admittance matrix (pi branches, ratio at the
+The reference (sopjax.bench.newton) builds MATPOWER's bus admittance matrix (pi branches, ratio at the
 from side, bus shunts) directly from the Network and solves it by Newton-Raphson
 on the full complex equations: nothing of the referral in sopjax.branch_model is reused.
 """
@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import sopjax
+from sopjax.bench.newton import newton_power_flow
 from sopjax.branch_model import bus_shunts, refer
 from sopjax.kernels.radial import lindistflow, sweep_power_flow
 from sopjax.network import make_network
@@ -47,54 +48,10 @@ def two_level_feeder(**overrides):
 
 
 def newton_reference(net, status, p, q, va0_deg=(0, 0, 0, -150, -150, -150, -150, 0)):
-    """|V| and angle by Newton-Raphson on MATPOWER's Ybus (dangling branches: connected at one end).
-
-    ``va0_deg``: start angles (the 150 degree vector group of branch 3 is outside Newton's reach
-    from a flat start).
-    """
-    nb, nl = net.n_bus, net.n_branch
-    f, t = np.asarray(net.f_bus), np.asarray(net.t_bus)
-    tap = np.ones(nl) if net.tap is None else np.asarray(net.tap)
-    shift = np.zeros(nl) if net.shift_deg is None else np.asarray(net.shift_deg)
-    a = tap * np.exp(1j * np.deg2rad(shift))
-    ys = 1 / (np.asarray(net.r_pu) + 1j * np.asarray(net.x_pu))
-    yc = np.asarray(net.g_br_pu) + 1j * np.asarray(net.b_br_pu)
-    # a dangling branch gets its own far-end bus
-    dangle = [k for k in range(nl) if not status[k] and net.dangle_end is not None and net.dangle_end[k] >= 0]
-    n = nb + len(dangle)
-    Y = np.zeros((n, n), complex)
-    Y[np.arange(nb), np.arange(nb)] += np.asarray(net.g_sh_pu) + 1j * np.asarray(net.b_sh_pu)
-    ends = [(k, f[k], t[k]) for k in range(nl) if status[k]]
-    for j, k in enumerate(dangle):
-        far = nb + j
-        ends.append((k, f[k], far) if net.dangle_end[k] == 0 else (k, far, t[k]))
-    for k, i, m in ends:
-        Y[i, i] += (ys[k] + yc[k] / 2) / abs(a[k]) ** 2
-        Y[m, m] += ys[k] + yc[k] / 2
-        Y[i, m] -= ys[k] / np.conj(a[k])
-        Y[m, i] -= ys[k] / a[k]
-    s_load = np.concatenate([p + 1j * q, np.zeros(len(dangle))])
-    V = net.v_slack_pu * np.exp(1j * np.deg2rad(np.concatenate([va0_deg, np.zeros(n - nb)])))
-    live = np.any(Y != 0, axis=1)  # buses cut off from everything are de-energized: |V| = 0
-    pq = np.flatnonzero((np.arange(n) != net.slack_bus) & live)
-    V[~live] = 0
-    for _ in range(30):
-        mis = V * np.conj(Y @ V) + s_load
-        F = np.concatenate([mis.real[pq], mis.imag[pq]])
-        if np.max(np.abs(F)) < 1e-13:
-            break
-        Ibus = Y @ V
-        dS_dVa = 1j * np.diag(V) @ np.conj(np.diag(Ibus) - Y @ np.diag(V))
-        Vn = np.exp(1j * np.angle(V))
-        dS_dVm = np.diag(V) @ np.conj(Y @ np.diag(Vn)) + np.diag(Vn) @ np.conj(np.diag(Ibus))
-        J = np.block([[dS_dVa.real[np.ix_(pq, pq)], dS_dVm.real[np.ix_(pq, pq)]],
-                      [dS_dVa.imag[np.ix_(pq, pq)], dS_dVm.imag[np.ix_(pq, pq)]]])  # fmt: skip
-        dx = np.linalg.solve(J, -F)
-        va, vm = np.angle(V), np.abs(V)
-        va[pq] += dx[: len(pq)]
-        vm[pq] += dx[len(pq):]
-        V = vm * np.exp(1j * va)
-    return np.abs(V[:nb]), np.angle(V[:nb]), (V * np.conj(Y @ V))[net.slack_bus] + s_load[net.slack_bus]
+    """Independent Newton-Raphson (sopjax.bench.newton); start angles across the 150 degree group."""
+    vm, va, s_slack, ok = newton_power_flow(net, status, p, q, va0_rad=np.deg2rad(va0_deg))
+    assert ok
+    return vm, va, s_slack
 
 
 def test_every_kernel_matches_newton_on_shunts_taps_and_a_dangling_cable():
