@@ -252,6 +252,7 @@ def from_pandapower(
     *,
     slack_at_trafo_lv: bool = False,
     sgen_as: str = "pv",
+    line_charging: bool = True,
 ) -> Network:
     """Compile a balanced pandapower network into a :class:`Network`.
 
@@ -263,6 +264,9 @@ def from_pandapower(
         sgen_as: ``"pv"`` (sgens become PV units, their output is not in the load)
             or ``"load"`` (their present output ``p_mw``, ``q_mvar`` is subtracted
             from the bus load, e.g. to reproduce pandapower's power flow).
+        line_charging: model the lines' shunt capacitance and conductance (pi model,
+            default); False drops them (a series-impedance model, e.g. to benchmark
+            against solvers without shunts).
 
     Returns:
         A validated :class:`Network`; ``bus_ids`` are pandapower bus indices and
@@ -424,6 +428,9 @@ def from_pandapower(
 
     g_sh, b_sh = _shunts(net_pp, uf, rep_pos, bus_on, vn_of, base_mva, dropped)
     branches = _lines(net_pp, uf, dropped, bus_on, vn_of, base_mva, f_hz)
+    if not line_charging:
+        branches["g"] = [0.0] * len(branches["g"])
+        branches["b"] = [0.0] * len(branches["b"])
     if not slack_at_trafo_lv:
         branches = _append_trafos(branches, net_pp, uf, bus_on, n_lines=_n_rows(net_pp, "line"))
     branches = _merge_parallel(branches)
