@@ -127,7 +127,7 @@ def refer(net: Network, topo: Topology) -> ReferredBranches:
         _, zf, m = tree_ratios(net, topo)
         r, x = r * zf / m**2, x * zf / m**2
         v_scale = m
-        shift = np.zeros(net.n_branch) if net.shift_deg is None else np.deg2rad(np.asarray(net.shift_deg, float))
+        shift = np.deg2rad(np.zeros(net.n_branch) if net.shift_deg is None else np.asarray(net.shift_deg, float))
         fwd = np.asarray(topo.up_forward, bool)
         step = np.where(hp, np.where(fwd, -shift[k], shift[k]), 0.0)
         va_shift = _down_tree(topo, step, np.add, 0.0)

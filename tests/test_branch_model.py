@@ -113,8 +113,8 @@ def test_lindistflow_with_shunts_is_close_to_the_sweep_at_light_load():
     lin = lindistflow(topo, grid, net.f_bus, p, q)
     np.testing.assert_allclose(lin.vm_pu, exact.vm_pu, atol=2e-3)
     # the charging raises the voltage: without shunts LinDistFlow would be lower everywhere
-    plain = lindistflow(topo, make_grid(net.replace(g_sh_pu=None, b_sh_pu=None, g_br_pu=None, b_br_pu=None), topo),
-                        net.f_bus, p, q)  # fmt: skip
+    bare = net.replace(g_sh_pu=None, b_sh_pu=None, g_br_pu=None, b_br_pu=None)
+    plain = lindistflow(topo, make_grid(bare, topo), net.f_bus, p, q)
     assert float(np.max(np.abs(plain.vm_pu - exact.vm_pu))) > float(np.max(np.abs(lin.vm_pu - exact.vm_pu)))
 
 

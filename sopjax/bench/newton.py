@@ -25,7 +25,9 @@ def _admittance(net, status):
     shift = np.zeros(nl) if net.shift_deg is None else np.asarray(net.shift_deg, float)
     a = tap * np.exp(1j * np.deg2rad(shift))
     ys = 1 / (np.asarray(net.r_pu, float) + 1j * np.asarray(net.x_pu, float))
-    yc = np.zeros(nl, complex) if net.g_br_pu is None else np.asarray(net.g_br_pu) + 1j * np.asarray(net.b_br_pu)
+    yc = np.zeros(nl, complex)
+    if net.g_br_pu is not None:
+        yc = np.asarray(net.g_br_pu) + 1j * np.asarray(net.b_br_pu)
     dangle = np.full(nl, -1) if net.dangle_end is None else np.asarray(net.dangle_end)
     hanging = [k for k in range(nl) if not status[k] and dangle[k] >= 0]
     n = nb + len(hanging)

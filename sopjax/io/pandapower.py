@@ -529,7 +529,7 @@ def _n_rows(net_pp, name: str) -> int:
 
 
 def _shunts(net_pp, uf, rep_pos, bus_on, vn_of, base_mva, dropped):
-    """Bus shunt admittance (p.u.) of ``net.shunt``: ``p_mw + j q_mvar`` (consumption) at ``vn_kv``, x step."""
+    """Bus shunt admittance (p.u.) of ``net.shunt``: ``p_mw + j q_mvar`` drawn at ``vn_kv``, x ``step``."""
     g = np.zeros(len(rep_pos))
     b = np.zeros(len(rep_pos))
     shunt = _table(net_pp, "shunt")
@@ -607,8 +607,8 @@ def _lines(net_pp, uf, dropped, bus_on, vn_of, base_mva, f_hz) -> dict[str, list
         ra, rb = uf.find(a), uf.find(b)
         if ra == rb:
             raise NetworkError(
-                f"line {idx} joins buses {a} and {b}, which are merged (closed bus-bus switch, transformer LV "
-                "buses or ext_grid buses): it would be a loop of zero length"
+                f"line {idx} joins buses {a} and {b}, which are merged (closed bus-bus switch, transformer "
+                "LV buses or ext_grid buses): it would be a loop of zero length"
             )
         length, npar = cols["length_km"][pos], par[pos]
         if not (np.isfinite(length) and length > 0 and np.isfinite(npar) and npar >= 1):
@@ -625,7 +625,8 @@ def _lines(net_pp, uf, dropped, bus_on, vn_of, base_mva, f_hz) -> dict[str, list
         out["x"].append(cols["x_ohm_per_km"][pos] * length / npar / zbase)
         out["b"].append(2 * math.pi * f_hz * cnf[pos] * 1e-9 * length * npar * zbase)
         out["g"].append(gus[pos] * 1e-6 * length * npar * zbase)
-        out["rate"].append(math.sqrt(3) * kv * imax[pos] * df[pos] * npar if np.isfinite(imax[pos]) else np.inf)
+        rate = math.sqrt(3) * kv * imax[pos] * df[pos] * npar
+        out["rate"].append(rate if np.isfinite(imax[pos]) else np.inf)
         out["status"].append(closed)
         out["sw"].append(ends is not None or not bool(on[pos]))
         out["number"].append(pos + 1)

@@ -131,7 +131,7 @@ def simbench_profiles(net_pp, net: Network, *, periods: slice | None = None) -> 
     pv = sgen[in_service].to_numpy(float) / base if in_service else np.zeros((len(sgen), 0))
     if pv.shape[1] != net.pv.count:
         raise NetworkError(
-            f"the net has {pv.shape[1]} in-service sgens but the network {net.name!r} has {net.pv.count} PV units; "
-            "import it with the defaults (sgen_as='pv')"
+            f"the net has {pv.shape[1]} in-service sgens but the network {net.name!r} has "
+            f"{net.pv.count} PV units; import it with the defaults (sgen_as='pv')"
         )
     return SimbenchProfiles(p_load_pu=p_load, q_load_pu=q_load, pv_p_pu=pv)

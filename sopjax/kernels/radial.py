@@ -10,8 +10,8 @@ summed along root paths (forward), until the largest voltage update is below
 ``tol``. It solves the same equations as Newton-Raphson on a radial network;
 bus shunts (pi-model line charging, shunt elements, transformer magnetizing)
 draw the current ``y V``, and transformer ratios are referred to the sources
-(:mod:`sopjax.branch_model`), both compiled in only when the grid has them. Each source (substation or Vf-mode SOP terminal) fixes the
-voltage of its own tree.
+(:mod:`sopjax.branch_model`), both compiled in only when the grid has them.
+Each source (substation or Vf-mode SOP terminal) fixes the voltage of its own tree.
 
 Failure is data: a sample that diverges (voltage collapse, non-finite values)
 or does not meet ``tol`` in ``max_iter`` sweeps keeps its last finite iterate and

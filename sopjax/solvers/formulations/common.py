@@ -411,7 +411,8 @@ def _drop(m: Model, idx: np.ndarray):
     t = np.asarray(net.t_bus)[idx]
     v, P, Q = m.var["v"], m.var["P"][:, idx], m.var["Q"][:, idx]
     T = m.periods
-    expr = v[:, t] - from_voltage(m, idx) + 2 * (cp.multiply(np.tile(r, (T, 1)), P) + cp.multiply(np.tile(x, (T, 1)), Q))
+    drop = cp.multiply(np.tile(r, (T, 1)), P) + cp.multiply(np.tile(x, (T, 1)), Q)
+    expr = v[:, t] - from_voltage(m, idx) + 2 * drop
     l = m.var.get("l")
     if isinstance(l, cp.Expression):
         expr = expr - cp.multiply(np.tile(r**2 + x**2, (T, 1)), l[:, idx])
