@@ -84,27 +84,6 @@ def test_three_winding_transformer_is_refused():
         from_pandapower(net_pp)
 
 
-def test_unknown_simbench_code_is_refused():
-    from sopjax.io.simbench import load_simbench
-
-    with pytest.raises(NetworkError, match="unknown SimBench code '1-MV-nowhere--0-sw'"):
-        load_simbench("1-MV-nowhere--0-sw")
-
-
-def test_simbench_profiles_feed_the_uncertainty_model():
-    import jax
-
-    from sopjax.io.simbench import simbench_pandapower, simbench_profiles
-
-    net_pp = simbench_pandapower("1-LV-rural1--0-sw")
-    net = from_pandapower(net_pp, name="1-LV-rural1--0-sw")
-    prof = simbench_profiles(net_pp, net, periods=slice(40, 44))
-    assert prof.p_load_pu.shape == (4, net.n_bus) and prof.pv_p_pu.shape == (4, net.pv.count)
-    model = sopjax.UncertaintyModel(load_profile=tuple(prof.load_multiplier(net)))
-    samples = model.sample(net, prof.pv_forecast_pu(net), key=jax.random.key(0), n=3)
-    assert np.asarray(samples.p_load_pu).shape[:2] == (3, 4)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(PANDAPOWER_GRIDS))
 def test_every_pandapower_distribution_grid_agrees_or_is_refused_with_a_reason(name):

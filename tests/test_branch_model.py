@@ -129,11 +129,10 @@ def test_bad_branch_data_is_named():
 def test_formulations_carry_charging_shunts_and_taps(form_name):
     """The cvxpy formulations on the two-level feeder: SOC is exact (tight) against the sweep;
     LinDistFlow with shunts linear in v is close at light load."""
-    import cvxpy as cp
+    from test_soc_distflow import opf
 
     from sopjax.solvers.formulations import lindistflow as lin
     from sopjax.solvers.formulations import soc_distflow as soc
-    from sopjax.solvers.model import Model
 
     form = soc if form_name == "soc_distflow" else lin
     # bus 7 behind the open cable is de-energized: no load there; limits wide enough for the LV side
@@ -143,23 +142,7 @@ def test_formulations_carry_charging_shunts_and_taps(form_name):
     net = net.replace(b_br_pu=np.where(np.arange(net.n_branch) == 6, 0.0, net.b_br_pu),
                       g_br_pu=np.where(np.arange(net.n_branch) == 6, 0.0, net.g_br_pu))  # fmt: skip
     scale = 1.0 if form is soc else 0.1
-    m = Model(net, periods=1)
-    m.data["p_load_pu"] = scale * np.asarray(net.p_load_pu)[None]
-    m.data["q_load_pu"] = scale * np.asarray(net.q_load_pu)[None]
-    form.set_bounds(m)
-    form.variable_bus_voltage(m)
-    form.variable_branch_power(m)
-    form.variable_branch_current(m)
-    form.variable_substation_power(m)
-    form.injection_load(m)
-    form.constraint_source_voltage(m)
-    form.constraint_power_balance(m)
-    form.constraint_voltage_drop(m)
-    form.constraint_switched_flow(m)
-    form.constraint_branch_cone(m)
-    prob = cp.Problem(cp.Minimize(cp.sum(m.var["p_substation"])), m.constraints())
-    prob.solve(solver="CLARABEL" if form is soc else "HIGHS")
-    assert prob.status == cp.OPTIMAL
+    m, _ = opf(net, form, scale=[scale])  # the minimum-loss power flow of tests/test_soc_distflow.py
     res, _ = sopjax.solve(net, load_scale=scale, tol=1e-11)
     vm = np.sqrt(m.value("v")[0])
     on = res.vm_pu > 0
