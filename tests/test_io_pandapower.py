@@ -181,7 +181,6 @@ def test_slack_at_trafo_lv_refuses_loads_on_the_hv_side():
     [
         (lambda n: pp.create_gen(n, 12, p_mw=0.1), "1 voltage-controlled generator"),
         (lambda n: pp.create_asymmetric_load(n, 12, p_a_mw=0.01), "asymmetric load"),
-        (lambda n: pp.create_storage(n, 12, p_mw=0.1, max_e_mwh=1.0), "storage"),
         (lambda n: pp.create_ward(n, 12, 0.1, 0.1, 0, 0), "1 ward"),
         (lambda n: pp.create_ext_grid(n, 13), "exactly one in-service ext_grid, found 2"),
     ],
@@ -191,6 +190,15 @@ def test_unsupported_elements_are_named_and_counted(build, match):
     build(net_pp)
     with pytest.raises(UnsupportedElementError, match=match):
         from_pandapower(net_pp)
+
+
+def test_storage_is_a_load_at_its_set_point():
+    """Since issue 15 storage with power is modelled (it was refused): p_mw > 0 charges, like a load."""
+    net_pp = feeder()
+    pp.create_storage(net_pp, 12, p_mw=0.1, q_mvar=-0.02, max_e_mwh=1.0)
+    net = from_pandapower(net_pp)
+    k = net.bus_index(12)
+    assert net.p_load_pu[k] == pytest.approx(0.5 + 0.1) and net.q_load_pu[k] == pytest.approx(0.2 - 0.02)
 
 
 def test_storage_without_power_and_out_of_service_elements_are_accepted():

@@ -10,38 +10,44 @@ Mapping (pandapower -> sopjax):
   ``vn_kv``; ``v_min_pu`` / ``v_max_pu`` from ``min_vm_pu`` / ``max_vm_pu`` when
   present, else 0.9 / 1.1. Buses joined by a *closed* bus-bus switch are merged
   into the bus of lowest index; see :func:`pandapower_bus_map`.
-* **lines**: ``r = r_ohm_per_km * length_km / parallel`` (x likewise), rating
+* **lines**: pi model, ``r = r_ohm_per_km * length_km / parallel`` (x likewise),
+  total shunt ``b = 2 pi f c_nf_per_km 1e-9 length parallel``, ``g = g_us_per_km
+  1e-6 length parallel`` (``line_charging=False`` drops the shunt), rating
   ``sqrt(3) * vn_kv * max_i_ka * df * parallel`` MVA. Line *i* of ``net.line``
   (row order, 0-based position *i*) is branch number ``i + 1``, so
-  ``net.line.index[number - 1]`` is its pandapower index. Shunt capacitance
-  ``c_nf_per_km`` and conductance ``g_us_per_km`` are **neglected** (short
-  distribution lines); because that is only safe when the charging power is
-  small, the import fails when the charging power of the in-service lines at
-  rated voltage exceeds ``max_charging_ratio`` (default 5 %) of the total load.
+  ``net.line.index[number - 1]`` is its pandapower index.
+* **transformers**: trafo *j* is branch number ``len(net.line) + j + 1`` (hv =
+  from side), with pandapower's own per-unit model
+  (:mod:`sopjax.io.pandapower_trafo`); phase shifters are refused.
+* **parallel branches** between the same two buses are merged into one.
 * **switches**: a line switch (``et='l'``) that is open opens its line; every
-  line with a switch is ``switchable``. Out-of-service lines are open and also
-  ``switchable`` (the MATPOWER convention for tie lines, e.g. ``case33bw``).
+  line with a switch is ``switchable``; a line open at one end only stays
+  connected at the other (``dangle_end``: its charging stays, as in pandapower).
+  Out-of-service lines are open and also ``switchable`` (the MATPOWER convention
+  for tie lines, e.g. ``case33bw``). An open trafo switch opens its transformer.
   Open bus-bus switches (``et='b'``) are ignored: they join nothing, and sopjax
   reconfigures branches, not bus couplers. Closed bus-bus switches with
   ``z_ohm > 0`` are not supported.
-* **loads**: ``p_mw * scaling``, ``q_mvar * scaling`` (pandapower applies the
-  scaling to both), summed per bus; constant-current / constant-impedance
-  shares (``const_i_*``, ``const_z_*``) are rejected.
-* **sgens**: PV/DG units at their bus; rating ``sn_mva`` (or ``|p + jq|`` when
-  ``sn_mva`` is missing), power factor ``p / |p + jq|``. With ``sgen_as="load"``
+* **loads** and **storage**: ``p_mw * scaling``, ``q_mvar * scaling`` (pandapower
+  applies the scaling to both), summed per bus (storage at its set-point, positive
+  = charging); constant-current / constant-impedance shares (``const_i_*``,
+  ``const_z_*``) are rejected.
+* **shunts**: bus shunt admittance ``(p_mw - j q_mvar) step (vn_bus / vn_kv)^2``.
+* **sgens**: PV/DG units at their bus and set-point (``p_set_pu``); rating
+  ``max(sn_mva, |p + jq|)``, power factor ``p / |p + jq|``. With ``sgen_as="load"``
   their present output is instead subtracted from the bus load.
-* **ext_grid**: exactly one in service; its bus is the slack, ``vm_pu`` the
-  slack voltage (``va_degree`` is dropped: sopjax angles are relative to the slack).
+* **ext_grid**: its bus is the slack, ``vm_pu`` the slack voltage (``va_degree``
+  is dropped: sopjax angles are relative to the slack); several ext_grids of one
+  ``vm_pu`` are merged into one slack bus unless closed branches connect them.
 
-Everything else that carries power (transformers, generators, shunts, wards,
-storage with nonzero power, motors, asymmetric elements, ...) raises
+Everything else that carries power (three-winding transformers, generators,
+wards, impedances, motors, asymmetric elements, ...) raises
 :class:`~sopjax.errors.UnsupportedElementError` naming what was found and how many.
-Real feeders sit below a substation transformer: ``slack_at_trafo_lv=True``
-replaces every in-service transformer by an ideal source at its LV bus at the
-ext_grid's ``vm_pu`` (transformer impedance and tap are neglected) and drops the
-HV side. Several such LV busbars are merged into one slack bus, which is exact
-for ideal sources of the same set-point as long as the LV grids are not
-connected to each other (a connection then shows up as a closed loop).
+``slack_at_trafo_lv=True`` replaces every in-service transformer by an ideal
+source at its LV bus at the ext_grid's ``vm_pu`` and drops the HV side. Several
+such LV busbars are merged into one slack bus, which is exact for ideal sources
+of the same set-point as long as the LV grids are not connected to each other (a
+connection then shows up as a closed loop).
 """
 
 from __future__ import annotations
@@ -105,13 +111,6 @@ def _check_unsupported(net_pp, slack_at_trafo_lv: bool) -> None:
         n = int(_in_service(table).sum())
         if n:
             found.append(f"{n} {what}{'s' if n > 1 else ''} (net.{name})")
-    storage = _table(net_pp, "storage")
-    if storage is not None:
-        active = _in_service(storage) & (
-            (storage["p_mw"].fillna(0).to_numpy() != 0) | (storage["q_mvar"].fillna(0).to_numpy() != 0)
-        )
-        if active.any():
-            found.append(f"{int(active.sum())} storage unit(s) with nonzero power (net.storage)")
     if found:
         raise UnsupportedElementError(
             "the pandapower network holds elements sopjax does not model: " + ", ".join(found)
@@ -390,6 +389,7 @@ def from_pandapower(
                         f"{load.index[nz][0]}; sopjax models constant-power loads only"
                     )
     add_bus_power("load", 1.0)
+    add_bus_power("storage", 1.0)  # at its set-point, p_mw > 0 charging (pandapower's load convention)
 
     pv_bus, pv_s, pv_pf, pv_p = [], [], [], []
     sgen = _table(net_pp, "sgen")
