@@ -80,6 +80,10 @@ _UNSUPPORTED = (
     ("asymmetric_sgen", "asymmetric static generator"),
     ("line_dc", "DC line"),
     ("bus_dc", "DC bus"),
+    ("load_dc", "DC load"),
+    ("source_dc", "DC source"),
+    ("vsc_bipolar", "bipolar VSC"),
+    ("vsc_stacked", "stacked VSC"),
 )
 
 _DEFAULT_VMIN, _DEFAULT_VMAX = 0.9, 1.1

@@ -63,11 +63,12 @@ def _column(trafo, name, default):
 def _check_phase_shifters(trafo) -> None:
     kind = _column(trafo, "tap_changer_type", None)
     step_deg = np.asarray(_column(trafo, "tap_step_degree", np.nan), dtype=float)
-    shifter = np.asarray(_column(trafo, "tap_phase_shifter", False), dtype=object)
+    shifter = _column(trafo, "tap_phase_shifter", False)
     for pos, idx in enumerate(trafo.index):
         k = kind[pos]
         has_step = np.isfinite(step_deg[pos]) and step_deg[pos] != 0
-        if k == "Ideal" or (k == "Symmetrical" and has_step) or bool(shifter[pos] is True):
+        flagged = isinstance(shifter[pos], (bool, np.bool_)) and bool(shifter[pos])
+        if k == "Ideal" or (k == "Symmetrical" and has_step) or flagged:
             raise UnsupportedElementError(
                 f"transformer {idx} ({trafo['name'].iloc[pos] if 'name' in trafo.columns else ''}) is a "
                 "phase-shifting transformer (tap_changer_type / tap_step_degree); only fixed vector-group "
