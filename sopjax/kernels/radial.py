@@ -66,11 +66,12 @@ jax.tree_util.register_dataclass(
 )
 
 
-def shunt_current(grid: Grid, V):
-    """Current ``y V`` the bus shunts draw (0 without shunts)."""
+def load_current(grid: Grid, s, V):
+    """Current drawn at each bus: ``conj(s / V)`` plus the shunts' ``y V`` (compiled in only with shunts)."""
+    current = jnp.conj(s / V)
     if grid.g_sh is None:
-        return 0
-    return (grid.g_sh + 1j * grid.b_sh).astype(V.dtype) * V
+        return current
+    return current + (grid.g_sh + 1j * grid.b_sh).astype(V.dtype) * V
 
 
 def physical_voltage(grid: Grid, vm, va):
@@ -148,7 +149,7 @@ def _vf_extra_load(vf: VfCoupling | None, s_island, n_bus: int, cdtype):
 
 
 def _outputs(topo, grid, f_bus, V, s, energized, converged, iterations):
-    I_load = jnp.where(energized, jnp.conj(s / V) + shunt_current(grid, V), 0)
+    I_load = jnp.where(energized, load_current(grid, s, V), 0)
     J = subtree_sum(topo, I_load)  # current entering each bus's subtree from upstream
     s_in = V * jnp.conj(J)  # power entering each subtree at its top bus
     V_par = V[topo.parent]
@@ -158,8 +159,9 @@ def _outputs(topo, grid, f_bus, V, s, energized, converged, iterations):
     fwd = f_bus == topo.parent[child]
     s_from = jnp.where(fwd, s_send[child], -s_in[child])
     s_from = jnp.where(act, s_from, 0)
-    i_ref = jnp.abs(J) if grid.v_scale is None else jnp.abs(J) / grid.v_scale.astype(V.real.dtype)
-    i_mag = jnp.where(act, i_ref[child], 0)  # physical current of the child-side base
+    i_mag = jnp.where(act, jnp.abs(J[child]), 0)
+    if grid.v_scale is not None:  # physical current on the child side's base
+        i_mag = i_mag / grid.v_scale.astype(i_mag.dtype)[child]
     p_loss = jnp.where(act, jnp.real(s_send[child] - s_in[child]), 0)
     src = topo.is_source & energized
     vm, va = physical_voltage(grid, jnp.abs(V), jnp.angle(V))
@@ -215,7 +217,7 @@ def sweep_power_flow(
 
     def sweep(V, s_extra):
         s_tot = s + s_extra
-        I_load = jnp.where(energized, jnp.conj(s_tot / V) + shunt_current(grid, V), 0)
+        I_load = jnp.where(energized, load_current(grid, s_tot, V), 0)
         J = subtree_sum(topo, I_load)
         V_new = v_src - path_sum(topo, z_up * J)
         s_extra_new = _vf_extra_load(vf, V * jnp.conj(J), n, cdtype)
