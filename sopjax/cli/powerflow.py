@@ -15,7 +15,8 @@ def register(sub) -> None:
         description="Run an exact radial power flow (backward/forward sweep) on a built-in case or a "
         "MATPOWER .m file. Branch numbers are the case file's 1-based rows.",
     )
-    p.add_argument("case", metavar="CASE", help="built-in name (ieee33, ieee69, ieee85) or a .m file")
+    p.add_argument("case", metavar="CASE", help="built-in name (ieee33, ieee69, ieee85), a .m file, "
+                   "simbench:<code> or pandapower:<builder>")
     p.add_argument("--open", default="", metavar="LIST", help="branches to open, e.g. 7,9,14,32,37")
     p.add_argument("--close", default="", metavar="LIST", help="branches to close, e.g. 33,34,35,36")
     p.add_argument("--load-scale", type=nonnegative_float, default=1.0, metavar="X", help="factor on all loads")

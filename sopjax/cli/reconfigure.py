@@ -17,7 +17,8 @@ def register(sub) -> None:
         "(SCIP by default). Every branch is switchable unless --switchable is given. The reported losses are "
         "the exact (sweep) power flow of the optimal topology; the relaxation's optimum is shown beside them.",
     )
-    p.add_argument("case", metavar="CASE", help="built-in name (ieee33, ieee69, ieee85) or a .m file")
+    p.add_argument("case", metavar="CASE", help="built-in name (ieee33, ieee69, ieee85), a .m file, "
+                   "simbench:<code> or pandapower:<builder>")
     p.add_argument("--switchable", default="all", metavar="LIST",
                    help="'all' (default), 'ties' (the case's open branches) or branch numbers, e.g. 7,9,14,32,33")
     p.add_argument("--formulation", choices=("soc", "lindistflow"), default="soc",

@@ -1,14 +1,32 @@
 """Read MATPOWER ``.m`` distribution cases.
 
-MATPOWER's distribution cases (``case33bw``, ``case69``, ``case85``) give branch
-impedances in ohms and loads in kW, followed by MATLAB code that converts them
-to per unit and MW. We do not run MATLAB: the known conversion statements are
-recognised and applied; any other statement is rejected with its line number,
-because silently ignoring code would give wrong numbers.
+MATPOWER's distribution cases (``case33bw``, ``case69``, ``case85``, ``case141``,
+... 25 of them in MATPOWER 8) give branch impedances in ohms and loads in kW,
+followed by MATLAB code that converts them to per unit and MW. We do not run
+MATLAB: the conversion idioms those cases use are recognised and applied in file
+order, any other statement is rejected with its line number, because silently
+ignoring code would give wrong numbers. The idioms:
+
+* ``[...] = idx_bus;`` / ``idx_brch`` / ``idx_gen`` / ``idx_cost`` (column names);
+* ``Vbase = mpc.bus(1, BASE_KV) * 1e3;`` and ``Sbase = mpc.baseMVA * 1e6;``;
+* ``mpc.branch(:, [BR_R BR_X]) = mpc.branch(:, [BR_R BR_X]) / (Vbase^2 / Sbase);`` (ohms);
+* ``mpc.bus(:, [PD, QD]) = mpc.bus(:, [PD, QD]) / 1e3;`` (kW);
+* case141's power-factor block, loads given in kVA::
+
+      pf = 0.85;
+      mpc.bus(:, QD) = mpc.bus(:, PD) * sin(acos(pf));
+      mpc.bus(:, PD) = mpc.bus(:, PD) * pf;
+
+Branch charging ``BR_B``, bus shunts ``GS``/``BS`` (MW demanded / Mvar injected at
+1 p.u.) and transformer ratios ``TAP`` (at the from side) are modelled; a phase
+shift ``SHIFT`` is refused.
 """
 
 from __future__ import annotations
 
+import ast
+import math
+import operator
 import re
 from pathlib import Path
 
@@ -29,6 +47,9 @@ _ASSIGN = re.compile(r"^mpc\.(\w+)\s*=\s*(.*)$", re.S)
 # Statements of the conversion blocks shipped with MATPOWER's distribution cases.
 _OHMS_TO_PU = "mpc.branch(:,[br_rbr_x])=mpc.branch(:,[br_rbr_x])/(vbase^2/sbase);"
 _KW_TO_MW = "mpc.bus(:,[pd,qd])=mpc.bus(:,[pd,qd])/1e3;"
+_PF = re.compile(r"^pf=([0-9.eE+-]+);$")
+_Q_FROM_PF = "mpc.bus(:,qd)=mpc.bus(:,pd)*sin(acos(pf));"
+_P_FROM_PF = "mpc.bus(:,pd)=mpc.bus(:,pd)*pf;"
 _HARMLESS = (
     re.compile(r"^\[.*\]=idx_(bus|brch|gen|cost);$"),
     re.compile(r"^vbase=mpc\.bus\(1,base_kv\)\*1e3;$"),
@@ -69,13 +90,47 @@ def _statements(text: str):
         yield start, "\n".join(buf)
 
 
+_ARITH = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
+          ast.Pow: operator.pow}  # fmt: skip
+
+
+def _number(token: str) -> float:
+    """A numeric entry: a number, or MATLAB arithmetic of numbers with ``sqrt`` (``135/sqrt(3)``).
+
+    Raises:
+        ValueError: anything else (names, other functions).
+    """
+    try:
+        return float(token)
+    except ValueError:
+        pass
+
+    def ev(node):
+        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
+            return float(node.value)
+        if isinstance(node, ast.BinOp) and type(node.op) in _ARITH:
+            return _ARITH[type(node.op)](ev(node.left), ev(node.right))
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+            return -ev(node.operand) if isinstance(node.op, ast.USub) else ev(node.operand)
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "sqrt"
+                and len(node.args) == 1 and not node.keywords):  # fmt: skip
+            return math.sqrt(ev(node.args[0]))
+        raise ValueError(f"could not convert string to float: {token!r}")
+
+    try:
+        tree = ast.parse(token.replace("^", "**"), mode="eval")
+    except SyntaxError:
+        raise ValueError(f"could not convert string to float: {token!r}") from None
+    return ev(tree.body)
+
+
 def _matrix(body: str, name: str, line: int) -> np.ndarray:
     body = body.strip().rstrip(";").strip()
     if not (body.startswith("[") and body.endswith("]")):
         raise CaseFormatError(f"line {line}: mpc.{name} is not a numeric matrix")
     rows = [r for r in re.split(r"[;\n]", body[1:-1]) if r.strip()]
     try:
-        data = [[float(v) for v in re.split(r"[\s,]+", r.strip()) if v] for r in rows]
+        data = [[_number(v) for v in re.split(r"[\s,]+", r.strip()) if v] for r in rows]
     except ValueError as e:
         raise CaseFormatError(f"line {line}: mpc.{name} holds a non-numeric entry ({e})") from None
     widths = {len(r) for r in data}
@@ -114,24 +169,34 @@ def parse_matpower(text: str, source: str = "<string>") -> dict:
             else:
                 value = body.rstrip(";").strip().strip("'")
                 try:
-                    case[key] = (line, float(value))
+                    case[key] = (line, _number(value))
                 except ValueError:
                     case[key] = (line, value)
             continue
         compact = re.sub(r"\s+", "", stmt).lower()
-        if compact in (_OHMS_TO_PU, _KW_TO_MW):
-            conversions.append(compact)
+        pf = _PF.match(compact)
+        if pf:
+            value = float(pf.group(1))
+            if not 0 < value <= 1:
+                raise CaseFormatError(f"{source}, line {line}: power factor pf = {value} is not in (0, 1]")
+            case["_pf"] = value
+        elif compact in (_Q_FROM_PF, _P_FROM_PF):
+            if "_pf" not in case:
+                raise CaseFormatError(f"{source}, line {line}: {stmt.strip()!r} uses pf before it is set")
+            conversions.append((compact, case["_pf"]))
+        elif compact in (_OHMS_TO_PU, _KW_TO_MW):
+            conversions.append((compact, None))
         elif any(p.match(compact) for p in _HARMLESS) or compact in ("end", "return"):
             continue
         else:
             raise CaseFormatError(
                 f"{source}, line {line}: unsupported MATLAB code {stmt[:60]!r}; sopjax applies only "
-                "MATPOWER's ohm->p.u. and kW->MW conversion blocks"
+                "MATPOWER's ohm->p.u., kW->MW and power-factor conversion blocks"
             )
     for key in ("baseMVA", "bus", "branch"):
         if key not in case:
             raise CaseFormatError(f"{source}: missing mpc.{key}")
-    out = {k: (v[1] if isinstance(v, tuple) else v) for k, v in case.items()}
+    out = {k: (v[1] if isinstance(v, tuple) else v) for k, v in case.items() if not k.startswith("_")}
     base = out["baseMVA"]
     if not isinstance(base, float) or not np.isfinite(base) or base <= 0:
         raise CaseFormatError(f"{source}: mpc.baseMVA must be a positive number, got {base!r}")
@@ -143,11 +208,16 @@ def parse_matpower(text: str, source: str = "<string>") -> dict:
         raise CaseFormatError(f"{source}: mpc.bus has {bus.shape[1]} columns, MATPOWER needs 13")
     if branch.shape[1] < 11:
         raise CaseFormatError(f"{source}: mpc.branch has {branch.shape[1]} columns, MATPOWER needs 11")
-    if _OHMS_TO_PU in conversions:
-        vbase = bus[0, BASE_KV] * 1e3
-        branch[:, [BR_R, BR_X]] /= vbase**2 / (base * 1e6)
-    if _KW_TO_MW in conversions:
-        bus[:, [PD, QD]] /= 1e3
+    for kind, pf in conversions:  # in file order, as MATLAB would run them
+        if kind == _OHMS_TO_PU:
+            vbase = bus[0, BASE_KV] * 1e3
+            branch[:, [BR_R, BR_X]] /= vbase**2 / (base * 1e6)
+        elif kind == _KW_TO_MW:
+            bus[:, [PD, QD]] /= 1e3
+        elif kind == _Q_FROM_PF:
+            bus[:, QD] = bus[:, PD] * np.sin(np.arccos(pf))
+        elif kind == _P_FROM_PF:
+            bus[:, PD] = bus[:, PD] * pf
     out["bus"], out["branch"] = bus, branch
     out.setdefault("gen", np.zeros((0, 10)))
     return out
@@ -205,19 +275,17 @@ def network_from_tables(case: dict, name: str | None = None, source: str = "case
                 f"{source}: generator at bus {int(g[GEN_BUS])} is not at the slack bus; "
                 "model distributed generation as PV units (sopjax.add_pv)"
             )
-    nz = np.flatnonzero((bus[:, GS] != 0) | (bus[:, BS] != 0))
+    nz = np.flatnonzero(branch[:, SHIFT] != 0)
     if nz.size:
         raise NetworkError(
-            f"{source}: bus {int(ids[nz[0]])} has a shunt (Gs/Bs); model capacitors with sopjax.add_capacitors"
+            f"{source}: branch {nz[0] + 1} has a phase shift of {branch[nz[0], SHIFT]:g} degrees; "
+            "phase-shifting transformers are not modelled"
         )
-    for col, what in ((BR_B, "line charging b"), (SHIFT, "a phase shift")):
-        nz = np.flatnonzero(branch[:, col] != 0)
-        if nz.size:
-            raise NetworkError(f"{source}: branch {nz[0] + 1} has {what}, which sopjax does not model")
-    tap = branch[:, TAP]
-    nz = np.flatnonzero((tap != 0) & (tap != 1))
-    if nz.size:
-        raise NetworkError(f"{source}: branch {nz[0] + 1} has tap ratio {tap[nz[0]]}; transformers are not modelled")
+    tap = np.where(branch[:, TAP] == 0, 1.0, branch[:, TAP])
+    kv = dict(zip(ids.astype(int), bus[:, BASE_KV]))
+    f_kv = np.array([kv.get(int(b), np.nan) for b in branch[:, F_BUS]])
+    t_kv = np.array([kv.get(int(b), np.nan) for b in branch[:, T_BUS]])
+    transformer = (branch[:, TAP] != 0) | (f_kv != t_kv)
     return make_network(
         bus_ids=ids.astype(int),
         p_load_mw=bus[:, PD],
@@ -236,4 +304,9 @@ def network_from_tables(case: dict, name: str | None = None, source: str = "case
         in_service=branch[:, BR_STATUS] > 0,
         switchable=branch[:, BR_STATUS] <= 0,
         name=name or str(case.get("name", "case")),
+        shunt_g_pu=bus[:, GS] / float(case["baseMVA"]),
+        shunt_b_pu=bus[:, BS] / float(case["baseMVA"]),
+        branch_b_pu=branch[:, BR_B],
+        tap=tap,
+        transformer=transformer,
     )

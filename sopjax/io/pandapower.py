@@ -10,38 +10,44 @@ Mapping (pandapower -> sopjax):
   ``vn_kv``; ``v_min_pu`` / ``v_max_pu`` from ``min_vm_pu`` / ``max_vm_pu`` when
   present, else 0.9 / 1.1. Buses joined by a *closed* bus-bus switch are merged
   into the bus of lowest index; see :func:`pandapower_bus_map`.
-* **lines**: ``r = r_ohm_per_km * length_km / parallel`` (x likewise), rating
+* **lines**: pi model, ``r = r_ohm_per_km * length_km / parallel`` (x likewise),
+  total shunt ``b = 2 pi f c_nf_per_km 1e-9 length parallel``, ``g = g_us_per_km
+  1e-6 length parallel`` (``line_charging=False`` drops the shunt), rating
   ``sqrt(3) * vn_kv * max_i_ka * df * parallel`` MVA. Line *i* of ``net.line``
   (row order, 0-based position *i*) is branch number ``i + 1``, so
-  ``net.line.index[number - 1]`` is its pandapower index. Shunt capacitance
-  ``c_nf_per_km`` and conductance ``g_us_per_km`` are **neglected** (short
-  distribution lines); because that is only safe when the charging power is
-  small, the import fails when the charging power of the in-service lines at
-  rated voltage exceeds ``max_charging_ratio`` (default 5 %) of the total load.
+  ``net.line.index[number - 1]`` is its pandapower index.
+* **transformers**: trafo *j* is branch number ``len(net.line) + j + 1`` (hv =
+  from side), with pandapower's own per-unit model
+  (:mod:`sopjax.io.pandapower_trafo`); phase shifters are refused.
+* **parallel branches** between the same two buses are merged into one.
 * **switches**: a line switch (``et='l'``) that is open opens its line; every
-  line with a switch is ``switchable``. Out-of-service lines are open and also
-  ``switchable`` (the MATPOWER convention for tie lines, e.g. ``case33bw``).
+  line with a switch is ``switchable``; a line open at one end only stays
+  connected at the other (``dangle_end``: its charging stays, as in pandapower).
+  Out-of-service lines are open and also ``switchable`` (the MATPOWER convention
+  for tie lines, e.g. ``case33bw``). An open trafo switch opens its transformer.
   Open bus-bus switches (``et='b'``) are ignored: they join nothing, and sopjax
   reconfigures branches, not bus couplers. Closed bus-bus switches with
   ``z_ohm > 0`` are not supported.
-* **loads**: ``p_mw * scaling``, ``q_mvar * scaling`` (pandapower applies the
-  scaling to both), summed per bus; constant-current / constant-impedance
-  shares (``const_i_*``, ``const_z_*``) are rejected.
-* **sgens**: PV/DG units at their bus; rating ``sn_mva`` (or ``|p + jq|`` when
-  ``sn_mva`` is missing), power factor ``p / |p + jq|``. With ``sgen_as="load"``
+* **loads** and **storage**: ``p_mw * scaling``, ``q_mvar * scaling`` (pandapower
+  applies the scaling to both), summed per bus (storage at its set-point, positive
+  = charging); constant-current / constant-impedance shares (``const_i_*``,
+  ``const_z_*``) are rejected.
+* **shunts**: bus shunt admittance ``(p_mw - j q_mvar) step (vn_bus / vn_kv)^2``.
+* **sgens**: PV/DG units at their bus and set-point (``p_set_pu``); rating
+  ``max(sn_mva, |p + jq|)``, power factor ``p / |p + jq|``. With ``sgen_as="load"``
   their present output is instead subtracted from the bus load.
-* **ext_grid**: exactly one in service; its bus is the slack, ``vm_pu`` the
-  slack voltage (``va_degree`` is dropped: sopjax angles are relative to the slack).
+* **ext_grid**: its bus is the slack, ``vm_pu`` the slack voltage (``va_degree``
+  is dropped: sopjax angles are relative to the slack); several ext_grids of one
+  ``vm_pu`` are merged into one slack bus unless closed branches connect them.
 
-Everything else that carries power (transformers, generators, shunts, wards,
-storage with nonzero power, motors, asymmetric elements, ...) raises
+Everything else that carries power (three-winding transformers, generators,
+wards, impedances, motors, asymmetric elements, ...) raises
 :class:`~sopjax.errors.UnsupportedElementError` naming what was found and how many.
-Real feeders sit below a substation transformer: ``slack_at_trafo_lv=True``
-replaces every in-service transformer by an ideal source at its LV bus at the
-ext_grid's ``vm_pu`` (transformer impedance and tap are neglected) and drops the
-HV side. Several such LV busbars are merged into one slack bus, which is exact
-for ideal sources of the same set-point as long as the LV grids are not
-connected to each other (a connection then shows up as a closed loop).
+``slack_at_trafo_lv=True`` replaces every in-service transformer by an ideal
+source at its LV bus at the ext_grid's ``vm_pu`` and drops the HV side. Several
+such LV busbars are merged into one slack bus, which is exact for ideal sources
+of the same set-point as long as the LV grids are not connected to each other (a
+connection then shows up as a closed loop).
 """
 
 from __future__ import annotations
@@ -51,17 +57,16 @@ import math
 import numpy as np
 
 from sopjax import graph
-from sopjax.errors import NetworkError, UnsupportedElementError
+from sopjax.errors import NetworkError, TopologyError, UnsupportedElementError
 from sopjax.network import Network, PVUnits, make_network
+from sopjax.topology import compile_topology
 
 __all__ = ["from_pandapower", "pandapower_bus_map", "load_pandapower_network"]
 
 # element tables sopjax cannot represent; rows out of service are ignored
 _UNSUPPORTED = (
-    ("trafo", "two-winding transformer"),
     ("trafo3w", "three-winding transformer"),
     ("gen", "voltage-controlled generator (gen)"),
-    ("shunt", "shunt"),
     ("impedance", "impedance branch"),
     ("tcsc", "TCSC"),
     ("svc", "SVC"),
@@ -75,6 +80,10 @@ _UNSUPPORTED = (
     ("asymmetric_sgen", "asymmetric static generator"),
     ("line_dc", "DC line"),
     ("bus_dc", "DC bus"),
+    ("load_dc", "DC load"),
+    ("source_dc", "DC source"),
+    ("vsc_bipolar", "bipolar VSC"),
+    ("vsc_stacked", "stacked VSC"),
 )
 
 _DEFAULT_VMIN, _DEFAULT_VMAX = 0.9, 1.1
@@ -100,30 +109,15 @@ def _table(net_pp, name: str):
 def _check_unsupported(net_pp, slack_at_trafo_lv: bool) -> None:
     found = []
     for name, what in _UNSUPPORTED:
-        if slack_at_trafo_lv and name == "trafo":
-            continue
         table = _table(net_pp, name)
         if table is None:
             continue
         n = int(_in_service(table).sum())
         if n:
             found.append(f"{n} {what}{'s' if n > 1 else ''} (net.{name})")
-    storage = _table(net_pp, "storage")
-    if storage is not None:
-        active = _in_service(storage) & (
-            (storage["p_mw"].fillna(0).to_numpy() != 0) | (storage["q_mvar"].fillna(0).to_numpy() != 0)
-        )
-        if active.any():
-            found.append(f"{int(active.sum())} storage unit(s) with nonzero power (net.storage)")
     if found:
-        hint = ""
-        if any("transformer" in f for f in found) and not slack_at_trafo_lv:
-            hint = (
-                "; for a feeder below a substation transformer use slack_at_trafo_lv=True "
-                "(the slack moves to the transformer's LV bus)"
-            )
         raise UnsupportedElementError(
-            "the pandapower network holds elements sopjax does not model: " + ", ".join(found) + hint
+            "the pandapower network holds elements sopjax does not model: " + ", ".join(found)
         )
 
 
@@ -235,6 +229,12 @@ def _grouping(net_pp, slack_at_trafo_lv: bool):
     if slack_at_trafo_lv:
         sources, vm, dropped = _trafo_sources(net_pp, uf, switches)
         trafo_info = (sources, vm)
+    else:
+        ext = _table(net_pp, "ext_grid")
+        ext_buses = sorted(int(b) for b in ext["bus"][_in_service(ext)]) if ext is not None else []
+        for b in ext_buses[1:]:  # ideal sources of one set-point: one slack (checked in _slack)
+            if b in uf and ext_buses[0] in uf:
+                uf.union(ext_buses[0], b)
     return uf, dropped, trafo_info
 
 
@@ -255,7 +255,7 @@ def from_pandapower(
     *,
     slack_at_trafo_lv: bool = False,
     sgen_as: str = "pv",
-    max_charging_ratio: float = 0.05,
+    line_charging: bool = True,
 ) -> Network:
     """Compile a balanced pandapower network into a :class:`Network`.
 
@@ -267,8 +267,9 @@ def from_pandapower(
         sgen_as: ``"pv"`` (sgens become PV units, their output is not in the load)
             or ``"load"`` (their present output ``p_mw``, ``q_mvar`` is subtracted
             from the bus load, e.g. to reproduce pandapower's power flow).
-        max_charging_ratio: largest accepted ratio of the neglected line charging
-            power (at rated voltage, Mvar) to the total apparent load (MVA).
+        line_charging: model the lines' shunt capacitance and conductance (pi model,
+            default); False drops them (a series-impedance model, e.g. to benchmark
+            against solvers without shunts).
 
     Returns:
         A validated :class:`Network`; ``bus_ids`` are pandapower bus indices and
@@ -318,6 +319,7 @@ def from_pandapower(
     vmax = bus_column("max_vm_pu", _DEFAULT_VMAX)
 
     # -------------------------------------------------------------- sources
+    ext_on = None
     if trafo_info is not None:
         sources, v_slack = trafo_info
         slack = min(sources)
@@ -325,16 +327,19 @@ def from_pandapower(
         ext = _table(net_pp, "ext_grid")
         ext_on = ext[_in_service(ext)] if ext is not None else None
         n_ext = 0 if ext_on is None else len(ext_on)
-        if n_ext != 1:
-            where = "" if not n_ext else f" at buses {', '.join(str(int(b)) for b in ext_on['bus'])}"
+        if n_ext == 0:
+            raise UnsupportedElementError("a radial feeder needs exactly one in-service ext_grid, found 0")
+        for b in ext_on["bus"]:
+            if int(b) not in uf:
+                raise NetworkError(f"ext_grid refers to unknown bus {int(b)}")
+        vms = ext_on["vm_pu"].to_numpy(float)
+        if np.ptp(vms) > 1e-12:
             raise UnsupportedElementError(
-                f"a radial feeder needs exactly one in-service ext_grid, found {n_ext}{where}"
+                f"a radial feeder needs exactly one in-service ext_grid, found {n_ext} with different vm_pu "
+                f"(at buses {', '.join(str(int(b)) for b in ext_on['bus'])}): they cannot be one slack"
             )
-        slack_pp = int(ext_on["bus"].iloc[0])
-        if slack_pp not in uf:
-            raise NetworkError(f"ext_grid refers to unknown bus {slack_pp}")
-        slack = uf.find(slack_pp)
-        v_slack = float(ext_on["vm_pu"].iloc[0])
+        slack = uf.find(int(ext_on["bus"].iloc[0]))
+        v_slack = float(vms[0])
     if not bus_on.get(slack, True):
         raise NetworkError(f"the slack bus {slack} is out of service")
 
@@ -388,8 +393,9 @@ def from_pandapower(
                         f"{load.index[nz][0]}; sopjax models constant-power loads only"
                     )
     add_bus_power("load", 1.0)
+    add_bus_power("storage", 1.0)  # at its set-point, p_mw > 0 charging (pandapower's load convention)
 
-    pv_bus, pv_s, pv_pf = [], [], []
+    pv_bus, pv_s, pv_pf, pv_p = [], [], [], []
     sgen = _table(net_pp, "sgen")
     if sgen is not None and sgen_as == "load":
         add_bus_power("sgen", -1.0)
@@ -418,107 +424,261 @@ def from_pandapower(
                     "q >= 0 (use sgen_as='load' to fold it into the load)"
                 )
             mag = math.hypot(pi, qi)
-            rating = si if np.isfinite(si) and si > 0 else mag
+            rating = max(si, mag) if np.isfinite(si) and si > 0 else mag
             pv_bus.append(rep_pos[uf.find(int(b))])
             pv_s.append(rating / base_mva)
             pv_pf.append(pi / mag if mag > 0 else 1.0)
+            pv_p.append(pi / base_mva)
 
-    # ---------------------------------------------------------------- lines
-    line = _table(net_pp, "line")
-    f_ids, t_ids, r_ohm, x_ohm, rate, status, sw, numbers = [], [], [], [], [], [], [], []
-    charging_mvar = 0.0
-    if line is not None:
-        on = _in_service(line)
-        switched: dict[int, bool] = {}
-        switches = _table(net_pp, "switch")
-        if switches is not None:
-            ls = switches[switches["et"] == "l"]
-            for idx, b, e, closed in zip(ls.index, ls["bus"], ls["element"], ls["closed"].astype(bool)):
-                e = int(e)
-                if e not in line.index:
-                    raise NetworkError(f"line switch {idx} refers to unknown line {e}")
-                if int(b) not in (int(line.at[e, "from_bus"]), int(line.at[e, "to_bus"])):
-                    raise NetworkError(
-                        f"line switch {idx} is at bus {int(b)}, which is not an end of line {e}"
-                    )
-                switched[e] = switched.get(e, True) and bool(closed)
-        cols = {c: line[c].to_numpy(float) for c in ("length_km", "r_ohm_per_km", "x_ohm_per_km")}
-        par = line["parallel"].to_numpy(float) if "parallel" in line.columns else np.ones(len(line))
-        df = line["df"].fillna(1.0).to_numpy(float) if "df" in line.columns else np.ones(len(line))
-        imax = line["max_i_ka"].to_numpy(float) if "max_i_ka" in line.columns else np.full(len(line), np.inf)
-        cnf = (
-            line["c_nf_per_km"].fillna(0).to_numpy(float)
-            if "c_nf_per_km" in line.columns
-            else np.zeros(len(line))
-        )
-        for pos, (idx, a, b) in enumerate(zip(line.index, line["from_bus"], line["to_bus"])):
-            a, b = int(a), int(b)
-            for end in (a, b):
-                if end not in uf:
-                    raise NetworkError(f"line {idx} refers to unknown bus {end}")
-            if a in dropped or b in dropped:
-                continue  # HV side of the transformers (slack_at_trafo_lv)
-            ra, rb = uf.find(a), uf.find(b)
-            if ra == rb:
-                raise NetworkError(
-                    f"line {idx} joins buses {a} and {b}, which are merged (closed bus-bus switch or "
-                    "transformer LV buses): it would be a loop of zero length"
-                )
-            length, npar = cols["length_km"][pos], par[pos]
-            if not (np.isfinite(length) and length > 0 and np.isfinite(npar) and npar >= 1):
-                raise NetworkError(
-                    f"line {idx} has length_km={length}, parallel={npar}; need length > 0, parallel >= 1"
-                )
-            closed = bool(on[pos]) and switched.get(int(idx), True) and bus_on[a] and bus_on[b]
-            f_ids.append(ra)
-            t_ids.append(rb)
-            r_ohm.append(cols["r_ohm_per_km"][pos] * length / npar)
-            x_ohm.append(cols["x_ohm_per_km"][pos] * length / npar)
-            kv = vn_of[a]
-            rate.append(math.sqrt(3) * kv * imax[pos] * df[pos] * npar if np.isfinite(imax[pos]) else np.inf)
-            status.append(closed)
-            sw.append(int(idx) in switched or not bool(on[pos]))
-            numbers.append(pos + 1)
-            if closed:
-                charging_mvar += kv**2 * 2 * math.pi * f_hz * cnf[pos] * 1e-9 * length * npar
-    s_load = float(np.sum(np.hypot(p, q)))
-    if charging_mvar > max_charging_ratio * s_load:
-        raise UnsupportedElementError(
-            f"the in-service lines' shunt capacitance (c_nf_per_km) gives {charging_mvar:.4g} Mvar of charging "
-            f"at rated voltage, {charging_mvar / s_load * 100 if s_load else float('inf'):.3g} % of the "
-            f"{s_load:.4g} MVA load; sopjax neglects line charging (limit max_charging_ratio="
-            f"{max_charging_ratio}); raise the limit to accept the approximation"
-        )
+    g_sh, b_sh = _shunts(net_pp, uf, rep_pos, bus_on, vn_of, base_mva, dropped)
+    branches = _lines(net_pp, uf, dropped, bus_on, vn_of, base_mva, f_hz)
+    if not line_charging:
+        branches["g"] = [0.0] * len(branches["g"])
+        branches["b"] = [0.0] * len(branches["b"])
+    if not slack_at_trafo_lv:
+        branches = _append_trafos(branches, net_pp, uf, bus_on, n_lines=_n_rows(net_pp, "line"))
+    branches = _merge_parallel(branches)
 
     net = make_network(
         bus_ids=reps,
         p_load_mw=p,
         q_load_mvar=q,
-        branch_from=f_ids,
-        branch_to=t_ids,
-        r_ohm=r_ohm,
-        x_ohm=x_ohm,
+        branch_from=branches["f"],
+        branch_to=branches["t"],
+        r_pu=branches["r"],
+        x_pu=branches["x"],
         slack_bus=slack,
         base_kv=base_kv,
         base_mva=base_mva,
         v_slack_pu=v_slack,
         v_min_pu=vmin,
         v_max_pu=vmax,
-        rate_mva=rate,
-        in_service=status,
-        switchable=sw,
-        branch_numbers=numbers,
+        rate_mva=branches["rate"],
+        in_service=branches["status"],
+        switchable=branches["sw"],
+        branch_numbers=branches["number"],
         name=name,
+        shunt_g_pu=g_sh,
+        shunt_b_pu=b_sh,
+        branch_g_pu=branches["g"],
+        branch_b_pu=branches["b"],
+        tap=branches["tap"],
+        shift_deg=branches["shift"],
+        dangle_end=branches["dangle"],
+        transformer=branches["trafo"],
     )
+    if ext_on is not None and len(ext_on) > 1:
+        _check_sources_apart(net, ext_on)
     if pv_bus:
         net = net.with_devices(
             pv=PVUnits(
                 bus=np.asarray(pv_bus, dtype=np.int32),
                 s_rated_pu=np.asarray(pv_s, dtype=float),
                 pf=np.asarray(pv_pf, dtype=float),
+                p_set_pu=np.asarray(pv_p, dtype=float),
             )
         )
     return net
+
+
+def _check_sources_apart(net: Network, ext_on) -> None:
+    """Several ext_grids became one slack bus: refuse if closed branches connect them (a loop)."""
+    try:
+        compile_topology(net, np.asarray(net.in_service, bool))
+    except TopologyError as e:
+        raise UnsupportedElementError(
+            f"a radial feeder needs exactly one in-service ext_grid, found {len(ext_on)} (at buses "
+            f"{', '.join(str(int(b)) for b in ext_on['bus'])}) and closed branches connect them: {e}"
+        ) from None
+
+
+def _merge_parallel(out: dict[str, list]) -> dict[str, list]:
+    """Replace branches joining the same two buses by one equivalent branch.
+
+    Closed parallel branches (e.g. two transformers of one substation) become one
+    pi branch: series admittances, shunts and ratings add; their ratios and phase
+    shifts must be equal. Open parallel branches are dropped (closing one could only
+    make a loop). The kept branch keeps the lowest branch number of its group.
+    """
+    groups: dict[tuple[int, int], list[int]] = {}
+    for k, (a, b) in enumerate(zip(out["f"], out["t"])):
+        groups.setdefault((min(a, b), max(a, b)), []).append(k)
+    if all(len(g) == 1 for g in groups.values()):
+        return out
+    keep: list[int] = []
+    for ks in groups.values():
+        closed = [k for k in ks if out["status"][k]] or ks[:1]
+        first = closed[0]
+        for k in closed[1:]:
+            same = out["f"][k] == out["f"][first] and abs(out["tap"][k] - out["tap"][first]) < 1e-12 and (
+                out["shift"][k] == out["shift"][first])
+            if not same:
+                raise UnsupportedElementError(
+                    f"parallel branches {out['number'][first]} and {out['number'][k]} (buses {out['f'][k]}-"
+                    f"{out['t'][k]}) have different orientation, ratio or phase shift; they cannot be merged"
+                )
+            y = 1 / complex(out["r"][first], out["x"][first]) + 1 / complex(out["r"][k], out["x"][k])
+            out["r"][first], out["x"][first] = (1 / y).real, (1 / y).imag
+            for col in ("g", "b", "rate"):
+                out[col][first] += out[col][k]
+            out["dangle"][first] = -1
+        keep.append(first)
+    keep.sort()
+    return {col: [vals[k] for k in keep] for col, vals in out.items()}
+
+
+def _n_rows(net_pp, name: str) -> int:
+    table = _table(net_pp, name)
+    return 0 if table is None else len(table)
+
+
+def _shunts(net_pp, uf, rep_pos, bus_on, vn_of, base_mva, dropped):
+    """Bus shunt admittance (p.u.) of ``net.shunt``: ``p_mw + j q_mvar`` drawn at ``vn_kv``, x ``step``."""
+    g = np.zeros(len(rep_pos))
+    b = np.zeros(len(rep_pos))
+    shunt = _table(net_pp, "shunt")
+    if shunt is None:
+        return g, b
+    step = shunt["step"].fillna(1).to_numpy(float) if "step" in shunt.columns else np.ones(len(shunt))
+    for pos, (idx, bus, on) in enumerate(zip(shunt.index, shunt["bus"], _in_service(shunt))):
+        bus = int(bus)
+        if bus not in uf:
+            raise NetworkError(f"shunt {idx} refers to unknown bus {bus}")
+        if not on or not bus_on[bus] or bus in dropped:
+            continue
+        ratio = (vn_of[bus] / float(shunt["vn_kv"].iloc[pos])) ** 2
+        k = rep_pos[uf.find(bus)]
+        g[k] += float(shunt["p_mw"].iloc[pos]) * step[pos] * ratio / base_mva
+        b[k] -= float(shunt["q_mvar"].iloc[pos]) * step[pos] * ratio / base_mva
+    return g, b
+
+
+def _line_switches(net_pp, line) -> dict[int, dict[int, bool]]:
+    """For each switched line: ``{bus: closed}`` of the switches at its ends."""
+    out: dict[int, dict[int, bool]] = {}
+    switches = _table(net_pp, "switch")
+    if switches is None:
+        return out
+    ls = switches[switches["et"] == "l"]
+    for idx, b, e, closed in zip(ls.index, ls["bus"], ls["element"], ls["closed"].astype(bool)):
+        e = int(e)
+        if e not in line.index:
+            raise NetworkError(f"line switch {idx} refers to unknown line {e}")
+        if int(b) not in (int(line.at[e, "from_bus"]), int(line.at[e, "to_bus"])):
+            raise NetworkError(f"line switch {idx} is at bus {int(b)}, which is not an end of line {e}")
+        ends = out.setdefault(e, {})
+        ends[int(b)] = ends.get(int(b), True) and bool(closed)
+    return out
+
+
+def _dangle_end(a: int, b: int, ends: dict[int, bool] | None, in_service: bool) -> int:
+    """The end (0 from, 1 to) that stays connected when the line's switch is open, else -1."""
+    if not in_service or not ends:
+        return -1
+    open_ends = [bus for bus, closed in ends.items() if not closed]
+    if len(open_ends) == 1:  # open at one end: the other end keeps the line (and its charging)
+        return 1 if open_ends[0] == a else 0
+    if not open_ends and len(ends) == 1:  # one (closed) switch: opening it leaves the other end
+        return 1 if a in ends else 0
+    return -1
+
+
+def _lines(net_pp, uf, dropped, bus_on, vn_of, base_mva, f_hz) -> dict[str, list]:
+    """Branch columns of ``net.line`` (pi model, per unit on ``base_mva`` and the from-bus ``vn_kv``)."""
+    out: dict[str, list] = {k: [] for k in
+                            ("f", "t", "r", "x", "g", "b", "rate", "status", "sw", "number", "tap", "shift",
+                             "dangle", "trafo")}  # fmt: skip
+    line = _table(net_pp, "line")
+    if line is None:
+        return out
+    on = _in_service(line)
+    switched = _line_switches(net_pp, line)
+    cols = {c: line[c].to_numpy(float) for c in ("length_km", "r_ohm_per_km", "x_ohm_per_km")}
+    n = len(line)
+
+    def column(name, default):
+        return line[name].fillna(default).to_numpy(float) if name in line.columns else np.full(n, default)
+
+    par, df, imax = column("parallel", 1.0), column("df", 1.0), column("max_i_ka", np.inf)
+    cnf, gus = column("c_nf_per_km", 0.0), column("g_us_per_km", 0.0)
+    for pos, (idx, a, b) in enumerate(zip(line.index, line["from_bus"], line["to_bus"])):
+        a, b = int(a), int(b)
+        for end in (a, b):
+            if end not in uf:
+                raise NetworkError(f"line {idx} refers to unknown bus {end}")
+        if a in dropped or b in dropped:
+            continue  # HV side of the transformers (slack_at_trafo_lv)
+        ra, rb = uf.find(a), uf.find(b)
+        if ra == rb:
+            raise NetworkError(
+                f"line {idx} joins buses {a} and {b}, which are merged (closed bus-bus switch, transformer "
+                "LV buses or ext_grid buses): it would be a loop of zero length"
+            )
+        length, npar = cols["length_km"][pos], par[pos]
+        if not (np.isfinite(length) and length > 0 and np.isfinite(npar) and npar >= 1):
+            raise NetworkError(
+                f"line {idx} has length_km={length}, parallel={npar}; need length > 0, parallel >= 1"
+            )
+        ends = switched.get(int(idx))
+        closed = bool(on[pos]) and all((ends or {}).values()) and bus_on[a] and bus_on[b]
+        kv = vn_of[a]
+        zbase = kv**2 / base_mva
+        out["f"].append(ra)
+        out["t"].append(rb)
+        out["r"].append(cols["r_ohm_per_km"][pos] * length / npar / zbase)
+        out["x"].append(cols["x_ohm_per_km"][pos] * length / npar / zbase)
+        out["b"].append(2 * math.pi * f_hz * cnf[pos] * 1e-9 * length * npar * zbase)
+        out["g"].append(gus[pos] * 1e-6 * length * npar * zbase)
+        rate = math.sqrt(3) * kv * imax[pos] * df[pos] * npar
+        out["rate"].append(rate if np.isfinite(imax[pos]) else np.inf)
+        out["status"].append(closed)
+        out["sw"].append(ends is not None or not bool(on[pos]))
+        out["number"].append(pos + 1)
+        out["tap"].append(1.0)
+        out["shift"].append(0.0)
+        out["dangle"].append(_dangle_end(a, b, ends, bool(on[pos]) and bus_on[a] and bus_on[b]))
+        out["trafo"].append(False)
+    return out
+
+
+def _append_trafos(out: dict[str, list], net_pp, uf, bus_on, n_lines: int) -> dict[str, list]:
+    """Add ``net.trafo`` rows as branches numbered after the lines (hv = from side)."""
+    trafo = _table(net_pp, "trafo")
+    if trafo is None:
+        return out
+    from sopjax.io.pandapower_trafo import trafo_branches
+
+    tb = trafo_branches(net_pp, trafo)
+    on = _in_service(trafo)
+    open_t: set[int] = set()
+    switched: set[int] = set()
+    switches = _table(net_pp, "switch")
+    if switches is not None:
+        ts = switches[switches["et"] == "t"]
+        switched = {int(e) for e in ts["element"]}
+        open_t = {int(e) for e, c in zip(ts["element"], ts["closed"].astype(bool)) if not c}
+    for pos, idx in enumerate(tb.index):
+        a, b = int(tb.hv_bus[pos]), int(tb.lv_bus[pos])
+        for end in (a, b):
+            if end not in uf:
+                raise NetworkError(f"transformer {idx} refers to unknown bus {end}")
+        if uf.find(a) == uf.find(b):
+            raise NetworkError(f"transformer {idx} joins buses {a} and {b}, which are merged")
+        out["f"].append(uf.find(a))
+        out["t"].append(uf.find(b))
+        out["r"].append(tb.r_pu[pos])
+        out["x"].append(tb.x_pu[pos])
+        out["g"].append(tb.g_pu[pos])
+        out["b"].append(tb.b_pu[pos])
+        out["rate"].append(tb.rate_mva[pos])
+        out["status"].append(bool(on[pos]) and int(idx) not in open_t and bus_on[a] and bus_on[b])
+        out["sw"].append(int(idx) in switched)
+        out["number"].append(n_lines + pos + 1)
+        out["tap"].append(tb.tap[pos])
+        out["shift"].append(tb.shift_deg[pos])
+        out["dangle"].append(-1)
+        out["trafo"].append(True)
+    return out
 
 
 def load_pandapower_network(name: str, **kwargs) -> Network:

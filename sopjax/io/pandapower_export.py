@@ -41,6 +41,11 @@ def to_pandapower(
     """
     import pandapower as pp
 
+    if net.has_shunts or net.has_taps:
+        raise NetworkError(
+            f"to_pandapower exports lines without charging and no transformers; network {net.name!r} has "
+            "shunts or transformer ratios (export the original pandapower net instead)"
+        )
     nb, nl = net.n_bus, net.n_branch
     closed = np.asarray(net.in_service if status is None else status, dtype=bool)
     if closed.shape != (nl,):

@@ -7,9 +7,11 @@ net load is positive for consumption (:mod:`sopjax.network`).
 The sweep is the current-injection backward/forward method: load currents
 ``conj(S/V)`` are summed over subtrees (backward), voltage drops ``z * J`` are
 summed along root paths (forward), until the largest voltage update is below
-``tol``. It solves the same equations as Newton-Raphson on a radial network
-without shunts. Each source (substation or Vf-mode SOP terminal) fixes the
-voltage of its own tree.
+``tol``. It solves the same equations as Newton-Raphson on a radial network;
+bus shunts (pi-model line charging, shunt elements, transformer magnetizing)
+draw the current ``y V``, and transformer ratios are referred to the sources
+(:mod:`sopjax.branch_model`), both compiled in only when the grid has them.
+Each source (substation or Vf-mode SOP terminal) fixes the voltage of its own tree.
 
 Failure is data: a sample that diverges (voltage collapse, non-finite values)
 or does not meet ``tol`` in ``max_iter`` sweeps keeps its last finite iterate and
@@ -38,17 +40,45 @@ _COLLAPSE_PU = 1e-2
 class Grid:
     """Per-bus impedances and source voltages of one topology (pytree of arrays).
 
+    With transformers the arrays are referred to the sources' voltage base
+    (:mod:`sopjax.branch_model`); the optional fields are ``None`` for networks
+    without shunts or taps, and the kernels then compile without those terms.
+
     Attributes:
         r_up, x_up: impedance of each bus's upstream branch (0 at sources), (bus,).
         v_source: voltage magnitude set at each source bus (ignored elsewhere), (bus,).
+        g_sh, b_sh: shunt admittance per bus, drawing ``(g - jb)|V|^2``, (bus,), or None.
+        v_scale: physical / referred voltage magnitude per bus, (bus,), or None.
+        va_shift: phase-shift angle added per bus (rad), (bus,), or None.
     """
 
     r_up: Any
     x_up: Any
     v_source: Any
+    g_sh: Any = None
+    b_sh: Any = None
+    v_scale: Any = None
+    va_shift: Any = None
 
 
-jax.tree_util.register_dataclass(Grid, data_fields=["r_up", "x_up", "v_source"], meta_fields=[])
+jax.tree_util.register_dataclass(
+    Grid, data_fields=["r_up", "x_up", "v_source", "g_sh", "b_sh", "v_scale", "va_shift"], meta_fields=[]
+)
+
+
+def load_current(grid: Grid, s, V):
+    """Current drawn at each bus: ``conj(s / V)`` plus the shunts' ``y V`` (compiled in only with shunts)."""
+    current = jnp.conj(s / V)
+    if grid.g_sh is None:
+        return current
+    return current + (grid.g_sh + 1j * grid.b_sh).astype(V.dtype) * V
+
+
+def physical_voltage(grid: Grid, vm, va):
+    """Referred (|V|, angle) to physical: scale by ``v_scale``, add ``va_shift``."""
+    if grid.v_scale is None:
+        return vm, va
+    return vm * grid.v_scale.astype(vm.dtype), va + grid.va_shift.astype(va.dtype)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,7 +149,7 @@ def _vf_extra_load(vf: VfCoupling | None, s_island, n_bus: int, cdtype):
 
 
 def _outputs(topo, grid, f_bus, V, s, energized, converged, iterations):
-    I_load = jnp.where(energized, jnp.conj(s / V), 0)
+    I_load = jnp.where(energized, load_current(grid, s, V), 0)
     J = subtree_sum(topo, I_load)  # current entering each bus's subtree from upstream
     s_in = V * jnp.conj(J)  # power entering each subtree at its top bus
     V_par = V[topo.parent]
@@ -130,10 +160,13 @@ def _outputs(topo, grid, f_bus, V, s, energized, converged, iterations):
     s_from = jnp.where(fwd, s_send[child], -s_in[child])
     s_from = jnp.where(act, s_from, 0)
     i_mag = jnp.where(act, jnp.abs(J[child]), 0)
+    if grid.v_scale is not None:  # physical current on the child side's base
+        i_mag = i_mag / grid.v_scale.astype(i_mag.dtype)[child]
     p_loss = jnp.where(act, jnp.real(s_send[child] - s_in[child]), 0)
     src = topo.is_source & energized
-    vm = jnp.where(energized, jnp.abs(V), 0)
-    va = jnp.where(energized, jnp.angle(V), 0)
+    vm, va = physical_voltage(grid, jnp.abs(V), jnp.angle(V))
+    vm = jnp.where(energized, vm, 0)
+    va = jnp.where(energized, va, 0)
     return PowerFlowResult(
         vm_pu=vm,
         va_rad=va,
@@ -184,7 +217,7 @@ def sweep_power_flow(
 
     def sweep(V, s_extra):
         s_tot = s + s_extra
-        I_load = jnp.where(energized, jnp.conj(s_tot / V), 0)
+        I_load = jnp.where(energized, load_current(grid, s_tot, V), 0)
         J = subtree_sum(topo, I_load)
         V_new = v_src - path_sum(topo, z_up * J)
         s_extra_new = _vf_extra_load(vf, V * jnp.conj(J), n, cdtype)
@@ -230,15 +263,17 @@ def lindistflow(
     cdtype = jnp.result_type(rdtype, jnp.complex64)
     n = p_load_pu.shape[0]
     energized = topo.energized
+    v0 = grid.v_source.astype(rdtype)[topo.root]
     s = jnp.where(energized, p_load_pu + 1j * q_load_pu, 0).astype(cdtype)
+    if grid.g_sh is not None:  # shunts at the source voltage
+        s = s + jnp.where(energized, (grid.g_sh - 1j * grid.b_sh) * v0**2, 0).astype(cdtype)
     s = s + _vf_extra_load(vf, subtree_sum(topo, s), n, cdtype)
     S = subtree_sum(topo, s)
     P, Q = jnp.real(S), jnp.imag(S)
-    v0 = grid.v_source.astype(rdtype)[topo.root]
     v = v0**2 - 2 * path_sum(topo, grid.r_up * P + grid.x_up * Q)
     theta = -path_sum(topo, (grid.x_up * P - grid.r_up * Q)) / v0**2
     ok = jnp.all(jnp.where(energized, v > 0, True))
-    vm = jnp.where(energized, jnp.sqrt(jnp.maximum(v, 0)), 0)
+    vm, theta = physical_voltage(grid, jnp.where(energized, jnp.sqrt(jnp.maximum(v, 0)), 0), theta)
     child, act = topo.branch_child, topo.branch_active
     fwd = f_bus == topo.parent[child]
     sign = jnp.where(fwd, 1.0, -1.0)

@@ -116,8 +116,13 @@ def _forward(plan, W, D):
     return jax.lax.fori_loop(0, order.shape[0], step, W)
 
 
-def _currents(P, Q, vr, vi, en):
-    """Load currents ``conj(S / V)`` as stacked ``[re | im]`` columns plus a zero scratch row."""
+def _currents(P, Q, vr, vi, en, shunt=None):
+    """Load currents ``conj(S / V)`` (plus shunt currents ``y V``) as stacked ``[re | im]`` columns
+    plus a zero scratch row."""
+    if shunt is not None:  # conj(y) |V|^2 of constant admittance, as load power
+        g, b = shunt
+        d = vr * vr + vi * vi
+        P, Q = P + g * d, Q - b * d
     d = vr * vr + vi * vi
     ir = jnp.where(en, (P * vr + Q * vi) / d, 0)
     ii = jnp.where(en, (P * vi - Q * vr) / d, 0)
@@ -161,7 +166,7 @@ def _iterate(step, x0, error, n_s, tol, max_iter):
     return x, it, ok & (err <= tol)
 
 
-def _current_injection(plan, parent, en, zr, zx, vsrc, P, Q, tol, max_iter, collapse2, vf=None):
+def _current_injection(plan, parent, en, zr, zx, vsrc, P, Q, tol, max_iter, collapse2, vf=None, shunt=None):
     """Backward/forward sweep on complex voltages: ``V = V_source - path sums of z * conj(S / V)``."""
     if vf is not None:
         raise ValueError("the bus-major current-injection sweep has no Vf-mode SOP coupling; use 'power'")
@@ -170,7 +175,7 @@ def _current_injection(plan, parent, en, zr, zx, vsrc, P, Q, tol, max_iter, coll
 
     def step(V):
         vr, vi = V
-        J = _backward(plan, _currents(P, Q, vr, vi, en))
+        J = _backward(plan, _currents(P, Q, vr, vi, en, shunt))
         jr, ji = J[:n, :n_s], J[:n, n_s:]
         W = _forward(plan, W0, jnp.concatenate([zr * jr - zx * ji, zr * ji + zx * jr], axis=1))
         return W[:n, :n_s], W[:n, n_s:]  # de-energized buses are sources: they keep W0
@@ -186,7 +191,7 @@ def _current_injection(plan, parent, en, zr, zx, vsrc, P, Q, tol, max_iter, coll
     return (vr, vi), (jnp.sqrt(vr * vr + vi * vi), atan2(vi, vr)), it, converged, (P, Q)
 
 
-def _power_summation(plan, parent, en, zr, zx, vsrc, P, Q, tol, max_iter, collapse2, vf=None):
+def _power_summation(plan, parent, en, zr, zx, vsrc, P, Q, tol, max_iter, collapse2, vf=None, shunt=None):
     """DistFlow recursion on ``v = |V|^2`` with the branch losses of the previous iterate.
 
     From the flows ``(a, b)`` (receiving end) and ``v`` of the last iterate, the branch
@@ -206,6 +211,9 @@ def _power_summation(plan, parent, en, zr, zx, vsrc, P, Q, tol, max_iter, collap
     draws from its own feeder through the DC link (:func:`vdcq_power`); that
     extra load is part of the iterate and enters the next sweep, as in the
     per-sample kernel.
+
+    Shunts (``shunt = (g, b)``, constant admittance) add ``g |V|^2`` and ``-b |V|^2``
+    to the bus load with ``|V|`` of the previous iterate, like the losses.
     """
     n, n_s = P.shape
     br = en & (parent != jnp.arange(n))[:, None]  # buses with a branch above them
@@ -239,6 +247,9 @@ def _power_summation(plan, parent, en, zr, zx, vsrc, P, Q, tol, max_iter, collap
         vm, a, b = y[:3]
         pe, qe = y[3:] if coupled else (zero, zero)
         l = losses(vm, a, b)
+        if shunt is not None:
+            v2 = vm * vm
+            pe, qe = pe + shunt[0] * v2, qe - shunt[1] * v2
         C = _backward(plan, _pad(jnp.concatenate([P + pe + r * l, Q + qe + x * l], axis=1)))[:n]
         ps, qs = C[:, :n_s], C[:, n_s:]
         v = _forward(plan, W0, 2 * (r * ps + x * qs) - zz * l)[:n]  # sources keep W0
@@ -279,12 +290,15 @@ def _block(topo, grid, f_bus, p, q, tol, max_iter, iteration="power", vf=None) -
     P = jnp.where(en, p.T.astype(rdtype), 0)
     Q = jnp.where(en, q.T.astype(rdtype), 0)
     collapse2 = jnp.asarray(_COLLAPSE_PU**2, rdtype)
+    shunt = None
+    if grid.g_sh is not None:  # static: networks without shunts compile without these terms
+        shunt = tuple(jnp.where(en, jnp.asarray(a, rdtype)[:, None], 0) for a in (grid.g_sh, grid.b_sh))
     (vr, vi), (vm, va), it, converged, (P, Q) = ITERATIONS[iteration](
-        plan, jnp.asarray(topo.parent), en, zr, zx, vsrc, P, Q, tol, max_iter, collapse2, vf
+        plan, jnp.asarray(topo.parent), en, zr, zx, vsrc, P, Q, tol, max_iter, collapse2, vf, shunt
     )
 
     # outputs of the final iterate, as in radial._outputs
-    J = _backward(plan, _currents(P, Q, vr, vi, en))[:n]
+    J = _backward(plan, _currents(P, Q, vr, vi, en, shunt))[:n]
     V = jnp.concatenate([vr, vi], axis=1)
     parent = jnp.asarray(topo.parent)
     child = jnp.asarray(topo.branch_child)
@@ -301,6 +315,10 @@ def _block(topo, grid, f_bus, p, q, tol, max_iter, iteration="power", vf=None) -
     i_mag = jnp.where(act, jnp.sqrt(bjr * bjr + bji * bji), 0)
     p_loss = jnp.where(act, ss_r - sin_r, 0)
     src = (jnp.asarray(topo.is_source) & jnp.asarray(topo.energized))[:, None]
+    if grid.v_scale is not None:  # transformer ratios: back from the sources' base
+        scale = jnp.asarray(grid.v_scale, rdtype)[:, None]
+        vm, va = vm * scale, va + jnp.asarray(grid.va_shift, rdtype)[:, None]
+        i_mag = i_mag / scale[child]
     return PowerFlowResult(
         vm_pu=jnp.where(en, vm, 0).T,
         va_rad=jnp.where(en, va, 0).T,

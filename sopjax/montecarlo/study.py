@@ -15,7 +15,7 @@ on top of it. Layout (every key optional unless marked; ``[network]``: see
     [fault]
     open = [2]                            # branches isolated by the fault
     [uncertainty]
-    pv_forecast_kw = [500]                # one per PV unit (default: rated)
+    pv_forecast_kw = [500]                # one per PV unit (default: set-points, else rated)
     ...                                   # the rest: sopjax.sampling.UncertaintyModel.from_dict
     [montecarlo]
     samples = 500, seed = 0, chunk_size = "auto" (or a number >= 1), confidence = 0.9921, ci_level = 0.95,
@@ -176,9 +176,14 @@ def _open_unit(value: Any, where: str) -> float:
 
 
 def _forecast_pu(net: Network, unc: dict) -> np.ndarray:
-    """Pop ``pv_forecast_kw`` from ``unc`` and check it against the PV ratings; default: rated output."""
+    """Pop ``pv_forecast_kw`` from ``unc`` and check it against the PV ratings.
+
+    Default: the units' set-points where the network has them (imported sgens), else rated output.
+    """
     kva = net.base_mva * 1e3
     if "pv_forecast_kw" not in unc:
+        if net.pv.p_set_pu is not None:
+            return np.asarray(net.pv.p_set_pu, float).copy()
         return np.asarray(net.pv.s_rated_pu, float).copy()
     fc = np.asarray(number_list(unc.pop("pv_forecast_kw"), "[uncertainty] pv_forecast_kw", max_len=net.pv.count + 1),
                     float)
@@ -232,7 +237,8 @@ def make_study(
     """
     for k in settings.fault_open:
         net.branch_index(k)
-    forecast = np.asarray(net.pv.s_rated_pu if pv_forecast_pu is None else pv_forecast_pu, float)
+    default = net.pv.p_set_pu if net.pv.p_set_pu is not None else net.pv.s_rated_pu
+    forecast = np.asarray(default if pv_forecast_pu is None else pv_forecast_pu, float)
     kva = net.base_mva * 1e3
     source = ModelSource(net, model, forecast, seed=int(seed), n_samples=settings.n_samples,
                          description={"model": model.to_dict(), "pv_forecast_kw": (forecast * kva).tolist()})

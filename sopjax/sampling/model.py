@@ -140,7 +140,8 @@ class UncertaintyModel:
 
         Args:
             net: the network (nominal loads, PV ratings and power factors).
-            pv_forecast_pu: forecast PV output (p.u.), (pv,) or (time, pv); may be
+            pv_forecast_pu: forecast PV output (p.u.), (pv,) or (time, pv); default the
+                units' set-points ``net.pv.p_set_pu`` (e.g. imported pandapower sgens); may be
                 omitted when the network has no PV. Must be in ``[0, p_max]``.
             key: PRNG key (keyword-only); the same key gives the same numbers.
             n: design size (number of samples of the whole run).
@@ -217,6 +218,8 @@ class UncertaintyModel:
     # ------------------------------------------------------------ validation
     def _forecast(self, net: Network, fc, n_pv: int):
         profile = self.profile_array()
+        if fc is None and n_pv and net.pv.p_set_pu is not None:
+            fc = np.asarray(net.pv.p_set_pu, float)  # the units' operating point (e.g. pandapower sgens)
         if fc is None:
             if n_pv:
                 raise UncertaintyError(

@@ -15,7 +15,7 @@ import jax
 import numpy as np
 
 from sopjax.errors import SopjaxError, TopologyError
-from sopjax.kernels.radial import Grid, VfCoupling
+from sopjax.kernels.radial import VfCoupling
 from sopjax.kernels.radial_np import vdcq_power_np
 from sopjax.kernels.scoring import ScoringContext, StrategyArrays
 from sopjax.network import Network
@@ -174,7 +174,7 @@ def _compile_one(net: Network, s: Strategy, fault_idx: Sequence[int]):
     )
     arrays = StrategyArrays(
         topo=topo,
-        grid=Grid(r_up=grid.r_up, x_up=grid.x_up, v_source=grid.v_source),
+        grid=grid,
         vf=vf,
         pickup=np.asarray(s.pickup, float),
         sop_a_bus=a_bus.astype(np.int32),

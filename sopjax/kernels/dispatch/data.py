@@ -256,6 +256,11 @@ def compile_dispatch(
     if status is None:
         status = net.branch_status(open=open, close=close)
     topo = compile_topology(net, status)
+    if net.has_shunts or net.has_taps:
+        raise DispatchInputError(
+            f"network {net.name!r} has shunts / line charging or transformer ratios, which the convex "
+            "dispatch does not model yet; use the restoration or planning formulations, or sopjax.solve"
+        )
     energized = np.asarray(topo.energized)
     if not energized.all() and not allow_deenergized:
         b = int(np.flatnonzero(~energized)[0])

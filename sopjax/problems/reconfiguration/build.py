@@ -38,7 +38,8 @@ def build_reconfiguration(
     """Build the minimum-loss reconfiguration model.
 
     Args:
-        net: the network (PV units, if any, inject their rated power at their power factor).
+        net: the network (PV units, if any, inject their set-point, or without one their rated
+            power, at their power factor).
         options: formulation, radiality, cuts and bounds (:class:`~sopjax.solvers.options.FormulationOptions`);
             :data:`sopjax.solvers.options.NAIVE` gives the naive baseline.
         switchable: switch flag per branch (default: every branch).
@@ -56,7 +57,7 @@ def build_reconfiguration(
     m.data["p_load_pu"] = np.asarray(net.p_load_pu, float)[None] * load_scale
     m.data["q_load_pu"] = np.asarray(net.q_load_pu, float)[None] * load_scale
     if net.pv.count:
-        m.data["pv_p_pu"] = (np.asarray(net.pv.s_rated_pu, float) * np.asarray(net.pv.pf, float))[None]
+        m.data["pv_p_pu"] = pv_output_pu(net)[None]
     sw = np.ones(net.n_branch, dtype=bool) if switchable is None else np.asarray(switchable, dtype=bool)
     if sw.shape != (net.n_branch,):
         raise SopjaxError(f"switchable needs one flag per branch ({net.n_branch}), got shape {sw.shape}")
@@ -101,12 +102,19 @@ def build_reconfiguration(
     return m, cp.Problem(cp.Minimize(m.obj["line_losses"]), m.constraints())
 
 
+def pv_output_pu(net: Network) -> np.ndarray:
+    """PV active output (pv,) p.u.: the set-points where known (imported sgens), else rated power x pf."""
+    if net.pv.p_set_pu is not None:
+        return np.asarray(net.pv.p_set_pu, float)
+    return np.asarray(net.pv.s_rated_pu, float) * np.asarray(net.pv.pf, float)
+
+
 def _net_load(net: Network, load_scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """Net load per bus (bus,) p.u., PV at rated power and its power factor subtracted."""
     p = np.asarray(net.p_load_pu, float) * load_scale
     q = np.asarray(net.q_load_pu, float) * load_scale
     if net.pv.count:
-        pv = np.asarray(net.pv.s_rated_pu, float) * np.asarray(net.pv.pf, float)
+        pv = pv_output_pu(net)
         ratio = np.sqrt(np.maximum(1 - np.asarray(net.pv.pf, float) ** 2, 0)) / np.asarray(net.pv.pf, float)
         np.add.at(p, np.asarray(net.pv.bus), -pv)
         np.add.at(q, np.asarray(net.pv.bus), -pv * ratio)

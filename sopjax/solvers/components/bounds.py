@@ -65,7 +65,7 @@ def branch_bounds(
     Returns:
         dict with ``p_max``, ``q_max``, ``s_max``, ``l_max`` (branch,), the squared voltage
         bounds ``v_min2``, ``v_max2`` (bus,) and the open-branch voltage-drop big-Ms
-        ``dv_up`` (bound on ``v_t - v_f``) and ``dv_dn`` (on ``v_f - v_t``).
+        ``dv_up`` (bound on ``v_t - v_f / tap^2``) and ``dv_dn`` (on ``v_f / tap^2 - v_t``).
     """
     p = np.atleast_2d(np.asarray(p_load_pu, dtype=float))
     q = np.atleast_2d(np.asarray(q_load_pu, dtype=float))
@@ -77,6 +77,12 @@ def branch_bounds(
     supply_p = np.max(np.sum(np.clip(-p, 0, None), axis=-1)) + pv_p + sop_total
     demand_q = np.max(np.sum(np.abs(q), axis=-1)) + pv_q + sop_total
     cap_q = float(np.sum(np.asarray(net.capacitor.q_unit_pu) * np.asarray(net.capacitor.units)))
+    if net.has_shunts:  # shunts and line charging draw or give at most |y| v_max^2 each
+        v2 = float(np.max(np.asarray(net.v_max_pu if v_max_pu is None else v_max_pu, float))) ** 2
+        g_all = np.abs(np.asarray(net.g_sh_pu)).sum() + (0 if net.g_br_pu is None else np.abs(net.g_br_pu).sum())
+        b_all = np.abs(np.asarray(net.b_sh_pu)).sum() + (0 if net.b_br_pu is None else np.abs(net.b_br_pu).sum())
+        demand_p, supply_p = demand_p + g_all * v2, supply_p + g_all * v2
+        demand_q += b_all * v2
     scale = 1.0 + float(loss_allowance)
     p_lim = scale * max(demand_p, supply_p)
     q_lim = scale * (demand_q + cap_q)
@@ -87,7 +93,8 @@ def branch_bounds(
     f, t = np.asarray(net.f_bus), np.asarray(net.t_bus)
     vmin = np.asarray(net.v_min_pu, float)
     vmax = np.asarray(net.v_max_pu if v_max_pu is None else v_max_pu, float)
-    l_max = s_max**2 / vmin[f] ** 2
+    seen = np.ones(nl) if net.tap is None else 1.0 / np.asarray(net.tap, float) ** 2  # v_f / tap^2
+    l_max = s_max**2 / (vmin[f] ** 2 * seen)
     if i_max_pu is not None:
         l_max = np.minimum(l_max, np.asarray(i_max_pu, dtype=float) ** 2)
     return {
@@ -97,6 +104,6 @@ def branch_bounds(
         "l_max": l_max,
         "v_min2": vmin**2,
         "v_max2": vmax**2,
-        "dv_up": vmax[t] ** 2 - vmin[f] ** 2,
-        "dv_dn": vmax[f] ** 2 - vmin[t] ** 2,
+        "dv_up": vmax[t] ** 2 - vmin[f] ** 2 * seen,
+        "dv_dn": vmax[f] ** 2 * seen - vmin[t] ** 2,
     }

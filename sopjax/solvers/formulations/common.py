@@ -7,6 +7,15 @@ the current variable ``l``, the voltage drop and the cone
 :mod:`~sopjax.solvers.formulations.lindistflow`), which re-export everything
 here so that a problem builder only ever talks to one formulation module.
 
+Shunts and transformers (:mod:`sopjax.network`): a bus shunt ``g + jb`` and the
+pi-model halves of every branch that is closed or switchable draw ``g v`` and
+``-b v`` at their bus (linear in ``v``; the halves of a switchable branch are
+counted whether it closes or not, which matches a line whose switch leaves one end
+connected); a branch ratio ``tap`` at the from side scales the from-bus voltage
+seen by the branch: ``v_f / tap^2`` in the voltage drop and the cone. Phase
+shifts do not enter a radial DistFlow model (no angles). Networks without them
+build exactly the models they built before.
+
 Switches: a branch is *fixed closed*, *fixed open* or *switchable*
 (:func:`branch_sets`); the status ``alpha`` (branch,) is set by
 :func:`sopjax.solvers.components.radiality.variable_branch_status` and defaults to the
@@ -38,6 +47,9 @@ __all__ = [
     "variable_load_pickup",
     "injection_pv",
     "pv_q_ratio",
+    "from_voltage",
+    "from_voltage_scale",
+    "bus_shunt_admittance",
 ]
 
 
@@ -57,6 +69,40 @@ def branch_sets(m: Model) -> dict[str, np.ndarray]:
         "open": np.flatnonzero(m.meta["branch_fixed_open"]),
         "switch": np.flatnonzero(m.meta["branch_switch"]),
     }
+
+
+def from_voltage_scale(net) -> np.ndarray | None:
+    """``1 / tap^2`` per branch (the from-bus ``v`` seen behind the ratio), or None without taps."""
+    if net.tap is None:
+        return None
+    return 1.0 / np.asarray(net.tap, dtype=float) ** 2
+
+
+def from_voltage(m: Model, idx: np.ndarray):
+    """``v_f / tap^2`` of the branches ``idx``, (T, len(idx)) expression."""
+    v = m.var["v"][:, np.asarray(m.net.f_bus)[idx]]
+    scale = from_voltage_scale(m.net)
+    return v if scale is None else cp.multiply(v, np.tile(scale[idx], (m.periods, 1)))
+
+
+def bus_shunt_admittance(m: Model) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(g, b)`` per bus: bus shunts plus the halves of the closed and switchable branches, or None."""
+    net = m.net
+    if not net.has_shunts:
+        return None
+    g = np.asarray(net.g_sh_pu, dtype=float).copy()
+    b = np.asarray(net.b_sh_pu, dtype=float).copy()
+    if net.g_br_pu is not None:
+        sets = branch_sets(m)
+        k = np.sort(np.concatenate([sets["closed"], sets["switch"]]))
+        f, t = np.asarray(net.f_bus)[k], np.asarray(net.t_bus)[k]
+        gb, bb = np.asarray(net.g_br_pu)[k] / 2, np.asarray(net.b_br_pu)[k] / 2
+        scale = np.ones(k.size) if net.tap is None else 1.0 / np.asarray(net.tap, float)[k] ** 2
+        np.add.at(g, f, gb * scale)
+        np.add.at(b, f, bb * scale)
+        np.add.at(g, t, gb)
+        np.add.at(b, t, bb)
+    return g, b
 
 
 def broadcast_periods(x, periods: int):
@@ -220,7 +266,8 @@ def constraint_power_balance(m: Model) -> None:
 
         sum_inj p_i = sum_{k: f_k = i} P_k - sum_{k: t_k = i} (P_k - r_k l_k)
 
-    and the same for ``Q`` with ``x_k``. ``l`` is zero in LinDistFlow.
+    and the same for ``Q`` with ``x_k``. ``l`` is zero in LinDistFlow. Shunts
+    (:func:`bus_shunt_admittance`) add ``g_i v_i`` and ``-b_i v_i`` to the out-flow.
     """
     m.require("P", "Q", "l")
     net = m.net
@@ -236,6 +283,11 @@ def constraint_power_balance(m: Model) -> None:
     if isinstance(l, cp.Expression):
         p_out = p_out + l @ sp.diags(r) @ ctt
         q_out = q_out + l @ sp.diags(x) @ ctt
+    shunt = bus_shunt_admittance(m)
+    if shunt is not None:
+        m.require("v")
+        p_out = p_out + cp.multiply(m.var["v"], np.tile(shunt[0], (T, 1)))
+        q_out = q_out - cp.multiply(m.var["v"], np.tile(shunt[1], (T, 1)))
     m.add("power_balance_p", _total(m.p_inj, T, nb) == p_out)
     m.add("power_balance_q", _total(m.q_inj, T, nb) == q_out)
 
@@ -356,10 +408,11 @@ def _drop(m: Model, idx: np.ndarray):
     net = m.net
     r = np.asarray(net.r_pu, dtype=float)[idx]
     x = np.asarray(net.x_pu, dtype=float)[idx]
-    f, t = np.asarray(net.f_bus)[idx], np.asarray(net.t_bus)[idx]
+    t = np.asarray(net.t_bus)[idx]
     v, P, Q = m.var["v"], m.var["P"][:, idx], m.var["Q"][:, idx]
     T = m.periods
-    expr = v[:, t] - v[:, f] + 2 * (cp.multiply(np.tile(r, (T, 1)), P) + cp.multiply(np.tile(x, (T, 1)), Q))
+    drop = cp.multiply(np.tile(r, (T, 1)), P) + cp.multiply(np.tile(x, (T, 1)), Q)
+    expr = v[:, t] - from_voltage(m, idx) + 2 * drop
     l = m.var.get("l")
     if isinstance(l, cp.Expression):
         expr = expr - cp.multiply(np.tile(r**2 + x**2, (T, 1)), l[:, idx])

@@ -84,7 +84,7 @@ def variable_branch_current(m: Model) -> cp.Variable:
 
 
 def constraint_branch_cone(m: Model, perspective: bool = True) -> None:
-    """The SOC relaxation ``P^2 + Q^2 <= l * v_f`` on every branch that can close.
+    """The SOC relaxation ``P^2 + Q^2 <= l * v_f`` on every branch that can close (``v_f / tap^2`` with taps).
 
     Written as ``||(2P, 2Q, l - w)||_2 <= l + w`` (one 4-dimensional rotated cone
     per period and branch) with ``w = v_f`` on fixed-closed branches.
@@ -121,14 +121,15 @@ def constraint_branch_cone(m: Model, perspective: bool = True) -> None:
         closed = np.sort(np.concatenate([closed, sw]))
         sw = np.zeros(0, dtype=int)
     if closed.size:
-        m.add("branch_cone", cone(closed, v[:, f_all[closed]]))
+        m.add("branch_cone", cone(closed, from_voltage(m, closed)))
     if sw.size:
         f = f_all[sw]
-        vmin2 = np.tile(m.bounds["v_min2"][f], (T, 1))
-        vmax2 = np.tile(m.bounds["v_max2"][f], (T, 1))
+        scale = np.ones(sw.size) if from_voltage_scale(m.net) is None else from_voltage_scale(m.net)[sw]
+        vmin2 = np.tile(m.bounds["v_min2"][f] * scale, (T, 1))
+        vmax2 = np.tile(m.bounds["v_max2"][f] * scale, (T, 1))
         a = broadcast_periods(m.var["alpha"][sw], T)
         w = cp.Variable((T, sw.size), name="w_from", nonneg=True)
-        vf = v[:, f]
+        vf = from_voltage(m, sw)
         m.var["w_from"] = w
         m.add(
             "branch_cone_perspective",
@@ -168,7 +169,8 @@ def relaxation_gap(m: Model) -> dict[str, np.ndarray]:
     """
     P, Q, l, v = (m.value(k) for k in ("P", "Q", "l", "v"))
     f = np.asarray(m.net.f_bus)
-    vf = v[:, f]
+    scale = from_voltage_scale(m.net)
+    vf = v[:, f] if scale is None else v[:, f] * scale
     lv = l * vf
     s2 = P**2 + Q**2
     gap = lv - s2
