@@ -13,7 +13,7 @@ import importlib
 import sys
 
 # subcommand modules, in the order --help lists them
-COMMANDS = ("powerflow", "montecarlo", "bench", "plan", "restore", "reconfigure", "sweep", "dataset")
+COMMANDS = ("powerflow", "montecarlo", "bench", "plan", "restore", "reconfigure", "sweep", "dataset", "train")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -11,17 +11,19 @@
 """
 
 from sopjax.datasets.generate import draw_inputs, generate_chunk, sop_p_j
-from sopjax.datasets.labels import dispatch_labels, power_flow_labels
+from sopjax.datasets.labels import dispatch_labels, power_flow_labels, sample_topologies
 from sopjax.datasets.layout import SAMPLE_VARS, STATIC_VARS, edge_index
 from sopjax.datasets.loader import batches, load_split, split_mask
 from sopjax.datasets.spec import SPLITS, DatasetError, DatasetSpec
-from sopjax.datasets.store import build_dataset, chunks_done, network_fingerprint, open_store, static_dataset
+from sopjax.datasets.store import (
+    build_dataset, chunks_done, dataset_network, network_fingerprint, open_store, static_dataset,
+)
 from sopjax.datasets.study import dataset_from_config
 from sopjax.datasets.variants import configuration_pool, random_spanning_tree
 
 __all__ = [
     "DatasetError", "DatasetSpec", "SAMPLE_VARS", "SPLITS", "STATIC_VARS", "batches", "build_dataset",
-    "chunks_done", "configuration_pool", "dataset_from_config", "dispatch_labels", "draw_inputs", "edge_index",
+    "chunks_done", "configuration_pool", "dataset_network", "dataset_from_config", "dispatch_labels", "draw_inputs", "edge_index",
     "generate_chunk", "load_split", "network_fingerprint", "open_store", "power_flow_labels",
-    "random_spanning_tree", "sop_p_j", "split_mask", "static_dataset",
+    "random_spanning_tree", "sample_topologies", "sop_p_j", "split_mask", "static_dataset",
 ]

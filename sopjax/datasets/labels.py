@@ -15,12 +15,12 @@ import numpy as np
 
 from sopjax.datasets.layout import SAMPLE_VARS
 from sopjax.kernels.dispatch import DispatchInputs, compile_dispatch, dispatch_batched
-from sopjax.kernels.radial import sweep_power_flow
+from sopjax.kernels.radial import Grid, sweep_power_flow
 from sopjax.network import Network
 from sopjax.powerflow import make_grid
-from sopjax.topology import compile_topology, stack_topologies
+from sopjax.topology import Topology, compile_topology, stack_topologies
 
-__all__ = ["dispatch_labels", "power_flow_labels"]
+__all__ = ["dispatch_labels", "power_flow_labels", "sample_topologies"]
 
 
 @functools.lru_cache(maxsize=4)
@@ -31,19 +31,26 @@ def _pf_kernel(tol: float, max_iter: int):
     return jax.jit(jax.vmap(one, in_axes=(0, 0, None, 0, 0)))
 
 
-def power_flow_labels(net: Network, status: np.ndarray, p: np.ndarray, q: np.ndarray) -> dict[str, np.ndarray]:
-    """Exact power flow of each row (its own switch states), labels as numpy (sample axis first)."""
+def sample_topologies(net: Network, status: np.ndarray) -> tuple[Topology, Grid]:
+    """Topology and grid of each row of ``status`` (sample, branch), stacked along the sample axis.
+
+    Each distinct switch configuration is compiled once.
+    """
     cache: dict[bytes, Any] = {}
     topos, grids = [], []
-    for st in status:
+    for st in np.asarray(status, bool):
         key = st.tobytes()
         if key not in cache:
             topo = compile_topology(net, st)
             cache[key] = (topo, make_grid(net, topo))
         topos.append(cache[key][0])
         grids.append(cache[key][1])
-    grid = jax.tree_util.tree_map(lambda *xs: np.stack(xs), *grids)
-    topo = stack_topologies(topos)
+    return stack_topologies(topos), jax.tree_util.tree_map(lambda *xs: np.stack(xs), *grids)
+
+
+def power_flow_labels(net: Network, status: np.ndarray, p: np.ndarray, q: np.ndarray) -> dict[str, np.ndarray]:
+    """Exact power flow of each row (its own switch states), labels as numpy (sample axis first)."""
+    topo, grid = sample_topologies(net, status)
     res = _pf_kernel(1e-10, 100)(topo, grid, np.asarray(net.f_bus), p, q)
     res = {k: np.asarray(v) for k, v in res._asdict().items()}
     energized = np.asarray(topo.energized)

@@ -26,7 +26,7 @@ from sopjax.datasets.layout import SAMPLE_VARS
 from sopjax.datasets.spec import SPLITS, DatasetError, DatasetSpec
 from sopjax.network import Network
 
-__all__ = ["build_dataset", "chunks_done", "network_fingerprint", "open_store", "static_dataset"]
+__all__ = ["build_dataset", "chunks_done", "dataset_network", "network_fingerprint", "open_store", "static_dataset"]
 
 _DTYPES = {"split": np.int8, "config_id": np.int16, "fault_branch": np.int16, "iterations": np.int16,
            "branch_closed": bool, "converged": bool, "energized": bool, "dispatch_valid": bool,
@@ -57,6 +57,30 @@ def static_dataset(net: Network, pool: np.ndarray, held_out: int) -> xr.Dataset:
         "config_closed": (("config", "branch"), pool),
         "config_held_out": ("config", np.arange(n_cfg) >= n_cfg - held_out),
     })
+
+
+def dataset_network(ds: xr.Dataset) -> Network:
+    """A :class:`~sopjax.network.Network` of the dataset's feeder, from its static arrays.
+
+    Enough for topologies and power flows of the stored samples (impedances, buses, the
+    case's switch states as configuration 0, the substation voltage read from the labels of
+    a written sample); its nominal loads are zero (samples carry their own).
+    """
+    from sopjax.network import make_network
+
+    slack = int(np.flatnonzero(ds["is_slack"].values)[0])
+    written = np.asarray(ds["done"].values, bool) if "done" in ds else np.ones(ds.sizes["sample"], bool)
+    v_slack = float(ds["vm_pu"].values[np.flatnonzero(written)[0], slack]) if written.any() else 1.0
+    bus_ids = np.asarray(ds["bus_id"].values)
+    zeros = np.zeros(bus_ids.size)
+    return make_network(
+        bus_ids=bus_ids.tolist(), p_load_mw=zeros, q_load_mvar=zeros,
+        branch_from=bus_ids[ds["f_bus"].values].tolist(), branch_to=bus_ids[ds["t_bus"].values].tolist(),
+        r_pu=ds["r_pu"].values, x_pu=ds["x_pu"].values, slack_bus=int(bus_ids[slack]), base_kv=12.66,
+        base_mva=float(ds.attrs["base_mva"]), v_slack_pu=v_slack, v_min_pu=0.5, v_max_pu=1.5,
+        in_service=np.asarray(ds["config_closed"].values[0], bool),
+        branch_numbers=ds["branch_number"].values.tolist(), name=str(ds.attrs["case"]),
+    )
 
 
 def _template(net: Network, spec: DatasetSpec, start: int, stop: int) -> xr.Dataset:
