@@ -4,7 +4,7 @@ A dataset is an xarray Dataset (stored as zarr) with dimensions ``sample``, ``bu
 ``branch``, ``sop``, ``pv`` and ``config``. Static arrays (no ``sample`` dim) describe
 the feeder: ``f_bus``, ``t_bus`` (0-based bus index of each branch's ends, the edge
 list of the full graph), ``r_pu``, ``x_pu``, ``bus_id``, ``branch_number``, ``is_slack``,
-``sop_bus_i``, ``sop_bus_j``, ``pv_bus``, ``config_closed`` (config, branch) and
+``sop_bus_i``, ``sop_bus_j``, ``sop_loss_i``, ``sop_loss_j``, ``pv_bus``, ``config_closed`` (config, branch) and
 ``config_held_out``. A sample's graph is the full edge list masked by its
 ``branch_closed`` row; see :func:`edge_index` and docs/surrogates.md. Readable
 without sopjax (``examples/load_dataset_numpy.py``).
@@ -36,7 +36,7 @@ SAMPLE_VARS: dict[str, tuple[str, ...]] = {
 STATIC_VARS: dict[str, tuple[str, ...]] = {
     "f_bus": ("branch",), "t_bus": ("branch",), "r_pu": ("branch",), "x_pu": ("branch",),
     "bus_id": ("bus",), "branch_number": ("branch",), "is_slack": ("bus",), "sop_bus_i": ("sop",),
-    "sop_bus_j": ("sop",), "pv_bus": ("pv",), "config_closed": ("config", "branch"),
+    "sop_bus_j": ("sop",), "sop_loss_i": ("sop",), "sop_loss_j": ("sop",), "pv_bus": ("pv",), "config_closed": ("config", "branch"),
     "config_held_out": ("config",),
 }
 

@@ -53,6 +53,8 @@ def static_dataset(net: Network, pool: np.ndarray, held_out: int) -> xr.Dataset:
         "is_slack": ("bus", np.arange(net.n_bus) == net.slack_bus),
         "sop_bus_i": ("sop", np.asarray(net.sop.bus_i, np.int32)),
         "sop_bus_j": ("sop", np.asarray(net.sop.bus_j, np.int32)),
+        "sop_loss_i": ("sop", np.asarray(net.sop.loss_i, float)),
+        "sop_loss_j": ("sop", np.asarray(net.sop.loss_j, float)),
         "pv_bus": ("pv", np.asarray(net.pv.bus, np.int32)),
         "config_closed": (("config", "branch"), pool),
         "config_held_out": ("config", np.arange(n_cfg) >= n_cfg - held_out),

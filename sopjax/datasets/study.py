@@ -15,6 +15,7 @@ Config layout (``configs/ieee33_dataset.toml``)::
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,7 +24,7 @@ from sopjax.datasets.spec import SPLITS, DatasetSpec
 from sopjax.network import Network
 from sopjax.network_builder import build_network
 
-__all__ = ["dataset_from_config"]
+__all__ = ["dataset_from_config", "network_from_attrs"]
 
 _RANGES = ("load_scale", "ood_load_scale", "pv_output", "sop_capacity_kva")
 _INTS = ("samples", "chunk_size", "seed", "configurations", "held_out")
@@ -69,4 +70,20 @@ def dataset_from_config(cfg: Mapping[str, Any]) -> tuple[Network, DatasetSpec, d
     spec = DatasetSpec(**kw)
     net = build_network(spec_net)
     title = top.get("title", f"sopjax dataset: {spec_net.case}")
-    return net, spec, {"title": str(title), "network": repr(dataclasses.asdict(spec_net))}
+    return net, spec, {"title": str(title), "network": json.dumps(dataclasses.asdict(spec_net))}
+
+
+def network_from_attrs(ds) -> Network:
+    """The network a store was generated for, rebuilt from its ``network`` attribute (the parsed table).
+
+    Raises:
+        DatasetError: the store has no such attribute (made outside ``sopjax dataset``).
+    """
+    from sopjax.datasets.spec import DatasetError
+
+    text = ds.attrs.get("network")
+    if not text:
+        raise DatasetError("the dataset store has no 'network' attribute; pass the network explicitly")
+    d = {k: v for k, v in json.loads(text).items() if v is not None and k in ("case", "pv", "sop", "v_slack_pu")}
+    d["sop"] = [{k: v for k, v in s.items() if v is not None} for s in d.get("sop", [])]
+    return build_network(parse_network(d, keys=("case", "pv", "sop", "v_slack_pu")))

@@ -23,7 +23,7 @@ __all__ = ["GNN", "MLP", "make_model", "MODEL_KINDS"]
 
 
 def _mlp(key, d_in: int, d_out: int, width: int, depth: int) -> eqx.nn.MLP:
-    return eqx.nn.MLP(d_in, d_out, width, depth, activation=jax.nn.silu, key=key)
+    return eqx.nn.MLP(d_in, d_out, width, depth, activation=jax.nn.silu, dtype=jnp.float32, key=key)
 
 
 class MLP(eqx.Module):
