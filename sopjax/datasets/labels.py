@@ -72,7 +72,7 @@ def dispatch_labels(net: Network, spec, pool: np.ndarray, inputs: dict) -> dict[
     """Optimal dispatch labels of the unfaulted rows (NaN elsewhere), solved per configuration."""
     n, nb, ns = inputs["p_load_pu"].shape[0], net.n_bus, net.sop.count
     out = {k: np.full((n, *([ns] if d == ("sop",) else [nb] if d == ("bus",) else [])), np.nan)
-           for k, d in SAMPLE_VARS.items() if k.startswith(("opt_", "cap_dual"))}
+           for k, d in SAMPLE_VARS.items() if k.startswith(("opt_", "cap_dual"))}  # fmt: skip
     out["dispatch_valid"] = np.zeros(n, bool)
     out["dispatch_converged"] = np.zeros(n, bool)
     if not spec.dispatch or ns == 0:
@@ -92,7 +92,7 @@ def dispatch_labels(net: Network, spec, pool: np.ndarray, inputs: dict) -> dict[
         for k, v in (("opt_p_i_pu", r.p_i), ("opt_q_i_pu", r.q_i), ("opt_p_j_pu", r.p_j), ("opt_q_j_pu", r.q_j),
                      ("opt_objective_pu", r.objective), ("opt_line_loss_pu", r.line_loss),
                      ("opt_vm_pu", r.vm_pu), ("cap_dual_i", r.cap_dual_i), ("cap_dual_j", r.cap_dual_j),
-                     ("dispatch_converged", r.converged)):
+                     ("dispatch_converged", r.converged), ("opt_infeasibility_pu", r.infeasibility)):
             out[k][rows] = v
         out["dispatch_valid"][rows] = True
     return out

@@ -28,7 +28,7 @@ SAMPLE_VARS: dict[str, tuple[str, ...]] = {
     "energized": ("bus",), "recovery": (),
     "dispatch_valid": (), "opt_p_i_pu": ("sop",), "opt_q_i_pu": ("sop",), "opt_p_j_pu": ("sop",),
     "opt_q_j_pu": ("sop",), "opt_objective_pu": (), "opt_line_loss_pu": (), "opt_vm_pu": ("bus",),
-    "cap_dual_i": ("sop",), "cap_dual_j": ("sop",), "dispatch_converged": (),
+    "cap_dual_i": ("sop",), "cap_dual_j": ("sop",), "dispatch_converged": (), "opt_infeasibility_pu": (),
 }
 
 

@@ -159,8 +159,9 @@ def _prepare(path: Path, net: Network, spec: DatasetSpec, pool: np.ndarray, attr
         if n_old % spec.chunk_size:
             raise DatasetError(f"store {path} holds {n_old} samples, not a multiple of chunk_size "
                                f"{spec.chunk_size}; it cannot grow")
-        _template(net, spec, n_old, spec.samples).to_zarr(path, append_dim="sample", compute=False,
-                                                          consolidated=False)
+        more = _template(net, spec, n_old, spec.samples)
+        more.attrs = dict(old.attrs)  # appending rewrites the group's attributes
+        more.to_zarr(path, append_dim="sample", compute=False, consolidated=False)
 
 
 def build_dataset(
