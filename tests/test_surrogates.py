@@ -107,10 +107,10 @@ def test_checkpoint_reload_gives_equal_predictions_and_refuses_another_kind(stor
     p1, p2 = sur.predict(train_fs), back.predict(train_fs)
     assert all(np.array_equal(p1[k], p2[k]) for k in p1)
     from sopjax.surrogates import checkpoint
-    from sopjax.surrogates.dispatch import _skeleton
+    from sopjax.surrogates.dispatch import load_dispatch
 
     with pytest.raises(SurrogateError, match="holds a 'gnn' model, expected 'dispatch'"):
-        checkpoint.load(tmp_path / "g", _skeleton, kind="dispatch")
+        load_dispatch(tmp_path / "g", sopjax.ieee33())
     mlp = make_model("mlp", n_bus=33, n_branch=37, width=8, depth=1)
     checkpoint.save(tmp_path / "m", "mlp", mlp, {"n_bus": 33, "n_branch": 37, "width": 8, "depth": 2,
                                                  "rounds": 2})

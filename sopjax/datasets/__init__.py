@@ -11,7 +11,7 @@
 """
 
 from sopjax.datasets.generate import draw_inputs, generate_chunk, sop_p_j
-from sopjax.datasets.labels import dispatch_labels, power_flow_labels, sample_topologies
+from sopjax.datasets.labels import dispatch_labels, exact_kernel, power_flow_labels, sample_topologies
 from sopjax.datasets.layout import SAMPLE_VARS, STATIC_VARS, edge_index
 from sopjax.datasets.loader import batches, load_split, split_mask
 from sopjax.datasets.spec import SPLITS, DatasetError, DatasetSpec
@@ -23,7 +23,7 @@ from sopjax.datasets.variants import configuration_pool, random_spanning_tree
 
 __all__ = [
     "DatasetError", "DatasetSpec", "SAMPLE_VARS", "SPLITS", "STATIC_VARS", "batches", "build_dataset",
-    "chunks_done", "configuration_pool", "dataset_network", "dataset_from_config", "dispatch_labels", "draw_inputs", "edge_index",
+    "chunks_done", "configuration_pool", "dataset_network", "dataset_from_config", "dispatch_labels", "draw_inputs", "edge_index", "exact_kernel",
     "generate_chunk", "load_split", "network_fingerprint", "network_from_attrs", "open_store", "power_flow_labels",
     "random_spanning_tree", "sample_topologies", "sop_p_j", "split_mask", "static_dataset",
 ]

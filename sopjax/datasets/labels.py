@@ -20,11 +20,13 @@ from sopjax.network import Network
 from sopjax.powerflow import make_grid
 from sopjax.topology import Topology, compile_topology, stack_topologies
 
-__all__ = ["dispatch_labels", "power_flow_labels", "sample_topologies"]
+__all__ = ["dispatch_labels", "exact_kernel", "power_flow_labels", "sample_topologies"]
 
 
 @functools.lru_cache(maxsize=4)
-def _pf_kernel(tol: float, max_iter: int):
+def exact_kernel(tol: float, max_iter: int):
+    """The jitted exact sweep ``f(topo, grid, f_bus, p, q)`` vmapped over samples with their own topologies."""
+
     def one(topo, grid, f_bus, p, q):
         return sweep_power_flow(topo, grid, f_bus, p, q, tol=tol, max_iter=max_iter)
 
@@ -51,7 +53,7 @@ def sample_topologies(net: Network, status: np.ndarray) -> tuple[Topology, Grid]
 def power_flow_labels(net: Network, status: np.ndarray, p: np.ndarray, q: np.ndarray) -> dict[str, np.ndarray]:
     """Exact power flow of each row (its own switch states), labels as numpy (sample axis first)."""
     topo, grid = sample_topologies(net, status)
-    res = _pf_kernel(1e-10, 100)(topo, grid, np.asarray(net.f_bus), p, q)
+    res = exact_kernel(1e-10, 100)(topo, grid, np.asarray(net.f_bus), p, q)
     res = {k: np.asarray(v) for k, v in res._asdict().items()}
     energized = np.asarray(topo.energized)
     p_load = np.maximum(p, 0.0)

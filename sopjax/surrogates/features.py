@@ -26,7 +26,7 @@ from sopjax.datasets import DatasetError, dataset_network, sample_topologies
 from sopjax.kernels.radial import lindistflow
 from sopjax.network import Network
 
-__all__ = ["FeatureSet", "Normalizer", "feature_set", "fit_normalizer", "NODE_IN", "EDGE_IN"]
+__all__ = ["FeatureSet", "Normalizer", "feature_set", "fit_normalizer", "lindistflow_kernel", "NODE_IN", "EDGE_IN"]
 
 NODE_IN, EDGE_IN, NODE_OUT, EDGE_OUT = 6, 5, 2, 2
 
@@ -122,7 +122,8 @@ class FeatureSet:
 
 
 @functools.lru_cache(maxsize=4)
-def _lindist(n_bus: int):
+def lindistflow_kernel(n_bus: int):
+    """The jitted LinDistFlow ``f(topo, grid, f_bus, p, q)`` vmapped over samples with their own topologies."""
     return jax.jit(jax.vmap(lindistflow, in_axes=(0, 0, None, 0, 0)))
 
 
@@ -158,7 +159,7 @@ def feature_set(source: xr.Dataset, *, net: Network | None = None, prior: bool =
         topo, grid = sample_topologies(net, closed[sl])
         energized[sl] = np.asarray(topo.energized)
         if prior:
-            r = _lindist(nb)(topo, grid, np.asarray(net.f_bus), p[sl], q[sl])
+            r = lindistflow_kernel(nb)(topo, grid, np.asarray(net.f_bus), p[sl], q[sl])
             lin["vm"][sl], lin["va"][sl] = np.asarray(r.vm_pu), np.asarray(r.va_rad)
             lin["p"][sl], lin["q"][sl] = np.asarray(r.p_from_pu), np.asarray(r.q_from_pu)
     if not prior:

@@ -19,7 +19,7 @@ from sopjax.surrogates.errors import SurrogateError
 from sopjax.surrogates.features import FeatureSet, Normalizer
 from sopjax.surrogates.physics import distflow_residuals
 
-__all__ = ["PowerFlowSurrogate", "batch_arrays", "make_loss", "state_from_outputs"]
+__all__ = ["PowerFlowSurrogate", "batch_arrays", "make_loss", "predict_kernel", "state_from_outputs"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,7 +46,7 @@ class PowerFlowSurrogate:
                 f"branches; these samples have {fs.n_bus} buses and {fs.n_branch} branches "
                 "(an MLP is tied to one feeder; use the GNN across feeders)")
         arrays = batch_arrays(fs, self.norm, labels=False)
-        run = _predict_fn(self.kind)
+        run = predict_kernel(self.kind)
         out = {k: [] for k in ("vm", "va", "p_from", "q_from")}
         n = fs.n_samples
         for a in range(0, n, batch_size):
@@ -88,7 +88,9 @@ def _apply(model, b, f_bus, t_bus):
 
 
 @functools.lru_cache(maxsize=4)
-def _predict_fn(kind: str):
+def predict_kernel(kind: str):
+    """The jitted ``f(model, norm, batch, f_bus, t_bus) -> state`` of :meth:`PowerFlowSurrogate.predict`."""
+
     @eqx.filter_jit
     def run(model, norm, b, f_bus, t_bus):
         out_n, out_e = _apply(model, b, f_bus, t_bus)
