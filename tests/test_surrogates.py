@@ -146,7 +146,7 @@ def test_repair_satisfies_the_sop_constraints_and_differentiates(dispatch_case):
     sop_rows = np.asarray(r["rows"])[:, : 3 * 2]  # capacity i, capacity j, DC balance
     assert sop_rows.min() > -1e-6
     ld = LearnedDispatch(DispatchNet(33, 1, 2, width=8, depth=1, key=jax.random.key(0)),
-                         {"p": 0.01, "pv": 0.1, "s": 0.02}, data, {})
+                         (0.01, 0.1, 0.02), data)
     g = jax.grad(lambda s: jnp.sum(ld(inp._replace(s_rated_i_pu=s))["objective"]))(inp.s_rated_i_pu)
     assert np.all(np.isfinite(np.asarray(g))) and np.any(np.asarray(g) != 0)
     with pytest.raises(SurrogateError, match="p_load_pu must be \\(batch, 33\\)"):

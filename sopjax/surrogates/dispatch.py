@@ -15,7 +15,6 @@ w.r.t. the capacities flows through the model, the repair and the power flow.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 
 import equinox as eqx
@@ -53,19 +52,24 @@ class DispatchNet(eqx.Module):
         return self.mlp(z).reshape(3, self.n_sop)
 
 
-@dataclasses.dataclass(frozen=True)
-class LearnedDispatch:
-    """A trained :class:`DispatchNet` with its input scales and the compiled dispatch data."""
+class LearnedDispatch(eqx.Module):
+    """A trained :class:`DispatchNet` with its input scales and the compiled dispatch data (a pytree).
+
+    Attributes:
+        model: the network.
+        scales: ``(p, pv, s)`` input scales (p.u.): loads, PV outputs, capacities.
+        data: :class:`~sopjax.kernels.dispatch.DispatchData` of the feeder and configuration.
+    """
 
     model: DispatchNet
-    scales: dict
+    scales: tuple = eqx.field(static=True)
     data: DispatchData
-    config: dict
 
     def features(self, inp: DispatchInputs):
-        s = self.scales
-        return jnp.concatenate([inp.p_load_pu / s["p"], inp.q_load_pu / s["p"], inp.p_pv_pu / s["pv"],
-                                inp.s_rated_i_pu / s["s"], inp.s_rated_j_pu / s["s"]], axis=-1)
+        """Normalized model input (batch, 2 bus + pv + 2 sop)."""
+        p, pv, s = self.scales
+        return jnp.concatenate([inp.p_load_pu / p, inp.q_load_pu / p, inp.p_pv_pu / pv,
+                                inp.s_rated_i_pu / s, inp.s_rated_j_pu / s], axis=-1)
 
     def check(self, inp: DispatchInputs) -> None:
         """Shape and finiteness of a batch at the Python boundary (names the field)."""
@@ -121,12 +125,12 @@ def repair(data: DispatchData, inp: DispatchInputs, p_i, q_i, q_j, *, rounds: in
     scale = jnp.minimum(1.0, S_i / _norm(p_i, q_i))
     p_i, q_i = p_i * scale, q_i * scale
     a_i, a_j = jnp.asarray(data.loss_i), jnp.asarray(data.loss_j)
-    pj_max = jnp.sqrt(jnp.maximum(S_j * S_j - q_j * q_j, 0.0))
+    pj_max = jnp.sqrt(jnp.maximum(S_j * S_j - q_j * q_j, 1e-30))  # 1e-30: a finite gradient at 0
     for _ in range(rounds):
         p_j = _balance(-(p_i + a_i * _norm(p_i, q_i)), q_j, a_j)
         p_jc = jnp.clip(p_j, -pj_max, pj_max)
         p_i = jnp.where(p_jc != p_j, _balance(-(p_jc + a_j * _norm(p_jc, q_j)), q_i, a_i), p_i)
-        q_room = jnp.sqrt(jnp.maximum(S_i * S_i - p_i * p_i, 0.0))
+        q_room = jnp.sqrt(jnp.maximum(S_i * S_i - p_i * p_i, 1e-30))
         q_i = jnp.clip(q_i, -q_room, q_room)
     p_j = _balance(-(p_i + a_i * _norm(p_i, q_i)), q_j, a_j)
     return jnp.concatenate([p_i, q_i, p_j, q_j], axis=-1)
@@ -181,6 +185,10 @@ def _arrays(sel, scales_fn=None):
     return inp, np.clip(tgt, -1.0, 1.0)
 
 
+def _scales(d: dict) -> tuple:
+    return (float(d["p"]), float(d["pv"]), float(d["s"]))
+
+
 def _skeleton(kind, c):
     return DispatchNet(c["n_bus"], c["n_pv"], c["n_sop"], width=c["width"], depth=c["depth"],
                        key=jax.random.key(0))
@@ -213,7 +221,7 @@ def train_dispatch(store, model_cfg: dict, settings: TrainSettings, out, *, conf
                         key=jax.random.key(settings.seed))
     net = _network(ds) if net is None else net
     data = compile_dispatch(net, np.asarray(ds["config_closed"].values[config_id], bool))
-    ld = LearnedDispatch(model, scales, data, c)
+    ld = LearnedDispatch(model, _scales(scales), data)
 
     def loss(m, b):
         u = jax.vmap(m)(b["z"])
@@ -228,7 +236,7 @@ def train_dispatch(store, model_cfg: dict, settings: TrainSettings, out, *, conf
     hist["train_samples"] = int(tgt_tr.shape[0])
     checkpoint.save(out, "dispatch", model, c, {"scales": scales, "history": hist, "dataset": str(store),
                                                 "closed": np.asarray(ds["config_closed"].values[config_id]).tolist()})
-    ld = LearnedDispatch(model, scales, data, c)
+    ld = LearnedDispatch(model, _scales(scales), data)
     metrics = {}
     for split in ("test", "ood_load"):
         try:
@@ -258,4 +266,4 @@ def load_dispatch(path, net, closed=None) -> LearnedDispatch:
         raise SurrogateError(f"checkpoint {path} was trained for {c['n_bus']} buses, {c['n_pv']} PV units and "
                              f"{c['n_sop']} SOPs; the network has {net.n_bus}, {net.pv.count} and {net.sop.count}")
     closed = np.asarray(head["closed"], bool) if closed is None else closed
-    return LearnedDispatch(model, head["scales"], compile_dispatch(net, closed), c)
+    return LearnedDispatch(model, _scales(head["scales"]), compile_dispatch(net, closed))
