@@ -18,7 +18,7 @@ from sopjax.surrogates import (
     SurrogateError, TrainSettings, batch_arrays, distflow_residuals, feature_set, fit, fit_normalizer,
     load_power_flow, make_loss, make_model, parse_train_config, power_flow_errors, train_power_flow,
 )
-from sopjax.surrogates.dispatch import DispatchNet, LearnedDispatch, evaluate_setpoints, repair
+from sopjax.surrogates.dispatch import DispatchNet, LearnedDispatch, dispatch_checked, evaluate_setpoints, repair
 from sopjax.surrogates.train import mean_loss
 from sopjax.config import ConfigError
 
@@ -149,6 +149,8 @@ def test_repair_satisfies_the_sop_constraints_and_differentiates(dispatch_case):
                          (0.01, 0.1, 0.02), data)
     g = jax.grad(lambda s: jnp.sum(ld(inp._replace(s_rated_i_pu=s))["objective"]))(inp.s_rated_i_pu)
     assert np.all(np.isfinite(np.asarray(g))) and np.any(np.asarray(g) != 0)
+    chk = dispatch_checked(ld, inp)  # an untrained model: whatever is infeasible falls back to the IPM
+    assert chk["feasible"].all() and chk["x"].shape == (n, 8)
     with pytest.raises(SurrogateError, match="p_load_pu must be \\(batch, 33\\)"):
         ld.check(inp._replace(p_load_pu=inp.p_load_pu[:, :30]))
     with pytest.raises(SurrogateError, match="p_pv_pu is not finite"):

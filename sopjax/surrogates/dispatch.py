@@ -29,8 +29,8 @@ from sopjax.surrogates import checkpoint
 from sopjax.surrogates.errors import SurrogateError
 from sopjax.surrogates.train import TrainSettings, fit
 
-__all__ = ["DispatchNet", "LearnedDispatch", "evaluate_setpoints", "repair", "train_dispatch",
-           "load_dispatch", "dispatch_inputs_of"]
+__all__ = ["DispatchNet", "LearnedDispatch", "dispatch_checked", "dispatch_inputs_of", "dispatch_metrics",
+           "evaluate_setpoints", "load_dispatch", "repair", "train_dispatch"]
 
 _FEAS_TOL = 1e-6  # p.u. (p.u.^2 for voltage rows): Huber rounding of the DC row is below 5e-7
 
@@ -256,6 +256,33 @@ def dispatch_metrics(ld: LearnedDispatch, inp: DispatchInputs, ipm_objective: np
     return {"samples": int(feas.size), "feasible_share": float(feas.mean()),
             "gap_mean": float(gap.mean()), "gap_median": float(np.median(gap)), "gap_max": float(gap.max()),
             "gap_min": float(gap.min()), "max_violation_pu": float(np.max(np.asarray(r["violation"])))}
+
+
+def dispatch_checked(ld: LearnedDispatch, inp: DispatchInputs, **ipm_kw) -> dict:
+    """The learned dispatch of a batch with its exact check and a fallback: every returned point is checked.
+
+    Samples whose repaired set-points violate a row of the dispatch problem (e.g. a voltage
+    limit) are re-solved by the interior point (:func:`~sopjax.kernels.dispatch.dispatch_batched`);
+    ``fallback`` marks them and ``feasible`` is what the interior point reports for them.
+
+    Returns:
+        :func:`evaluate_setpoints`'s dict (numpy) plus ``fallback`` (batch,).
+    """
+    from sopjax.kernels.dispatch import dispatch_batched
+
+    ld.check(inp)
+    r = {k: np.array(v) for k, v in eqx.filter_jit(lambda m, i: m(i))(ld, inp).items()}
+    bad = np.flatnonzero(~r["feasible"])
+    r["fallback"] = ~r["feasible"]
+    if bad.size:
+        sub = DispatchInputs(*(jnp.asarray(np.asarray(a)[bad]) for a in inp))
+        ref = dispatch_batched(ld.data, sub, **ipm_kw)
+        r["x"][bad] = np.concatenate([np.asarray(ref.p_i), np.asarray(ref.q_i), np.asarray(ref.p_j),
+                                      np.asarray(ref.q_j)], axis=-1)
+        r["objective"][bad] = np.asarray(ref.objective)
+        r["line_loss"][bad] = np.asarray(ref.line_loss)
+        r["feasible"][bad] = np.asarray(ref.converged)
+    return r
 
 
 def load_dispatch(path, net, closed=None) -> LearnedDispatch:
