@@ -1,0 +1,62 @@
+"""``sopjax train CONFIG.toml``: train a surrogate on a dataset, checkpoint it, report its errors."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train a power-flow surrogate (MLP, GNN) or a learned SOP dispatch on a dataset",
+        description="Train with optax (AdamW, warmup-cosine schedule, early stopping on the validation split), "
+        "write the checkpoint, and report errors against the exact kernels' labels in p.u. and kW on the "
+        "test and out-of-distribution splits (and on the extra datasets of [evaluate]). See docs/surrogates.md.",
+    )
+    p.add_argument("config", metavar="CONFIG.toml", help="train config (see configs/ieee33_train_gnn.toml)")
+    p.add_argument("--steps", type=int, metavar="N", help="override [training] steps")
+    p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    p.add_argument("--quiet", action="store_true", help="no per-validation lines and no progress bar")
+    p.set_defaults(func=run)
+
+
+def _table(metrics: dict) -> str:
+    cols = [("samples", "samples", "{:d}"), ("vm_mae_pu", "Vm MAE p.u.", "{:.2e}"),
+            ("vm_max_pu", "Vm max p.u.", "{:.2e}"), ("p_mae_kw", "P MAE kW", "{:.3f}"),
+            ("p_max_kw", "P max kW", "{:.2f}"), ("loss_mae_kw", "loss MAE kW", "{:.3f}"),
+            ("residual_max_pu", "max resid. p.u.", "{:.1e}")]
+    lines = []
+    for store, per in metrics.items():
+        lines.append(f"  {store}")
+        if "skipped" in per:
+            lines.append(f"    skipped: {per['skipped']}")
+            continue
+        lines.append("    " + f"{'split':<14}" + "".join(f"{h:>16}" for _, h, _ in cols))
+        for split, m in per.items():
+            lines.append("    " + f"{split:<14}" + "".join(f"{f.format(m[k]):>16}" for k, _, f in cols))
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    from sopjax.cli.common import print_json, read_toml
+    from sopjax.config import ConfigError
+    from sopjax.surrogates import train_from_config
+
+    cfg = read_toml(args.config, ConfigError)
+    if args.steps is not None:
+        cfg = {**cfg, "training": {**cfg.get("training", {}), "steps": args.steps}}
+    log = None if args.quiet else (lambda s: print("  " + s, flush=True))
+    res = train_from_config(cfg, progress=False if args.quiet else None, log=log)
+    if args.json:
+        print_json({k: v for k, v in res.items()})
+        return 0
+    h = res["history"]
+    print(f"{res['title']}: {res['kind']}, {h.get('train_samples', '?')} training samples, best step "
+          f"{h['best_step']} of {h['step'][-1] if h['step'] else 0}"
+          f"{' (early stop)' if h['stopped_early'] else ''}, {h['seconds']:.1f} s; checkpoint {res['checkpoint']}")
+    if res["kind"] == "dispatch":
+        for split, m in res["metrics"].items():
+            print(f"  {split}: {m}")
+    else:
+        print(_table(res["metrics"]))
+    return 0

@@ -1,0 +1,29 @@
+"""Labelled datasets of radial feeders with SOPs, for ML pipelines (``sopjax dataset``).
+
+* :mod:`~sopjax.datasets.spec`: what a dataset holds (:class:`DatasetSpec`, split names);
+* :mod:`~sopjax.datasets.variants`: the pool of radial switch configurations;
+* :mod:`~sopjax.datasets.generate`: one chunk, a pure function of ``(seed, chunk index)``;
+* :mod:`~sopjax.datasets.labels`: labels from the exact power flow and the JAX dispatch;
+* :mod:`~sopjax.datasets.layout`: variables and the graph layout (docs/surrogates.md);
+* :mod:`~sopjax.datasets.store`: the chunked, resumable, growable zarr store;
+* :mod:`~sopjax.datasets.loader`: split selection and a JAX batch iterator;
+* :mod:`~sopjax.datasets.study`: the TOML entry point.
+"""
+
+from sopjax.datasets.generate import draw_inputs, generate_chunk, sop_p_j
+from sopjax.datasets.labels import dispatch_labels, exact_kernel, power_flow_labels, sample_topologies
+from sopjax.datasets.layout import SAMPLE_VARS, STATIC_VARS, edge_index
+from sopjax.datasets.loader import batches, load_split, split_mask
+from sopjax.datasets.spec import SPLITS, DatasetError, DatasetSpec
+from sopjax.datasets.store import (
+    build_dataset, chunks_done, dataset_network, network_fingerprint, open_store, static_dataset,
+)
+from sopjax.datasets.study import dataset_from_config, network_from_attrs
+from sopjax.datasets.variants import configuration_pool, random_spanning_tree
+
+__all__ = [
+    "DatasetError", "DatasetSpec", "SAMPLE_VARS", "SPLITS", "STATIC_VARS", "batches", "build_dataset",
+    "chunks_done", "configuration_pool", "dataset_network", "dataset_from_config", "dispatch_labels", "draw_inputs", "edge_index", "exact_kernel",
+    "generate_chunk", "load_split", "network_fingerprint", "network_from_attrs", "open_store", "power_flow_labels",
+    "random_spanning_tree", "sample_topologies", "sop_p_j", "split_mask", "static_dataset",
+]
