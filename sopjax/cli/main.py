@@ -13,7 +13,7 @@ import importlib
 import sys
 
 # subcommand modules, in the order --help lists them
-COMMANDS = ("powerflow", "montecarlo", "bench", "plan", "restore", "reconfigure", "sweep")
+COMMANDS = ("powerflow", "montecarlo", "bench", "plan", "allocate", "restore", "reconfigure", "sweep")
 
 
 def build_parser() -> argparse.ArgumentParser:

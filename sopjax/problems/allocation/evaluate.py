@@ -170,6 +170,13 @@ class AllocationModel:
     param_names: tuple[str, ...]
     _cache: dict = dataclasses.field(default_factory=dict, repr=False)
 
+    def __getstate__(self):  # jitted kernels are rebuilt after unpickling (checkpoints)
+        return {f.name: (getattr(self, f.name) if f.name != "_cache" else {}) for f in dataclasses.fields(self)}
+
+    def __setstate__(self, state):
+        for k, v in state.items():
+            object.__setattr__(self, k, v)
+
     @property
     def kva_per_pu(self) -> float:
         return 1e3 * self.net.base_mva
@@ -267,7 +274,8 @@ def _build_kernels(model: AllocationModel) -> dict:
             line_loss=unflat(pf.losses_pu), p_import=unflat(pf.p_source_pu[:, slack]),
             vcpi_max=jnp.max(vcpi, -1),
             offset=voltage_offset_index(vm, norm=s.offset_norm, bus_mask=bus_mask),
-            utilization=sop_utilization_index(res.p_i, res.q_i, res.p_j, res.q_j, caps),
+            utilization=sop_utilization_index(res.p_i, res.q_i, res.p_j, res.q_j,
+                                              jnp.where(caps > 2 * CAPACITY_FLOOR_PU, caps, 0.0)),
             converged=res.converged & unflat(pf.converged),
         )
 
