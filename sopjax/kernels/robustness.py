@@ -173,8 +173,9 @@ def worst_case_radius(fun: Fun, tol: Float[Array, "design objective"], n_param: 
     """Refined worst-case radius of every design: bisection on the radius, inner ascent per radius.
 
     The inner search starts, at each radius, from the first-order worst direction of every
-    objective in both signs (``2 x objective`` starts) and keeps the best. ``jit`` the caller
-    (this function traces ``fun`` a fixed number of times).
+    objective in both signs (``2 x objective`` starts) and keeps the best. The bisection is a
+    Python loop around one jitted search, so ``fun`` is traced a fixed, small number of times
+    (compile time matters when ``fun`` holds an interior-point solver); do not ``jit`` the caller.
 
     Args:
         fun: batched objectives, ``delta (design, param) -> (design, objective)``; ``delta = 0`` nominal.
@@ -187,34 +188,37 @@ def worst_case_radius(fun: Fun, tol: Float[Array, "design objective"], n_param: 
         dtype: float type of ``delta``.
 
     Returns:
-        :class:`RadiusResult`.
+        :class:`RadiusResult` (JAX arrays).
     """
+    tol = jnp.asarray(tol, dtype)
     n_d = tol.shape[0]
-    zero = jnp.zeros((n_d, n_param), dtype)
-    f0, jac = jacobian_fwd(fun, zero)
-    r1 = first_order_radius(jac, tol, p, r_max=r_max)
+
+    @jax.jit
+    def nominal(tol):
+        f0, jac = jacobian_fwd(fun, jnp.zeros((n_d, n_param), dtype))
+        return f0, jac, first_order_radius(jac, tol, p, r_max=r_max)
+
+    f0, jac, r1 = nominal(tol)
     dirs = _steepest(jac, p)  # (design, objective, param)
     starts = jnp.concatenate([dirs, -dirs], 1)  # (design, 2F, param)
 
-    def search(r):
+    @jax.jit
+    def search(r, f0, tol, starts):
         def one(start):
             return worst_deviation(fun, f0, tol, r, p, start * r[:, None], steps=ascent_steps)
         ds, gs = jax.vmap(one, in_axes=1, out_axes=1)(starts)  # (design, start, param), (design, start)
         k = jnp.argmax(gs, -1)
         return jnp.take_along_axis(ds, k[:, None, None], 1)[:, 0], jnp.take_along_axis(gs, k[:, None], 1)[:, 0]
 
-    def body(_, carry):
-        lo, hi, wd, wg = carry
+    hi = jnp.full((n_d,), r_max, dtype)
+    wd, wg = search(hi, f0, tol, starts)
+    ok_at_max = wg <= 1.0
+    lo = jnp.zeros((n_d,), dtype)
+    for _ in range(bisection_steps):
         mid = 0.5 * (lo + hi)
-        d, g = search(mid)
+        d, g = search(mid, f0, tol, starts)
         bad = g > 1.0
-        return (jnp.where(bad, lo, mid), jnp.where(bad, mid, hi),
-                jnp.where(bad[:, None], d, wd), jnp.where(bad, g, wg))
-
-    hi0 = jnp.full((n_d,), r_max, dtype)
-    d_hi, g_hi = search(hi0)
-    ok_at_max = g_hi <= 1.0
-    carry = (jnp.zeros((n_d,), dtype), hi0, d_hi, g_hi)
-    lo, _, wd, wg = jax.lax.fori_loop(0, bisection_steps, body, carry)
+        lo, hi = jnp.where(bad, lo, mid), jnp.where(bad, mid, hi)
+        wd, wg = jnp.where(bad[:, None], d, wd), jnp.where(bad, g, wg)
     radius = jnp.where(ok_at_max, r_max, lo)
     return RadiusResult(radius=radius, first_order=r1, worst_delta=wd, worst_ratio=wg)

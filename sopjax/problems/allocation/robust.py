@@ -126,7 +126,6 @@ def refine_radius(settings: RobustnessSettings, model, sop_kva: np.ndarray, cb_u
     fun = model.index_fun(sop_kva, cb_units)
     tol = jax.numpy.asarray(tolerances(settings, f0))
     n_u = len(model.param_names)
-    run = jax.jit(lambda t: worst_case_radius(fun, t, n_u, p=float(settings.p), r_max=settings.r_max,
-                                              bisection_steps=settings.bisection_steps,
-                                              ascent_steps=settings.ascent_steps))
-    return jax.tree_util.tree_map(np.asarray, run(tol))
+    res = worst_case_radius(fun, tol, n_u, p=float(settings.p), r_max=settings.r_max,
+                            bisection_steps=settings.bisection_steps, ascent_steps=settings.ascent_steps)
+    return jax.tree_util.tree_map(np.asarray, res)
