@@ -41,6 +41,7 @@ from sopjax.problems.allocation.problem import AllocationProblem, evaluate_plans
 from sopjax.problems.allocation.robust import RobustnessSettings, refine_radius
 from sopjax.problems.allocation.selection import best_compromise
 from sopjax.problems.planning.costs import CostModel
+from sopjax.problems.planning.study import parse_profiles
 
 __all__ = ["AllocationStudy", "AllocationStudyResult", "study_from_config", "run_allocation_study",
            "hypervolume_history"]
@@ -115,27 +116,13 @@ def study_from_config(cfg: Mapping[str, Any]) -> AllocationStudy:
     Raises:
         ConfigError, SopjaxError: naming the section, key, bus or branch at fault.
     """
-    from sopjax.sampling.profiles import clear_sky_pv_profile, daily_profile, load_profile, pv_forecast
-
     table(cfg, "the allocation config", allowed=_SECTIONS)
     netc = parse_network(cfg.get("network"), keys=_SECTIONS["network"])
     net = build_network(netc)
 
-    prof = _section(cfg, "profiles")
-    periods = integer(prof.get("periods", 24), "profiles.periods", lo=1)
-    load = prof.get("load", "rts79_summer_weekday")
-    load_shape = load_profile(load) if isinstance(load, str) else np.asarray(load, float)
-    load_shape = daily_profile(load_shape, name="profiles.load", periods=periods)
-    pv = prof.get("pv", "clear_sky")
-    if isinstance(pv, str):
-        if pv != "clear_sky":
-            raise ConfigError(f"profiles.pv must be 'clear_sky' or {periods} numbers, got {pv!r}")
-        pv_shape = clear_sky_pv_profile(latitude_deg=float(prof.get("latitude_deg", 30.0)),
-                                        day_of_year=int(prof.get("day_of_year", 172)), periods=periods)
-    else:
-        pv_shape = daily_profile(pv, name="profiles.pv", periods=periods)
-    forecast = (pv_forecast(net, pv_shape, peak_frac=prof.get("pv_peak_frac", 1.0)) if net.pv.count
-                else np.zeros((periods, 0)))
+    load_shape, forecast = parse_profiles(_section(cfg, "profiles"), net)
+    if forecast is None:
+        forecast = np.zeros((len(load_shape), 0))
     day = OperatingDay(p_load_pu=np.outer(load_shape, net.p_load_pu), q_load_pu=np.outer(load_shape, net.q_load_pu),
                        p_pv_pu=np.asarray(forecast, float))
 
