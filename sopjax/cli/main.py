@@ -13,7 +13,7 @@ import importlib
 import sys
 
 # subcommand modules, in the order --help lists them
-COMMANDS = ("powerflow", "montecarlo", "bench", "plan", "restore", "reconfigure", "sweep", "dataset", "train")
+COMMANDS = ("powerflow", "montecarlo", "bench", "plan", "allocate", "restore", "reconfigure", "sweep", "dataset", "train")
 
 
 class _Parser(argparse.ArgumentParser):

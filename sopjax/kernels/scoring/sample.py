@@ -27,10 +27,8 @@ Per sample (seed 002's convention, DESIGN.md):
 
 VCPI (line voltage-collapse proximity index, Moghavvemi & Faruque 1998, used by
 seed 001) per branch, with the receiving end the end active power flows to:
-``VCPI = P_r / P_r,max`` where ``P_r,max = V_s^2/Z * cos(phi) / (4 cos^2((theta - phi)/2))``
-(``theta`` = impedance angle, ``phi`` = receiving-end load angle). It equals
-``Q_r / Q_r,max`` and simplifies to ``2 (Z |S_r| + r P_r + x Q_r) / V_s^2``:
-0 on an unloaded line, 1 at the line's maximum transferable power.
+(:func:`sopjax.kernels.indices.line_vcpi`): 0 on an unloaded line, 1 at the line's
+maximum transferable power.
 """
 
 from __future__ import annotations
@@ -40,6 +38,7 @@ from typing import NamedTuple
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, Int
 
+from sopjax.kernels.indices import line_vcpi
 from sopjax.kernels.injections import pv_net_load, sop_pq_net_load
 from sopjax.kernels.radial import PowerFlowResult, lindistflow, sweep_power_flow, vdcq_power
 from sopjax.kernels.scoring.arrays import ScoringContext, StrategyArrays
@@ -208,12 +207,7 @@ def score_flow(
     s_max = jnp.maximum(_hypot(pf_, qf), _hypot(pt, qt))
     loading = jnp.where(branch_on, s_max / ctx.rate_pu, 0.0)
     overload = branch_on & (loading > 1.0 + options.cap_tol)
-    forward = pf_ >= 0
-    p_r = jnp.where(forward, pt, -pf_)
-    q_r = jnp.where(forward, qt, -qf)
-    v_s = jnp.where(forward, res.vm_pu[ctx.f_bus], res.vm_pu[ctx.t_bus])
-    z = _hypot(ctx.r_pu, ctx.x_pu)
-    vcpi = 2.0 * (z * _hypot(p_r, q_r) + ctx.r_pu * p_r + ctx.x_pu * q_r) / jnp.maximum(v_s, 1e-6) ** 2
+    vcpi = line_vcpi(pf_, qf, res.i_pu, res.vm_pu, ctx.f_bus, ctx.t_bus, ctx.r_pu, ctx.x_pu)
     vcpi = jnp.where(branch_on, vcpi, 0.0)
     line_loss = jnp.sum(jnp.where(branch_on, res.p_loss_pu, 0.0))
 

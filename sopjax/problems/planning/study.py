@@ -120,22 +120,18 @@ def _section(cfg: Mapping, name: str) -> dict:
     return dict(sub_table(cfg, name, f"[{name}]", allowed=_SECTIONS[name]))
 
 
-def study_from_config(cfg: Mapping[str, Any]) -> PlanningStudy:
-    """Validate a config mapping and build the study (samples drawn and reduced here).
+def parse_profiles(prof: Mapping, net) -> tuple[np.ndarray, np.ndarray | None]:
+    """The ``[profiles]`` table: the load shape (period,) and the PV forecast (period, pv) in p.u.
+
+    Keys: ``periods`` (24), ``load`` (a :mod:`sopjax.sampling.profiles` shape name or ``periods``
+    numbers), ``pv`` (``"clear_sky"`` or ``periods`` numbers in [0, 1]), ``latitude_deg``,
+    ``day_of_year``, ``pv_peak_frac``. The forecast is None without PV units.
 
     Raises:
-        ConfigError (alias PlanningInputError), SopjaxError: naming the section, key, bus or candidate at fault.
+        ConfigError: naming the key at fault.
     """
-    import jax
-
-    from sopjax.sampling import from_dict
     from sopjax.sampling.profiles import clear_sky_pv_profile, daily_profile, load_profile, pv_forecast
 
-    table(cfg, "the planning config", allowed=_SECTIONS)
-    netc = parse_network(cfg.get("network"), keys=_SECTIONS["network"])
-    net = build_network(netc)
-
-    prof = _section(cfg, "profiles")
     periods = integer(prof.get("periods", 24), "profiles.periods", lo=1, hi=MAX_PERIODS)
     load = prof.get("load", "rts79_summer_weekday")
     load_shape = (load_profile(load) if isinstance(load, str)
@@ -153,6 +149,24 @@ def study_from_config(cfg: Mapping[str, Any]) -> PlanningStudy:
                                  periods=periods)
     peak = number(prof.get("pv_peak_frac", 1.0), "profiles.pv_peak_frac", lo=0.0)
     forecast = pv_forecast(net, pv_shape, peak_frac=peak) if net.pv.count else None
+    return load_shape, forecast
+
+
+def study_from_config(cfg: Mapping[str, Any]) -> PlanningStudy:
+    """Validate a config mapping and build the study (samples drawn and reduced here).
+
+    Raises:
+        ConfigError (alias PlanningInputError), SopjaxError: naming the section, key, bus or candidate at fault.
+    """
+    import jax
+
+    from sopjax.sampling import from_dict
+
+    table(cfg, "the planning config", allowed=_SECTIONS)
+    netc = parse_network(cfg.get("network"), keys=_SECTIONS["network"])
+    net = build_network(netc)
+
+    load_shape, forecast = parse_profiles(_section(cfg, "profiles"), net)
 
     unc = dict(_section(cfg, "uncertainty"))
     if "load_profile" in unc:
