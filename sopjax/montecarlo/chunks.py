@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from sopjax.kernels.scoring import EXACT_FIELDS, ScoringOptions, reduce_chunk, score_batch
-from sopjax.powerflow import sample_mesh
+from sopjax.powerflow import sample_mesh, to_device
 from sopjax.scaleout import Chunk, worker_cached
 
 __all__ = ["ChunkJob", "score_chunk", "SAMPLE_FIELDS"]
@@ -98,21 +98,14 @@ def _kernels(options: ScoringOptions, n_dev: int):
     return jax.jit(score), jax.jit(partial(_reduce, options=options))
 
 
-def _to_device(tree, dtype):
-    def cast(a):
-        a = np.asarray(a)
-        return jnp.asarray(a, dtype) if np.issubdtype(a.dtype, np.floating) else jnp.asarray(a)
-
-    return jax.tree_util.tree_map(cast, tree)
-
 
 def _prepare(job: ChunkJob) -> dict:
     dtype = jnp.dtype(job.dtype)
     npdt = np.dtype(job.dtype)
     n_dev = len(jax.local_devices())
     return {
-        "ctx": _to_device(job.ctx, dtype),
-        "arrays": _to_device(job.arrays, dtype),
+        "ctx": to_device(job.ctx, dtype),
+        "arrays": to_device(job.arrays, dtype),
         "nominal": tuple(np.asarray(a, npdt)[None] for a in job.source.nominal()),
         "n_dev": n_dev,
         "extra": (-(job.block + 1)) % n_dev,  # rows that make the batch divisible by the devices

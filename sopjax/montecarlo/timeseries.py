@@ -65,13 +65,13 @@ from sopjax.montecarlo.runner import (
     MonteCarloSettings,
     _fingerprint,
     _progress,
-    _to_device,
     default_chunk_size,
     kernel_block,
 )
 from sopjax.montecarlo.sources import _digest
 from sopjax.montecarlo.state import RunState
 from sopjax.network import Network
+from sopjax.powerflow import to_device
 from sopjax.sampling.profiles import check_profile
 from sopjax.strategies import Strategy, StrategyBatch, compile_strategies, scoring_context
 
@@ -637,9 +637,9 @@ def run_timeseries(
         state.load(ckpt, fp)
         resumed_from = state.done
 
-    ctx_d = _to_device(ctx, dtype)
-    arrays_d = _to_device(batch.arrays, dtype)
-    lim_d = _to_device(lim, dtype)
+    ctx_d = to_device(ctx, dtype)
+    arrays_d = to_device(batch.arrays, dtype)
+    lim_d = to_device(lim, dtype)
     t_of_row = np.tile(np.arange(n_t, dtype=np.int32), n_s)
     groups = {k: np.flatnonzero(kinds == k) for k in ("fixed", "local", "vf", "pq")}
     order = np.concatenate([groups[k] for k in ("fixed", "local", "vf", "pq")])
