@@ -120,7 +120,8 @@ class ModelSource:
                 f"got shape {self.forecast.shape}"
             )
         if getattr(model, "load_profile", None) is not None:
-            raise SopjaxError("the Monte Carlo runner scores one period; remove load_profile from the model")
+            raise SopjaxError("run_montecarlo scores one period; remove load_profile from the model, or score "
+                              "the horizon with ProfileSource and run_timeseries (sopjax.montecarlo.timeseries)")
         self.seed = int(seed)
         self.n_samples = int(n_samples)
         self.description = dict(description or {"model": repr(model)})

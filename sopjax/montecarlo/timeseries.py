@@ -284,9 +284,12 @@ def _row_batch(net: Network, per_period: list[list[Strategy]], fault_open) -> St
             unique.append(dataclasses.replace(s, name=f"{s.name}@{len(unique)}"))
     compiled = compile_strategies(net, unique, fault_open=fault_open)
     idx = np.asarray([index[id(s)] for s in flat])
-    rows = tuple(dataclasses.replace(s, name=f"{seq[0].name}@{t}") for seq in per_period for t, s in enumerate(seq))
+    rows = tuple(
+        dataclasses.replace(s, name=f"{seq[0].name}@{t}") for seq in per_period for t, s in enumerate(seq)
+    )
     arrays = jax.tree_util.tree_map(lambda a: np.asarray(a)[idx], compiled.arrays)
-    return StrategyBatch(strategies=rows, topologies=tuple(compiled.topologies[i] for i in idx), arrays=arrays)
+    topologies = tuple(compiled.topologies[i] for i in idx)
+    return StrategyBatch(strategies=rows, topologies=topologies, arrays=arrays)
 
 
 def _limits(net: Network, batch: StrategyBatch, ctx) -> SOPLimits:
@@ -459,7 +462,8 @@ def _dispatch_rows(net, batch, rows, ctx, control: ControlOptions, p, q, pv, t_o
         rr = np.asarray(rows)[members]
         t = jnp.asarray(t_of_row[rr])
         status = np.asarray(batch.strategies[int(rr[0])].status, bool)
-        parts.append(_dispatch_group(net, status, _take(batch.arrays, rr), ctx, control, p[t], q[t], pv[t], dtype))
+        rows_g = _take(batch.arrays, rr)
+        parts.append(_dispatch_group(net, status, rows_g, ctx, control, p[t], q[t], pv[t], dtype))
         order.extend(members)
     inv = np.argsort(np.asarray(order))
     sp = SetPoints(*(jnp.concatenate(f)[inv] for f in zip(*(x[0] for x in parts))))

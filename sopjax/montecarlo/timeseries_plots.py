@@ -26,7 +26,7 @@ def plot_recovery_over_time(ds, path: str | Path, *, band=(0.05, 0.95)) -> Path:
     rows = int(np.ceil(n / cols))
     fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.4 * rows), squeeze=False, sharey=True)
     hour = np.asarray(ds["hour"].values, float)
-    edges = np.append(hour, hour[-1] + float(ds.attrs.get("period_h", 1.0)))  # step edges: one more than periods
+    edges = np.append(hour, hour[-1] + float(ds.attrs.get("period_h", 1.0)))  # periods + 1 step edges
 
     def ext(v):
         return np.append(v, v[-1])

@@ -50,25 +50,12 @@ from sopjax.sampling.profiles import HOURS, check_profile, clear_sky_pv_profile
 
 __all__ = ["TimeSeriesStudy", "timeseries_study_from_config", "run_timeseries_study", "TIMESERIES_KEYS"]
 
+#: [timeseries] keys of ControlOptions
+CONTROL_KEYS = ("droop_q", "droop_p", "v_ref_pu", "iterations", "damping", "u_set_candidates", "q_candidates",
+                "q_span")
 TIMESERIES_KEYS = {
-    "periods",
-    "period_h",
-    "start_hour",
-    "pv_profile",
-    "latitude_deg",
-    "day_of_year",
-    "controls",
-    "pickup_per_period",
-    "droop_q",
-    "droop_p",
-    "v_ref_pu",
-    "iterations",
-    "damping",
-    "u_set_candidates",
-    "q_candidates",
-    "q_span",
-    "island_overload",
-    "shed_order",
+    "periods", "period_h", "start_hour", "pv_profile", "latitude_deg", "day_of_year", "controls",
+    "pickup_per_period", "island_overload", "shed_order", *CONTROL_KEYS,
 }
 _TOP = {"title", "description", "network", "fault", "uncertainty", "montecarlo", "strategy", "timeseries"}
 
@@ -165,22 +152,7 @@ def timeseries_study_from_config(
         )
     forecast = _pv_profile(ts, periods)[:, None] * peak[None, :]
     try:
-        control = ControlOptions(
-            **{
-                k: ts[k]
-                for k in (
-                    "droop_q",
-                    "droop_p",
-                    "v_ref_pu",
-                    "iterations",
-                    "damping",
-                    "u_set_candidates",
-                    "q_candidates",
-                    "q_span",
-                )
-                if k in ts
-            }
-        )
+        control = ControlOptions(**{k: ts[k] for k in CONTROL_KEYS if k in ts})
         control.validate()
     except (TypeError, ValueError) as e:
         raise ConfigError(f"[timeseries] {e}") from None

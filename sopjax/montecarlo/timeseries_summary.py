@@ -49,7 +49,8 @@ def summary_table_timeseries(ds) -> str:
         ]
         for p in ds["pair"].values:
             sub = ds.sel(pair=p)
-            lo, hi = 100 * float(sub.gain_energy_recovery_ci_low), 100 * float(sub.gain_energy_recovery_ci_high)
+            lo = 100 * float(sub.gain_energy_recovery_ci_low)
+            hi = 100 * float(sub.gain_energy_recovery_ci_high)
             rci = f"[{lo:.2f}, {hi:.2f}]"
             lci = f"[{float(sub.gain_loss_kwh_ci_low):.1f}, {float(sub.gain_loss_kwh_ci_high):.1f}]"
             lines.append(
