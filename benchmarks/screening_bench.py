@@ -29,6 +29,7 @@ from sopjax.datasets import DatasetSpec, draw_inputs, network_from_attrs, open_s
 from sopjax.surrogates import load_power_flow  # noqa: E402
 from sopjax.surrogates.screening import exact_scores, screen  # noqa: E402
 
+
 STORE, CKPT = "results/ieee33_dataset.zarr", "results/ieee33_gnn"
 
 
@@ -53,13 +54,15 @@ def main(sets: int = 100, candidates: int = 16, samples: int = 16) -> None:
         ex = exact_scores(net, cand, p, q)
         t_all.append(time.perf_counter() - t0)
         best = int(np.argmin(ex))
-        for k in ks:
-            t0 = time.perf_counter()
-            r = screen(sur, net, cand, p, q, k=k, static=static)
-            if k == 3:
-                t_scr.append(time.perf_counter() - t0)
-            hit[k] += r.chosen == best or ex[r.chosen] == ex[best]
-            excess[k].append(ex[r.chosen] - ex[best])
+        t0 = time.perf_counter()
+        r = screen(sur, net, cand, p, q, k=3, static=static)  # the screening as a study runs it
+        t_scr.append(time.perf_counter() - t0)
+        assert np.allclose(r.exact_top_k, ex[r.top_k])
+        order = np.argsort(r.surrogate, kind="stable")
+        for k in ks:  # the same ranking, other k: the exact re-score of the top k is a lookup in ex
+            chosen = order[:k][int(np.argmin(ex[order[:k]]))]
+            hit[k] += ex[chosen] == ex[best]
+            excess[k].append(ex[chosen] - ex[best])
         if s == 0:
             print(f"set 0: exact scores (kW) {np.round(np.sort(ex)[:5], 2).tolist()} ...", flush=True)
     print(f"IEEE 33, {sets} random strategy sets of {candidates} radial configurations, {samples} samples each")
