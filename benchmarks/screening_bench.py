@@ -25,10 +25,9 @@ from sopjax.jax_config import configure_xla
 
 configure_xla()
 
-from sopjax.datasets import DatasetSpec, draw_inputs, network_from_attrs, open_store, random_spanning_tree  # noqa: E402
-from sopjax.surrogates import load_power_flow  # noqa: E402
-from sopjax.surrogates.screening import exact_scores, screen  # noqa: E402
-
+from sopjax.datasets import DatasetSpec, draw_inputs, network_from_attrs, open_store, random_spanning_tree
+from sopjax.surrogates import load_power_flow
+from sopjax.surrogates.screening import exact_scores, screen
 
 STORE, CKPT = "results/ieee33_dataset.zarr", "results/ieee33_gnn"
 
@@ -46,8 +45,17 @@ def main(sets: int = 100, candidates: int = 16, samples: int = 16) -> None:
     for s in range(sets):
         rng = np.random.default_rng([777, s])
         cand = np.stack([random_spanning_tree(net, rng) for _ in range(candidates)])
-        spec = DatasetSpec(samples=samples, **{**d, "seed": 50_000 + s, "fault_fraction": 0.0, "held_out": 0,
-                                               "configurations": 1, "split_fractions": (1.0, 0, 0, 0, 0)})
+        spec = DatasetSpec(
+            samples=samples,
+            **{
+                **d,
+                "seed": 50_000 + s,
+                "fault_fraction": 0.0,
+                "held_out": 0,
+                "configurations": 1,
+                "split_fractions": (1.0, 0, 0, 0, 0),
+            },
+        )
         inp = draw_inputs(net, spec, cand[:1], 0, samples)
         p, q = inp["p_net_pu"], inp["q_net_pu"]
         t0 = time.perf_counter()
@@ -65,13 +73,19 @@ def main(sets: int = 100, candidates: int = 16, samples: int = 16) -> None:
             excess[k].append(ex[chosen] - ex[best])
         if s == 0:
             print(f"set 0: exact scores (kW) {np.round(np.sort(ex)[:5], 2).tolist()} ...", flush=True)
-    print(f"IEEE 33, {sets} random strategy sets of {candidates} radial configurations, {samples} samples each")
+    print(
+        f"IEEE 33, {sets} random strategy sets of {candidates} radial configurations, {samples} samples each"
+    )
     for k in ks:
         miss = [e for e in excess[k] if e > 0]
-        print(f"  top {k}: chosen = exact best in {hit[k]}/{sets} sets ({100 * hit[k] / sets:.1f} %)"
-              + (f"; when not, mean excess {np.mean(miss):.2f} kW" if miss else ""))
-    print(f"  time per set (median, after compilation of the first set): exact all {np.median(t_all[1:]) * 1e3:.1f} ms, "
-          f"surrogate + exact top 3 {np.median(t_scr[1:]) * 1e3:.1f} ms")
+        print(
+            f"  top {k}: chosen = exact best in {hit[k]}/{sets} sets ({100 * hit[k] / sets:.1f} %)"
+            + (f"; when not, mean excess {np.mean(miss):.2f} kW" if miss else "")
+        )
+    print(
+        f"  time per set (median, after compilation of the first set): exact all {np.median(t_all[1:]) * 1e3:.1f} ms, "
+        f"surrogate + exact top 3 {np.median(t_scr[1:]) * 1e3:.1f} ms"
+    )
 
 
 if __name__ == "__main__":

@@ -10,11 +10,21 @@ import pytest
 
 import sopjax
 from sopjax.cli.main import main
-from sopjax.datasets import (
-    SPLITS, DatasetError, DatasetSpec, batches, build_dataset, chunks_done, configuration_pool,
-    dataset_from_config, edge_index, generate_chunk, load_split, open_store,
-)
 from sopjax.config import ConfigError
+from sopjax.datasets import (
+    SPLITS,
+    DatasetError,
+    DatasetSpec,
+    batches,
+    build_dataset,
+    chunks_done,
+    configuration_pool,
+    dataset_from_config,
+    edge_index,
+    generate_chunk,
+    load_split,
+    open_store,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,8 +37,16 @@ def net():
 
 @pytest.fixture(scope="module")
 def spec():
-    return DatasetSpec(samples=40, chunk_size=16, seed=7, configurations=4, held_out=1, fault_fraction=0.2,
-                       split_fractions=(0.5, 0.1, 0.1, 0.15, 0.15), dispatch=False)
+    return DatasetSpec(
+        samples=40,
+        chunk_size=16,
+        seed=7,
+        configurations=4,
+        held_out=1,
+        fault_fraction=0.2,
+        split_fractions=(0.5, 0.1, 0.1, 0.15, 0.15),
+        dispatch=False,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -107,9 +125,11 @@ def test_labels_layout_and_faults(net, store):
 
 
 def test_example_loader_needs_no_sopjax(store):
-    code = ("import runpy, sys; sys.argv = ['x', %r, 'train']; runpy.run_path(%r, run_name='__main__'); "
-            "assert not any(m == 'sopjax' or m.startswith('sopjax.') for m in sys.modules)"
-            % (str(store), str(ROOT / "examples" / "load_dataset_numpy.py")))
+    code = (
+        "import runpy, sys; sys.argv = ['x', %r, 'train']; runpy.run_path(%r, run_name='__main__'); "
+        "assert not any(m == 'sopjax' or m.startswith('sopjax.') for m in sys.modules)"
+        % (str(store), str(ROOT / "examples" / "load_dataset_numpy.py"))
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/")
     assert r.returncode == 0, r.stderr
     assert "edge_index" in r.stdout
@@ -129,8 +149,16 @@ def test_batches_are_deterministic(store):
 
 
 def test_dispatch_labels(net, pool, tmp_path):
-    spec = DatasetSpec(samples=8, chunk_size=8, seed=1, configurations=4, held_out=1, fault_fraction=0.0,
-                       split_fractions=(1, 0, 0, 0, 0), dispatch=True)
+    spec = DatasetSpec(
+        samples=8,
+        chunk_size=8,
+        seed=1,
+        configurations=4,
+        held_out=1,
+        fault_fraction=0.0,
+        split_fractions=(1, 0, 0, 0, 0),
+        dispatch=True,
+    )
     ds = generate_chunk(net, spec, pool, 0)
     assert ds["dispatch_valid"].values.all()
     ok = ds["dispatch_converged"].values
