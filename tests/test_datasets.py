@@ -24,6 +24,8 @@ from sopjax.datasets import (
     generate_chunk,
     load_split,
     open_store,
+    store_pool,
+    write_chunk,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -81,6 +83,15 @@ def test_interrupted_and_resumed_generation_equals_uninterrupted(net, spec, pool
     assert chunks_done(out, spec).tolist() == [True, False, False]
     second = build_dataset(net, spec, out, pool=pool, progress=False)
     assert (second["chunks_written"], second["chunks_skipped"]) == (2, 1)
+    assert _equal(open_store(out).load(), open_store(store).load())
+
+
+def test_chunks_written_out_of_order_by_workers_equal_the_loop(net, spec, pool, store, tmp_path):
+    out = tmp_path / "workers.zarr"
+    build_dataset(net, spec, out, pool=pool, progress=False, stop_after=0)  # create the store only
+    for c in (2, 0, 1):  # any order, as a Dask executor may run them
+        write_chunk(net, spec, store_pool(out), out, c)
+    assert chunks_done(out, spec).all()
     assert _equal(open_store(out).load(), open_store(store).load())
 
 

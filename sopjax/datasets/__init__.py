@@ -22,6 +22,8 @@ from sopjax.datasets.store import (
     network_fingerprint,
     open_store,
     static_dataset,
+    store_pool,
+    write_chunk,
 )
 from sopjax.datasets.study import dataset_from_config, network_from_attrs
 from sopjax.datasets.variants import configuration_pool, random_spanning_tree
@@ -53,4 +55,6 @@ __all__ = [
     "sop_p_j",
     "split_mask",
     "static_dataset",
+    "store_pool",
+    "write_chunk",
 ]

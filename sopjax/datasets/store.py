@@ -33,6 +33,8 @@ __all__ = [
     "network_fingerprint",
     "open_store",
     "static_dataset",
+    "store_pool",
+    "write_chunk",
 ]
 
 _DTYPES = {
@@ -216,6 +218,29 @@ def _prepare(path: Path, net: Network, spec: DatasetSpec, pool: np.ndarray, attr
         more.to_zarr(path, append_dim="sample", compute=False, consolidated=False)
 
 
+def store_pool(path: str | Path) -> np.ndarray:
+    """The configuration pool (config, branch) a store was created with (what every chunk must use)."""
+    return np.asarray(open_store(path)["config_closed"].values, bool)
+
+
+def write_chunk(net: Network, spec: DatasetSpec, pool: np.ndarray, path: str | Path, chunk: int) -> int:
+    """Compute ``chunk`` and write it into the existing store ``path``: its region, then its done flags.
+
+    The unit of work of any executor (the loop of :func:`build_dataset`, or Dask workers):
+    idempotent, independent of the other chunks. Create the store first with
+    ``build_dataset(..., stop_after=0)``; pass ``store_pool(path)`` as ``pool``.
+
+    Returns:
+        the number of samples written.
+    """
+    ds = generate_chunk(net, spec, pool, chunk)
+    a, b = spec.chunk_range(chunk)
+    ds.drop_vars("sample").to_zarr(path, region={"sample": slice(a, b)}, consolidated=False)
+    flags = xr.Dataset({"done": ("sample", np.ones(b - a, bool))})
+    flags.to_zarr(path, region={"sample": slice(a, b)}, consolidated=False)
+    return b - a
+
+
 def build_dataset(
     net: Network,
     spec: DatasetSpec,
@@ -233,7 +258,8 @@ def build_dataset(
         net: the network (with the PV and SOPs of the study).
         spec: the dataset spec.
         out: ``DIR.zarr`` path; created, resumed (done chunks skipped) or grown.
-        pool: the configuration pool (default :func:`~sopjax.datasets.variants.configuration_pool`).
+        pool: the configuration pool (default: the store's, else
+            :func:`~sopjax.datasets.variants.configuration_pool`).
         progress: tqdm progress bar (default: when stderr is a terminal).
         attrs: extra provenance attributes (e.g. ``title``, the config text).
         stop_after: write at most this many chunks, then return (interruption, for tests).
@@ -247,8 +273,10 @@ def build_dataset(
     from sopjax.datasets.variants import configuration_pool
 
     path = Path(out)
-    if pool is None:
-        pool = configuration_pool(net, spec.configurations, spec.seed, v_min_pu=spec.v_min_pu)
+    if pool is None:  # the store's own pool when resuming (it is a function of the seed anyway)
+        pool = store_pool(path) if path.exists() else configuration_pool(
+            net, spec.configurations, spec.seed, v_min_pu=spec.v_min_pu
+        )
     _prepare(path, net, spec, pool, attrs or {})
     done = chunks_done(path, spec)
     todo = [c for c in range(spec.n_chunks) if not done[c]]
@@ -266,12 +294,8 @@ def build_dataset(
     t0, n = time.perf_counter(), 0
     try:
         for c in todo:
-            ds = generate_chunk(net, spec, pool, c)
+            n += write_chunk(net, spec, pool, path, c)
             a, b = spec.chunk_range(c)
-            ds.drop_vars("sample").to_zarr(path, region={"sample": slice(a, b)}, consolidated=False)
-            flags = xr.Dataset({"done": ("sample", np.ones(b - a, bool))})
-            flags.to_zarr(path, region={"sample": slice(a, b)}, consolidated=False)
-            n += b - a
             bar.update(b - a)
             if on_chunk is not None:
                 on_chunk(c)
