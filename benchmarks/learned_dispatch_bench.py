@@ -78,6 +78,39 @@ def timed(fn, arg):
     return out, time.perf_counter() - t0
 
 
+def sizing(ld, data, inp, kw, price=2e-3, steps=150):
+    """One capacity S for every VSC, minimizing mean objective + price * total capacity (p.u.), by optax
+    through each path; a grid of the interior point's cost checks both."""
+    import optax
+
+    n_sop = inp.s_rated_i_pu.shape[1]
+
+    def at(s):
+        full = jnp.full_like(inp.s_rated_i_pu, s)
+        return inp._replace(s_rated_i_pu=full, s_rated_j_pu=full)
+
+    paths = {"learned": lambda i: ld(i)["objective"], "interior point": lambda i: dispatch_batched(data, i).objective}
+    lo, hi = 0.005, 0.05  # the training range of the capacities (p.u.)
+    out = {}
+    for name, f in paths.items():
+        cost = jax.jit(jax.value_and_grad(lambda s, f=f: jnp.mean(f(at(s))) + price * 2 * n_sop * s))
+        s, opt = jnp.asarray(0.02), optax.adam(1e-3)
+        st = opt.init(s)
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            v, g = cost(s)
+            upd, st = opt.update(g, st)
+            s = jnp.clip(s + upd, lo, hi)
+        out[name] = (float(s), float(v), time.perf_counter() - t0)
+    grid = np.linspace(lo, hi, 19)
+    ipm_cost = jax.jit(lambda s: jnp.mean(paths["interior point"](at(s))) + price * 2 * n_sop * s)
+    costs = [float(ipm_cost(jnp.asarray(g))) for g in grid]
+    print(f"optax capacity sizing ({inp.s_rated_i_pu.shape[0]} operating points, price {price} per p.u. of "
+          f"capacity, {steps} Adam steps): " + "; ".join(
+              f"{k}: S = {v[0] * kw:.1f} kVA, cost {v[1] * kw:.2f} kW-equiv. ({v[2]:.1f} s)" for k, v in out.items())
+          + f"; interior-point grid (step {(grid[1] - grid[0]) * kw:.0f} kVA): S = {grid[int(np.argmin(costs))] * kw:.1f} kVA")
+
+
 def main(batch: int = 256, rounds: int = 5) -> None:
     net, closed, inp = problems(batch)
     ld = load_dispatch(CKPT, net, closed)
@@ -176,6 +209,8 @@ def main(batch: int = 256, rounds: int = 5) -> None:
             f"correlation {corr:.3f}, median |difference| {np.median(np.abs(g - g_ref)[sel]):.2e}, "
             f"median |interior point| {np.median(np.abs(g_ref[sel])):.2e}, nan {int(np.isnan(g[sel]).sum())}"
         )
+
+    sizing(ld, data, jax.tree_util.tree_map(lambda a: a[:64], inp), kw)
 
     print(f"\nmedian of {rounds} interleaved rounds, per problem (wall)")
     for k, v in med.items():
