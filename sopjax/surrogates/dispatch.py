@@ -234,7 +234,7 @@ def _selection(store, split, config_id):
     return ds, load_split(ds, split, variables=list(_DVARS), where=where)
 
 
-def _arrays(sel, scales_fn=None):
+def _arrays(sel):
     inp = dispatch_inputs_of(sel)
     s_i, s_j = inp.s_rated_i_pu, inp.s_rated_j_pu
     tgt = np.stack(
