@@ -85,7 +85,6 @@ def surrogate_scores(
     """Predicted score of each candidate (same arguments as :func:`exact_scores`; ``static``: the
     dataset's static arrays, for the graph)."""
     st, pp, qq = _stack(net, status, p, q)
-    n = st.shape[0]
     ds = static.assign(
         p_net_pu=(("sample", "bus"), pp),
         q_net_pu=(("sample", "bus"), qq),
@@ -96,7 +95,6 @@ def surrogate_scores(
     m, s = status.shape[0], p.shape[0]
     vmin = np.where(fs.energized, pred["vm"], np.inf).min(axis=1).reshape(m, s)
     ok = fs.energized.all(axis=1).reshape(m, s)
-    assert n == m * s
     return _score(predicted_losses(fs, pred).reshape(m, s), vmin, ok, fs.base_mva, v_min_pu, penalty_kw)
 
 
