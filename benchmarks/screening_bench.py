@@ -25,9 +25,9 @@ from sopjax.jax_config import configure_xla
 
 configure_xla()
 
-from sopjax.datasets import DatasetSpec, draw_inputs, network_from_attrs, open_store, random_spanning_tree  # noqa: E402
-from sopjax.surrogates import load_power_flow  # noqa: E402
-from sopjax.surrogates.screening import exact_scores, screen  # noqa: E402
+from sopjax.datasets import DatasetSpec, draw_inputs, network_from_attrs, open_store, random_spanning_tree
+from sopjax.surrogates import load_power_flow
+from sopjax.surrogates.screening import exact_scores, screen
 
 STORE, CKPT = "results/ieee33_dataset.zarr", "results/ieee33_gnn"
 
@@ -45,30 +45,47 @@ def main(sets: int = 100, candidates: int = 16, samples: int = 16) -> None:
     for s in range(sets):
         rng = np.random.default_rng([777, s])
         cand = np.stack([random_spanning_tree(net, rng) for _ in range(candidates)])
-        spec = DatasetSpec(samples=samples, **{**d, "seed": 50_000 + s, "fault_fraction": 0.0, "held_out": 0,
-                                               "configurations": 1, "split_fractions": (1.0, 0, 0, 0, 0)})
+        spec = DatasetSpec(
+            samples=samples,
+            **{
+                **d,
+                "seed": 50_000 + s,
+                "fault_fraction": 0.0,
+                "held_out": 0,
+                "configurations": 1,
+                "split_fractions": (1.0, 0, 0, 0, 0),
+            },
+        )
         inp = draw_inputs(net, spec, cand[:1], 0, samples)
         p, q = inp["p_net_pu"], inp["q_net_pu"]
         t0 = time.perf_counter()
         ex = exact_scores(net, cand, p, q)
         t_all.append(time.perf_counter() - t0)
         best = int(np.argmin(ex))
-        for k in ks:
-            t0 = time.perf_counter()
-            r = screen(sur, net, cand, p, q, k=k, static=static)
-            if k == 3:
-                t_scr.append(time.perf_counter() - t0)
-            hit[k] += r.chosen == best or ex[r.chosen] == ex[best]
-            excess[k].append(ex[r.chosen] - ex[best])
+        t0 = time.perf_counter()
+        r = screen(sur, net, cand, p, q, k=3, static=static)  # the screening as a study runs it
+        t_scr.append(time.perf_counter() - t0)
+        assert np.allclose(r.exact_top_k, ex[r.top_k])
+        order = np.argsort(r.surrogate, kind="stable")
+        for k in ks:  # the same ranking, other k: the exact re-score of the top k is a lookup in ex
+            chosen = order[:k][int(np.argmin(ex[order[:k]]))]
+            hit[k] += ex[chosen] == ex[best]
+            excess[k].append(ex[chosen] - ex[best])
         if s == 0:
             print(f"set 0: exact scores (kW) {np.round(np.sort(ex)[:5], 2).tolist()} ...", flush=True)
-    print(f"IEEE 33, {sets} random strategy sets of {candidates} radial configurations, {samples} samples each")
+    print(
+        f"IEEE 33, {sets} random strategy sets of {candidates} radial configurations, {samples} samples each"
+    )
     for k in ks:
         miss = [e for e in excess[k] if e > 0]
-        print(f"  top {k}: chosen = exact best in {hit[k]}/{sets} sets ({100 * hit[k] / sets:.1f} %)"
-              + (f"; when not, mean excess {np.mean(miss):.2f} kW" if miss else ""))
-    print(f"  time per set (median, after compilation of the first set): exact all {np.median(t_all[1:]) * 1e3:.1f} ms, "
-          f"surrogate + exact top 3 {np.median(t_scr[1:]) * 1e3:.1f} ms")
+        print(
+            f"  top {k}: chosen = exact best in {hit[k]}/{sets} sets ({100 * hit[k] / sets:.1f} %)"
+            + (f"; when not, mean excess {np.mean(miss):.2f} kW" if miss else "")
+        )
+    print(
+        f"  time per set (median, after compilation of the first set): exact all {np.median(t_all[1:]) * 1e3:.1f} ms, "
+        f"surrogate + exact top 3 {np.median(t_scr[1:]) * 1e3:.1f} ms"
+    )
 
 
 if __name__ == "__main__":

@@ -24,10 +24,17 @@ from sopjax.jax_config import configure_xla
 
 configure_xla()
 
-from sopjax.datasets import DatasetSpec, build_dataset, dataset_from_config, load_split, open_store  # noqa: E402
-from sopjax.datasets import exact_kernel, sample_topologies  # noqa: E402
-from sopjax.surrogates import feature_set, load_power_flow, power_flow_errors  # noqa: E402
-from sopjax.surrogates.study import PF_VARS  # noqa: E402
+from sopjax.datasets import (
+    DatasetSpec,
+    build_dataset,
+    dataset_from_config,
+    exact_kernel,
+    load_split,
+    open_store,
+    sample_topologies,
+)
+from sopjax.surrogates import feature_set, load_power_flow, power_flow_errors
+from sopjax.surrogates.study import PF_VARS
 
 S33, S69 = "results/ieee33_dataset.zarr", "results/ieee69_dataset.zarr"
 
@@ -43,9 +50,11 @@ def throughput(chunks: int = 4) -> None:
         rest = build_dataset(net, s, tmp, progress=False)
         total = time.perf_counter() - t0
         shutil.rmtree(tmp.parent)
-        print(f"IEEE 33, chunk {s.chunk_size}, dispatch labels {'on' if dispatch else 'off'}: first chunk "
-              f"{first['seconds']:.1f} s (compilation), then {rest['samples_per_s']:.1f} labelled samples/s over "
-              f"{rest['samples_written']} samples; {s.samples / total:.1f} samples/s overall incl. the pool")
+        print(
+            f"IEEE 33, chunk {s.chunk_size}, dispatch labels {'on' if dispatch else 'off'}: first chunk "
+            f"{first['seconds']:.1f} s (compilation), then {rest['samples_per_s']:.1f} labelled samples/s over "
+            f"{rest['samples_written']} samples; {s.samples / total:.1f} samples/s overall incl. the pool"
+        )
 
 
 def accuracy() -> None:
@@ -59,12 +68,16 @@ def accuracy() -> None:
             lin = {"vm": fs.v_lin, "va": fs.th_lin, "p_from": fs.p_lin * em, "q_from": fs.q_lin * em}
             for name, st in (("LinDistFlow", lin), *((n, m.predict(fs)) for n, m in models)):
                 rows.append((ds.attrs["case"], split, name, power_flow_errors(fs, st)))
-    print(f"{'case':<8}{'split':<14}{'model':<12}{'samples':>8}{'Vm MAE':>10}{'Vm max':>10}{'P MAE kW':>10}"
-          f"{'P max kW':>10}{'loss MAE kW':>12}{'loss max kW':>12}{'max resid':>10}")
+    print(
+        f"{'case':<8}{'split':<14}{'model':<12}{'samples':>8}{'Vm MAE':>10}{'Vm max':>10}{'P MAE kW':>10}"
+        f"{'P max kW':>10}{'loss MAE kW':>12}{'loss max kW':>12}{'max resid':>10}"
+    )
     for case, split, name, m in rows:
-        print(f"{case:<8}{split:<14}{name:<12}{m['samples']:>8}{m['vm_mae_pu']:>10.2e}{m['vm_max_pu']:>10.2e}"
-              f"{m['p_mae_kw']:>10.3f}{m['p_max_kw']:>10.2f}{m['loss_mae_kw']:>12.3f}{m['loss_max_kw']:>12.2f}"
-              f"{m['residual_max_pu']:>10.1e}")
+        print(
+            f"{case:<8}{split:<14}{name:<12}{m['samples']:>8}{m['vm_mae_pu']:>10.2e}{m['vm_max_pu']:>10.2e}"
+            f"{m['p_mae_kw']:>10.3f}{m['p_max_kw']:>10.2f}{m['loss_mae_kw']:>12.3f}{m['loss_max_kw']:>12.2f}"
+            f"{m['residual_max_pu']:>10.1e}"
+        )
 
 
 def speed(batch: int = 1024, rounds: int = 5) -> None:
@@ -91,8 +104,10 @@ def speed(batch: int = 1024, rounds: int = 5) -> None:
             r = lin(topo, grid, f_bus, p, q)  # the prior is part of the surrogate's cost
             return r, run(sur.model, sur.norm, b, fs.f_bus, fs.t_bus)
 
-        calls = {"exact sweep (vmap, tol 1e-10)": lambda: exact(topo, grid, f_bus, p, q),
-                 f"{name.upper()} + LinDistFlow prior": surrogate}
+        calls = {
+            "exact sweep (vmap, tol 1e-10)": lambda: exact(topo, grid, f_bus, p, q),
+            f"{name.upper()} + LinDistFlow prior": surrogate,
+        }
         for f in calls.values():
             jax.block_until_ready(f())
         t = {k: [] for k in calls}

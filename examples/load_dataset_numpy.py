@@ -22,12 +22,20 @@ def sample_graph(ds: xr.Dataset, i: int) -> dict:
     closed = s["branch_closed"].values.astype(bool)
     k = np.flatnonzero(closed)
     edge_index = np.stack([ds["f_bus"].values[k], ds["t_bus"].values[k]]).astype(np.int64)
-    x = np.stack([s["p_net_pu"].values, s["q_net_pu"].values, ds["is_slack"].values, s["energized"].values], 1)
+    x = np.stack(
+        [s["p_net_pu"].values, s["q_net_pu"].values, ds["is_slack"].values, s["energized"].values], 1
+    )
     edge_attr = np.stack([ds["r_pu"].values[k], ds["x_pu"].values[k]], 1)
     y = np.stack([s["vm_pu"].values, s["va_rad"].values], 1)
     y_edge = np.stack([s["p_from_pu"].values[k], s["q_from_pu"].values[k]], 1)
-    return {"edge_index": edge_index, "x": x.astype(float), "edge_attr": edge_attr, "y": y, "y_edge": y_edge,
-            "branch": k}
+    return {
+        "edge_index": edge_index,
+        "x": x.astype(float),
+        "edge_attr": edge_attr,
+        "y": y,
+        "y_edge": y_edge,
+        "branch": k,
+    }
 
 
 def main(path: str, split: str = "train") -> None:
@@ -39,10 +47,14 @@ def main(path: str, split: str = "train") -> None:
     print({n: int(((codes == c) & done).sum()) for c, n in enumerate(names)})
     idx = np.flatnonzero(done & (codes == names.index(split)))
     g = sample_graph(ds, int(idx[0]))
-    print(f"sample {int(ds['sample'].values[idx[0]])} ({split}): {g['x'].shape[0]} nodes, "
-          f"{g['edge_index'].shape[1]} edges; edge_index[:, :5] = {g['edge_index'][:, :5].tolist()}")
-    print(f"  Vmin {g['y'][:, 0][g['x'][:, 3] > 0].min():.4f} p.u., losses "
-          f"{float(ds['losses_pu'].values[idx[0]]) * 1e3 * float(ds.attrs['base_mva']):.2f} kW")
+    print(
+        f"sample {int(ds['sample'].values[idx[0]])} ({split}): {g['x'].shape[0]} nodes, "
+        f"{g['edge_index'].shape[1]} edges; edge_index[:, :5] = {g['edge_index'][:, :5].tolist()}"
+    )
+    print(
+        f"  Vmin {g['y'][:, 0][g['x'][:, 3] > 0].min():.4f} p.u., losses "
+        f"{float(ds['losses_pu'].values[idx[0]]) * 1e3 * float(ds.attrs['base_mva']):.2f} kW"
+    )
 
 
 if __name__ == "__main__":

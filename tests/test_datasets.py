@@ -10,11 +10,23 @@ import pytest
 
 import sopjax
 from sopjax.cli.main import main
-from sopjax.datasets import (
-    SPLITS, DatasetError, DatasetSpec, batches, build_dataset, chunks_done, configuration_pool,
-    dataset_from_config, edge_index, generate_chunk, load_split, open_store,
-)
 from sopjax.config import ConfigError
+from sopjax.datasets import (
+    SPLITS,
+    DatasetError,
+    DatasetSpec,
+    batches,
+    build_dataset,
+    chunks_done,
+    configuration_pool,
+    dataset_from_config,
+    edge_index,
+    generate_chunk,
+    load_split,
+    open_store,
+    store_pool,
+    write_chunk,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,8 +39,16 @@ def net():
 
 @pytest.fixture(scope="module")
 def spec():
-    return DatasetSpec(samples=40, chunk_size=16, seed=7, configurations=4, held_out=1, fault_fraction=0.2,
-                       split_fractions=(0.5, 0.1, 0.1, 0.15, 0.15), dispatch=False)
+    return DatasetSpec(
+        samples=40,
+        chunk_size=16,
+        seed=7,
+        configurations=4,
+        held_out=1,
+        fault_fraction=0.2,
+        split_fractions=(0.5, 0.1, 0.1, 0.15, 0.15),
+        dispatch=False,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +83,15 @@ def test_interrupted_and_resumed_generation_equals_uninterrupted(net, spec, pool
     assert chunks_done(out, spec).tolist() == [True, False, False]
     second = build_dataset(net, spec, out, pool=pool, progress=False)
     assert (second["chunks_written"], second["chunks_skipped"]) == (2, 1)
+    assert _equal(open_store(out).load(), open_store(store).load())
+
+
+def test_chunks_written_out_of_order_by_workers_equal_the_loop(net, spec, pool, store, tmp_path):
+    out = tmp_path / "workers.zarr"
+    build_dataset(net, spec, out, pool=pool, progress=False, stop_after=0)  # create the store only
+    for c in (2, 0, 1):  # any order, as a Dask executor may run them
+        write_chunk(net, spec, store_pool(out), out, c)
+    assert chunks_done(out, spec).all()
     assert _equal(open_store(out).load(), open_store(store).load())
 
 
@@ -107,9 +136,11 @@ def test_labels_layout_and_faults(net, store):
 
 
 def test_example_loader_needs_no_sopjax(store):
-    code = ("import runpy, sys; sys.argv = ['x', %r, 'train']; runpy.run_path(%r, run_name='__main__'); "
-            "assert not any(m == 'sopjax' or m.startswith('sopjax.') for m in sys.modules)"
-            % (str(store), str(ROOT / "examples" / "load_dataset_numpy.py")))
+    code = (
+        "import runpy, sys; sys.argv = ['x', %r, 'train']; runpy.run_path(%r, run_name='__main__'); "
+        "assert not any(m == 'sopjax' or m.startswith('sopjax.') for m in sys.modules)"
+        % (str(store), str(ROOT / "examples" / "load_dataset_numpy.py"))
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/")
     assert r.returncode == 0, r.stderr
     assert "edge_index" in r.stdout
@@ -129,8 +160,16 @@ def test_batches_are_deterministic(store):
 
 
 def test_dispatch_labels(net, pool, tmp_path):
-    spec = DatasetSpec(samples=8, chunk_size=8, seed=1, configurations=4, held_out=1, fault_fraction=0.0,
-                       split_fractions=(1, 0, 0, 0, 0), dispatch=True)
+    spec = DatasetSpec(
+        samples=8,
+        chunk_size=8,
+        seed=1,
+        configurations=4,
+        held_out=1,
+        fault_fraction=0.0,
+        split_fractions=(1, 0, 0, 0, 0),
+        dispatch=True,
+    )
     ds = generate_chunk(net, spec, pool, 0)
     assert ds["dispatch_valid"].values.all()
     ok = ds["dispatch_converged"].values

@@ -3,7 +3,6 @@
 Tiny models and a few steps only; quality figures come from benchmarks/surrogate_bench.py.
 """
 
-import dataclasses
 
 import equinox as eqx
 import jax
@@ -12,15 +11,32 @@ import numpy as np
 import pytest
 
 import sopjax
+from sopjax.config import ConfigError
 from sopjax.datasets import DatasetError, DatasetSpec, build_dataset, load_split
 from sopjax.kernels.dispatch import DispatchInputs, compile_dispatch, nominal_inputs
 from sopjax.surrogates import (
-    SurrogateError, TrainSettings, batch_arrays, distflow_residuals, feature_set, fit, fit_normalizer,
-    load_power_flow, make_loss, make_model, parse_train_config, power_flow_errors, train_power_flow,
+    SurrogateError,
+    TrainSettings,
+    batch_arrays,
+    distflow_residuals,
+    feature_set,
+    fit,
+    fit_normalizer,
+    load_power_flow,
+    make_loss,
+    make_model,
+    parse_train_config,
+    power_flow_errors,
+    train_power_flow,
 )
-from sopjax.surrogates.dispatch import DispatchNet, LearnedDispatch, dispatch_checked, evaluate_setpoints, repair
+from sopjax.surrogates.dispatch import (
+    DispatchNet,
+    LearnedDispatch,
+    dispatch_checked,
+    evaluate_setpoints,
+    repair,
+)
 from sopjax.surrogates.train import mean_loss
-from sopjax.config import ConfigError
 
 PF_VARS = ["p_net_pu", "q_net_pu", "branch_closed", "vm_pu", "va_rad", "p_from_pu", "q_from_pu", "losses_pu"]
 
@@ -29,8 +45,16 @@ PF_VARS = ["p_net_pu", "q_net_pu", "branch_closed", "vm_pu", "va_rad", "p_from_p
 def store(tmp_path_factory):
     net = sopjax.add_pv(sopjax.ieee33(), buses=[30], s_rated_kva=[300], pf=0.95)
     net = sopjax.add_sops(net, pairs=[(12, 22)], s_rated_kva=200, loss=0.02)
-    spec = DatasetSpec(samples=64, chunk_size=32, seed=5, configurations=3, held_out=1, fault_fraction=0.1,
-                       split_fractions=(0.6, 0.2, 0.1, 0.05, 0.05), dispatch=False)
+    spec = DatasetSpec(
+        samples=64,
+        chunk_size=32,
+        seed=5,
+        configurations=3,
+        held_out=1,
+        fault_fraction=0.1,
+        split_fractions=(0.6, 0.2, 0.1, 0.05, 0.05),
+        dispatch=False,
+    )
     out = tmp_path_factory.mktemp("sur") / "d.zarr"
     build_dataset(net, spec, out, progress=False)
     return out
@@ -43,9 +67,11 @@ def train_fs(store):
 
 def _residuals(fs, st):
     nm, em = fs.masks()
-    return jax.vmap(lambda vm, p, q, pn, qn, a, b: distflow_residuals(
-        vm, p, q, pn, qn, f_bus=fs.f_bus, t_bus=fs.t_bus, r=fs.r, x=fs.x, node_mask=a, edge_mask=b).max_abs())(
-        st["vm"], st["p_from"], st["q_from"], fs.p_net, fs.q_net, nm, em)
+    return jax.vmap(
+        lambda vm, p, q, pn, qn, a, b: distflow_residuals(
+            vm, p, q, pn, qn, f_bus=fs.f_bus, t_bus=fs.t_bus, r=fs.r, x=fs.x, node_mask=a, edge_mask=b
+        ).max_abs()
+    )(st["vm"], st["p_from"], st["q_from"], fs.p_net, fs.q_net, nm, em)
 
 
 def test_distflow_residual_is_zero_on_exact_solutions(train_fs):
@@ -66,8 +92,18 @@ def test_features_refuse_nan(store):
 
 
 def _settings(**kw):
-    return TrainSettings(**{"steps": 12, "batch_size": 8, "learning_rate": 3e-3, "warmup_steps": 2,
-                            "eval_every": 6, "patience": 5, "seed": 3, **kw})
+    return TrainSettings(
+        **{
+            "steps": 12,
+            "batch_size": 8,
+            "learning_rate": 3e-3,
+            "warmup_steps": 2,
+            "eval_every": 6,
+            "patience": 5,
+            "seed": 3,
+            **kw,
+        }
+    )
 
 
 def test_training_is_deterministic_and_lowers_the_loss(store, train_fs):
@@ -79,7 +115,10 @@ def test_training_is_deterministic_and_lowers_the_loss(store, train_fs):
     before = mean_loss(loss, m0, va, 8)
     a, hist = fit(m0, loss, tr, va, _settings(), progress=False)
     b, _ = fit(m0, loss, tr, va, _settings(), progress=False)
-    la, lb = jax.tree_util.tree_leaves(eqx.filter(a, eqx.is_array)), jax.tree_util.tree_leaves(eqx.filter(b, eqx.is_array))
+    la, lb = (
+        jax.tree_util.tree_leaves(eqx.filter(a, eqx.is_array)),
+        jax.tree_util.tree_leaves(eqx.filter(b, eqx.is_array)),
+    )
     assert all(np.array_equal(x, y) for x, y in zip(la, lb))
     assert min(hist["val_loss"]) < before
 
@@ -88,7 +127,9 @@ def test_gnn_runs_on_any_feeder_and_mlp_refuses_another_size(store, train_fs):
     gnn = make_model("gnn", n_bus=0, n_branch=0, width=8, rounds=2, seed=0)
     norm = fit_normalizer(train_fs)
     node, edge = train_fs.model_inputs(norm)
-    on, oe = gnn(jnp.asarray(node[0], jnp.float32), jnp.asarray(edge[0], jnp.float32), train_fs.f_bus, train_fs.t_bus)
+    on, oe = gnn(
+        jnp.asarray(node[0], jnp.float32), jnp.asarray(edge[0], jnp.float32), train_fs.f_bus, train_fs.t_bus
+    )
     assert on.shape == (33, 2) and oe.shape == (37, 2)
     n69 = sopjax.ieee69()
     f, t = np.asarray(n69.f_bus), np.asarray(n69.t_bus)
@@ -101,8 +142,9 @@ def test_gnn_runs_on_any_feeder_and_mlp_refuses_another_size(store, train_fs):
 
 def test_checkpoint_reload_gives_equal_predictions_and_refuses_another_kind(store, train_fs, tmp_path):
     model_cfg = {"kind": "gnn", "width": 8, "depth": 1, "rounds": 2}
-    sur, _ = train_power_flow(store, model_cfg, _settings(steps=4, eval_every=2, physics_weight=0.5),
-                              tmp_path / "g", progress=False)
+    sur, _ = train_power_flow(
+        store, model_cfg, _settings(steps=4, eval_every=2, physics_weight=0.5), tmp_path / "g", progress=False
+    )
     back = load_power_flow(tmp_path / "g")
     p1, p2 = sur.predict(train_fs), back.predict(train_fs)
     assert all(np.array_equal(p1[k], p2[k]) for k in p1)
@@ -112,8 +154,9 @@ def test_checkpoint_reload_gives_equal_predictions_and_refuses_another_kind(stor
     with pytest.raises(SurrogateError, match="holds a 'gnn' model, expected 'dispatch'"):
         load_dispatch(tmp_path / "g", sopjax.ieee33())
     mlp = make_model("mlp", n_bus=33, n_branch=37, width=8, depth=1)
-    checkpoint.save(tmp_path / "m", "mlp", mlp, {"n_bus": 33, "n_branch": 37, "width": 8, "depth": 2,
-                                                 "rounds": 2})
+    checkpoint.save(
+        tmp_path / "m", "mlp", mlp, {"n_bus": 33, "n_branch": 37, "width": 8, "depth": 2, "rounds": 2}
+    )
     with pytest.raises(SurrogateError, match="does not fit a 'mlp' model"):
         load_power_flow(tmp_path / "m")
 
@@ -138,15 +181,21 @@ def test_repair_satisfies_the_sop_constraints_and_differentiates(dispatch_case):
     nom = nominal_inputs(net)
     n = 16
     cap = rng.uniform(0.005, 0.05, (n, 2))
-    inp = DispatchInputs(np.tile(nom.p_load_pu, (n, 1)), np.tile(nom.q_load_pu, (n, 1)),
-                         np.tile(nom.p_pv_pu, (n, 1)), cap, cap * rng.uniform(0.5, 1.5, (n, 2)))
+    inp = DispatchInputs(
+        np.tile(nom.p_load_pu, (n, 1)),
+        np.tile(nom.q_load_pu, (n, 1)),
+        np.tile(nom.p_pv_pu, (n, 1)),
+        cap,
+        cap * rng.uniform(0.5, 1.5, (n, 2)),
+    )
     inp = jax.tree_util.tree_map(jnp.asarray, inp)
     raw = [jnp.asarray(rng.uniform(-0.2, 0.2, (n, 2))) for _ in range(3)]  # far outside the capacities
     r = evaluate_setpoints(data, inp, repair(data, inp, *raw))
     sop_rows = np.asarray(r["rows"])[:, : 3 * 2]  # capacity i, capacity j, DC balance
     assert sop_rows.min() > -1e-6
-    ld = LearnedDispatch(DispatchNet(33, 1, 2, width=8, depth=1, key=jax.random.key(0)),
-                         (0.01, 0.1, 0.02), data)
+    ld = LearnedDispatch(
+        DispatchNet(33, 1, 2, width=8, depth=1, key=jax.random.key(0)), (0.01, 0.1, 0.02), data
+    )
     g = jax.grad(lambda s: jnp.sum(ld(inp._replace(s_rated_i_pu=s))["objective"]))(inp.s_rated_i_pu)
     assert np.all(np.isfinite(np.asarray(g))) and np.any(np.asarray(g) != 0)
     chk = dispatch_checked(ld, inp)  # an untrained model: whatever is infeasible falls back to the IPM
@@ -165,5 +214,11 @@ def test_train_config_errors():
     with pytest.raises(ConfigError, match=r"\[training\].*batch_size must be an integer >= 1"):
         parse_train_config({**base, "training": {"batch_size": 0}})
     with pytest.raises(SurrogateError, match="fewer than batch_size"):
-        fit(make_model("gnn", n_bus=0, n_branch=0, width=4, rounds=1), lambda m, b: 0.0,
-            {"a": np.zeros((3, 1))}, {"a": np.zeros((3, 1))}, _settings(batch_size=8), progress=False)
+        fit(
+            make_model("gnn", n_bus=0, n_branch=0, width=4, rounds=1),
+            lambda m, b: 0.0,
+            {"a": np.zeros((3, 1))},
+            {"a": np.zeros((3, 1))},
+            _settings(batch_size=8),
+            progress=False,
+        )

@@ -41,12 +41,16 @@ def run(args: argparse.Namespace) -> int:
     names = __import__("json").loads(ds.attrs["split_names"])
     counts = ", ".join(f"{n} {int((split == k).sum())}" for k, n in enumerate(names))
     print(f"{attrs['title']}: {int(done.sum())} samples in {args.out} ({counts})")
-    print(f"  this run: {info['samples_written']} samples in {info['chunks_written']} chunks "
-          f"({info['chunks_skipped']} already done) in {info['seconds']:.1f} s: "
-          f"{info['samples_per_s']:.1f} labelled samples/s")
+    print(
+        f"  this run: {info['samples_written']} samples in {info['chunks_written']} chunks "
+        f"({info['chunks_skipped']} already done) in {info['seconds']:.1f} s: "
+        f"{info['samples_per_s']:.1f} labelled samples/s"
+    )
     conv = np.asarray(ds["converged"].values)[done]
     dv = np.asarray(ds["dispatch_valid"].values)[done]
     dc = np.asarray(ds["dispatch_converged"].values)[done]
-    print(f"  power flow converged {int(conv.sum())}/{conv.size}; dispatch labels {int(dv.sum())} "
-          f"(interior point converged on {int(dc.sum())})")
+    print(
+        f"  power flow converged {int(conv.sum())}/{conv.size}; dispatch labels {int(dv.sum())} "
+        f"(interior point converged on {int(dc.sum())})"
+    )
     return 0

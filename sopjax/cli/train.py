@@ -21,10 +21,15 @@ def register(sub) -> None:
 
 
 def _table(metrics: dict) -> str:
-    cols = [("samples", "samples", "{:d}"), ("vm_mae_pu", "Vm MAE p.u.", "{:.2e}"),
-            ("vm_max_pu", "Vm max p.u.", "{:.2e}"), ("p_mae_kw", "P MAE kW", "{:.3f}"),
-            ("p_max_kw", "P max kW", "{:.2f}"), ("loss_mae_kw", "loss MAE kW", "{:.3f}"),
-            ("residual_max_pu", "max resid. p.u.", "{:.1e}")]
+    cols = [
+        ("samples", "samples", "{:d}"),
+        ("vm_mae_pu", "Vm MAE p.u.", "{:.2e}"),
+        ("vm_max_pu", "Vm max p.u.", "{:.2e}"),
+        ("p_mae_kw", "P MAE kW", "{:.3f}"),
+        ("p_max_kw", "P max kW", "{:.2f}"),
+        ("loss_mae_kw", "loss MAE kW", "{:.3f}"),
+        ("residual_max_pu", "max resid. p.u.", "{:.1e}"),
+    ]
     lines = []
     for store, per in metrics.items():
         lines.append(f"  {store}")
@@ -51,9 +56,11 @@ def run(args: argparse.Namespace) -> int:
         print_json({k: v for k, v in res.items()})
         return 0
     h = res["history"]
-    print(f"{res['title']}: {res['kind']}, {h.get('train_samples', '?')} training samples, best step "
-          f"{h['best_step']} of {h['step'][-1] if h['step'] else 0}"
-          f"{' (early stop)' if h['stopped_early'] else ''}, {h['seconds']:.1f} s; checkpoint {res['checkpoint']}")
+    print(
+        f"{res['title']}: {res['kind']}, {h.get('train_samples', '?')} training samples, best step "
+        f"{h['best_step']} of {h['step'][-1] if h['step'] else 0}"
+        f"{' (early stop)' if h['stopped_early'] else ''}, {h['seconds']:.1f} s; checkpoint {res['checkpoint']}"
+    )
     if res["kind"] == "dispatch":
         for split, m in res["metrics"].items():
             print(f"  {split}: {m}")

@@ -16,14 +16,45 @@ from sopjax.datasets.layout import SAMPLE_VARS, STATIC_VARS, edge_index
 from sopjax.datasets.loader import batches, load_split, split_mask
 from sopjax.datasets.spec import SPLITS, DatasetError, DatasetSpec
 from sopjax.datasets.store import (
-    build_dataset, chunks_done, dataset_network, network_fingerprint, open_store, static_dataset,
+    build_dataset,
+    chunks_done,
+    dataset_network,
+    network_fingerprint,
+    open_store,
+    static_dataset,
+    store_pool,
+    write_chunk,
 )
 from sopjax.datasets.study import dataset_from_config, network_from_attrs
 from sopjax.datasets.variants import configuration_pool, random_spanning_tree
 
 __all__ = [
-    "DatasetError", "DatasetSpec", "SAMPLE_VARS", "SPLITS", "STATIC_VARS", "batches", "build_dataset",
-    "chunks_done", "configuration_pool", "dataset_network", "dataset_from_config", "dispatch_labels", "draw_inputs", "edge_index", "exact_kernel",
-    "generate_chunk", "load_split", "network_fingerprint", "network_from_attrs", "open_store", "power_flow_labels",
-    "random_spanning_tree", "sample_topologies", "sop_p_j", "split_mask", "static_dataset",
+    "SAMPLE_VARS",
+    "SPLITS",
+    "STATIC_VARS",
+    "DatasetError",
+    "DatasetSpec",
+    "batches",
+    "build_dataset",
+    "chunks_done",
+    "configuration_pool",
+    "dataset_from_config",
+    "dataset_network",
+    "dispatch_labels",
+    "draw_inputs",
+    "edge_index",
+    "exact_kernel",
+    "generate_chunk",
+    "load_split",
+    "network_fingerprint",
+    "network_from_attrs",
+    "open_store",
+    "power_flow_labels",
+    "random_spanning_tree",
+    "sample_topologies",
+    "sop_p_j",
+    "split_mask",
+    "static_dataset",
+    "store_pool",
+    "write_chunk",
 ]

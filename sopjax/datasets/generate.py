@@ -35,6 +35,7 @@ from sopjax.sampling.load import LoadNormal
 
 __all__ = ["draw_inputs", "generate_chunk", "sop_p_j"]
 
+
 def sop_p_j(p_i, q_i, q_j, a_i, a_j):
     """Active power of VSC j from the DC balance ``p_i + p_j + a_i|s_i| + a_j|s_j| = 0`` (numpy)."""
     c = -p_i - a_i * np.hypot(p_i, q_i)
@@ -45,19 +46,24 @@ def _split_code(u: float, fractions) -> int:
     return int(min(np.searchsorted(np.cumsum(fractions), u, side="right"), len(SPLITS) - 1))
 
 
-def draw_inputs(net: Network, spec: DatasetSpec, pool: np.ndarray, start: int, stop: int) -> dict[str, np.ndarray]:
+def draw_inputs(
+    net: Network, spec: DatasetSpec, pool: np.ndarray, start: int, stop: int
+) -> dict[str, np.ndarray]:
     """The inputs of samples ``start .. stop-1`` (numpy, sample axis first); see the module docstring."""
-    n = stop - start
     n_cfg, n_out = pool.shape[0], spec.held_out
     n_pv, n_sop = net.pv.count, net.sop.count
     kva = 1e-3 / float(net.base_mva)
-    out: dict[str, Any] = {k: [] for k in ("split", "config_id", "fault_branch", "load_scale", "pv_frac",
-                                            "s_i", "s_j", "u_set")}
+    out: dict[str, Any] = {
+        k: [] for k in ("split", "config_id", "fault_branch", "load_scale", "pv_frac", "s_i", "s_j", "u_set")
+    }
     for i in range(start, stop):
         rng = np.random.default_rng([spec.seed, i])
         split = _split_code(rng.random(), spec.split_fractions)
-        cfg = (rng.integers(n_cfg - n_out, n_cfg) if split == SPLITS.index("ood_topology")
-               else rng.integers(0, n_cfg - n_out))
+        cfg = (
+            rng.integers(n_cfg - n_out, n_cfg)
+            if split == SPLITS.index("ood_topology")
+            else rng.integers(0, n_cfg - n_out)
+        )
         lo, hi = spec.ood_load_scale if split == SPLITS.index("ood_load") else spec.load_scale
         scale = rng.uniform(lo, hi)
         pv = rng.uniform(*spec.pv_output, n_pv)
@@ -69,10 +75,12 @@ def draw_inputs(net: Network, spec: DatasetSpec, pool: np.ndarray, start: int, s
             out[k].append(v)
     a = {k: np.asarray(v) for k, v in out.items()}
     # per-bus load noise: counter-based rows of the sampling module's design
-    model = UncertaintyModel(pv=None, load=LoadNormal(sigma_frac=spec.load_sigma_frac) if spec.load_sigma_frac
-                             else None)
-    smp = model.sample(net, np.zeros(n_pv), key=jax.random.key(spec.seed), n=stop, start=start, stop=stop,
-                       dtype="float64")
+    model = UncertaintyModel(
+        pv=None, load=LoadNormal(sigma_frac=spec.load_sigma_frac) if spec.load_sigma_frac else None
+    )
+    smp = model.sample(
+        net, np.zeros(n_pv), key=jax.random.key(spec.seed), n=stop, start=start, stop=stop, dtype="float64"
+    )
     p_load = np.asarray(smp.p_load_pu) * a["load_scale"][:, None]
     q_load = np.asarray(smp.q_load_pu) * a["load_scale"][:, None]
     pf = np.asarray(net.pv.pf, float)
@@ -85,18 +93,35 @@ def draw_inputs(net: Network, spec: DatasetSpec, pool: np.ndarray, start: int, s
     q_j = f * s_j * a["u_set"][:, 2]
     p_j = sop_p_j(p_i, q_i, q_j, np.asarray(net.sop.loss_i, float), np.asarray(net.sop.loss_j, float))
     p_net, q_net = p_load.copy(), q_load.copy()
-    for arr, inj, bus in ((p_net, p_pv, net.pv.bus), (q_net, q_pv, net.pv.bus), (p_net, p_i, net.sop.bus_i),
-                          (q_net, q_i, net.sop.bus_i), (p_net, p_j, net.sop.bus_j), (q_net, q_j, net.sop.bus_j)):
+    for arr, inj, bus in (
+        (p_net, p_pv, net.pv.bus),
+        (q_net, q_pv, net.pv.bus),
+        (p_net, p_i, net.sop.bus_i),
+        (q_net, q_i, net.sop.bus_i),
+        (p_net, p_j, net.sop.bus_j),
+        (q_net, q_j, net.sop.bus_j),
+    ):
         np.subtract.at(arr, (slice(None), np.asarray(bus)), inj)
     status = pool[a["config_id"]].copy()
     faulted = a["fault_branch"] >= 0
     status[np.flatnonzero(faulted), a["fault_branch"][faulted]] = False
     return {
-        "split": a["split"].astype(np.int8), "config_id": a["config_id"].astype(np.int16),
-        "fault_branch": a["fault_branch"].astype(np.int16), "load_scale": a["load_scale"],
-        "p_load_pu": p_load, "q_load_pu": q_load, "p_pv_pu": p_pv, "s_rated_i_pu": s_i, "s_rated_j_pu": s_j,
-        "sop_p_i_pu": p_i, "sop_q_i_pu": q_i, "sop_p_j_pu": p_j, "sop_q_j_pu": q_j,
-        "p_net_pu": p_net, "q_net_pu": q_net, "branch_closed": status,
+        "split": a["split"].astype(np.int8),
+        "config_id": a["config_id"].astype(np.int16),
+        "fault_branch": a["fault_branch"].astype(np.int16),
+        "load_scale": a["load_scale"],
+        "p_load_pu": p_load,
+        "q_load_pu": q_load,
+        "p_pv_pu": p_pv,
+        "s_rated_i_pu": s_i,
+        "s_rated_j_pu": s_j,
+        "sop_p_i_pu": p_i,
+        "sop_q_i_pu": q_i,
+        "sop_p_j_pu": p_j,
+        "sop_q_j_pu": q_j,
+        "p_net_pu": p_net,
+        "q_net_pu": q_net,
+        "branch_closed": status,
     }
 
 
@@ -118,5 +143,3 @@ def generate_chunk(net: Network, spec: DatasetSpec, pool: np.ndarray, chunk: int
         {k: (("sample", *SAMPLE_VARS[k]), np.asarray(data[k])) for k in SAMPLE_VARS},
         coords={"sample": np.arange(start, stop)},
     )
-
-

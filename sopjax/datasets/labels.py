@@ -50,7 +50,9 @@ def sample_topologies(net: Network, status: np.ndarray) -> tuple[Topology, Grid]
     return stack_topologies(topos), jax.tree_util.tree_map(lambda *xs: np.stack(xs), *grids)
 
 
-def power_flow_labels(net: Network, status: np.ndarray, p: np.ndarray, q: np.ndarray) -> dict[str, np.ndarray]:
+def power_flow_labels(
+    net: Network, status: np.ndarray, p: np.ndarray, q: np.ndarray
+) -> dict[str, np.ndarray]:
     """Exact power flow of each row (its own switch states), labels as numpy (sample axis first)."""
     topo, grid = sample_topologies(net, status)
     res = exact_kernel(1e-10, 100)(topo, grid, np.asarray(net.f_bus), p, q)
@@ -58,10 +60,17 @@ def power_flow_labels(net: Network, status: np.ndarray, p: np.ndarray, q: np.nda
     energized = np.asarray(topo.energized)
     p_load = np.maximum(p, 0.0)
     return {
-        "vm_pu": res["vm_pu"], "va_rad": res["va_rad"], "p_from_pu": res["p_from_pu"],
-        "q_from_pu": res["q_from_pu"], "p_loss_pu": res["p_loss_pu"], "losses_pu": res["losses_pu"],
-        "converged": res["converged"], "iterations": res["iterations"].astype(np.int16), "energized": energized,
-        "recovery": np.sum(np.where(energized, p_load, 0), axis=1) / np.maximum(np.sum(p_load, axis=1), 1e-12),
+        "vm_pu": res["vm_pu"],
+        "va_rad": res["va_rad"],
+        "p_from_pu": res["p_from_pu"],
+        "q_from_pu": res["q_from_pu"],
+        "p_loss_pu": res["p_loss_pu"],
+        "losses_pu": res["losses_pu"],
+        "converged": res["converged"],
+        "iterations": res["iterations"].astype(np.int16),
+        "energized": energized,
+        "recovery": np.sum(np.where(energized, p_load, 0), axis=1)
+        / np.maximum(np.sum(p_load, axis=1), 1e-12),
     }
 
 
@@ -88,15 +97,23 @@ def dispatch_labels(net: Network, spec, pool: np.ndarray, inputs: dict) -> dict[
         data = data.__class__(**{**data.__dict__, "branch_numbers": ()})
         # every group padded to the chunk size: one compiled program per dataset
         idx = np.concatenate([rows, np.repeat(rows[:1], spec.chunk_size - rows.size)])
-        inp = DispatchInputs(*(inputs[k][idx] for k in ("p_load_pu", "q_load_pu", "p_pv_pu", "s_rated_i_pu",
-                                                         "s_rated_j_pu")))
+        inp = DispatchInputs(
+            *(inputs[k][idx] for k in ("p_load_pu", "q_load_pu", "p_pv_pu", "s_rated_i_pu", "s_rated_j_pu"))
+        )
         r = jax.tree_util.tree_map(lambda a: np.asarray(a)[: rows.size], run(data, inp))
-        for k, v in (("opt_p_i_pu", r.p_i), ("opt_q_i_pu", r.q_i), ("opt_p_j_pu", r.p_j), ("opt_q_j_pu", r.q_j),
-                     ("opt_objective_pu", r.objective), ("opt_line_loss_pu", r.line_loss),
-                     ("opt_vm_pu", r.vm_pu), ("cap_dual_i", r.cap_dual_i), ("cap_dual_j", r.cap_dual_j),
-                     ("dispatch_converged", r.converged), ("opt_infeasibility_pu", r.infeasibility)):
+        for k, v in (
+            ("opt_p_i_pu", r.p_i),
+            ("opt_q_i_pu", r.q_i),
+            ("opt_p_j_pu", r.p_j),
+            ("opt_q_j_pu", r.q_j),
+            ("opt_objective_pu", r.objective),
+            ("opt_line_loss_pu", r.line_loss),
+            ("opt_vm_pu", r.vm_pu),
+            ("cap_dual_i", r.cap_dual_i),
+            ("cap_dual_j", r.cap_dual_j),
+            ("dispatch_converged", r.converged),
+            ("opt_infeasibility_pu", r.infeasibility),
+        ):
             out[k][rows] = v
         out["dispatch_valid"][rows] = True
     return out
-
-

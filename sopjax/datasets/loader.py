@@ -29,8 +29,13 @@ def split_mask(ds: xr.Dataset, split: str | Sequence[str]) -> np.ndarray:
     return np.asarray(ds["done"].values, bool) & np.isin(np.asarray(ds["split"].values), codes)
 
 
-def load_split(source: str | Path | xr.Dataset, split: str | Sequence[str], *,
-               variables: Sequence[str] | None = None, where: np.ndarray | None = None) -> xr.Dataset:
+def load_split(
+    source: str | Path | xr.Dataset,
+    split: str | Sequence[str],
+    *,
+    variables: Sequence[str] | None = None,
+    where: np.ndarray | None = None,
+) -> xr.Dataset:
     """The samples of ``split`` (loaded into memory), with the static arrays.
 
     Args:
@@ -47,8 +52,10 @@ def load_split(source: str | Path | xr.Dataset, split: str | Sequence[str], *,
     if where is not None:
         mask &= np.asarray(where, bool)
     if not mask.any():
-        raise DatasetError(f"the dataset has no written sample in split {split!r}"
-                           + (" matching the filter" if where is not None else ""))
+        raise DatasetError(
+            f"the dataset has no written sample in split {split!r}"
+            + (" matching the filter" if where is not None else "")
+        )
     if variables is not None:
         missing = [v for v in variables if v not in ds]
         if missing:
@@ -58,8 +65,15 @@ def load_split(source: str | Path | xr.Dataset, split: str | Sequence[str], *,
     return ds.isel(sample=np.flatnonzero(mask)).load()
 
 
-def batches(arrays: dict[str, np.ndarray], batch_size: int, *, seed: int = 0, epoch: int = 0,
-            shuffle: bool = True, drop_last: bool = True) -> Iterator[dict[str, jnp.ndarray]]:
+def batches(
+    arrays: dict[str, np.ndarray],
+    batch_size: int,
+    *,
+    seed: int = 0,
+    epoch: int = 0,
+    shuffle: bool = True,
+    drop_last: bool = True,
+) -> Iterator[dict[str, jnp.ndarray]]:
     """Batches of ``arrays`` (equal leading sample axis) as dicts of JAX arrays.
 
     Args:

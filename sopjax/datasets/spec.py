@@ -14,7 +14,7 @@ import math
 
 from sopjax.errors import SopjaxError
 
-__all__ = ["DatasetError", "DatasetSpec", "SPLITS"]
+__all__ = ["SPLITS", "DatasetError", "DatasetSpec"]
 
 #: split codes stored in the ``split`` variable (int8), in this order
 SPLITS = ("train", "val", "test", "ood_topology", "ood_load")
@@ -101,9 +101,15 @@ class DatasetSpec:
                 f"held_out must be >= 0 and below configurations ({self.configurations}), got {self.held_out}"
             )
         fr = tuple(float(f) for f in self.split_fractions)
-        if len(fr) != len(SPLITS) or any(not math.isfinite(f) or f < 0 for f in fr) or abs(sum(fr) - 1) > 1e-9:
-            raise DatasetError(f"split_fractions must be {len(SPLITS)} shares >= 0 of {SPLITS} summing to 1, "
-                               f"got {list(self.split_fractions)}")
+        if (
+            len(fr) != len(SPLITS)
+            or any(not math.isfinite(f) or f < 0 for f in fr)
+            or abs(sum(fr) - 1) > 1e-9
+        ):
+            raise DatasetError(
+                f"split_fractions must be {len(SPLITS)} shares >= 0 of {SPLITS} summing to 1, "
+                f"got {list(self.split_fractions)}"
+            )
         if fr[3] > 0 and self.held_out == 0:
             raise DatasetError("split ood_topology has a share but held_out = 0 configurations")
         object.__setattr__(self, "split_fractions", fr)

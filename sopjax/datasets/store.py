@@ -26,18 +26,47 @@ from sopjax.datasets.layout import SAMPLE_VARS
 from sopjax.datasets.spec import SPLITS, DatasetError, DatasetSpec
 from sopjax.network import Network
 
-__all__ = ["build_dataset", "chunks_done", "dataset_network", "network_fingerprint", "open_store", "static_dataset"]
+__all__ = [
+    "build_dataset",
+    "chunks_done",
+    "dataset_network",
+    "network_fingerprint",
+    "open_store",
+    "static_dataset",
+    "store_pool",
+    "write_chunk",
+]
 
-_DTYPES = {"split": np.int8, "config_id": np.int16, "fault_branch": np.int16, "iterations": np.int16,
-           "branch_closed": bool, "converged": bool, "energized": bool, "dispatch_valid": bool,
-           "dispatch_converged": bool}
+_DTYPES = {
+    "split": np.int8,
+    "config_id": np.int16,
+    "fault_branch": np.int16,
+    "iterations": np.int16,
+    "branch_closed": bool,
+    "converged": bool,
+    "energized": bool,
+    "dispatch_valid": bool,
+    "dispatch_converged": bool,
+}
 
 
 def network_fingerprint(net: Network) -> str:
     """SHA-256 of the network's arrays and sizes (16 hex digits): a store belongs to one network."""
     h = hashlib.sha256()
-    for leaf in (net.f_bus, net.t_bus, net.r_pu, net.x_pu, net.p_load_pu, net.q_load_pu, net.pv.bus,
-                 net.pv.s_rated_pu, net.sop.bus_i, net.sop.bus_j, net.sop.loss_i, net.v_slack_pu):
+    for leaf in (
+        net.f_bus,
+        net.t_bus,
+        net.r_pu,
+        net.x_pu,
+        net.p_load_pu,
+        net.q_load_pu,
+        net.pv.bus,
+        net.pv.s_rated_pu,
+        net.sop.bus_i,
+        net.sop.bus_j,
+        net.sop.loss_i,
+        net.v_slack_pu,
+    ):
         h.update(np.ascontiguousarray(np.asarray(leaf, float)).tobytes())
     return h.hexdigest()[:16]
 
@@ -45,20 +74,24 @@ def network_fingerprint(net: Network) -> str:
 def static_dataset(net: Network, pool: np.ndarray, held_out: int) -> xr.Dataset:
     """The feeder's static arrays (see :mod:`sopjax.datasets.layout`)."""
     n_cfg = pool.shape[0]
-    return xr.Dataset({
-        "f_bus": ("branch", np.asarray(net.f_bus, np.int32)), "t_bus": ("branch", np.asarray(net.t_bus, np.int32)),
-        "r_pu": ("branch", np.asarray(net.r_pu, float)), "x_pu": ("branch", np.asarray(net.x_pu, float)),
-        "bus_id": ("bus", np.asarray(net.bus_ids, np.int32)),
-        "branch_number": ("branch", np.asarray(net.branch_numbers, np.int32)),
-        "is_slack": ("bus", np.arange(net.n_bus) == net.slack_bus),
-        "sop_bus_i": ("sop", np.asarray(net.sop.bus_i, np.int32)),
-        "sop_bus_j": ("sop", np.asarray(net.sop.bus_j, np.int32)),
-        "sop_loss_i": ("sop", np.asarray(net.sop.loss_i, float)),
-        "sop_loss_j": ("sop", np.asarray(net.sop.loss_j, float)),
-        "pv_bus": ("pv", np.asarray(net.pv.bus, np.int32)),
-        "config_closed": (("config", "branch"), pool),
-        "config_held_out": ("config", np.arange(n_cfg) >= n_cfg - held_out),
-    })
+    return xr.Dataset(
+        {
+            "f_bus": ("branch", np.asarray(net.f_bus, np.int32)),
+            "t_bus": ("branch", np.asarray(net.t_bus, np.int32)),
+            "r_pu": ("branch", np.asarray(net.r_pu, float)),
+            "x_pu": ("branch", np.asarray(net.x_pu, float)),
+            "bus_id": ("bus", np.asarray(net.bus_ids, np.int32)),
+            "branch_number": ("branch", np.asarray(net.branch_numbers, np.int32)),
+            "is_slack": ("bus", np.arange(net.n_bus) == net.slack_bus),
+            "sop_bus_i": ("sop", np.asarray(net.sop.bus_i, np.int32)),
+            "sop_bus_j": ("sop", np.asarray(net.sop.bus_j, np.int32)),
+            "sop_loss_i": ("sop", np.asarray(net.sop.loss_i, float)),
+            "sop_loss_j": ("sop", np.asarray(net.sop.loss_j, float)),
+            "pv_bus": ("pv", np.asarray(net.pv.bus, np.int32)),
+            "config_closed": (("config", "branch"), pool),
+            "config_held_out": ("config", np.arange(n_cfg) >= n_cfg - held_out),
+        }
+    )
 
 
 def dataset_network(ds: xr.Dataset) -> Network:
@@ -76,12 +109,22 @@ def dataset_network(ds: xr.Dataset) -> Network:
     bus_ids = np.asarray(ds["bus_id"].values)
     zeros = np.zeros(bus_ids.size)
     return make_network(
-        bus_ids=bus_ids.tolist(), p_load_mw=zeros, q_load_mvar=zeros,
-        branch_from=bus_ids[ds["f_bus"].values].tolist(), branch_to=bus_ids[ds["t_bus"].values].tolist(),
-        r_pu=ds["r_pu"].values, x_pu=ds["x_pu"].values, slack_bus=int(bus_ids[slack]), base_kv=12.66,
-        base_mva=float(ds.attrs["base_mva"]), v_slack_pu=v_slack, v_min_pu=0.5, v_max_pu=1.5,
+        bus_ids=bus_ids.tolist(),
+        p_load_mw=zeros,
+        q_load_mvar=zeros,
+        branch_from=bus_ids[ds["f_bus"].values].tolist(),
+        branch_to=bus_ids[ds["t_bus"].values].tolist(),
+        r_pu=ds["r_pu"].values,
+        x_pu=ds["x_pu"].values,
+        slack_bus=int(bus_ids[slack]),
+        base_kv=12.66,
+        base_mva=float(ds.attrs["base_mva"]),
+        v_slack_pu=v_slack,
+        v_min_pu=0.5,
+        v_max_pu=1.5,
         in_service=np.asarray(ds["config_closed"].values[0], bool),
-        branch_numbers=ds["branch_number"].values.tolist(), name=str(ds.attrs["case"]),
+        branch_numbers=ds["branch_number"].values.tolist(),
+        name=str(ds.attrs["case"]),
     )
 
 
@@ -104,12 +147,17 @@ def _attrs(net: Network, spec: DatasetSpec, attrs: dict) -> dict:
 
     return {
         "title": attrs.get("title", f"sopjax dataset: {net.name}"),
-        "sopjax_version": sopjax.__version__, "created_utc": datetime.datetime.now(datetime.UTC).isoformat(),
-        "case": net.name, "base_mva": float(net.base_mva), "network_fingerprint": network_fingerprint(net),
-        "spec": spec.to_json(), "seed": spec.seed, "chunk_size": spec.chunk_size,
+        "sopjax_version": sopjax.__version__,
+        "created_utc": datetime.datetime.now(datetime.UTC).isoformat(),
+        "case": net.name,
+        "base_mva": float(net.base_mva),
+        "network_fingerprint": network_fingerprint(net),
+        "spec": spec.to_json(),
+        "seed": spec.seed,
+        "chunk_size": spec.chunk_size,
         "split_names": json.dumps(list(SPLITS)),
         "sample_seed": "sample i draws from numpy.random.default_rng([seed, i]) and row i of the "
-                       "sopjax.sampling load design keyed by seed",
+        "sopjax.sampling load design keyed by seed",
         "layout": "docs/surrogates.md#graph-layout",
         **{k: v for k, v in attrs.items() if k != "title"},
     }
@@ -147,21 +195,50 @@ def _prepare(path: Path, net: Network, spec: DatasetSpec, pool: np.ndarray, attr
         return
     old = open_store(path)
     if old.attrs["network_fingerprint"] != network_fingerprint(net):
-        raise DatasetError(f"store {path} was made for another network ({old.attrs['case']}); "
-                           "use a new --out or the same [network]")
+        raise DatasetError(
+            f"store {path} was made for another network ({old.attrs['case']}); "
+            "use a new --out or the same [network]"
+        )
     if old.attrs["spec"] != spec.to_json():
         a, b = json.loads(old.attrs["spec"]), json.loads(spec.to_json())
         diff = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
-        raise DatasetError(f"store {path} was made with another [dataset] spec (differs in {', '.join(diff)}); "
-                           "only 'samples' may change (to grow the store)")
+        raise DatasetError(
+            f"store {path} was made with another [dataset] spec (differs in {', '.join(diff)}); "
+            "only 'samples' may change (to grow the store)"
+        )
     n_old = old.sizes["sample"]
     if spec.samples > n_old:
         if n_old % spec.chunk_size:
-            raise DatasetError(f"store {path} holds {n_old} samples, not a multiple of chunk_size "
-                               f"{spec.chunk_size}; it cannot grow")
+            raise DatasetError(
+                f"store {path} holds {n_old} samples, not a multiple of chunk_size "
+                f"{spec.chunk_size}; it cannot grow"
+            )
         more = _template(net, spec, n_old, spec.samples)
         more.attrs = dict(old.attrs)  # appending rewrites the group's attributes
         more.to_zarr(path, append_dim="sample", compute=False, consolidated=False)
+
+
+def store_pool(path: str | Path) -> np.ndarray:
+    """The configuration pool (config, branch) a store was created with (what every chunk must use)."""
+    return np.asarray(open_store(path)["config_closed"].values, bool)
+
+
+def write_chunk(net: Network, spec: DatasetSpec, pool: np.ndarray, path: str | Path, chunk: int) -> int:
+    """Compute ``chunk`` and write it into the existing store ``path``: its region, then its done flags.
+
+    The unit of work of any executor (the loop of :func:`build_dataset`, or Dask workers):
+    idempotent, independent of the other chunks. Create the store first with
+    ``build_dataset(..., stop_after=0)``; pass ``store_pool(path)`` as ``pool``.
+
+    Returns:
+        the number of samples written.
+    """
+    ds = generate_chunk(net, spec, pool, chunk)
+    a, b = spec.chunk_range(chunk)
+    ds.drop_vars("sample").to_zarr(path, region={"sample": slice(a, b)}, consolidated=False)
+    flags = xr.Dataset({"done": ("sample", np.ones(b - a, bool))})
+    flags.to_zarr(path, region={"sample": slice(a, b)}, consolidated=False)
+    return b - a
 
 
 def build_dataset(
@@ -181,7 +258,8 @@ def build_dataset(
         net: the network (with the PV and SOPs of the study).
         spec: the dataset spec.
         out: ``DIR.zarr`` path; created, resumed (done chunks skipped) or grown.
-        pool: the configuration pool (default :func:`~sopjax.datasets.variants.configuration_pool`).
+        pool: the configuration pool (default: the store's, else
+            :func:`~sopjax.datasets.variants.configuration_pool`).
         progress: tqdm progress bar (default: when stderr is a terminal).
         attrs: extra provenance attributes (e.g. ``title``, the config text).
         stop_after: write at most this many chunks, then return (interruption, for tests).
@@ -195,8 +273,10 @@ def build_dataset(
     from sopjax.datasets.variants import configuration_pool
 
     path = Path(out)
-    if pool is None:
-        pool = configuration_pool(net, spec.configurations, spec.seed, v_min_pu=spec.v_min_pu)
+    if pool is None:  # the store's own pool when resuming (it is a function of the seed anyway)
+        pool = store_pool(path) if path.exists() else configuration_pool(
+            net, spec.configurations, spec.seed, v_min_pu=spec.v_min_pu
+        )
     _prepare(path, net, spec, pool, attrs or {})
     done = chunks_done(path, spec)
     todo = [c for c in range(spec.n_chunks) if not done[c]]
@@ -204,23 +284,28 @@ def build_dataset(
         todo = todo[: max(int(stop_after), 0)]
     import sys
 
-    bar = tqdm(total=spec.samples, initial=spec.samples - sum(np.diff(spec.chunk_range(c))[0] for c in todo)
-               if todo else spec.samples, unit="sample", desc="dataset",
-               disable=not sys.stderr.isatty() if progress is None else not progress)
+    bar = tqdm(
+        total=spec.samples,
+        initial=spec.samples - sum(np.diff(spec.chunk_range(c))[0] for c in todo) if todo else spec.samples,
+        unit="sample",
+        desc="dataset",
+        disable=not sys.stderr.isatty() if progress is None else not progress,
+    )
     t0, n = time.perf_counter(), 0
     try:
         for c in todo:
-            ds = generate_chunk(net, spec, pool, c)
+            n += write_chunk(net, spec, pool, path, c)
             a, b = spec.chunk_range(c)
-            ds.drop_vars("sample").to_zarr(path, region={"sample": slice(a, b)}, consolidated=False)
-            flags = xr.Dataset({"done": ("sample", np.ones(b - a, bool))})
-            flags.to_zarr(path, region={"sample": slice(a, b)}, consolidated=False)
-            n += b - a
             bar.update(b - a)
             if on_chunk is not None:
                 on_chunk(c)
     finally:
         bar.close()
     dt = time.perf_counter() - t0
-    return {"chunks_written": len(todo), "chunks_skipped": int(done.sum()), "samples_written": n,
-            "seconds": dt, "samples_per_s": n / dt if dt > 0 else float("nan")}
+    return {
+        "chunks_written": len(todo),
+        "chunks_skipped": int(done.sum()),
+        "samples_written": n,
+        "seconds": dt,
+        "samples_per_s": n / dt if dt > 0 else float("nan"),
+    }

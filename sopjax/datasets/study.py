@@ -84,6 +84,10 @@ def network_from_attrs(ds) -> Network:
     text = ds.attrs.get("network")
     if not text:
         raise DatasetError("the dataset store has no 'network' attribute; pass the network explicitly")
-    d = {k: v for k, v in json.loads(text).items() if v is not None and k in ("case", "pv", "sop", "v_slack_pu")}
+    d = {
+        k: v
+        for k, v in json.loads(text).items()
+        if v is not None and k in ("case", "pv", "sop", "v_slack_pu")
+    }
     d["sop"] = [{k: v for k, v in s.items() if v is not None} for s in d.get("sop", [])]
     return build_network(parse_network(d, keys=("case", "pv", "sop", "v_slack_pu")))

@@ -29,8 +29,9 @@ def random_spanning_tree(net: Network, rng: np.random.Generator) -> np.ndarray:
     return closed
 
 
-def configuration_pool(net: Network, size: int, seed: int, *, v_min_pu: float = 0.85,
-                       max_tries: int = 200) -> np.ndarray:
+def configuration_pool(
+    net: Network, size: int, seed: int, *, v_min_pu: float = 0.85, max_tries: int = 200
+) -> np.ndarray:
     """``size`` distinct radial configurations (config, branch) bool; row 0 is the case's own.
 
     Args:
@@ -67,4 +68,3 @@ def configuration_pool(net: Network, size: int, seed: int, *, v_min_pu: float = 
                 pool.append(st)
                 seen.add(st.tobytes())
     return np.stack(pool)
-

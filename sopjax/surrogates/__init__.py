@@ -19,13 +19,35 @@ from sopjax.surrogates.models import GNN, MLP, make_model
 from sopjax.surrogates.physics import Residuals, distflow_residuals
 from sopjax.surrogates.powerflow import PowerFlowSurrogate, batch_arrays, make_loss
 from sopjax.surrogates.study import (
-    evaluate_store, load_power_flow, parse_train_config, train_from_config, train_power_flow,
+    evaluate_store,
+    load_power_flow,
+    parse_train_config,
+    train_from_config,
+    train_power_flow,
 )
 from sopjax.surrogates.train import TrainSettings, fit
 
 __all__ = [
-    "FeatureSet", "GNN", "MLP", "Normalizer", "PowerFlowSurrogate", "Residuals", "SurrogateError",
-    "TrainSettings", "batch_arrays", "distflow_residuals", "evaluate_store", "feature_set", "fit",
-    "fit_normalizer", "load_power_flow", "make_loss", "make_model", "parse_train_config", "power_flow_errors",
-    "predicted_losses", "train_from_config", "train_power_flow",
+    "GNN",
+    "MLP",
+    "FeatureSet",
+    "Normalizer",
+    "PowerFlowSurrogate",
+    "Residuals",
+    "SurrogateError",
+    "TrainSettings",
+    "batch_arrays",
+    "distflow_residuals",
+    "evaluate_store",
+    "feature_set",
+    "fit",
+    "fit_normalizer",
+    "load_power_flow",
+    "make_loss",
+    "make_model",
+    "parse_train_config",
+    "power_flow_errors",
+    "predicted_losses",
+    "train_from_config",
+    "train_power_flow",
 ]

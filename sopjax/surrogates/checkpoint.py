@@ -35,8 +35,11 @@ def save(path, kind: str, model: eqx.Module, config: dict, extra: dict | None = 
     w, h = _paths(path)
     w.parent.mkdir(parents=True, exist_ok=True)
     eqx.tree_serialise_leaves(w, model)
-    h.write_text(json.dumps({"format": FORMAT, "kind": kind, "config": config, **(extra or {})}, indent=1,
-                            default=float))
+    h.write_text(
+        json.dumps(
+            {"format": FORMAT, "kind": kind, "config": config, **(extra or {})}, indent=1, default=float
+        )
+    )
     return w
 
 
@@ -69,6 +72,8 @@ def load(path, skeleton_fn, *, kind: str | None = None) -> tuple[eqx.Module, dic
     try:
         model = eqx.tree_deserialise_leaves(w, skel)
     except Exception as e:  # noqa: BLE001 - equinox raises several types on a shape or structure mismatch
-        raise SurrogateError(f"checkpoint {w} does not fit a {head['kind']!r} model with config "
-                             f"{head['config']}: {type(e).__name__}: {e}") from None
+        raise SurrogateError(
+            f"checkpoint {w} does not fit a {head['kind']!r} model with config "
+            f"{head['config']}: {type(e).__name__}: {e}"
+        ) from None
     return model, head

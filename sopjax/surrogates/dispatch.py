@@ -29,8 +29,17 @@ from sopjax.surrogates import checkpoint
 from sopjax.surrogates.errors import SurrogateError
 from sopjax.surrogates.train import TrainSettings, fit
 
-__all__ = ["DispatchNet", "LearnedDispatch", "dispatch_checked", "dispatch_inputs_of", "dispatch_metrics",
-           "evaluate_setpoints", "load_dispatch", "repair", "train_dispatch"]
+__all__ = [
+    "DispatchNet",
+    "LearnedDispatch",
+    "dispatch_checked",
+    "dispatch_inputs_of",
+    "dispatch_metrics",
+    "evaluate_setpoints",
+    "load_dispatch",
+    "repair",
+    "train_dispatch",
+]
 
 _FEAS_TOL = 1e-6  # p.u. (p.u.^2 for voltage rows): Huber rounding of the DC row is below 5e-7
 
@@ -44,8 +53,16 @@ class DispatchNet(eqx.Module):
     n_sop: int = eqx.field(static=True)
 
     def __init__(self, n_bus: int, n_pv: int, n_sop: int, *, width: int = 128, depth: int = 3, key):
-        self.mlp = eqx.nn.MLP(2 * n_bus + n_pv + 2 * n_sop, 3 * n_sop, width, depth, activation=jax.nn.silu,
-                              final_activation=jnp.tanh, dtype=jnp.float32, key=key)
+        self.mlp = eqx.nn.MLP(
+            2 * n_bus + n_pv + 2 * n_sop,
+            3 * n_sop,
+            width,
+            depth,
+            activation=jax.nn.silu,
+            final_activation=jnp.tanh,
+            dtype=jnp.float32,
+            key=key,
+        )
         self.n_bus, self.n_pv, self.n_sop = n_bus, n_pv, n_sop
 
     def __call__(self, z):
@@ -68,19 +85,34 @@ class LearnedDispatch(eqx.Module):
     def features(self, inp: DispatchInputs):
         """Normalized model input (batch, 2 bus + pv + 2 sop)."""
         p, pv, s = self.scales
-        return jnp.concatenate([inp.p_load_pu / p, inp.q_load_pu / p, inp.p_pv_pu / pv,
-                                inp.s_rated_i_pu / s, inp.s_rated_j_pu / s], axis=-1)
+        return jnp.concatenate(
+            [
+                inp.p_load_pu / p,
+                inp.q_load_pu / p,
+                inp.p_pv_pu / pv,
+                inp.s_rated_i_pu / s,
+                inp.s_rated_j_pu / s,
+            ],
+            axis=-1,
+        )
 
     def check(self, inp: DispatchInputs) -> None:
         """Shape and finiteness of a batch at the Python boundary (names the field)."""
         m = self.model
-        for name, n in (("p_load_pu", m.n_bus), ("q_load_pu", m.n_bus), ("p_pv_pu", m.n_pv),
-                        ("s_rated_i_pu", m.n_sop), ("s_rated_j_pu", m.n_sop)):
+        for name, n in (
+            ("p_load_pu", m.n_bus),
+            ("q_load_pu", m.n_bus),
+            ("p_pv_pu", m.n_pv),
+            ("s_rated_i_pu", m.n_sop),
+            ("s_rated_j_pu", m.n_sop),
+        ):
             a = np.asarray(getattr(inp, name))
             if a.ndim != 2 or a.shape[1] != n:
                 raise SurrogateError(f"{name} must be (batch, {n}) for this learned dispatch, got {a.shape}")
             if not np.all(np.isfinite(a)):
-                raise SurrogateError(f"{name} is not finite (first at {tuple(np.argwhere(~np.isfinite(a))[0])})")
+                raise SurrogateError(
+                    f"{name} is not finite (first at {tuple(np.argwhere(~np.isfinite(a))[0])})"
+                )
 
     def __call__(self, inp: DispatchInputs, sweeps: int = 12):
         """Repaired set-points, objective and constraint rows of a batch (leading axis); pure JAX."""
@@ -154,34 +186,61 @@ def evaluate_setpoints(data: DispatchData, inp: DispatchInputs, x, *, sweeps: in
     obj = obj + data.voltage_weight * jnp.sum((fl.v - 1.0) ** 2, axis=0)
     rows = constraints(data, th, xt, fl).T
     viol = jnp.maximum(-jnp.min(rows, axis=1), 0.0)
-    return {"x": x, "objective": obj, "line_loss": line, "rows": rows, "violation": viol,
-            "feasible": viol <= _FEAS_TOL}
+    return {
+        "x": x,
+        "objective": obj,
+        "line_loss": line,
+        "rows": rows,
+        "violation": viol,
+        "feasible": viol <= _FEAS_TOL,
+    }
 
 
 def dispatch_inputs_of(ds) -> DispatchInputs:
     """The :class:`DispatchInputs` of the samples of a loaded dataset selection (numpy, batch first)."""
-    return DispatchInputs(*(np.asarray(ds[k].values, float) for k in ("p_load_pu", "q_load_pu", "p_pv_pu",
-                                                                        "s_rated_i_pu", "s_rated_j_pu")))
+    return DispatchInputs(
+        *(
+            np.asarray(ds[k].values, float)
+            for k in ("p_load_pu", "q_load_pu", "p_pv_pu", "s_rated_i_pu", "s_rated_j_pu")
+        )
+    )
 
 
-_DVARS = ("p_load_pu", "q_load_pu", "p_pv_pu", "s_rated_i_pu", "s_rated_j_pu", "opt_p_i_pu", "opt_q_i_pu",
-          "opt_q_j_pu", "opt_objective_pu", "config_id", "dispatch_valid", "dispatch_converged")
+_DVARS = (
+    "p_load_pu",
+    "q_load_pu",
+    "p_pv_pu",
+    "s_rated_i_pu",
+    "s_rated_j_pu",
+    "opt_p_i_pu",
+    "opt_q_i_pu",
+    "opt_q_j_pu",
+    "opt_objective_pu",
+    "config_id",
+    "dispatch_valid",
+    "dispatch_converged",
+)
 
 
 def _selection(store, split, config_id):
     from sopjax.datasets import load_split, open_store
 
     ds = open_store(store)
-    where = (np.asarray(ds["config_id"].values) == config_id) & np.asarray(ds["dispatch_valid"].values, bool) \
+    where = (
+        (np.asarray(ds["config_id"].values) == config_id)
+        & np.asarray(ds["dispatch_valid"].values, bool)
         & np.asarray(ds["dispatch_converged"].values, bool)
+    )
     return ds, load_split(ds, split, variables=list(_DVARS), where=where)
 
 
-def _arrays(sel, scales_fn=None):
+def _arrays(sel):
     inp = dispatch_inputs_of(sel)
     s_i, s_j = inp.s_rated_i_pu, inp.s_rated_j_pu
-    tgt = np.stack([sel["opt_p_i_pu"].values / s_i, sel["opt_q_i_pu"].values / s_i,
-                    sel["opt_q_j_pu"].values / s_j], axis=1)
+    tgt = np.stack(
+        [sel["opt_p_i_pu"].values / s_i, sel["opt_q_i_pu"].values / s_i, sel["opt_q_j_pu"].values / s_j],
+        axis=1,
+    )
     return inp, np.clip(tgt, -1.0, 1.0)
 
 
@@ -190,8 +249,9 @@ def _scales(d: dict) -> tuple:
 
 
 def _skeleton(kind, c):
-    return DispatchNet(c["n_bus"], c["n_pv"], c["n_sop"], width=c["width"], depth=c["depth"],
-                       key=jax.random.key(0))
+    return DispatchNet(
+        c["n_bus"], c["n_pv"], c["n_sop"], width=c["width"], depth=c["depth"], key=jax.random.key(0)
+    )
 
 
 def _network(ds):
@@ -200,8 +260,17 @@ def _network(ds):
     return network_from_attrs(ds)
 
 
-def train_dispatch(store, model_cfg: dict, settings: TrainSettings, out, *, config_id: int = 0,
-                   net=None, progress: bool | None = None, log: Callable[[str], None] | None = None) -> dict:
+def train_dispatch(
+    store,
+    model_cfg: dict,
+    settings: TrainSettings,
+    out,
+    *,
+    config_id: int = 0,
+    net=None,
+    progress: bool | None = None,
+    log: Callable[[str], None] | None = None,
+) -> dict:
     """Train a :class:`DispatchNet` on the interior-point labels of configuration ``config_id``.
 
     The loss is the mean square error of the capacity fractions against the interior
@@ -212,13 +281,27 @@ def train_dispatch(store, model_cfg: dict, settings: TrainSettings, out, *, conf
     _, va = _selection(store, "val", config_id)
     inp_tr, tgt_tr = _arrays(tr)
     inp_va, tgt_va = _arrays(va)
-    scales = {"p": float(np.sqrt(np.mean(inp_tr.p_load_pu**2))),
-              "pv": float(max(np.sqrt(np.mean(inp_tr.p_pv_pu**2)), 1e-9)) if inp_tr.p_pv_pu.size else 1.0,
-              "s": float(np.sqrt(np.mean(inp_tr.s_rated_i_pu**2)))}
-    c = {"n_bus": inp_tr.p_load_pu.shape[1], "n_pv": inp_tr.p_pv_pu.shape[1], "n_sop": inp_tr.s_rated_i_pu.shape[1],
-         "width": model_cfg["width"], "depth": model_cfg["depth"], "config_id": config_id}
-    model = DispatchNet(c["n_bus"], c["n_pv"], c["n_sop"], width=c["width"], depth=c["depth"],
-                        key=jax.random.key(settings.seed))
+    scales = {
+        "p": float(np.sqrt(np.mean(inp_tr.p_load_pu**2))),
+        "pv": float(max(np.sqrt(np.mean(inp_tr.p_pv_pu**2)), 1e-9)) if inp_tr.p_pv_pu.size else 1.0,
+        "s": float(np.sqrt(np.mean(inp_tr.s_rated_i_pu**2))),
+    }
+    c = {
+        "n_bus": inp_tr.p_load_pu.shape[1],
+        "n_pv": inp_tr.p_pv_pu.shape[1],
+        "n_sop": inp_tr.s_rated_i_pu.shape[1],
+        "width": model_cfg["width"],
+        "depth": model_cfg["depth"],
+        "config_id": config_id,
+    }
+    model = DispatchNet(
+        c["n_bus"],
+        c["n_pv"],
+        c["n_sop"],
+        width=c["width"],
+        depth=c["depth"],
+        key=jax.random.key(settings.seed),
+    )
     net = _network(ds) if net is None else net
     data = compile_dispatch(net, np.asarray(ds["config_closed"].values[config_id], bool))
     ld = LearnedDispatch(model, _scales(scales), data)
@@ -231,11 +314,22 @@ def train_dispatch(store, model_cfg: dict, settings: TrainSettings, out, *, conf
         z = ld.features(jax.tree_util.tree_map(jnp.asarray, inp))
         return {"z": np.asarray(z, np.float32), "t": tgt.astype(np.float32)}
 
-    model, hist = fit(model, loss, arrays(inp_tr, tgt_tr), arrays(inp_va, tgt_va), settings,
-                      progress=progress, log=log)
+    model, hist = fit(
+        model, loss, arrays(inp_tr, tgt_tr), arrays(inp_va, tgt_va), settings, progress=progress, log=log
+    )
     hist["train_samples"] = int(tgt_tr.shape[0])
-    checkpoint.save(out, "dispatch", model, c, {"scales": scales, "history": hist, "dataset": str(store),
-                                                "closed": np.asarray(ds["config_closed"].values[config_id]).tolist()})
+    checkpoint.save(
+        out,
+        "dispatch",
+        model,
+        c,
+        {
+            "scales": scales,
+            "history": hist,
+            "dataset": str(store),
+            "closed": np.asarray(ds["config_closed"].values[config_id]).tolist(),
+        },
+    )
     ld = LearnedDispatch(model, _scales(scales), data)
     metrics = {}
     for split in ("test", "ood_load"):
@@ -243,7 +337,9 @@ def train_dispatch(store, model_cfg: dict, settings: TrainSettings, out, *, conf
             _, te = _selection(store, split, config_id)
         except DatasetError:
             continue
-        metrics[split] = dispatch_metrics(ld, dispatch_inputs_of(te), np.asarray(te["opt_objective_pu"].values))
+        metrics[split] = dispatch_metrics(
+            ld, dispatch_inputs_of(te), np.asarray(te["opt_objective_pu"].values)
+        )
     return {"history": hist, "metrics": metrics}
 
 
@@ -253,9 +349,15 @@ def dispatch_metrics(ld: LearnedDispatch, inp: DispatchInputs, ipm_objective: np
     r = eqx.filter_jit(lambda ld, i: ld(i))(ld, jax.tree_util.tree_map(jnp.asarray, inp))
     feas = np.asarray(r["feasible"])
     gap = (np.asarray(r["objective"]) - ipm_objective) / ipm_objective
-    return {"samples": int(feas.size), "feasible_share": float(feas.mean()),
-            "gap_mean": float(gap.mean()), "gap_median": float(np.median(gap)), "gap_max": float(gap.max()),
-            "gap_min": float(gap.min()), "max_violation_pu": float(np.max(np.asarray(r["violation"])))}
+    return {
+        "samples": int(feas.size),
+        "feasible_share": float(feas.mean()),
+        "gap_mean": float(gap.mean()),
+        "gap_median": float(np.median(gap)),
+        "gap_max": float(gap.max()),
+        "gap_min": float(gap.min()),
+        "max_violation_pu": float(np.max(np.asarray(r["violation"]))),
+    }
 
 
 def dispatch_checked(ld: LearnedDispatch, inp: DispatchInputs, **ipm_kw) -> dict:
@@ -277,8 +379,9 @@ def dispatch_checked(ld: LearnedDispatch, inp: DispatchInputs, **ipm_kw) -> dict
     if bad.size:
         sub = DispatchInputs(*(jnp.asarray(np.asarray(a)[bad]) for a in inp))
         ref = dispatch_batched(ld.data, sub, **ipm_kw)
-        r["x"][bad] = np.concatenate([np.asarray(ref.p_i), np.asarray(ref.q_i), np.asarray(ref.p_j),
-                                      np.asarray(ref.q_j)], axis=-1)
+        r["x"][bad] = np.concatenate(
+            [np.asarray(ref.p_i), np.asarray(ref.q_i), np.asarray(ref.p_j), np.asarray(ref.q_j)], axis=-1
+        )
         r["objective"][bad] = np.asarray(ref.objective)
         r["line_loss"][bad] = np.asarray(ref.line_loss)
         r["feasible"][bad] = np.asarray(ref.converged)
@@ -290,7 +393,9 @@ def load_dispatch(path, net, closed=None) -> LearnedDispatch:
     model, head = checkpoint.load(path, _skeleton, kind="dispatch")
     c = head["config"]
     if (net.n_bus, net.pv.count, net.sop.count) != (c["n_bus"], c["n_pv"], c["n_sop"]):
-        raise SurrogateError(f"checkpoint {path} was trained for {c['n_bus']} buses, {c['n_pv']} PV units and "
-                             f"{c['n_sop']} SOPs; the network has {net.n_bus}, {net.pv.count} and {net.sop.count}")
+        raise SurrogateError(
+            f"checkpoint {path} was trained for {c['n_bus']} buses, {c['n_pv']} PV units and "
+            f"{c['n_sop']} SOPs; the network has {net.n_bus}, {net.pv.count} and {net.sop.count}"
+        )
     closed = np.asarray(head["closed"], bool) if closed is None else closed
     return LearnedDispatch(model, _scales(head["scales"]), compile_dispatch(net, closed))

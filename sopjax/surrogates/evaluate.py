@@ -35,16 +35,24 @@ def power_flow_errors(fs: FeatureSet, st: dict) -> dict[str, float]:
     dp = np.abs(st["p_from"] - fs.p_from)[e]
     dq = np.abs(st["q_from"] - fs.q_from)[e]
     dl = np.abs(predicted_losses(fs, st) - fs.losses)
-    res = jax.vmap(lambda vm, p, q, pn, qn, a, b: distflow_residuals(
-        vm, p, q, pn, qn, f_bus=fs.f_bus, t_bus=fs.t_bus, r=fs.r, x=fs.x, node_mask=a, edge_mask=b).max_abs())(
-        st["vm"], st["p_from"], st["q_from"], fs.p_net, fs.q_net, nm, em)
+    res = jax.vmap(
+        lambda vm, p, q, pn, qn, a, b: distflow_residuals(
+            vm, p, q, pn, qn, f_bus=fs.f_bus, t_bus=fs.t_bus, r=fs.r, x=fs.x, node_mask=a, edge_mask=b
+        ).max_abs()
+    )(st["vm"], st["p_from"], st["q_from"], fs.p_net, fs.q_net, nm, em)
     return {
         "samples": fs.n_samples,
-        "vm_mae_pu": float(dv.mean()), "vm_max_pu": float(dv.max()),
-        "va_mae_rad": float(da.mean()), "va_max_rad": float(da.max()),
-        "p_mae_pu": float(dp.mean()), "p_max_pu": float(dp.max()),
-        "p_mae_kw": float(dp.mean() * kw), "p_max_kw": float(dp.max() * kw),
-        "q_mae_kvar": float(dq.mean() * kw), "q_max_kvar": float(dq.max() * kw),
-        "loss_mae_kw": float(dl.mean() * kw), "loss_max_kw": float(dl.max() * kw),
+        "vm_mae_pu": float(dv.mean()),
+        "vm_max_pu": float(dv.max()),
+        "va_mae_rad": float(da.mean()),
+        "va_max_rad": float(da.max()),
+        "p_mae_pu": float(dp.mean()),
+        "p_max_pu": float(dp.max()),
+        "p_mae_kw": float(dp.mean() * kw),
+        "p_max_kw": float(dp.max() * kw),
+        "q_mae_kvar": float(dq.mean() * kw),
+        "q_max_kvar": float(dq.max() * kw),
+        "loss_mae_kw": float(dl.mean() * kw),
+        "loss_max_kw": float(dl.max() * kw),
         "residual_max_pu": float(np.max(np.asarray(res))),
     }

@@ -26,7 +26,15 @@ from sopjax.datasets import DatasetError, dataset_network, sample_topologies
 from sopjax.kernels.radial import lindistflow
 from sopjax.network import Network
 
-__all__ = ["FeatureSet", "Normalizer", "feature_set", "fit_normalizer", "lindistflow_kernel", "NODE_IN", "EDGE_IN"]
+__all__ = [
+    "EDGE_IN",
+    "NODE_IN",
+    "FeatureSet",
+    "Normalizer",
+    "feature_set",
+    "fit_normalizer",
+    "lindistflow_kernel",
+]
 
 NODE_IN, EDGE_IN, NODE_OUT, EDGE_OUT = 6, 5, 2, 2
 
@@ -86,8 +94,21 @@ class FeatureSet:
     def take(self, idx) -> FeatureSet:
         """The samples ``idx``."""
         per = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        for k in ("p_net", "q_net", "closed", "energized", "v_lin", "th_lin", "p_lin", "q_lin", "vm", "va",
-                  "p_from", "q_from", "losses"):
+        for k in (
+            "p_net",
+            "q_net",
+            "closed",
+            "energized",
+            "v_lin",
+            "th_lin",
+            "p_lin",
+            "q_lin",
+            "vm",
+            "va",
+            "p_from",
+            "q_from",
+            "losses",
+        ):
             if per[k] is not None:
                 per[k] = per[k][idx]
         return FeatureSet(**per)
@@ -101,13 +122,27 @@ class FeatureSet:
     def model_inputs(self, norm: Normalizer) -> tuple[np.ndarray, np.ndarray]:
         """Normalized (node (sample, bus, 6), edge (sample, branch, 5)) inputs."""
         s = self.n_samples
-        node = np.stack([self.p_net / norm.p_scale, self.q_net / norm.p_scale,
-                         np.broadcast_to(self.is_slack, (s, self.n_bus)), self.energized,
-                         np.where(self.energized, self.v_lin - 1.0, 0.0) / norm.v_scale,
-                         self.th_lin / norm.a_scale], axis=-1)
-        edge = np.stack([np.broadcast_to(self.r / norm.z_scale, (s, self.n_branch)),
-                         np.broadcast_to(self.x / norm.z_scale, (s, self.n_branch)), self.closed,
-                         self.p_lin / norm.p_scale, self.q_lin / norm.p_scale], axis=-1)
+        node = np.stack(
+            [
+                self.p_net / norm.p_scale,
+                self.q_net / norm.p_scale,
+                np.broadcast_to(self.is_slack, (s, self.n_bus)),
+                self.energized,
+                np.where(self.energized, self.v_lin - 1.0, 0.0) / norm.v_scale,
+                self.th_lin / norm.a_scale,
+            ],
+            axis=-1,
+        )
+        edge = np.stack(
+            [
+                np.broadcast_to(self.r / norm.z_scale, (s, self.n_branch)),
+                np.broadcast_to(self.x / norm.z_scale, (s, self.n_branch)),
+                self.closed,
+                self.p_lin / norm.p_scale,
+                self.q_lin / norm.p_scale,
+            ],
+            axis=-1,
+        )
         return node.astype(np.float64), edge.astype(np.float64)
 
     def targets(self, norm: Normalizer) -> tuple[np.ndarray, np.ndarray]:
@@ -115,8 +150,9 @@ class FeatureSet:
         if self.vm is None:
             raise DatasetError("these samples carry no power-flow labels")
         node = np.stack([(self.vm - self.v_lin) / norm.out_v, (self.va - self.th_lin) / norm.out_a], axis=-1)
-        edge = np.stack([(self.p_from - self.p_lin) / norm.out_p, (self.q_from - self.q_lin) / norm.out_p],
-                        axis=-1)
+        edge = np.stack(
+            [(self.p_from - self.p_lin) / norm.out_p, (self.q_from - self.q_lin) / norm.out_p], axis=-1
+        )
         nm, em = self.masks()
         return node * nm[..., None], edge * em[..., None]
 
@@ -127,8 +163,9 @@ def lindistflow_kernel(n_bus: int):
     return jax.jit(jax.vmap(lindistflow, in_axes=(0, 0, None, 0, 0)))
 
 
-def feature_set(source: xr.Dataset, *, net: Network | None = None, prior: bool = True,
-                chunk: int = 4096) -> FeatureSet:
+def feature_set(
+    source: xr.Dataset, *, net: Network | None = None, prior: bool = True, chunk: int = 4096
+) -> FeatureSet:
     """Features (and labels, when present) of the samples of ``source`` (a loaded selection).
 
     Args:
@@ -146,8 +183,10 @@ def feature_set(source: xr.Dataset, *, net: Network | None = None, prior: bool =
         bad = np.argwhere(~np.isfinite(v))
         if bad.size:
             s, b = bad[0]
-            raise DatasetError(f"feature {k} is not finite at sample {int(ds['sample'].values[s])}, "
-                               f"bus {int(ds['bus_id'].values[b])}")
+            raise DatasetError(
+                f"feature {k} is not finite at sample {int(ds['sample'].values[s])}, "
+                f"bus {int(ds['bus_id'].values[b])}"
+            )
     net = dataset_network(ds) if net is None else net
     p, q = np.asarray(ds["p_net_pu"].values, float), np.asarray(ds["q_net_pu"].values, float)
     closed = np.asarray(ds["branch_closed"].values, bool)
@@ -166,14 +205,30 @@ def feature_set(source: xr.Dataset, *, net: Network | None = None, prior: bool =
         lin["vm"] = energized * float(net.v_slack_pu)
     labels = {}
     if "vm_pu" in ds:
-        labels = dict(vm=np.asarray(ds["vm_pu"].values), va=np.asarray(ds["va_rad"].values),
-                      p_from=np.asarray(ds["p_from_pu"].values), q_from=np.asarray(ds["q_from_pu"].values),
-                      losses=np.asarray(ds["losses_pu"].values))
-    return FeatureSet(p_net=p, q_net=q, closed=closed, energized=energized, v_lin=lin["vm"], th_lin=lin["va"],
-                      p_lin=lin["p"], q_lin=lin["q"], f_bus=np.asarray(ds["f_bus"].values),
-                      t_bus=np.asarray(ds["t_bus"].values), r=np.asarray(ds["r_pu"].values, float),
-                      x=np.asarray(ds["x_pu"].values, float), is_slack=np.asarray(ds["is_slack"].values, bool),
-                      base_mva=float(ds.attrs["base_mva"]), **labels)
+        labels = dict(
+            vm=np.asarray(ds["vm_pu"].values),
+            va=np.asarray(ds["va_rad"].values),
+            p_from=np.asarray(ds["p_from_pu"].values),
+            q_from=np.asarray(ds["q_from_pu"].values),
+            losses=np.asarray(ds["losses_pu"].values),
+        )
+    return FeatureSet(
+        p_net=p,
+        q_net=q,
+        closed=closed,
+        energized=energized,
+        v_lin=lin["vm"],
+        th_lin=lin["va"],
+        p_lin=lin["p"],
+        q_lin=lin["q"],
+        f_bus=np.asarray(ds["f_bus"].values),
+        t_bus=np.asarray(ds["t_bus"].values),
+        r=np.asarray(ds["r_pu"].values, float),
+        x=np.asarray(ds["x_pu"].values, float),
+        is_slack=np.asarray(ds["is_slack"].values, bool),
+        base_mva=float(ds.attrs["base_mva"]),
+        **labels,
+    )
 
 
 def fit_normalizer(fs: FeatureSet) -> Normalizer:
@@ -186,9 +241,15 @@ def fit_normalizer(fs: FeatureSet) -> Normalizer:
         return float(max(np.sqrt(np.mean(v * v)) if v.size else 0.0, floor))
 
     return Normalizer(
-        p_scale=sd(fs.p_net, np.ones_like(nmb), 1e-6), z_scale=sd(fs.r, np.ones_like(fs.r, bool), 1e-9),
-        v_scale=sd(fs.v_lin - 1.0, nmb, 1e-6), a_scale=sd(fs.th_lin, nmb, 1e-6),
-        out_v=sd(fs.vm - fs.v_lin, nmb, 1e-7), out_a=sd(fs.va - fs.th_lin, nmb, 1e-7),
-        out_p=sd(np.concatenate([(fs.p_from - fs.p_lin)[emb], (fs.q_from - fs.q_lin)[emb]]),
-                 np.ones(2 * int(emb.sum()), bool), 1e-9),
+        p_scale=sd(fs.p_net, np.ones_like(nmb), 1e-6),
+        z_scale=sd(fs.r, np.ones_like(fs.r, bool), 1e-9),
+        v_scale=sd(fs.v_lin - 1.0, nmb, 1e-6),
+        a_scale=sd(fs.th_lin, nmb, 1e-6),
+        out_v=sd(fs.vm - fs.v_lin, nmb, 1e-7),
+        out_a=sd(fs.va - fs.th_lin, nmb, 1e-7),
+        out_p=sd(
+            np.concatenate([(fs.p_from - fs.p_lin)[emb], (fs.q_from - fs.q_lin)[emb]]),
+            np.ones(2 * int(emb.sum()), bool),
+            1e-9,
+        ),
     )

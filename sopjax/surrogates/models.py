@@ -19,7 +19,7 @@ import jax.numpy as jnp
 from sopjax.surrogates.errors import SurrogateError
 from sopjax.surrogates.features import EDGE_IN, EDGE_OUT, NODE_IN, NODE_OUT
 
-__all__ = ["GNN", "MLP", "make_model", "MODEL_KINDS"]
+__all__ = ["GNN", "MLP", "MODEL_KINDS", "make_model"]
 
 
 def _mlp(key, d_in: int, d_out: int, width: int, depth: int) -> eqx.nn.MLP:
@@ -41,8 +41,10 @@ class MLP(eqx.Module):
     def __call__(self, node, edge, f_bus, t_bus):
         nb, ne = node.shape[0], edge.shape[0]
         if (nb, ne) != (self.n_bus, self.n_branch):
-            raise SurrogateError(f"this MLP was built for {self.n_bus} buses and {self.n_branch} branches, "
-                                 f"the network has {nb} buses and {ne} branches (use the GNN across feeders)")
+            raise SurrogateError(
+                f"this MLP was built for {self.n_bus} buses and {self.n_branch} branches, "
+                f"the network has {nb} buses and {ne} branches (use the GNN across feeders)"
+            )
         out = self.net(jnp.concatenate([node.ravel(), edge.ravel()]))
         return out[: nb * NODE_OUT].reshape(nb, NODE_OUT), out[nb * NODE_OUT :].reshape(ne, EDGE_OUT)
 
@@ -81,8 +83,9 @@ class GNN(eqx.Module):
         def one_round(h, _):
             down = msg(jnp.concatenate([h[f_bus], h[t_bus], e, ones], axis=1)) * closed  # f -> t
             up = msg(jnp.concatenate([h[t_bus], h[f_bus], e, -ones], axis=1)) * closed  # t -> f
-            agg = (jax.ops.segment_sum(down, t_bus, num_segments=n_bus)
-                   + jax.ops.segment_sum(up, f_bus, num_segments=n_bus))
+            agg = jax.ops.segment_sum(down, t_bus, num_segments=n_bus) + jax.ops.segment_sum(
+                up, f_bus, num_segments=n_bus
+            )
             return h + upd(jnp.concatenate([h, agg], axis=1)), None
 
         h, _ = jax.lax.scan(one_round, h, None, length=self.rounds)
@@ -93,8 +96,9 @@ class GNN(eqx.Module):
 MODEL_KINDS = ("mlp", "gnn")
 
 
-def make_model(kind: str, *, n_bus: int, n_branch: int, width: int, depth: int = 3, rounds: int = 12,
-               seed: int = 0) -> eqx.Module:
+def make_model(
+    kind: str, *, n_bus: int, n_branch: int, width: int, depth: int = 3, rounds: int = 12, seed: int = 0
+) -> eqx.Module:
     """A fresh model of ``kind`` (``"mlp"`` or ``"gnn"``) initialized from ``seed``."""
     key = jax.random.key(seed)
     if kind == "mlp":

@@ -33,11 +33,15 @@ class Residuals(NamedTuple):
     voltage: Float[Array, " branch"]  # in |V|^2 (p.u.^2)
 
     def max_abs(self):
-        return jnp.maximum(jnp.max(jnp.abs(jnp.concatenate([self.p_balance, self.q_balance]))),
-                           jnp.max(jnp.abs(self.voltage)))
+        return jnp.maximum(
+            jnp.max(jnp.abs(jnp.concatenate([self.p_balance, self.q_balance]))),
+            jnp.max(jnp.abs(self.voltage)),
+        )
 
 
-def distflow_residuals(vm, p_from, q_from, p_net, q_net, *, f_bus, t_bus, r, x, node_mask, edge_mask) -> Residuals:
+def distflow_residuals(
+    vm, p_from, q_from, p_net, q_net, *, f_bus, t_bus, r, x, node_mask, edge_mask
+) -> Residuals:
     """Residuals of the state ``(vm (bus,), p_from, q_from (branch,))`` for net loads ``p_net, q_net`` (bus,).
 
     Args:
@@ -51,7 +55,7 @@ def distflow_residuals(vm, p_from, q_from, p_net, q_net, *, f_bus, t_bus, r, x, 
     vf2 = vm[f_bus] ** 2
     l = (P * P + Q * Q) / jnp.where(edge_mask > 0, vf2, 1.0)
     v_res = (vm[t_bus] ** 2 - vf2 + 2 * (r * P + x * Q) - (r * r + x * x) * l) * edge_mask
-    seg = lambda a, idx: jax.ops.segment_sum(a, idx, num_segments=n_bus)  # noqa: E731
+    seg = lambda a, idx: jax.ops.segment_sum(a, idx, num_segments=n_bus)
     p_bal = (seg(P - r * l, t_bus) - seg(P, f_bus) - p_net) * node_mask
     q_bal = (seg(Q - x * l, t_bus) - seg(Q, f_bus) - q_net) * node_mask
     return Residuals(p_bal, q_bal, v_res)

@@ -44,7 +44,8 @@ class PowerFlowSurrogate:
             raise SurrogateError(
                 f"this MLP was trained on a feeder with {self.model.n_bus} buses and {self.model.n_branch} "
                 f"branches; these samples have {fs.n_bus} buses and {fs.n_branch} branches "
-                "(an MLP is tied to one feeder; use the GNN across feeders)")
+                "(an MLP is tied to one feeder; use the GNN across feeders)"
+            )
         arrays = batch_arrays(fs, self.norm, labels=False)
         run = predict_kernel(self.kind)
         out = {k: [] for k in ("vm", "va", "p_from", "q_from")}
@@ -52,8 +53,13 @@ class PowerFlowSurrogate:
         for a in range(0, n, batch_size):
             m = min(batch_size, n - a)
             idx = np.concatenate([np.arange(a, a + m), np.full(min(batch_size, n) - m, a)])
-            res = run(self.model, self.norm, {k: jnp.asarray(v[idx]) for k, v in arrays.items()},
-                      jnp.asarray(fs.f_bus), jnp.asarray(fs.t_bus))
+            res = run(
+                self.model,
+                self.norm,
+                {k: jnp.asarray(v[idx]) for k, v in arrays.items()},
+                jnp.asarray(fs.f_bus),
+                jnp.asarray(fs.t_bus),
+            )
             for k in out:
                 out[k].append(np.asarray(res[k])[:m])
         return {k: np.concatenate(v) for k, v in out.items()}
@@ -64,8 +70,18 @@ def batch_arrays(fs: FeatureSet, norm: Normalizer, *, labels: bool = True) -> di
     node, edge = fs.model_inputs(norm)
     nm, em = fs.masks()
     f32 = np.float32  # the models compute in float32 (2x faster on CPU); the prior stays float64
-    d = {"node": node.astype(f32), "edge": edge.astype(f32), "node_mask": nm, "edge_mask": em, "v_lin": fs.v_lin, "th_lin": fs.th_lin,
-         "p_lin": fs.p_lin, "q_lin": fs.q_lin, "p_net": fs.p_net, "q_net": fs.q_net}
+    d = {
+        "node": node.astype(f32),
+        "edge": edge.astype(f32),
+        "node_mask": nm,
+        "edge_mask": em,
+        "v_lin": fs.v_lin,
+        "th_lin": fs.th_lin,
+        "p_lin": fs.p_lin,
+        "q_lin": fs.q_lin,
+        "p_net": fs.p_net,
+        "q_net": fs.q_net,
+    }
     if labels:
         d["node_t"], d["edge_t"] = (a.astype(f32) for a in fs.targets(norm))
     return d
@@ -111,16 +127,22 @@ def make_loss(fs: FeatureSet, norm: Normalizer, physics_weight: float = 0.0):
     def loss(model, b):
         out_n, out_e = _apply(model, b, f_bus, t_bus)
         nm, em = b["node_mask"][..., None], b["edge_mask"][..., None]
-        data = (jnp.sum(nm * (out_n - b["node_t"]) ** 2) / jnp.maximum(jnp.sum(nm) * 2, 1)
-                + jnp.sum(em * (out_e - b["edge_t"]) ** 2) / jnp.maximum(jnp.sum(em) * 2, 1))
+        data = jnp.sum(nm * (out_n - b["node_t"]) ** 2) / jnp.maximum(jnp.sum(nm) * 2, 1) + jnp.sum(
+            em * (out_e - b["edge_t"]) ** 2
+        ) / jnp.maximum(jnp.sum(em) * 2, 1)
         if physics_weight == 0:
             return data
         st = state_from_outputs(norm, b, out_n, out_e)
-        res = jax.vmap(lambda vm, p, q, pn, qn, m_n, m_e: distflow_residuals(
-            vm, p, q, pn, qn, f_bus=f_bus, t_bus=t_bus, r=r, x=x, node_mask=m_n, edge_mask=m_e))(
-            st["vm"], st["p_from"], st["q_from"], b["p_net"], b["q_net"], b["node_mask"], b["edge_mask"])
-        phys = (jnp.mean((res.p_balance / norm.out_p) ** 2) + jnp.mean((res.q_balance / norm.out_p) ** 2)
-                + jnp.mean((res.voltage / (2 * norm.out_v)) ** 2))
+        res = jax.vmap(
+            lambda vm, p, q, pn, qn, m_n, m_e: distflow_residuals(
+                vm, p, q, pn, qn, f_bus=f_bus, t_bus=t_bus, r=r, x=x, node_mask=m_n, edge_mask=m_e
+            )
+        )(st["vm"], st["p_from"], st["q_from"], b["p_net"], b["q_net"], b["node_mask"], b["edge_mask"])
+        phys = (
+            jnp.mean((res.p_balance / norm.out_p) ** 2)
+            + jnp.mean((res.q_balance / norm.out_p) ** 2)
+            + jnp.mean((res.voltage / (2 * norm.out_v)) ** 2)
+        )
         return data + physics_weight * phys
 
     return loss

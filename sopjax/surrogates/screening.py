@@ -43,7 +43,9 @@ class ScreeningResult:
 
 
 def _score(losses_pu, vmin, energized_ok, base_mva, v_min_pu, penalty_kw):
-    return losses_pu.mean(axis=-1) * 1e3 * base_mva + penalty_kw * ((vmin < v_min_pu) | ~energized_ok).mean(axis=-1)
+    return losses_pu.mean(axis=-1) * 1e3 * base_mva + penalty_kw * ((vmin < v_min_pu) | ~energized_ok).mean(
+        axis=-1
+    )
 
 
 def _stack(net: Network, status: np.ndarray, p: np.ndarray, q: np.ndarray):
@@ -51,8 +53,15 @@ def _stack(net: Network, status: np.ndarray, p: np.ndarray, q: np.ndarray):
     return np.repeat(status, s, axis=0), np.tile(p, (m, 1)), np.tile(q, (m, 1))
 
 
-def exact_scores(net: Network, status: np.ndarray, p: np.ndarray, q: np.ndarray, *, v_min_pu: float = 0.9,
-                 penalty_kw: float = 1e3) -> np.ndarray:
+def exact_scores(
+    net: Network,
+    status: np.ndarray,
+    p: np.ndarray,
+    q: np.ndarray,
+    *,
+    v_min_pu: float = 0.9,
+    penalty_kw: float = 1e3,
+) -> np.ndarray:
     """Exact score of each candidate ``status`` (cand, branch) on net loads ``p, q`` (sample, bus)."""
     st, pp, qq = _stack(net, status, p, q)
     lab = power_flow_labels(net, st, pp, qq)
@@ -62,25 +71,44 @@ def exact_scores(net: Network, status: np.ndarray, p: np.ndarray, q: np.ndarray,
     return _score(lab["losses_pu"].reshape(m, s), vmin, ok, float(net.base_mva), v_min_pu, penalty_kw)
 
 
-def surrogate_scores(sur: PowerFlowSurrogate, net: Network, status: np.ndarray, p: np.ndarray, q: np.ndarray,
-                     *, v_min_pu: float = 0.9, penalty_kw: float = 1e3, static: xr.Dataset) -> np.ndarray:
+def surrogate_scores(
+    sur: PowerFlowSurrogate,
+    net: Network,
+    status: np.ndarray,
+    p: np.ndarray,
+    q: np.ndarray,
+    *,
+    v_min_pu: float = 0.9,
+    penalty_kw: float = 1e3,
+    static: xr.Dataset,
+) -> np.ndarray:
     """Predicted score of each candidate (same arguments as :func:`exact_scores`; ``static``: the
     dataset's static arrays, for the graph)."""
     st, pp, qq = _stack(net, status, p, q)
-    n = st.shape[0]
-    ds = static.assign(p_net_pu=(("sample", "bus"), pp), q_net_pu=(("sample", "bus"), qq),
-                       branch_closed=(("sample", "branch"), st))
+    ds = static.assign(
+        p_net_pu=(("sample", "bus"), pp),
+        q_net_pu=(("sample", "bus"), qq),
+        branch_closed=(("sample", "branch"), st),
+    )
     fs = feature_set(ds, net=net, prior=bool(sur.config.get("prior", True)))
     pred = sur.predict(fs)
     m, s = status.shape[0], p.shape[0]
     vmin = np.where(fs.energized, pred["vm"], np.inf).min(axis=1).reshape(m, s)
     ok = fs.energized.all(axis=1).reshape(m, s)
-    assert n == m * s
     return _score(predicted_losses(fs, pred).reshape(m, s), vmin, ok, fs.base_mva, v_min_pu, penalty_kw)
 
 
-def screen(sur: PowerFlowSurrogate, net: Network, status: np.ndarray, p: np.ndarray, q: np.ndarray, *, k: int,
-           static: xr.Dataset, **score_kw) -> ScreeningResult:
+def screen(
+    sur: PowerFlowSurrogate,
+    net: Network,
+    status: np.ndarray,
+    p: np.ndarray,
+    q: np.ndarray,
+    *,
+    k: int,
+    static: xr.Dataset,
+    **score_kw,
+) -> ScreeningResult:
     """Rank candidates with the surrogate, re-score the top ``k`` exactly, choose the exact best of them."""
     pred = surrogate_scores(sur, net, status, p, q, static=static, **score_kw)
     top = np.argsort(pred, kind="stable")[: max(int(k), 1)]

@@ -29,8 +29,6 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import numpy as np
-
 from sopjax.config import ConfigError, integer, number, require, table
 from sopjax.datasets import SPLITS, DatasetError, load_split, open_store
 from sopjax.surrogates import checkpoint
@@ -45,8 +43,18 @@ __all__ = ["load_power_flow", "parse_train_config", "train_from_config", "train_
 
 _TRAIN_INT = ("steps", "batch_size", "warmup_steps", "eval_every", "patience", "seed")
 _TRAIN_NUM = ("learning_rate", "weight_decay", "physics_weight")
-PF_VARS = ("p_net_pu", "q_net_pu", "branch_closed", "vm_pu", "va_rad", "p_from_pu", "q_from_pu", "losses_pu",
-           "split", "done")
+PF_VARS = (
+    "p_net_pu",
+    "q_net_pu",
+    "branch_closed",
+    "vm_pu",
+    "va_rad",
+    "p_from_pu",
+    "q_from_pu",
+    "losses_pu",
+    "split",
+    "done",
+)
 
 
 def parse_train_config(cfg: Mapping[str, Any]) -> dict:
@@ -64,9 +72,12 @@ def parse_train_config(cfg: Mapping[str, Any]) -> dict:
     kinds = (*MODEL_KINDS, "dispatch")
     if model["kind"] not in kinds:
         raise ConfigError(f"[model] kind must be one of {list(kinds)}, got {model['kind']!r}")
-    mcfg = {"kind": model["kind"], "width": integer(model.get("width", 64), "[model] width", lo=1),
-            "depth": integer(model.get("depth", 3), "[model] depth", lo=1),
-            "rounds": integer(model.get("rounds", 12), "[model] rounds", lo=1)}
+    mcfg = {
+        "kind": model["kind"],
+        "width": integer(model.get("width", 64), "[model] width", lo=1),
+        "depth": integer(model.get("depth", 3), "[model] depth", lo=1),
+        "rounds": integer(model.get("rounds", 12), "[model] rounds", lo=1),
+    }
     tr = table(top.get("training", {}), "[training]", allowed=(*_TRAIN_INT, *_TRAIN_NUM))
     kw = {k: integer(tr[k], f"[training] {k}", lo=0) for k in _TRAIN_INT if k in tr}
     kw.update({k: number(tr[k], f"[training] {k}", lo=0.0) for k in _TRAIN_NUM if k in tr})
@@ -82,17 +93,29 @@ def parse_train_config(cfg: Mapping[str, Any]) -> dict:
         raise ConfigError(f"[data] prior must be true or false, got {prior!r}")
     return {
         "title": str(top.get("title", "sopjax train")),
-        "data": {"dataset": str(data["dataset"]),
-                 "train_samples": integer(data.get("train_samples", 0), "[data] train_samples", lo=0),
-                 "prior": prior, "config_id": integer(data.get("config_id", 0), "[data] config_id", lo=0)},
-        "model": mcfg, "settings": settings, "checkpoint": str(out["checkpoint"]),
+        "data": {
+            "dataset": str(data["dataset"]),
+            "train_samples": integer(data.get("train_samples", 0), "[data] train_samples", lo=0),
+            "prior": prior,
+            "config_id": integer(data.get("config_id", 0), "[data] config_id", lo=0),
+        },
+        "model": mcfg,
+        "settings": settings,
+        "checkpoint": str(out["checkpoint"]),
         "evaluate": [str(p) for p in ev.get("datasets", [])],
     }
 
 
 def _skeleton(kind: str, config: dict):
-    return make_model(kind, n_bus=config["n_bus"], n_branch=config["n_branch"], width=config["width"],
-                      depth=config["depth"], rounds=config["rounds"], seed=0)
+    return make_model(
+        kind,
+        n_bus=config["n_bus"],
+        n_branch=config["n_branch"],
+        width=config["width"],
+        depth=config["depth"],
+        rounds=config["rounds"],
+        seed=0,
+    )
 
 
 def load_power_flow(path) -> PowerFlowSurrogate:
@@ -110,8 +133,9 @@ def _pf_features(store, split, prior, limit=0):
     return feature_set(ds, prior=prior)
 
 
-def evaluate_store(sur: PowerFlowSurrogate, store, *, prior: bool = True,
-                   splits=("test", "ood_topology", "ood_load")) -> dict[str, dict]:
+def evaluate_store(
+    sur: PowerFlowSurrogate, store, *, prior: bool = True, splits=("test", "ood_topology", "ood_load")
+) -> dict[str, dict]:
     """Errors per split of ``store`` (splits without samples are left out)."""
     out = {}
     ds = open_store(store)
@@ -124,9 +148,17 @@ def evaluate_store(sur: PowerFlowSurrogate, store, *, prior: bool = True,
     return out
 
 
-def train_power_flow(store, model_cfg: dict, settings: TrainSettings, out, *, prior: bool = True,
-                     train_samples: int = 0, progress: bool | None = None,
-                     log: Callable[[str], None] | None = None) -> tuple[PowerFlowSurrogate, dict]:
+def train_power_flow(
+    store,
+    model_cfg: dict,
+    settings: TrainSettings,
+    out,
+    *,
+    prior: bool = True,
+    train_samples: int = 0,
+    progress: bool | None = None,
+    log: Callable[[str], None] | None = None,
+) -> tuple[PowerFlowSurrogate, dict]:
     """Train an MLP or GNN on the train split of ``store``, early-stop on val, save to ``out``.
 
     Returns:
@@ -136,22 +168,45 @@ def train_power_flow(store, model_cfg: dict, settings: TrainSettings, out, *, pr
     train = _pf_features(ds, "train", prior, train_samples)
     val = _pf_features(ds, "val", prior)
     norm = fit_normalizer(train)
-    cfg = {**{k: model_cfg[k] for k in ("width", "depth", "rounds")}, "n_bus": train.n_bus,
-           "n_branch": train.n_branch, "seed": settings.seed, "prior": prior}
-    model = make_model(model_cfg["kind"], n_bus=train.n_bus, n_branch=train.n_branch, width=cfg["width"],
-                       depth=cfg["depth"], rounds=cfg["rounds"], seed=settings.seed)
+    cfg = {
+        **{k: model_cfg[k] for k in ("width", "depth", "rounds")},
+        "n_bus": train.n_bus,
+        "n_branch": train.n_branch,
+        "seed": settings.seed,
+        "prior": prior,
+    }
+    model = make_model(
+        model_cfg["kind"],
+        n_bus=train.n_bus,
+        n_branch=train.n_branch,
+        width=cfg["width"],
+        depth=cfg["depth"],
+        rounds=cfg["rounds"],
+        seed=settings.seed,
+    )
     loss = make_loss(train, norm, settings.physics_weight)
-    model, hist = fit(model, loss, batch_arrays(train, norm), batch_arrays(val, norm), settings,
-                      progress=progress, log=log)
+    model, hist = fit(
+        model, loss, batch_arrays(train, norm), batch_arrays(val, norm), settings, progress=progress, log=log
+    )
     hist["train_samples"] = train.n_samples
-    checkpoint.save(out, model_cfg["kind"], model, cfg,
-                    {"normalizer": norm.to_dict(), "history": hist, "dataset": str(store),
-                     "settings": dataclasses.asdict(settings)})
+    checkpoint.save(
+        out,
+        model_cfg["kind"],
+        model,
+        cfg,
+        {
+            "normalizer": norm.to_dict(),
+            "history": hist,
+            "dataset": str(store),
+            "settings": dataclasses.asdict(settings),
+        },
+    )
     return PowerFlowSurrogate(model, norm, model_cfg["kind"], cfg), hist
 
 
-def train_from_config(cfg: Mapping[str, Any], *, progress: bool | None = None,
-                      log: Callable[[str], None] | None = None) -> dict:
+def train_from_config(
+    cfg: Mapping[str, Any], *, progress: bool | None = None, log: Callable[[str], None] | None = None
+) -> dict:
     """Run a train config: train, save the checkpoint, evaluate (see the module docstring).
 
     Returns:
@@ -162,16 +217,36 @@ def train_from_config(cfg: Mapping[str, Any], *, progress: bool | None = None,
     if m["kind"] == "dispatch":
         from sopjax.surrogates.dispatch import train_dispatch
 
-        res = train_dispatch(d["dataset"], m, p["settings"], p["checkpoint"], config_id=d["config_id"],
-                             progress=progress, log=log)
+        res = train_dispatch(
+            d["dataset"],
+            m,
+            p["settings"],
+            p["checkpoint"],
+            config_id=d["config_id"],
+            progress=progress,
+            log=log,
+        )
         return {"title": p["title"], "kind": "dispatch", "checkpoint": p["checkpoint"], **res}
-    sur, hist = train_power_flow(d["dataset"], m, p["settings"], p["checkpoint"], prior=d["prior"],
-                                 train_samples=d["train_samples"], progress=progress, log=log)
+    sur, hist = train_power_flow(
+        d["dataset"],
+        m,
+        p["settings"],
+        p["checkpoint"],
+        prior=d["prior"],
+        train_samples=d["train_samples"],
+        progress=progress,
+        log=log,
+    )
     metrics = {d["dataset"]: evaluate_store(sur, d["dataset"], prior=d["prior"])}
     for extra in p["evaluate"]:
         if m["kind"] == "mlp" and open_store(extra).sizes["bus"] != sur.model.n_bus:
             metrics[extra] = {"skipped": f"an MLP of {sur.model.n_bus} buses cannot run on this feeder"}
             continue
         metrics[extra] = evaluate_store(sur, extra, prior=d["prior"], splits=SPLITS)
-    return {"title": p["title"], "kind": m["kind"], "history": hist, "metrics": metrics,
-            "checkpoint": p["checkpoint"]}
+    return {
+        "title": p["title"],
+        "kind": m["kind"],
+        "history": hist,
+        "metrics": metrics,
+        "checkpoint": p["checkpoint"],
+    }

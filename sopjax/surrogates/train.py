@@ -13,7 +13,6 @@ import time
 from collections.abc import Callable
 
 import equinox as eqx
-import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -65,8 +64,9 @@ class TrainSettings:
 
 def _optimizer(s: TrainSettings) -> optax.GradientTransformation:
     warm = min(s.warmup_steps, max(s.steps - 1, 0))
-    sched = optax.warmup_cosine_decay_schedule(0.0, s.learning_rate, warm, max(s.steps, warm + 1),
-                                               end_value=s.learning_rate * 1e-2)
+    sched = optax.warmup_cosine_decay_schedule(
+        0.0, s.learning_rate, warm, max(s.steps, warm + 1), end_value=s.learning_rate * 1e-2
+    )
     return optax.adamw(sched, weight_decay=s.weight_decay)
 
 
@@ -82,8 +82,16 @@ def mean_loss(loss_fn, model, arrays: dict, batch_size: int) -> float:
     return total / n
 
 
-def fit(model: eqx.Module, loss_fn: Callable, train: dict, val: dict, settings: TrainSettings, *,
-        progress: bool | None = None, log: Callable[[str], None] | None = None) -> tuple[eqx.Module, dict]:
+def fit(
+    model: eqx.Module,
+    loss_fn: Callable,
+    train: dict,
+    val: dict,
+    settings: TrainSettings,
+    *,
+    progress: bool | None = None,
+    log: Callable[[str], None] | None = None,
+) -> tuple[eqx.Module, dict]:
     """Minimize ``loss_fn(model, batch)`` over ``train``; early stopping on ``val``.
 
     Args:
@@ -104,8 +112,9 @@ def fit(model: eqx.Module, loss_fn: Callable, train: dict, val: dict, settings: 
 
     n_train = next(iter(train.values())).shape[0]
     if n_train < settings.batch_size:
-        raise SurrogateError(f"the training split has {n_train} samples, fewer than batch_size "
-                             f"{settings.batch_size}")
+        raise SurrogateError(
+            f"the training split has {n_train} samples, fewer than batch_size {settings.batch_size}"
+        )
     opt = _optimizer(settings)
     opt_state = opt.init(eqx.filter(model, eqx.is_array))
 
@@ -117,8 +126,12 @@ def fit(model: eqx.Module, loss_fn: Callable, train: dict, val: dict, settings: 
 
     hist = {"step": [], "train_loss": [], "val_loss": [], "best_step": 0, "stopped_early": False}
     best, best_loss, bad = model, math.inf, 0
-    bar = tqdm(total=settings.steps, unit="step", desc="train",
-               disable=not sys.stderr.isatty() if progress is None else not progress)
+    bar = tqdm(
+        total=settings.steps,
+        unit="step",
+        desc="train",
+        disable=not sys.stderr.isatty() if progress is None else not progress,
+    )
     t0, it, epoch, run = time.perf_counter(), 0, 0, []
     try:
         while it < settings.steps and not hist["stopped_early"]:
