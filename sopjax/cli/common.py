@@ -71,4 +71,5 @@ def open_executor(args):
 def positive_chunk_size(args) -> None:
     """Refuse ``--chunk-size`` below 1 with a one-line error (leave it out for the automatic size)."""
     if getattr(args, "chunk_size", None) is not None and args.chunk_size < 1:
-        raise SopjaxError(f"--chunk-size must be >= 1, got {args.chunk_size} (leave it out for the automatic size)")
+        raise SopjaxError(f"--chunk-size must be >= 1, got {args.chunk_size} "
+                          "(leave it out for the automatic size)")
