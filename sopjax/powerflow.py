@@ -22,7 +22,8 @@ from sopjax.network import Network
 from sopjax.topology import Topology, compile_topology
 
 __all__ = [
-    "METHODS", "LAYOUTS", "make_grid", "batched_solver", "sample_mesh", "shard_samples", "solve", "check_loads", "resolve_tol",
+    "METHODS", "LAYOUTS", "make_grid", "batched_solver", "sample_mesh", "shard_samples", "solve", "check_loads",
+    "resolve_tol",
 ]
 
 METHODS: dict[str, Callable] = {"sweep": sweep_power_flow, "lindistflow": lindistflow}

@@ -98,4 +98,3 @@ def open_executor(args):
     from sopjax.scaleout import make_executor
 
     return make_executor(args.scheduler or None, timeout_s=args.scheduler_timeout)
-

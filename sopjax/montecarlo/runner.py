@@ -256,7 +256,8 @@ def run_montecarlo(
                 if got != c:
                     raise RuntimeError(f"chunk {got} arrived in place of {c}")
                 nominal, devices = result["nominal"], max(devices, result["devices"])
-            state.merge_chunk(result["red"], c.start, c.size, result["exact"], result["ok"], result["samples"])
+            state.merge_chunk(result["red"], c.start, c.size, result["exact"], result["ok"],
+                              result["samples"])
             if ckpt is not None:
                 state.save(ckpt, fp)
                 spool.drop(c.start)

@@ -84,7 +84,8 @@ def create_store(path, *, fingerprint: str, strategies, bus_ids, n_samples: int,
         # booleans as int8 (as in the netCDF output); no fill value on them, so xarray does not mask them
         floating = dtype == np.float64
         a = g.create_array(name, shape=shape, chunks=(n_s, chunk) + ((n_bus,) if dims else ()),
-                           dtype=np.dtype(dtype if floating else np.int8), fill_value=np.nan if floating else None)
+                           dtype=np.dtype(dtype if floating else np.int8),
+                           fill_value=np.nan if floating else None)
         a.attrs.update({"units": units, "long_name": f"per-sample {field}",
                         "_ARRAY_DIMENSIONS": ["strategy", "sample", *dims]})
     done = g.create_array("chunk_done", shape=(n_chunks,), chunks=(1,), dtype=np.int8, fill_value=None)
@@ -111,5 +112,6 @@ def done_chunks(path) -> np.ndarray:
     """The done-markers of a store: (n_chunks,) bool."""
     import zarr
 
-    return np.asarray(zarr.open_group(str(path), mode="r", use_consolidated=False)["chunk_done"][:]).astype(bool)
+    group = zarr.open_group(str(path), mode="r", use_consolidated=False)
+    return np.asarray(group["chunk_done"][:]).astype(bool)
 

@@ -81,7 +81,8 @@ class DaskExecutor:
             from the driver's.
     """
 
-    def __init__(self, client, *, owned: bool = True, cluster=None, retries: int = 3, window: int | None = None):
+    def __init__(self, client, *, owned: bool = True, cluster=None, retries: int = 3,
+                 window: int | None = None):
         self.client = client
         self.cluster = cluster
         self.owned = owned
@@ -98,7 +99,7 @@ class DaskExecutor:
     # ---------------------------------------------------------------- construction
     @classmethod
     def connect(cls, address: str, *, timeout_s: float = 10.0, **kw) -> "DaskExecutor":
-        """Connect to a running scheduler; a :class:`ConfigError` if it does not answer within ``timeout_s``."""
+        """Connect to a running scheduler; :class:`ConfigError` if it does not answer within ``timeout_s``."""
         client_cls = _client_class()
         try:
             client = client_cls(address, timeout=timeout_s, set_as_default=False)
@@ -132,7 +133,8 @@ class DaskExecutor:
         for addr, v in sorted(theirs.items()):
             for name in ("sopjax", "jax", "python"):
                 if v.get(name) != mine[name]:
-                    raise ConfigError(f"Dask worker {addr} runs {name} {v.get(name)}, the driver {mine[name]}; "
+                    raise ConfigError(f"Dask worker {addr} runs {name} {v.get(name)}, "
+                                      f"the driver {mine[name]}; "
                                       "install the same versions on every worker")
 
     # ------------------------------------------------------------------- running
@@ -167,8 +169,8 @@ class DaskExecutor:
                 try:
                     result = f.result()
                 except KilledWorker:
-                    raise SopjaxError(f"chunk {c.index} (items {c.start}..{c.stop - 1}) killed every worker that "
-                                      "ran it (out of memory?); use a smaller chunk size") from None
+                    raise SopjaxError(f"chunk {c.index} (items {c.start}..{c.stop - 1}) killed every worker "
+                                      "that ran it (out of memory?); use a smaller chunk size") from None
                 f.release()
                 if isinstance(result, _TaskError):
                     raise result.error

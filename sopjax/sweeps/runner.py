@@ -87,13 +87,14 @@ def _over_devices(solve):
     from jax.sharding import NamedSharding, PartitionSpec
 
     mesh = sample_mesh(n_dev)
-    sharded = jax.shard_map(solve, mesh=mesh, in_specs=PartitionSpec("sample"), out_specs=PartitionSpec("sample"),
-                            check_vma=False)
+    smp = PartitionSpec("sample")
+    sharded = jax.shard_map(solve, mesh=mesh, in_specs=smp, out_specs=smp, check_vma=False)
 
     def run(inputs):
         n = jax.tree_util.tree_leaves(inputs)[0].shape[0]
         pad = (-n) % n_dev
-        padded = jax.tree_util.tree_map(lambda a: jnp.concatenate([a, jnp.repeat(a[-1:], pad, axis=0)]), inputs)
+        padded = jax.tree_util.tree_map(lambda a: jnp.concatenate([a, jnp.repeat(a[-1:], pad, axis=0)]),
+                                        inputs)
         res = jax.tree_util.tree_map(lambda a: a[:n], sharded(padded))
         return jax.lax.with_sharding_constraint(res, NamedSharding(mesh, PartitionSpec()))
 
@@ -319,7 +320,8 @@ def run_sweep(spec: SweepSpec, *, progress: bool = False, scenario: Scenario | N
                 derivs[key][idx] = v
             sop_island[idx] = r["sop_island"]
             if progress:
-                print("  " + ", ".join(f"{n}={coords[k][i]:g}" for k, (n, i) in enumerate(zip(names, idx))) + ": "
+                where = ", ".join(f"{n}={coords[k][i]:g}" for k, (n, i) in enumerate(zip(names, idx)))
+                print(f"  {where}: "
                       + ", ".join(f"{q}={values[q][idx]:.4g}" for q in spec.quantities), flush=True)
     finally:
         if executor is not scheduler:
