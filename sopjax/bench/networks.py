@@ -16,6 +16,8 @@ LV and MV grids by code (:mod:`sopjax.io.simbench`).
 
 from __future__ import annotations
 
+import re
+
 import copy
 import dataclasses
 import time
@@ -314,7 +316,8 @@ def markdown_table(rows: list[CrossCheck]) -> str:
     ]
     for r in rows:
         if r.status == "refused":
-            lines.append(f"| {r.name} | {r.source} | | | | | | | | refused: {r.note.replace('|', '/')} |")
+            note = re.sub(r"\S*/([\w.-]+\.m):", r"\1:", r.note)  # no machine-specific directories
+            lines.append(f"| {r.name} | {r.source} | | | | | | | | refused: {note.replace('|', '/')} |")
             continue
         lines.append(
             f"| {r.name} | {r.source} | {r.n_bus} | {r.n_branch} | {r.n_trafo} | {r.max_dv_pu:.1e} | "
