@@ -38,9 +38,9 @@ def _examples(n: int):
 MC = load_config("ieee33_restoration_mc.toml")
 
 
-def _tiny_mc(cfg: dict, desc: str, table: tuple = ("montecarlo",)) -> dict:
-    force(cfg, table + ("samples",), 4, unless=desc)
-    force(cfg, table + ("chunk_size",), 4, unless=desc)
+def _tiny_mc(cfg: dict, desc: str) -> dict:
+    force(cfg, ("montecarlo", "samples"), 4, unless=desc)
+    force(cfg, ("montecarlo", "chunk_size"), 4, unless=desc)
     return cfg
 
 
