@@ -324,8 +324,8 @@ def _refused_by_validation(command: str, option: str, value: str) -> bool:
         x = float(value)
     except ValueError:
         return option not in ("--switchable",) or value not in ("all", "ties")
-    if option == "--switchable":
-        return True
+    if option == "--switchable":  # a branch number of ieee33 (1..37) is a valid list
+        return not (value.isdigit() and 1 <= int(value) <= 37)
     if not math.isfinite(x):
         return True
     if option in ("--samples",):
