@@ -94,7 +94,8 @@ def _tiny_sweep(cfg: dict, desc: str) -> dict:
     return cfg
 
 
-@_examples(N_SOLVE)  # each run compiles the dispatch (~30 s)
+@pytest.mark.slow  # each run compiles the dispatch (~30-90 s): thorough profile / -m slow only
+@_examples(N_SOLVE)
 @given(data=st.data(), name=st.sampled_from(SWEEPS[:3]))
 def test_sweep_config_runs(data, name):
     from sopjax.sweeps.config import spec_from_config
@@ -148,6 +149,7 @@ def _tiny_plan(cfg: dict, desc: str) -> dict:
     return cfg
 
 
+@pytest.mark.slow  # branch and bound, baselines and validation (~60 s): thorough profile / -m slow only
 @_examples(N_SOLVE)
 @given(data=st.data())
 def test_plan_config_runs(data):
