@@ -28,7 +28,8 @@ def run_suite(profile: str, log: Path, pytest_args: list[str]) -> int:
     env = {**os.environ, "SOPJAX_HYPOTHESIS_PROFILE": profile, "SOPJAX_FUZZ_LOG": str(log),
            "SOPJAX_FUZZ_KEEP_GOING": "1", "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:xdist", "-p", "no:cacheprovider",
-           str(ROOT / "tests" / "test_bad_input.py"), "-k", "mutations or validation or runs", *pytest_args]
+           str(ROOT / "tests" / "test_bad_input.py"), "-m", "", "-k", "mutations or validation or runs",
+           *pytest_args]  # -m "": the slow-marked sweep and plan runs too
     return subprocess.run(cmd, cwd=ROOT / "tests", env=env).returncode
 
 

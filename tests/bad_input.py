@@ -128,7 +128,7 @@ def force(cfg: dict, path: tuple, value: Any, *, unless: str) -> None:
         parent = get(cfg, path[:-1])
     except (KeyError, IndexError, TypeError):
         return
-    if isinstance(parent, Mapping) and isinstance(parent, dict):
+    if isinstance(parent, dict):
         parent[path[-1]] = value
 
 
@@ -235,7 +235,7 @@ def nonfinite(value: Any, where: str = "result") -> list[str]:
 
     if isinstance(value, xr.Dataset):
         return [f"{where}.{k}" for k, v in value.data_vars.items()
-                if v.dtype.kind == "f" and not v.attrs.get("nan_meaning") and not np.all(np.isfinite(v.values))]
+                if v.dtype.kind == "f" and not np.all(np.isfinite(v.values))]
     if isinstance(value, Mapping):
         return [p for k, v in value.items() for p in nonfinite(v, f"{where}.{k}")]
     if isinstance(value, (list, tuple)):

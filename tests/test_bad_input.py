@@ -38,9 +38,9 @@ def _examples(n: int):
 MC = load_config("ieee33_restoration_mc.toml")
 
 
-def _tiny_mc(cfg: dict, desc: str, table: tuple = ("montecarlo",)) -> dict:
-    force(cfg, table + ("samples",), 4, unless=desc)
-    force(cfg, table + ("chunk_size",), 4, unless=desc)
+def _tiny_mc(cfg: dict, desc: str) -> dict:
+    force(cfg, ("montecarlo", "samples"), 4, unless=desc)
+    force(cfg, ("montecarlo", "chunk_size"), 4, unless=desc)
     return cfg
 
 
@@ -85,8 +85,8 @@ def _tiny_sweep(cfg: dict, desc: str) -> dict:
     force(cfg, ("sampling", "samples"), 2, unless=desc)
     force(cfg, ("restoration", "montecarlo", "samples"), 4, unless=desc)
     for k, axis in enumerate(cfg.get("axis", []) if isinstance(cfg.get("axis"), list) else []):
-        if isinstance(axis, dict) and "values" in axis and isinstance(axis["values"], list):
-            force(cfg, ("axis", k, "values"), axis["values"][:2], unless=desc)
+        if isinstance(axis, dict) and isinstance(axis.get("values"), list) and len(axis["values"]) <= 10:
+            axis["values"] = axis["values"][:2]  # a shipped grid, mutated or not (a huge one is kept)
         if isinstance(axis, dict) and "num" in axis:
             force(cfg, ("axis", k, "num"), 2, unless=desc)
     force(cfg, ("optimization", "steps"), 3, unless=desc)
@@ -94,7 +94,8 @@ def _tiny_sweep(cfg: dict, desc: str) -> dict:
     return cfg
 
 
-@_examples(N_SOLVE)  # each run compiles the dispatch (~30 s)
+@pytest.mark.slow  # each run compiles the dispatch (~30-90 s): thorough profile / -m slow only
+@_examples(N_SOLVE)
 @given(data=st.data(), name=st.sampled_from(SWEEPS[:3]))
 def test_sweep_config_runs(data, name):
     from sopjax.sweeps.config import spec_from_config
@@ -148,6 +149,7 @@ def _tiny_plan(cfg: dict, desc: str) -> dict:
     return cfg
 
 
+@pytest.mark.slow  # branch and bound, baselines and validation (~60 s): thorough profile / -m slow only
 @_examples(N_SOLVE)
 @given(data=st.data())
 def test_plan_config_runs(data):
@@ -324,8 +326,8 @@ def _refused_by_validation(command: str, option: str, value: str) -> bool:
         x = float(value)
     except ValueError:
         return option not in ("--switchable",) or value not in ("all", "ties")
-    if option == "--switchable":
-        return True
+    if option == "--switchable":  # a branch number of ieee33 (1..37) is a valid list
+        return not (value.isdigit() and 1 <= int(value) <= 37)
     if not math.isfinite(x):
         return True
     if option in ("--samples",):
@@ -375,6 +377,12 @@ def test_chunk_size_auto_spelled_zero_and_negative_refused():
     for bad in ("0", "-3", "x"):
         rc, out, err = _cli(["montecarlo", CLI["montecarlo"][0][1], "--chunk-size", bad])
         assert rc == 2 and "--chunk-size: expected 'auto' or an integer > 0" in err and err.count("\n") == 1
+
+
+def test_empty_switchable_list_refused():
+    """Found by the thorough profile: ``--switchable ''`` ran a reconfiguration with no switch."""
+    rc, out, err = _cli(["reconfigure", "ieee33", "--switchable", ""])
+    assert rc == 2 and "--switchable: give 'all', 'ties' or branch numbers" in err
 
 
 def test_powerflow_not_converged_prints_no_values():

@@ -42,8 +42,13 @@ def _switchable(net, text: str):
         return np.ones(net.n_branch, dtype=bool)
     if text == "ties":
         return ~np.asarray(net.in_service, dtype=bool)
+    branches = branch_list(text, "--switchable")
+    if not branches:
+        from sopjax.errors import SopjaxError
+
+        raise SopjaxError(f"--switchable: give 'all', 'ties' or branch numbers, got {text!r}")
     mask = np.zeros(net.n_branch, dtype=bool)
-    for k in branch_list(text, "--switchable"):
+    for k in branches:
         mask[net.branch_index(k)] = True
     return mask
 

@@ -15,9 +15,6 @@ def value_or_none(x) -> float | None:
     return None if math.isnan(x) else x
 
 
-_f = value_or_none
-
-
 def summary_dict(ds) -> dict:
     """The aggregates as JSON-able data: run attributes and, per strategy, every scalar statistic.
 
@@ -42,11 +39,11 @@ def summary_dict(ds) -> dict:
         d = {}
         for v in scalar:
             val = sub[v].values
-            d[v] = int(val) if np.issubdtype(val.dtype, np.integer) or val.dtype == bool else _f(val)
+            d[v] = int(val) if np.issubdtype(val.dtype, np.integer) or val.dtype == bool else value_or_none(val)
         for v in quant:
-            d[v] = {f"{q:g}": _f(x) for q, x in zip(levels, sub[v].values)}
-        d["p_bus_violation"] = {str(b): _f(x) for b, x in zip(buses, sub["p_bus_violation"].values)}
-        d["vm_mean"] = {str(b): _f(x) for b, x in zip(buses, sub["vm_mean"].values)}
+            d[v] = {f"{q:g}": value_or_none(x) for q, x in zip(levels, sub[v].values)}
+        d["p_bus_violation"] = {str(b): value_or_none(x) for b, x in zip(buses, sub["p_bus_violation"].values)}
+        d["vm_mean"] = {str(b): value_or_none(x) for b, x in zip(buses, sub["vm_mean"].values)}
         out["strategies"][str(s)] = d
     return out
 

@@ -94,12 +94,18 @@ _COSTS = {"cost_per_kva", "fixed_cost_per_site", "discount_rate", "lifetime_year
 NETWORK_KEYS = {"case", "pv", "sop"}
 
 
+#: grid points per axis (each point is a batch of dispatch solves)
+MAX_POINTS = 10_000
+
+
 def _grid(t: Mapping, where: str, *, lo: float | None = None) -> np.ndarray:
     """Values from ``values = [...]`` or ``start``/``stop``/``num``."""
     if "values" in t:
         vals = t["values"]
         if not isinstance(vals, Sequence) or isinstance(vals, str) or len(vals) == 0:
             raise ConfigError(f"{where}: values must be a non-empty list of numbers")
+        if len(vals) > MAX_POINTS:
+            raise ConfigError(f"{where}: {len(vals)} values, at most {MAX_POINTS} per axis")
         out = np.asarray([number(v, f"{where} value {k}", lo=lo) for k, v in enumerate(vals)])
     else:
         missing = [k for k in ("start", "stop", "num") if k not in t]
@@ -109,7 +115,7 @@ def _grid(t: Mapping, where: str, *, lo: float | None = None) -> np.ndarray:
             )
         a = number(t["start"], f"{where} start", lo=lo)
         b = number(t["stop"], f"{where} stop", lo=lo)
-        n = number(t["num"], f"{where} num", lo=1, integer=True)
+        n = number(t["num"], f"{where} num", lo=1, hi=MAX_POINTS, integer=True)
         out = np.linspace(a, b, n)
     if np.unique(out).size != out.size:
         raise ConfigError(f"{where}: values must be distinct")

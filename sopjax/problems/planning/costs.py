@@ -37,20 +37,20 @@ def capital_recovery_factor(discount_rate: float, lifetime_years: float) -> floa
     """Capital recovery factor: the yearly payment that repays 1 unit over the lifetime.
 
     Args:
-        discount_rate: yearly discount rate (fraction, e.g. 0.08), >= 0.
-        lifetime_years: equipment lifetime (years), > 0.
+        discount_rate: yearly discount rate (fraction, e.g. 0.08), in [0, 1].
+        lifetime_years: equipment lifetime (years), in [1, 200].
 
     Returns:
         ``r (1+r)^n / ((1+r)^n - 1)``; ``1/n`` when ``r`` = 0.
 
     Raises:
-        PlanningInputError: negative rate or non-positive lifetime.
+        PlanningInputError: a rate or lifetime out of range (also where ``(1+r)^n`` would overflow).
     """
     r, n = float(discount_rate), float(lifetime_years)
-    if not math.isfinite(r) or r < 0:
-        raise PlanningInputError(f"costs.discount_rate must be a finite number >= 0, got {discount_rate}")
-    if not math.isfinite(n) or n <= 0:
-        raise PlanningInputError(f"costs.lifetime_years must be a positive number, got {lifetime_years}")
+    if not math.isfinite(r) or not 0 <= r <= 1:
+        raise PlanningInputError(f"costs.discount_rate must be a fraction in [0, 1], got {discount_rate}")
+    if not math.isfinite(n) or not 1 <= n <= 200:
+        raise PlanningInputError(f"costs.lifetime_years must lie in [1, 200] years, got {lifetime_years}")
     if r == 0:
         return 1.0 / n
     g = (1.0 + r) ** n
