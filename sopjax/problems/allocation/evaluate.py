@@ -207,11 +207,26 @@ class AllocationModel:
             self._cache["k"] = _build_kernels(self)
         return self._cache["k"]
 
+    def _batched(self, kernel: str, *arrays):
+        """Run a jitted kernel on fixed-size batches (padded with the last plan) so that every
+        population, front and case list reuses one compiled program per ``batch_size``."""
+        n = arrays[0].shape[0]
+        b = self._cache.get("batch_size") or n
+        pad = (-n) % b
+        arrays = [np.concatenate([a, np.repeat(a[-1:], pad, 0)]) if pad else a for a in arrays]
+        outs = [self._kernels()[kernel](*(jnp.asarray(a[i : i + b]) for a in arrays)) for i in range(0, n + pad, b)]
+        out = jax.tree_util.tree_map(lambda *xs: np.concatenate([np.asarray(x) for x in xs])[:n], *outs)
+        return out
+
+    def set_batch_size(self, n: int | None) -> None:
+        """Evaluate in batches of ``n`` plans (the population size; None: the call's own size)."""
+        self._cache["batch_size"] = None if n is None else int(n)
+
     def operate(self, sop_kva, cb_units, delta=None) -> Operation:
         """Operation of plans (re-dispatched at ``delta``; default the forecast), numpy arrays."""
         caps, cbq = self._device_inputs(sop_kva, cb_units)
         d = np.zeros((caps.shape[0], len(self.param_names))) if delta is None else np.asarray(delta, float)
-        return jax.tree_util.tree_map(np.asarray, self._kernels()["full"](caps, cbq, d))
+        return self._batched("full", np.asarray(caps), np.asarray(cbq), d)
 
     def operate_with_jacobian(self, sop_kva, cb_units):
         """Operation at the forecast and d(offset, utilization)/d(delta) at ``delta = 0``.
@@ -220,8 +235,7 @@ class AllocationModel:
             ``(Operation, jac (plan, 2, param))``: rows offset, utilization.
         """
         caps, cbq = self._device_inputs(sop_kva, cb_units)
-        op, jac = self._kernels()["lin"](caps, cbq)
-        return jax.tree_util.tree_map(np.asarray, op), np.asarray(jac)
+        return self._batched("lin", np.asarray(caps), np.asarray(cbq))
 
     def index_fun(self, sop_kva, cb_units):
         """``delta (plan, param) -> (offset, utilization) (plan, 2)`` with full re-dispatch (traceable)."""

@@ -271,6 +271,7 @@ def run_allocation_study(study: AllocationStudy, *, checkpoint: str | Path | Non
     evaluate seed 001's cases 1-3 and, if configured, the contingency cases 4-6.
     """
     t0 = time.perf_counter()
+    study.model.set_batch_size(study.ga.pop_size)  # one compiled program for populations, front and cases
     problem = AllocationProblem(study.model, study.costs, study.robustness, study.objectives)
     ga = run_nsga2(problem, study.ga, checkpoint=checkpoint, fingerprint=study.fingerprint(), progress=progress)
     t_ga = time.perf_counter() - t0
