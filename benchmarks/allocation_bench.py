@@ -67,7 +67,8 @@ def main(argv=None) -> int:
     # naive: per plan and period one runpp at that plan's net loads
     n = args.naive_plans
     kva, cb = m.space.decode(X[:n])
-    op = m.operate(kva, cb)
+    m.set_batch_size(args.pop)  # padded to the population: reuses the compiled evaluation
+    op, _ = m.operate_with_jacobian(kva, cb)
     net = m.net
     bi, bj = np.asarray(net.sop.bus_i), np.asarray(net.sop.bus_j)
     T, nb = m.day.p_load_pu.shape
