@@ -256,3 +256,15 @@ def test_seed001_full_study(tmp_path):
         c["case1_no_sop_no_cb"]["line_loss_cost"]
     assert nondominated(res.ga.F).all()
     assert math.isfinite(res.timings["total"])
+
+
+def test_forward_difference_gradient_option_agrees_with_jvp(model):
+    from sopjax.problems.allocation import EvalSettings
+
+    X = np.array([[2, 1, 1], [1, 0, 0], [3, 2, 3], [4, 0, 1]])
+    kva, cb = model.space.decode(X)
+    _, jac = model.operate_with_jacobian(kva, cb)
+    fd_model = make_model(model.net, model.space, model.day, settings=EvalSettings(gradient="fd", fd_step=1e-3))
+    op, jac_fd = fd_model.operate_with_jacobian(kva, cb)
+    assert op.offset.shape == (4,)
+    np.testing.assert_allclose(jac_fd, jac, rtol=5e-2, atol=2e-5)

@@ -24,6 +24,7 @@ Supported ``p``: 1, 2 and ``inf``.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from typing import NamedTuple
@@ -167,6 +168,26 @@ def worst_deviation(fun: Fun, f0, tol, r, p, start, *, steps: int, step: float =
     return d, gd
 
 
+@functools.lru_cache(maxsize=32)
+def _programs(fun: Fun, n_param: int, p: float, r_max: float, ascent_steps: int, dtype):
+    """The jitted nominal step and inner search of :func:`worst_case_radius` (cached per ``fun``)."""
+
+    @jax.jit
+    def nominal(tol):
+        f0, jac = jacobian_fwd(fun, jnp.zeros((tol.shape[0], n_param), dtype))
+        return f0, jac, first_order_radius(jac, tol, p, r_max=r_max)
+
+    @jax.jit
+    def search(r, f0, tol, starts):
+        def one(start):
+            return worst_deviation(fun, f0, tol, r, p, start * r[:, None], steps=ascent_steps)
+        ds, gs = jax.vmap(one, in_axes=1, out_axes=1)(starts)  # (design, start, param), (design, start)
+        k = jnp.argmax(gs, -1)
+        return jnp.take_along_axis(ds, k[:, None, None], 1)[:, 0], jnp.take_along_axis(gs, k[:, None], 1)[:, 0]
+
+    return nominal, search
+
+
 def worst_case_radius(fun: Fun, tol: Float[Array, "design objective"], n_param: int, *, p: float = 2.0,
                       r_max: float = 4.0, bisection_steps: int = 10, ascent_steps: int = 4,
                       dtype=jnp.float64) -> RadiusResult:
@@ -192,23 +213,10 @@ def worst_case_radius(fun: Fun, tol: Float[Array, "design objective"], n_param: 
     """
     tol = jnp.asarray(tol, dtype)
     n_d = tol.shape[0]
-
-    @jax.jit
-    def nominal(tol):
-        f0, jac = jacobian_fwd(fun, jnp.zeros((n_d, n_param), dtype))
-        return f0, jac, first_order_radius(jac, tol, p, r_max=r_max)
-
+    nominal, search = _programs(fun, n_param, float(p), float(r_max), int(ascent_steps), jnp.dtype(dtype))
     f0, jac, r1 = nominal(tol)
     dirs = _steepest(jac, p)  # (design, objective, param)
     starts = jnp.concatenate([dirs, -dirs], 1)  # (design, 2F, param)
-
-    @jax.jit
-    def search(r, f0, tol, starts):
-        def one(start):
-            return worst_deviation(fun, f0, tol, r, p, start * r[:, None], steps=ascent_steps)
-        ds, gs = jax.vmap(one, in_axes=1, out_axes=1)(starts)  # (design, start, param), (design, start)
-        k = jnp.argmax(gs, -1)
-        return jnp.take_along_axis(ds, k[:, None, None], 1)[:, 0], jnp.take_along_axis(gs, k[:, None], 1)[:, 0]
 
     hi = jnp.full((n_d,), r_max, dtype)
     wd, wg = search(hi, f0, tol, starts)

@@ -10,7 +10,7 @@ The library reads no files: ``sopjax allocate CONFIG.toml`` parses the TOML and 
                      latitude_deg, day_of_year, pv_peak_frac
     [allocation.sop] candidates = [[12, 22], ...] (required), module_kva, max_modules, loss
     [allocation.capacitors] buses, unit_kvar, max_units, on_threshold, max_switching
-    [operation]      v_min_pu, v_max_pu, dispatch_tol, dispatch_max_iter
+    [operation]      v_min_pu, v_max_pu, dispatch_tol, dispatch_max_iter, gradient, fd_step
     [indices]        offset_norm
     [costs]          CostModel fields and AllocationCosts fields (one flat table)
     [robustness]     RobustnessSettings fields, refine_front
@@ -56,7 +56,7 @@ _SECTIONS = {
     "network": {"case", "pv", "v_slack_pu"},
     "profiles": {"periods", "load", "pv", "latitude_deg", "day_of_year", "pv_peak_frac"},
     "allocation": {"sop", "capacitors"},
-    "operation": {"v_min_pu", "v_max_pu", "dispatch_tol", "dispatch_max_iter"},
+    "operation": {"v_min_pu", "v_max_pu", "dispatch_tol", "dispatch_max_iter", "gradient", "fd_step"},
     "indices": {"offset_norm"},
     "costs": _COST_FIELDS | _ALLOC_COST_FIELDS,
     "robustness": _ROB_FIELDS | {"refine_front"},
@@ -271,6 +271,7 @@ def run_allocation_study(study: AllocationStudy, *, checkpoint: str | Path | Non
     evaluate seed 001's cases 1-3 and, if configured, the contingency cases 4-6.
     """
     t0 = time.perf_counter()
+    study.model.set_batch_size(study.ga.pop_size)  # one compiled program for populations, front and cases
     problem = AllocationProblem(study.model, study.costs, study.robustness, study.objectives)
     ga = run_nsga2(problem, study.ga, checkpoint=checkpoint, fingerprint=study.fingerprint(), progress=progress)
     t_ga = time.perf_counter() - t0
