@@ -166,20 +166,32 @@ def test_plan_config_runs(data):
 
 def _parsers():
     """subcommand -> (configs, entry point name, the parse, the tiny-run forcing); imported lazily."""
+    from sopjax.datasets import dataset_from_config as dataset
     from sopjax.montecarlo.study import study_from_config as montecarlo
+    from sopjax.problems.allocation.study import study_from_config as allocate
     from sopjax.problems.planning.study import study_from_config as plan
     from sopjax.problems.restoration.study import study_from_config as restore
+    from sopjax.surrogates.study import parse_train_config as train
     from sopjax.sweeps.config import spec_from_config as sweep
+
+    def parse_only(cfg: dict, desc: str) -> dict:  # these parses build no batch; nothing to shrink
+        return cfg
 
     return {
         "montecarlo": (["ieee33_restoration_mc.toml"], "study_from_config", montecarlo, _tiny_mc),
         "sweep": (SWEEPS, "spec_from_config", sweep, _tiny_sweep),
         "restore": (["ieee33_restoration.toml"], "study_from_config", restore, _tiny_restore),
         "plan": (PLANS, "study_from_config", plan, _tiny_plan),
+        "allocate": (["seed001_allocation.toml"], "study_from_config", allocate, parse_only),
+        "dataset": (["ieee33_dataset.toml", "ieee69_dataset.toml"], "dataset_from_config", dataset, parse_only),
+        "train": (TRAINS, "parse_train_config", train, parse_only),
     }
 
 
-@pytest.mark.parametrize("command", ["montecarlo", "sweep", "restore", "plan"])
+TRAINS = sorted(p.name for p in (Path(__file__).parents[1] / "configs").glob("ieee33_train_*.toml"))
+
+
+@pytest.mark.parametrize("command", ["montecarlo", "sweep", "restore", "plan", "allocate", "dataset", "train"])
 @_examples(N_PARSE)
 @given(data=st.data())
 def test_config_validation(command, data):
