@@ -298,9 +298,26 @@ CLI = {
                 ["--samples", "--time-limit"]),
     "plan": (["plan", str(Path(__file__).parents[1] / "configs/ieee33_planning.toml"), "--json"],
              ["--time-limit", "--validation-samples", "--out"]),
+    "allocate": (["allocate", str(Path(__file__).parents[1] / "configs/seed001_allocation.toml"), "--json",
+                  "--no-progress", "--pop-size", "4", "--generations", "1", "--no-contingency"],
+                 ["--pop-size", "--generations", "--out", "--plot", "--checkpoint"]),
+    "dataset": (["dataset", str(Path(__file__).parents[1] / "configs/ieee33_dataset.toml"), "--out",
+                 str(Path(tempfile.gettempdir()) / f"sopjax-fuzz-{os.getpid()}" / "d.zarr"), "--parents", "--samples", "4",
+                 "--no-progress"], ["--samples", "--out"]),
+    # train: a dataset that does not exist, so that no value ever starts training; its options are
+    # parsed (and refused) before the dataset is opened
+    "train": (["train", str(Path(__file__).parents[1] / "configs/ieee33_train_mlp.toml"), "--quiet", "--steps", "1"],
+              ["--steps"]),
 }
 #: subcommands whose valid option values start an expensive run: only their refusals are exercised
-REFUSAL_ONLY = {"sweep", "reconfigure", "restore", "plan"}
+REFUSAL_ONLY = {"sweep", "reconfigure", "restore", "plan", "allocate", "dataset", "train"}
+#: --scheduler values (scheduler options of montecarlo and sweep); none starts a Dask cluster
+SCHEDULER_VALUES = ("", "nonsense", "tcp://127.0.0.1:1", "local:0", "local:-1", "local:x", "local", "/",
+                    "host:99999", "tcp://:8786")
+CLI["montecarlo"][1].extend(["--scheduler", "--scheduler-timeout"])
+CLI["sweep"][1].extend(["--scheduler", "--scheduler-timeout"])
+for _command in ("montecarlo", "sweep"):
+    CLI[_command][0].extend(["--scheduler-timeout", "1"])
 
 
 def _replace_option(argv: list[str], option: str, value: str) -> list[str]:
@@ -317,7 +334,7 @@ def _replace_option(argv: list[str], option: str, value: str) -> list[str]:
 def test_cli_option_mutations(data, command):
     base, options = CLI[command]
     option = data.draw(st.sampled_from(options))
-    value = data.draw(st.sampled_from(BAD_OPTION_VALUES))
+    value = data.draw(st.sampled_from(SCHEDULER_VALUES if option == "--scheduler" else BAD_OPTION_VALUES))
     argv = _replace_option(base, option, value)
     must_refuse = _refused_by_validation(command, option, value)
     if command in REFUSAL_ONLY and not must_refuse:
@@ -332,8 +349,10 @@ def _refused_by_validation(command: str, option: str, value: str) -> bool:
     option's range, or an --out path that breaks the output rule."""
     import math
 
-    if option == "--out":  # no value of BAD_OPTION_VALUES is a writable .nc path
-        return True
+    if option in ("--out", "--plot", "--checkpoint"):  # no value of BAD_OPTION_VALUES is a writable path
+        return True                                     # with the suffix these options require
+    if option == "--scheduler":  # only "" (in-process) is valid; none of the others reaches a scheduler
+        return value != ""
     try:
         x = float(value)
     except ValueError:
@@ -342,8 +361,12 @@ def _refused_by_validation(command: str, option: str, value: str) -> bool:
         return not (value.isdigit() and 1 <= int(value) <= 37)
     if not math.isfinite(x):
         return True
-    if option in ("--samples",):
+    if option in ("--samples", "--generations", "--steps"):
         return x < 1 or x != int(x) or x > 1e9
+    if option == "--pop-size":
+        return x < 4 or x != int(x) or x > 1e9
+    if option == "--scheduler-timeout":
+        return x <= 0
     if option == "--time-limit":
         return x <= 0
     if option == "--gap":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from sopjax.cli.common import positive_int
 from sopjax.cli.outputs import add_output_options
 
 
@@ -20,7 +21,7 @@ def register(sub) -> None:
     p.add_argument("--out", metavar="DIR.zarr", required=True, help="zarr store to create, resume or grow "
                    "(an existing path must be a sopjax dataset store)")
     add_output_options(p)
-    p.add_argument("--samples", type=int, metavar="N", help="override [dataset] samples")
+    p.add_argument("--samples", type=positive_int, metavar="N", help="override [dataset] samples")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 

@@ -115,6 +115,8 @@ def output_lock(path: str | os.PathLike | None, *, what: str = "--out") -> Itera
             who = f"pid {owner[0]} on {owner[1]}" if owner else "an unknown process"
             raise SopjaxError(f"{what} {path} is being written by another run ({who}; lock file {lock}); "
                               "wait for it, or delete the lock file if no run is active") from None
+        except OSError as e:  # a missing or unwritable directory
+            raise SopjaxError(f"{what} {path}: cannot create the lock file {lock}: {e.strerror}") from None
         with os.fdopen(fd, "w") as fh:
             fh.write(f"{os.getpid()} {host}\n")
         break

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from sopjax.cli.common import positive_int
 from sopjax.cli.outputs import add_output_options
 
 
@@ -16,7 +17,7 @@ def register(sub) -> None:
         "test and out-of-distribution splits (and on the extra datasets of [evaluate]). See docs/surrogates.md.",
     )
     p.add_argument("config", metavar="CONFIG.toml", help="train config (see configs/ieee33_train_gnn.toml)")
-    p.add_argument("--steps", type=int, metavar="N", help="override [training] steps")
+    p.add_argument("--steps", type=positive_int, metavar="N", help="override [training] steps")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.add_argument("--quiet", action="store_true", help="no per-validation lines and no progress bar")
     add_output_options(p)  # they apply to [output] checkpoint (its .eqx and .json files)

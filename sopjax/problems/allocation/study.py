@@ -101,6 +101,8 @@ def _section(cfg: Mapping, name: str) -> dict:
 def _make(cls, where: str, values: Mapping, **fixed):
     try:
         return cls(**values, **fixed)
+    except ConfigError:
+        raise
     except (TypeError, ValueError, OverflowError) as e:
         raise ConfigError(f"{where}: {e}") from None
 
