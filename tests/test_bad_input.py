@@ -14,6 +14,7 @@ import contextlib
 import dataclasses
 import io
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -462,3 +463,27 @@ def test_sweep_fallback_only_for_a_too_small_sop():
     spec = dataclasses.replace(spec, restoration=dataclasses.replace(spec.restoration, strategies=tuple(bad)))
     with pytest.raises(StrategyError, match=r"U_set = 1.5 p.u. at bus 8 is outside the bus limits"):
         run_sweep(spec)
+
+
+def test_allocation_config_conversion_names_the_key():
+    """Issue 18 (follow-up): allocate's dataclasses converted with int()/float(); ``pop_size = ""`` ended
+    in a ValueError traceback, ``dr_buses = -inf`` in a TypeError."""
+    from sopjax.errors import ConfigError
+    from sopjax.problems.allocation.study import study_from_config
+
+    for section, key, value in (("ga", "pop_size", ""), ("contingency", "dr_buses", -math.inf),
+                                ("costs", "purchase_price_per_kwh", "cheap"), ("robustness", "tolerance", [1, "x"])):
+        cfg = load_config("seed001_allocation.toml")
+        cfg[section][key] = value
+        with pytest.raises(ConfigError, match=rf"{section}\.{key}"):
+            study_from_config(cfg)
+
+
+def test_malformed_scheduler_address_refused_before_a_client():
+    """``--scheduler nonsense`` made a Dask client that printed a traceback when collected."""
+    from sopjax.errors import ConfigError
+    from sopjax.scaleout.executor import make_executor
+
+    for address in ("nonsense", "/", "host:99999", "tcp://:8786"):
+        with pytest.raises(ConfigError, match="write a scheduler address as tcp://HOST:PORT"):
+            make_executor(address, timeout_s=1)
