@@ -14,6 +14,7 @@ import contextlib
 import dataclasses
 import io
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -166,20 +167,32 @@ def test_plan_config_runs(data):
 
 def _parsers():
     """subcommand -> (configs, entry point name, the parse, the tiny-run forcing); imported lazily."""
+    from sopjax.datasets import dataset_from_config as dataset
     from sopjax.montecarlo.study import study_from_config as montecarlo
+    from sopjax.problems.allocation.study import study_from_config as allocate
     from sopjax.problems.planning.study import study_from_config as plan
     from sopjax.problems.restoration.study import study_from_config as restore
+    from sopjax.surrogates.study import parse_train_config as train
     from sopjax.sweeps.config import spec_from_config as sweep
+
+    def parse_only(cfg: dict, desc: str) -> dict:  # these parses build no batch; nothing to shrink
+        return cfg
 
     return {
         "montecarlo": (["ieee33_restoration_mc.toml"], "study_from_config", montecarlo, _tiny_mc),
         "sweep": (SWEEPS, "spec_from_config", sweep, _tiny_sweep),
         "restore": (["ieee33_restoration.toml"], "study_from_config", restore, _tiny_restore),
         "plan": (PLANS, "study_from_config", plan, _tiny_plan),
+        "allocate": (["seed001_allocation.toml"], "study_from_config", allocate, parse_only),
+        "dataset": (["ieee33_dataset.toml", "ieee69_dataset.toml"], "dataset_from_config", dataset, parse_only),
+        "train": (TRAINS, "parse_train_config", train, parse_only),
     }
 
 
-@pytest.mark.parametrize("command", ["montecarlo", "sweep", "restore", "plan"])
+TRAINS = sorted(p.name for p in (Path(__file__).parents[1] / "configs").glob("ieee33_train_*.toml"))
+
+
+@pytest.mark.parametrize("command", ["montecarlo", "sweep", "restore", "plan", "allocate", "dataset", "train"])
 @_examples(N_PARSE)
 @given(data=st.data())
 def test_config_validation(command, data):
@@ -286,9 +299,26 @@ CLI = {
                 ["--samples", "--time-limit"]),
     "plan": (["plan", str(Path(__file__).parents[1] / "configs/ieee33_planning.toml"), "--json"],
              ["--time-limit", "--validation-samples", "--out"]),
+    "allocate": (["allocate", str(Path(__file__).parents[1] / "configs/seed001_allocation.toml"), "--json",
+                  "--no-progress", "--pop-size", "4", "--generations", "1", "--no-contingency"],
+                 ["--pop-size", "--generations", "--out", "--plot", "--checkpoint"]),
+    "dataset": (["dataset", str(Path(__file__).parents[1] / "configs/ieee33_dataset.toml"), "--out",
+                 str(Path(tempfile.gettempdir()) / f"sopjax-fuzz-{os.getpid()}" / "d.zarr"), "--parents", "--samples", "4",
+                 "--no-progress"], ["--samples", "--out"]),
+    # train: a dataset that does not exist, so that no value ever starts training; its options are
+    # parsed (and refused) before the dataset is opened
+    "train": (["train", str(Path(__file__).parents[1] / "configs/ieee33_train_mlp.toml"), "--quiet", "--steps", "1"],
+              ["--steps"]),
 }
 #: subcommands whose valid option values start an expensive run: only their refusals are exercised
-REFUSAL_ONLY = {"sweep", "reconfigure", "restore", "plan"}
+REFUSAL_ONLY = {"sweep", "reconfigure", "restore", "plan", "allocate", "dataset", "train"}
+#: --scheduler values (scheduler options of montecarlo and sweep); none starts a Dask cluster
+SCHEDULER_VALUES = ("", "nonsense", "tcp://127.0.0.1:1", "local:0", "local:-1", "local:x", "local", "/",
+                    "host:99999", "tcp://:8786")
+CLI["montecarlo"][1].extend(["--scheduler", "--scheduler-timeout"])
+CLI["sweep"][1].extend(["--scheduler", "--scheduler-timeout"])
+for _command in ("montecarlo", "sweep"):
+    CLI[_command][0].extend(["--scheduler-timeout", "1"])
 
 
 def _replace_option(argv: list[str], option: str, value: str) -> list[str]:
@@ -305,7 +335,7 @@ def _replace_option(argv: list[str], option: str, value: str) -> list[str]:
 def test_cli_option_mutations(data, command):
     base, options = CLI[command]
     option = data.draw(st.sampled_from(options))
-    value = data.draw(st.sampled_from(BAD_OPTION_VALUES))
+    value = data.draw(st.sampled_from(SCHEDULER_VALUES if option == "--scheduler" else BAD_OPTION_VALUES))
     argv = _replace_option(base, option, value)
     must_refuse = _refused_by_validation(command, option, value)
     if command in REFUSAL_ONLY and not must_refuse:
@@ -320,8 +350,10 @@ def _refused_by_validation(command: str, option: str, value: str) -> bool:
     option's range, or an --out path that breaks the output rule."""
     import math
 
-    if option == "--out":  # no value of BAD_OPTION_VALUES is a writable .nc path
-        return True
+    if option in ("--out", "--plot", "--checkpoint"):  # no value of BAD_OPTION_VALUES is a writable path
+        return True                                     # with the suffix these options require
+    if option == "--scheduler":  # only "" (in-process) is valid; none of the others reaches a scheduler
+        return value != ""
     try:
         x = float(value)
     except ValueError:
@@ -330,8 +362,12 @@ def _refused_by_validation(command: str, option: str, value: str) -> bool:
         return not (value.isdigit() and 1 <= int(value) <= 37)
     if not math.isfinite(x):
         return True
-    if option in ("--samples",):
+    if option in ("--samples", "--generations", "--steps"):
         return x < 1 or x != int(x) or x > 1e9
+    if option == "--pop-size":
+        return x < 4 or x != int(x) or x > 1e9
+    if option == "--scheduler-timeout":
+        return x <= 0
     if option == "--time-limit":
         return x <= 0
     if option == "--gap":
@@ -427,3 +463,27 @@ def test_sweep_fallback_only_for_a_too_small_sop():
     spec = dataclasses.replace(spec, restoration=dataclasses.replace(spec.restoration, strategies=tuple(bad)))
     with pytest.raises(StrategyError, match=r"U_set = 1.5 p.u. at bus 8 is outside the bus limits"):
         run_sweep(spec)
+
+
+def test_allocation_config_conversion_names_the_key():
+    """Issue 18 (follow-up): allocate's dataclasses converted with int()/float(); ``pop_size = ""`` ended
+    in a ValueError traceback, ``dr_buses = -inf`` in a TypeError."""
+    from sopjax.errors import ConfigError
+    from sopjax.problems.allocation.study import study_from_config
+
+    for section, key, value in (("ga", "pop_size", ""), ("contingency", "dr_buses", -math.inf),
+                                ("costs", "purchase_price_per_kwh", "cheap"), ("robustness", "tolerance", [1, "x"])):
+        cfg = load_config("seed001_allocation.toml")
+        cfg[section][key] = value
+        with pytest.raises(ConfigError, match=rf"{section}\.{key}"):
+            study_from_config(cfg)
+
+
+def test_malformed_scheduler_address_refused_before_a_client():
+    """``--scheduler nonsense`` made a Dask client that printed a traceback when collected."""
+    from sopjax.errors import ConfigError
+    from sopjax.scaleout.executor import make_executor
+
+    for address in ("nonsense", "/", "host:99999", "tcp://:8786"):
+        with pytest.raises(ConfigError, match="write a scheduler address as tcp://HOST:PORT"):
+            make_executor(address, timeout_s=1)

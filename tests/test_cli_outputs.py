@@ -110,3 +110,67 @@ def test_lock_refuses_in_process(tmp_path):
                 pass
     with output_lock(tmp_path / "a.nc"):  # released
         pass
+
+
+# --- allocate, dataset, train (merged after the rule; the same rule through the same module) ----
+
+
+def _train_config(tmp_path, checkpoint) -> str:
+    cfg = tmp_path / "train.toml"
+    cfg.write_text(f'[data]\ndataset = "{tmp_path / "missing.zarr"}"\n[model]\nkind = "mlp"\n'
+                   f'[output]\ncheckpoint = "{checkpoint}"\n')
+    return str(cfg)
+
+
+def test_allocate_output_rule(tmp_path, capsys):
+    out = tmp_path / "front.nc"
+    out.write_text("keep me")
+    missing = str(tmp_path / "missing.toml")
+    assert "exists; give --overwrite" in _err(["allocate", missing, "--out", str(out)], capsys)
+    assert out.read_text() == "keep me"
+    deep = tmp_path / "new" / "front.nc"
+    assert "does not exist; give --parents" in _err(["allocate", missing, "--out", str(deep)], capsys)
+    assert "missing.toml" in _err(["allocate", missing, "--out", str(deep), "--parents"], capsys)
+    with output_lock(tmp_path / "f2.nc"):
+        assert "being written by another run" in _err(["allocate", missing, "--out", str(tmp_path / "f2.nc")],
+                                                      capsys)
+    with output_lock(tmp_path / "ga.pkl"):  # the GA checkpoint is locked too
+        err = _err(["allocate", missing, "--checkpoint", str(tmp_path / "ga.pkl")], capsys)
+        assert "--checkpoint" in err and "being written by another run" in err
+
+
+def test_dataset_output_rule(tmp_path, capsys):
+    missing = str(tmp_path / "missing.toml")
+    not_store = tmp_path / "mine.zarr"
+    not_store.mkdir()
+    (not_store / "notes.txt").write_text("precious")
+    assert "not a zarr store" in _err(["dataset", missing, "--out", str(not_store)], capsys)
+    fake = tmp_path / "fake.zarr"  # a zarr group, but no sopjax dataset store
+    import zarr
+
+    zarr.open_group(str(fake), mode="w")
+    assert "not a sopjax dataset store" in _err(["dataset", missing, "--out", str(fake)], capsys)
+    assert (not_store / "notes.txt").read_text() == "precious"
+    deep = tmp_path / "new" / "d.zarr"
+    assert "does not exist; give --parents" in _err(["dataset", missing, "--out", str(deep)], capsys)
+    assert "missing.toml" in _err(["dataset", missing, "--out", str(deep), "--parents"], capsys)
+    assert "must end in .zarr" in _err(["dataset", missing, "--out", str(tmp_path / "d.nc")], capsys)
+    with output_lock(tmp_path / "d.zarr"):
+        assert "being written by another run" in _err(["dataset", missing, "--out", str(tmp_path / "d.zarr")],
+                                                      capsys)
+
+
+def test_train_output_rule(tmp_path, capsys):
+    ckpt = tmp_path / "model"
+    (tmp_path / "model.eqx").write_text("keep me")
+    err = _err(["train", _train_config(tmp_path, ckpt)], capsys)
+    assert "[output] checkpoint" in err and "exists; give --overwrite" in err
+    assert (tmp_path / "model.eqx").read_text() == "keep me"
+    deep = tmp_path / "new" / "model"
+    err = _err(["train", _train_config(tmp_path, deep)], capsys)
+    assert "does not exist; give --parents" in err and not deep.parent.exists()
+    err = _err(["train", _train_config(tmp_path, deep), "--parents"], capsys)  # then the missing dataset
+    assert "missing.zarr" in err and deep.parent.is_dir()
+    with output_lock(tmp_path / "other.eqx"):
+        err = _err(["train", _train_config(tmp_path, tmp_path / "other")], capsys)
+        assert "being written by another run" in err

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from sopjax.cli.common import positive_int
+from sopjax.cli.outputs import add_output_options
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -17,11 +20,13 @@ def register(sub) -> None:
         "and docs/allocation.md.",
     )
     p.add_argument("config", metavar="CONFIG.toml", help="allocation config (see configs/seed001_allocation.toml)")
-    p.add_argument("--out", metavar="FILE.nc", help="write the front as netCDF (.nc) or zarr (other suffix)")
+    p.add_argument("--out", metavar="FILE.nc", help="write the front as netCDF (.nc) or zarr (.zarr)")
+    add_output_options(p)
     p.add_argument("--plot", metavar="FILE.png", help="write the Pareto-front projections")
-    p.add_argument("--checkpoint", metavar="FILE.pkl", help="resumable GA checkpoint (continues if it exists)")
-    p.add_argument("--pop-size", type=int, metavar="N", help="population size (overrides ga.pop_size)")
-    p.add_argument("--generations", type=int, metavar="N", help="generations (overrides ga.generations)")
+    p.add_argument("--checkpoint", metavar="FILE.pkl", help="resumable GA checkpoint (continues if it exists; "
+                   "--parents applies to it)")
+    p.add_argument("--pop-size", type=positive_int, metavar="N", help="population size (overrides ga.pop_size)")
+    p.add_argument("--generations", type=positive_int, metavar="N", help="generations (overrides ga.generations)")
     p.add_argument("--no-contingency", action="store_true", help="skip the contingency stage")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -61,15 +66,35 @@ def format_report(d: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    import contextlib
+
+    from sopjax.cli.common import read_toml
+    from sopjax.cli.outputs import check_output, output_lock
+    from sopjax.errors import ConfigError
+
+    if args.out is not None:
+        check_output(args.out, overwrite=args.overwrite, parents=args.parents, suffixes=(".nc", ".zarr"))
+    if args.plot is not None:
+        check_output(args.plot, overwrite=args.overwrite, parents=args.parents, suffixes=(".png",), what="--plot")
+    if args.checkpoint is not None:  # an existing checkpoint is resumed (no --overwrite needed)
+        check_output(args.checkpoint, overwrite=True, parents=args.parents, suffixes=(".pkl",),
+                     what="--checkpoint")
+    with contextlib.ExitStack() as stack:  # taken before any work: a second run on this --out is refused
+        stack.enter_context(output_lock(args.out))
+        stack.enter_context(output_lock(args.checkpoint, what="--checkpoint"))
+        return _run(args, read_toml(args.config, ConfigError))
+
+
+def _run(args: argparse.Namespace, cfg: dict) -> int:
     import sys
 
-    from sopjax.cli.common import print_json, read_toml
-    from sopjax.errors import ConfigError
+    from sopjax.cli.common import print_json
     from sopjax.problems.allocation.results import plot_front, to_dataset, write_dataset
     from sopjax.problems.allocation.study import run_allocation_study, study_from_config
 
-    cfg = read_toml(args.config, ConfigError)
-    ga = dict(cfg.get("ga", {}))
+    from sopjax.config import table
+
+    ga = dict(table(cfg.get("ga", {}), "[ga]"))
     if args.pop_size is not None:
         ga["pop_size"] = args.pop_size
     if args.generations is not None:

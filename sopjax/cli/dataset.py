@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from sopjax.cli.common import positive_int
+from sopjax.cli.outputs import add_output_options
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -15,22 +18,35 @@ def register(sub) -> None:
         "'samples' grows the store. See docs/surrogates.md.",
     )
     p.add_argument("config", metavar="CONFIG.toml", help="dataset config (see configs/ieee33_dataset.toml)")
-    p.add_argument("--out", metavar="DIR.zarr", required=True, help="zarr store to create, resume or grow")
-    p.add_argument("--samples", type=int, metavar="N", help="override [dataset] samples")
+    p.add_argument("--out", metavar="DIR.zarr", required=True, help="zarr store to create, resume or grow "
+                   "(an existing path must be a sopjax dataset store)")
+    add_output_options(p)
+    p.add_argument("--samples", type=positive_int, metavar="N", help="override [dataset] samples")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from sopjax.cli.common import read_toml
+    from sopjax.cli.outputs import check_output, output_lock
+    from sopjax.config import ConfigError
+    from sopjax.datasets import open_store
+
+    # the output rule, except that an existing store is resumed or grown (no --overwrite needed)
+    out = check_output(args.out, overwrite=True, parents=args.parents, suffixes=(".zarr",))
+    with output_lock(out):  # taken before any work: two runs on one store would corrupt it
+        if out.exists() or out.is_symlink():
+            open_store(out)  # refuses a path that is not a sopjax dataset store
+        return _run(args, read_toml(args.config, ConfigError))
+
+
+def _run(args: argparse.Namespace, cfg: dict) -> int:
     import dataclasses
 
     import numpy as np
 
-    from sopjax.cli.common import read_toml
-    from sopjax.config import ConfigError
     from sopjax.datasets import DatasetSpec, build_dataset, dataset_from_config, open_store
 
-    cfg = read_toml(args.config, ConfigError)
     net, spec, attrs = dataset_from_config(cfg)
     if args.samples is not None:
         spec = DatasetSpec(**{**dataclasses.asdict(spec), "samples": args.samples})

@@ -40,7 +40,7 @@ def is_zarr_store(path: Path) -> bool:
 
 
 def check_output(path: str | os.PathLike, *, overwrite: bool, parents: bool,
-                 suffixes: Sequence[str] = (".nc",)) -> Path:
+                 suffixes: Sequence[str] = (".nc",), what: str = "--out") -> Path:
     """Apply the output rule to ``path`` before any work starts.
 
     Args:
@@ -48,6 +48,7 @@ def check_output(path: str | os.PathLike, *, overwrite: bool, parents: bool,
         overwrite: ``--overwrite`` was given.
         parents: ``--parents`` was given (missing parent directories are created here).
         suffixes: the allowed suffixes (lower case).
+        what: how the path is named in messages (``--out``, ``[output] checkpoint``).
 
     Returns:
         The path.
@@ -57,24 +58,24 @@ def check_output(path: str | os.PathLike, *, overwrite: bool, parents: bool,
     """
     path = Path(path)
     if path.suffix.lower() not in suffixes:
-        raise SopjaxError(f"--out {path}: the name must end in {' or '.join(suffixes)}")
+        raise SopjaxError(f"{what} {path}: the name must end in {' or '.join(suffixes)}")
     if path.exists() or path.is_symlink():
         if not overwrite:
-            raise SopjaxError(f"--out {path} exists; give --overwrite to replace it")
+            raise SopjaxError(f"{what} {path} exists; give --overwrite to replace it")
         if path.is_dir() and not (path.suffix.lower() == ".zarr" and is_zarr_store(path)):
-            raise SopjaxError(f"--out {path} is a directory that is not a zarr store; refusing to replace it")
+            raise SopjaxError(f"{what} {path} is a directory that is not a zarr store; refusing to replace it")
     parent = path.parent
     if not parent.exists():
         if not parents:
-            raise SopjaxError(f"--out {path}: directory {parent} does not exist; give --parents to create it")
+            raise SopjaxError(f"{what} {path}: directory {parent} does not exist; give --parents to create it")
         try:
             parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            raise SopjaxError(f"--out {path}: cannot create {parent}: {e.strerror}") from None
+            raise SopjaxError(f"{what} {path}: cannot create {parent}: {e.strerror}") from None
     if not parent.is_dir():
-        raise SopjaxError(f"--out {path}: {parent} is not a directory")
+        raise SopjaxError(f"{what} {path}: {parent} is not a directory")
     if not os.access(parent, os.W_OK | os.X_OK):
-        raise SopjaxError(f"--out {path}: directory {parent} is not writable")
+        raise SopjaxError(f"{what} {path}: directory {parent} is not writable")
     return path
 
 
@@ -89,8 +90,10 @@ def _alive(pid: int) -> bool:
 
 
 @contextlib.contextmanager
-def output_lock(path: str | os.PathLike | None) -> Iterator[Path | None]:
+def output_lock(path: str | os.PathLike | None, *, what: str = "--out") -> Iterator[Path | None]:
     """Hold ``<path>.lock`` while a run writes ``path`` (and its checkpoint); no-op when ``path`` is None.
+
+    ``what`` names the path in messages (``--out``, ``[output] checkpoint``).
 
     Raises:
         SopjaxError: another live run holds the lock (its pid and host named).
@@ -110,13 +113,15 @@ def output_lock(path: str | os.PathLike | None) -> Iterator[Path | None]:
                     lock.unlink()  # stale: its process is gone
                 continue
             who = f"pid {owner[0]} on {owner[1]}" if owner else "an unknown process"
-            raise SopjaxError(f"--out {path} is being written by another run ({who}; lock file {lock}); "
+            raise SopjaxError(f"{what} {path} is being written by another run ({who}; lock file {lock}); "
                               "wait for it, or delete the lock file if no run is active") from None
+        except OSError as e:  # a missing or unwritable directory
+            raise SopjaxError(f"{what} {path}: cannot create the lock file {lock}: {e.strerror}") from None
         with os.fdopen(fd, "w") as fh:
             fh.write(f"{os.getpid()} {host}\n")
         break
     else:
-        raise SopjaxError(f"--out {path}: cannot take the lock file {lock}")
+        raise SopjaxError(f"{what} {path}: cannot take the lock file {lock}")
     try:
         yield lock
     finally:

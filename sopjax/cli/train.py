@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from sopjax.cli.common import positive_int
+from sopjax.cli.outputs import add_output_options
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -14,9 +17,10 @@ def register(sub) -> None:
         "test and out-of-distribution splits (and on the extra datasets of [evaluate]). See docs/surrogates.md.",
     )
     p.add_argument("config", metavar="CONFIG.toml", help="train config (see configs/ieee33_train_gnn.toml)")
-    p.add_argument("--steps", type=int, metavar="N", help="override [training] steps")
+    p.add_argument("--steps", type=positive_int, metavar="N", help="override [training] steps")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.add_argument("--quiet", action="store_true", help="no per-validation lines and no progress bar")
+    add_output_options(p)  # they apply to [output] checkpoint (its .eqx and .json files)
     p.set_defaults(func=run)
 
 
@@ -43,13 +47,28 @@ def _table(metrics: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sopjax.cli.common import print_json, read_toml
-    from sopjax.config import ConfigError
-    from sopjax.surrogates import train_from_config
+    from sopjax.cli.common import read_toml
+    from sopjax.cli.outputs import check_output, output_lock
+    from sopjax.config import ConfigError, table
+    from sopjax.surrogates.checkpoint import files
+    from sopjax.surrogates.study import parse_train_config
 
     cfg = read_toml(args.config, ConfigError)
     if args.steps is not None:
-        cfg = {**cfg, "training": {**cfg.get("training", {}), "steps": args.steps}}
+        training = table(cfg.get("training", {}), "[training]")
+        cfg = {**cfg, "training": {**training, "steps": args.steps}}
+    what = "[output] checkpoint"
+    weights, header = files(parse_train_config(cfg)["checkpoint"])
+    check_output(weights, overwrite=args.overwrite, parents=args.parents, suffixes=(".eqx",), what=what)
+    check_output(header, overwrite=args.overwrite, parents=args.parents, suffixes=(".json",), what=what)
+    with output_lock(weights, what=what):  # taken before any work: a second run on it is refused
+        return _run(args, cfg)
+
+
+def _run(args: argparse.Namespace, cfg: dict) -> int:
+    from sopjax.cli.common import print_json
+    from sopjax.surrogates import train_from_config
+
     log = None if args.quiet else (lambda s: print("  " + s, flush=True))
     res = train_from_config(cfg, progress=False if args.quiet else None, log=log)
     if args.json:

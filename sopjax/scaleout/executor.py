@@ -83,10 +83,29 @@ def make_executor(scheduler: Any = None, *, timeout_s: float = DEFAULT_CONNECT_T
     if isinstance(scheduler, str):
         if scheduler.startswith("local:") or scheduler == "local":
             return DaskExecutor.local(_local_workers(scheduler))
+        _check_address(scheduler)
         return DaskExecutor.connect(scheduler, timeout_s=timeout_s)
     if hasattr(scheduler, "submit") and hasattr(scheduler, "scheduler_info"):
         return DaskExecutor(scheduler, owned=False)
     raise ConfigError(f"scheduler must be an address, 'local:N', a dask Client or None, got {scheduler!r}")
+
+
+def _check_address(address: str) -> None:
+    """Refuse a TCP/TLS scheduler address without a host and a port (checked before a Dask client
+    exists: a client whose address fails to parse prints a traceback when it is collected)."""
+    from urllib.parse import urlsplit
+
+    text = address if "://" in address else "tcp://" + address
+    scheme = text.partition("://")[0]
+    if scheme not in ("tcp", "tls"):
+        return
+    try:
+        parts = urlsplit(text)
+        ok = bool(parts.hostname) and parts.port is not None
+    except ValueError:  # a port that is not a number or out of range
+        ok = False
+    if not ok:
+        raise ConfigError(f"scheduler {address!r}: write a scheduler address as tcp://HOST:PORT, or local:N")
 
 
 def _local_workers(text: str) -> int:

@@ -15,12 +15,13 @@ import equinox as eqx
 
 from sopjax.surrogates.errors import SurrogateError
 
-__all__ = ["load", "save"]
+__all__ = ["files", "load", "save"]
 
 FORMAT = "sopjax-surrogate-1"
 
 
-def _paths(path) -> tuple[Path, Path]:
+def files(path) -> tuple[Path, Path]:
+    """The ``(weights .eqx, header .json)`` files of the checkpoint ``path`` (with or without a suffix)."""
     p = Path(path)
     base = p.with_suffix("") if p.suffix in (".eqx", ".json") else p
     return base.with_name(base.name + ".eqx"), base.with_name(base.name + ".json")
@@ -32,7 +33,7 @@ def save(path, kind: str, model: eqx.Module, config: dict, extra: dict | None = 
     Returns:
         the ``.eqx`` path.
     """
-    w, h = _paths(path)
+    w, h = files(path)
     w.parent.mkdir(parents=True, exist_ok=True)
     eqx.tree_serialise_leaves(w, model)
     h.write_text(
@@ -57,7 +58,7 @@ def load(path, skeleton_fn, *, kind: str | None = None) -> tuple[eqx.Module, dic
     Raises:
         SurrogateError: missing files, another format or kind, weights that do not fit.
     """
-    w, h = _paths(path)
+    w, h = files(path)
     if not w.exists() or not h.exists():
         raise SurrogateError(f"no checkpoint at {w} (+ {h.name})")
     try:

@@ -88,6 +88,12 @@ def parse_train_config(cfg: Mapping[str, Any]) -> dict:
     out = table(top["output"], "[output]", allowed=("checkpoint",))
     require(out, ("checkpoint",), "[output]")
     ev = table(top.get("evaluate", {}), "[evaluate]", allowed=("datasets",))
+    for key, v in (("[data] dataset", data["dataset"]), ("[output] checkpoint", out["checkpoint"])):
+        if not isinstance(v, str) or not v:
+            raise ConfigError(f"{key} must be a path (a non-empty string), got {v!r}")
+    extra = ev.get("datasets", [])
+    if not isinstance(extra, list) or not all(isinstance(x, str) and x for x in extra):
+        raise ConfigError(f"[evaluate] datasets must be a list of paths, got {extra!r}"[:200])
     prior = data.get("prior", True)
     if not isinstance(prior, bool):
         raise ConfigError(f"[data] prior must be true or false, got {prior!r}")

@@ -106,7 +106,7 @@ class AllocationSpace:
 def _tie_branch(net: Network, pair, where: str) -> int:
     try:
         a, b = (int(v) for v in pair)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ConfigError(f"{where}: {pair!r} is not a pair of bus ids") from None
     try:
         i, j = net.bus_index(a), net.bus_index(b)
@@ -156,7 +156,7 @@ def make_space(net: Network, *, sop_pairs: Sequence[Sequence[int]], module_kva: 
     for k, b in enumerate(cb_buses):
         try:
             net.bus_index(int(b))
-        except (NetworkError, TypeError, ValueError) as e:
+        except (NetworkError, TypeError, ValueError, OverflowError) as e:
             raise ConfigError(f"allocation.capacitors.buses[{k}]: {e}") from None
         cbs.append(int(b))
     return AllocationSpace(

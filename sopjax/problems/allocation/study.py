@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -30,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from sopjax.config import ConfigError, integer, parse_network, sub_table, table
+from sopjax.config import ConfigError, integer, number, parse_network, sub_table, table
 from sopjax.network_builder import build_network
 from sopjax.problems.allocation.contingency import CONTINGENCY_CASES, ContingencyProblem, ContingencySettings
 from sopjax.problems.allocation.costs import AllocationCosts
@@ -100,8 +101,53 @@ def _section(cfg: Mapping, name: str) -> dict:
 def _make(cls, where: str, values: Mapping, **fixed):
     try:
         return cls(**values, **fixed)
-    except TypeError as e:
+    except ConfigError:
+        raise
+    except (TypeError, ValueError, OverflowError) as e:
         raise ConfigError(f"{where}: {e}") from None
+
+
+def _typed(cls, section: str, values: Mapping) -> dict:
+    """``values`` checked against the types of ``cls``'s field defaults (bool, int, float, str, tuple of
+    numbers or strings), each key named ``section.key`` in the :class:`ConfigError`; other keys as given."""
+    out = dict(values)
+    for f in dataclasses.fields(cls):
+        d = f.default
+        if f.name not in out or d is dataclasses.MISSING or d is None:
+            continue
+        v, key = out[f.name], f"{section}.{f.name}"
+        if isinstance(d, bool):
+            if not isinstance(v, bool):
+                raise ConfigError(f"{key} must be true or false, got {v!r}")
+        elif isinstance(d, int):
+            out[f.name] = integer(v, key)
+        elif isinstance(d, float) and isinstance(v, list) and "tuple" in str(f.type):  # scalar or per period
+            if not v:
+                raise ConfigError(f"{key} must be a number or a non-empty list of numbers")
+            out[f.name] = tuple(number(x, f"{key}[{k}]") for k, x in enumerate(v))
+        elif isinstance(d, float):
+            if not (math.isinf(d) and isinstance(v, float) and math.isinf(v)):  # e.g. p = "inf"
+                out[f.name] = number(v, key)
+        elif isinstance(d, str):
+            if not isinstance(v, str):
+                raise ConfigError(f"{key} must be a string, got {v!r}")
+        elif isinstance(d, tuple):
+            if not isinstance(v, (list, tuple)):
+                raise ConfigError(f"{key} must be a list, got {v!r}")
+            if d and all(isinstance(x, str) for x in d):
+                bad = [x for x in v if not isinstance(x, str)]
+                if bad:
+                    raise ConfigError(f"{key} must be a list of names, got {bad[0]!r}")
+                out[f.name] = tuple(v)
+            elif d and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in d):
+                out[f.name] = tuple(number(x, f"{key}[{k}]") for k, x in enumerate(v))
+    return out
+
+
+def _names(value: Any, key: str) -> tuple[str, ...]:
+    if not isinstance(value, (list, tuple)) or not all(isinstance(x, str) for x in value):
+        raise ConfigError(f"{key} must be a list of names, got {value!r}")
+    return tuple(value)
 
 
 def _number(d: Mapping, key: str, where: str, default, *, lo=None, positive=False):
@@ -131,12 +177,18 @@ def study_from_config(cfg: Mapping[str, Any]) -> AllocationStudy:
     cb = dict(sub_table(alloc, "capacitors", "[allocation.capacitors]", allowed=_CB_KEYS))
     if "candidates" not in sop:
         raise ConfigError("[allocation.sop] candidates is required: a list of tie branches [bus_i, bus_j]")
+    if not isinstance(sop["candidates"], list):
+        raise ConfigError(f"allocation.sop.candidates must be a list of tie branches [bus_i, bus_j], "
+                          f"got {sop['candidates']!r}")
+    if not isinstance(cb.get("buses", []), list):
+        raise ConfigError(f"allocation.capacitors.buses must be a list of bus numbers, got {cb['buses']!r}")
     space = make_space(net, sop_pairs=sop["candidates"], module_kva=sop.get("module_kva", 50.0),
                        max_modules=sop.get("max_modules", 6), cb_buses=cb.get("buses", []),
                        cb_unit_kvar=cb.get("unit_kvar", 50.0), cb_max_units=cb.get("max_units", 0))
     op = _section(cfg, "operation")
     ind = _section(cfg, "indices")
-    settings = _make(EvalSettings, "[operation]", {**op, **ind},
+    settings = _make(EvalSettings, "[operation]", {**_typed(EvalSettings, "operation", op),
+                                                    **_typed(EvalSettings, "indices", ind)},
                      sop_loss=_number(sop, "loss", "allocation.sop", 0.02, lo=0.0),
                      cb_on_threshold=_number(cb, "on_threshold", "allocation.capacitors", 0.7, lo=0.0))
     max_sw = cb.get("max_switching")
@@ -144,9 +196,10 @@ def study_from_config(cfg: Mapping[str, Any]) -> AllocationStudy:
         max_sw = integer(max_sw, "allocation.capacitors.max_switching", lo=0)
 
     cc = _section(cfg, "costs")
-    costs = AllocationCosts(sop=CostModel(**{k: v for k, v in cc.items() if k in _COST_FIELDS}),
-                            **{k: (tuple(v) if isinstance(v, list) else v) for k, v in cc.items()
-                               if k in _ALLOC_COST_FIELDS})
+    cc = _typed(AllocationCosts, "costs", _typed(CostModel, "costs", cc))
+    costs = _make(AllocationCosts, "[costs]", {k: (tuple(v) if isinstance(v, list) else v) for k, v in cc.items()
+                                                if k in _ALLOC_COST_FIELDS},
+                  sop=_make(CostModel, "[costs]", {k: v for k, v in cc.items() if k in _COST_FIELDS}))
     rc = _section(cfg, "robustness")
     refine = bool(rc.pop("refine_front", True))
     for k in ("tolerance", "tol_floor"):
@@ -156,27 +209,30 @@ def study_from_config(cfg: Mapping[str, Any]) -> AllocationStudy:
         if rc["p"] != "inf":
             raise ConfigError(f"robustness.p must be 1, 2 or \"inf\", got {rc['p']!r}")
         rc["p"] = float("inf")
-    robustness = _make(RobustnessSettings, "[robustness]", rc)
+    robustness = _make(RobustnessSettings, "[robustness]", _typed(RobustnessSettings, "robustness", rc))
     model = make_model(net, space, day, settings=settings, pv_deviation=robustness.pv_deviation,
                        load_deviation=robustness.load_deviation, per_site_pv=robustness.per_site_pv,
                        cb_max_switching=max_sw)
 
     gc = _section(cfg, "ga")
-    objectives = tuple(gc.pop("objectives", ("cost", "offset", "utilization")))
-    ga = _make(GASettings, "[ga]", gc)
+    objectives = _names(gc.pop("objectives", ("cost", "offset", "utilization")), "ga.objectives")
+    ga = _make(GASettings, "[ga]", _typed(GASettings, "ga", gc))
 
     cont, cases, cga = None, (), None
     if "contingency" in cfg:
         kc = _section(cfg, "contingency")
-        cases = tuple(kc.pop("cases", tuple(CONTINGENCY_CASES)))
+        cases = _names(kc.pop("cases", tuple(CONTINGENCY_CASES)), "contingency.cases")
         bad = [c for c in cases if c not in CONTINGENCY_CASES]
         if bad:
             raise ConfigError(f"contingency.cases: unknown case {bad[0]!r}; choose from {', '.join(CONTINGENCY_CASES)}")
-        cga = _make(GASettings, "[contingency]", {k: kc.pop(k) for k in ("pop_size", "generations", "seed") if k in kc})
+        cga = _make(GASettings, "[contingency]", _typed(
+            GASettings, "contingency", {k: kc.pop(k) for k in ("pop_size", "generations", "seed") if k in kc}))
         for k in ("fault_branches", "dr_buses"):
             if k in kc:
-                kc[k] = tuple(int(v) for v in kc[k])
-        cont = _make(ContingencySettings, "[contingency]", kc)
+                if not isinstance(kc[k], list):
+                    raise ConfigError(f"contingency.{k} must be a list of numbers, got {kc[k]!r}")
+                kc[k] = tuple(integer(v, f"contingency.{k}[{i}]") for i, v in enumerate(kc[k]))
+        cont = _make(ContingencySettings, "[contingency]", _typed(ContingencySettings, "contingency", kc))
     return AllocationStudy(title=str(cfg.get("title", "")), model=model, costs=costs, robustness=robustness,
                            refine_front=refine, ga=ga, objectives=objectives, contingency=cont,
                            contingency_cases=cases, contingency_ga=cga, config=dict(cfg))
