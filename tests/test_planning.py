@@ -63,6 +63,13 @@ def test_capital_recovery_factor_values():
     assert sum(crf / (1 + r) ** k for k in range(1, n + 1)) == pytest.approx(1.0, rel=1e-12)
 
 
+def test_capital_recovery_factor_tiny_rate_tends_to_one_over_n():
+    # found by the thorough bad-input profile: (1 + 1e-300)^20 rounds to 1 and divided by zero
+    assert capital_recovery_factor(1e-300, 20) == pytest.approx(1 / 20, rel=1e-12)
+    assert capital_recovery_factor(1e-9, 20) == pytest.approx(1 / 20, rel=1e-7)
+    assert capital_recovery_factor(1.0, 200) == pytest.approx(1.0, rel=1e-12)
+
+
 def test_cost_model_rejects_negative_costs():
     with pytest.raises(PlanningInputError, match="costs.cost_per_kva"):
         CostModel(cost_per_kva=-1.0)

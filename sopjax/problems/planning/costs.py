@@ -53,8 +53,9 @@ def capital_recovery_factor(discount_rate: float, lifetime_years: float) -> floa
         raise PlanningInputError(f"costs.lifetime_years must lie in [1, 200] years, got {lifetime_years}")
     if r == 0:
         return 1.0 / n
-    g = (1.0 + r) ** n
-    return r * g / (g - 1.0)
+    # (1+r)^n - 1 through expm1/log1p: a tiny rate (e.g. 1e-300) would round (1+r)^n to 1 and divide by 0
+    growth = math.expm1(n * math.log1p(r))
+    return r * (1.0 + growth) / growth
 
 
 @dataclasses.dataclass(frozen=True)
