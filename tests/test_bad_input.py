@@ -382,6 +382,20 @@ def _refused_by_validation(command: str, option: str, value: str) -> bool:
 # --- the defects of issues 18 and 19, one test each ---------------------------------------------
 
 
+@pytest.mark.parametrize("name,section", [("ieee69_planning.toml", "scenarios"),
+                                          ("sop_capacity_sweep.toml", "sampling")])
+def test_huge_seed_is_refused_naming_the_key(name, section):
+    """Found by the thorough profile: ``scenarios.seed = 1.8e308`` overflowed inside JAX."""
+    from sopjax.errors import ConfigError
+    from sopjax.problems.planning.study import study_from_config as plan
+    from sopjax.sweeps.config import spec_from_config as sweep
+
+    cfg = load_config(name)
+    cfg.setdefault(section, {})["seed"] = 1.7976931348623157e308
+    with pytest.raises(ConfigError, match=rf"{section}\]? seed|{section}\.seed"):
+        (plan if "planning" in name else sweep)(cfg)
+
+
 def test_string_where_a_number_is_meant_names_the_key_path():
     """Issue 18: ``s_rated_kva = "big"`` ended in a ValueError traceback ([network] is covered by
     tests/test_config.py; these are the strategy and [montecarlo] tables, which still crashed)."""

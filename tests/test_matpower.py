@@ -102,6 +102,14 @@ def test_unknown_bus_in_branch(tmp_path):
         read_matpower(write(tmp_path, text))
 
 
+@pytest.mark.parametrize("end", ["Inf", "1e400", "2.5"])
+def test_non_integer_branch_end_is_refused_naming_the_branch(tmp_path, end):
+    # found by the thorough bad-input profile: an infinite end bus crashed int() with an OverflowError
+    text = CASE.format(conversion="").replace("\t2\t3\t0.4930", f"\t2\t{end}\t0.4930")
+    with pytest.raises(NetworkError, match="branch 2 has a to bus .* that is not an integer"):
+        read_matpower(write(tmp_path, text))
+
+
 def test_two_slack_buses(tmp_path):
     text = CASE.format(conversion="").replace("\t2\t1\t100", "\t2\t3\t100")
     with pytest.raises(NetworkError, match="2 slack buses"):

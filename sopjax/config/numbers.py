@@ -14,7 +14,7 @@ import numpy as np
 
 from sopjax.errors import ConfigError, SopjaxError
 
-__all__ = ["number", "integer", "integer_list", "number_list"]
+__all__ = ["MAX_SEED", "number", "integer", "integer_list", "number_list", "seed"]
 
 
 def _is_number(x: Any) -> bool:
@@ -66,6 +66,15 @@ def integer(
 ) -> int:
     """:func:`number` with ``integer=True``."""
     return number(x, where, lo=lo, hi=hi, integer=True, error=error)
+
+
+#: the largest PRNG seed: JAX keys and numpy generators take a 64-bit signed integer
+MAX_SEED = 2**63 - 1
+
+
+def seed(x: Any, where: str, *, error: type[SopjaxError] = ConfigError) -> int:
+    """A PRNG seed: an integer in [0, MAX_SEED] (a larger one overflows inside JAX or numpy)."""
+    return integer(x, where, lo=0, hi=MAX_SEED, error=error)
 
 
 def integer_list(value: Any, where: str, *, error: type[SopjaxError] = ConfigError) -> list[int]:

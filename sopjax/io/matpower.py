@@ -255,6 +255,11 @@ def network_from_tables(case: dict, name: str | None = None, source: str = "case
     ids = bus[:, BUS_I]
     if not np.all(np.isfinite(ids)) or np.any(np.abs(ids) > 2**31) or np.any(ids != np.round(ids)):
         raise NetworkError(f"{source}: bus ids must be integers")
+    for col, what in ((F_BUS, "from"), (T_BUS, "to")):
+        ends = branch[:, col]
+        bad = np.flatnonzero(~np.isfinite(ends) | (np.abs(ends) > 2**31) | (ends != np.round(ends)))
+        if bad.size:
+            raise NetworkError(f"{source}: branch {bad[0] + 1} has a {what} bus {ends[bad[0]]:g} that is not an integer")
     slack = np.flatnonzero(bus[:, BUS_TYPE] == 3)
     if slack.size == 0:
         raise NetworkError(f"{source}: no slack bus (a bus of type 3)")

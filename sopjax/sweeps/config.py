@@ -49,6 +49,7 @@ from typing import Any
 import numpy as np
 
 from sopjax.config import NetworkSpec, choice, number, parse_network, string, sub_table, table, table_list
+from sopjax.config import seed as seed_number
 from sopjax.errors import ConfigError
 from sopjax.montecarlo.runner import MonteCarloSettings
 from sopjax.montecarlo.study import fault_from_config, settings_from_config
@@ -262,7 +263,7 @@ def spec_from_config(
     smp = sub_table(cfg, "sampling", "[sampling]", allowed=_SAMPLING)
     n = samples if samples is not None else smp.get("samples", 64)
     n = number(n, "[sampling] samples", lo=1, integer=True)
-    seed = number(smp.get("seed", 0), "[sampling] seed", lo=0, integer=True)
+    seed = seed_number(smp.get("seed", 0), "[sampling] seed")
 
     base = dict(sub_table(cfg, "baseline", "[baseline]"))
     for k in base:
@@ -326,7 +327,7 @@ def spec_from_config(
             batch=number(o.get("batch", 16), "[optimization] batch", lo=1, integer=True),
             learning_rate=number(o.get("learning_rate", 0.05), "[optimization] learning_rate", lo=0.0),
             init_mva=number(o.get("init_mva", 1.0), "[optimization] init_mva", lo=0.0),
-            seed=number(o.get("seed", 1), "[optimization] seed", lo=0, integer=True),
+            seed=seed_number(o.get("seed", 1), "[optimization] seed"),
             max_mva=number(o.get("max_mva", float(np.max(grid))), "[optimization] max_mva", lo=0.0),
             costs=costs,
         )

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from sopjax.config import ConfigError, integer, number, parse_network, sub_table, table
+from sopjax.config import ConfigError, integer, number, parse_network, seed, sub_table, table
 from sopjax.network_builder import build_network
 from sopjax.problems.allocation.contingency import CONTINGENCY_CASES, ContingencyProblem, ContingencySettings
 from sopjax.problems.allocation.costs import AllocationCosts
@@ -120,7 +120,7 @@ def _typed(cls, section: str, values: Mapping) -> dict:
             if not isinstance(v, bool):
                 raise ConfigError(f"{key} must be true or false, got {v!r}")
         elif isinstance(d, int):
-            out[f.name] = integer(v, key)
+            out[f.name] = seed(v, key) if f.name == "seed" else integer(v, key)
         elif isinstance(d, float) and isinstance(v, list) and "tuple" in str(f.type):  # scalar or per period
             if not v:
                 raise ConfigError(f"{key} must be a number or a non-empty list of numbers")

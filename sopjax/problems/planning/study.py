@@ -41,7 +41,8 @@ from typing import Any
 import numpy as np
 
 from sopjax.config import (
-    ConfigError, boolean, choice, integer, integer_list, number, number_list, parse_network, string, sub_table, table,
+    ConfigError, boolean, choice, integer, integer_list, number, number_list, parse_network, seed, string, sub_table,
+    table,
 )
 from sopjax.network_builder import build_network
 from sopjax.problems.planning.costs import CostModel
@@ -177,13 +178,13 @@ def study_from_config(cfg: Mapping[str, Any]) -> PlanningStudy:
     scc = _section(cfg, "scenarios")
     n_samples = integer(scc.get("samples", 500), "scenarios.samples", lo=1, hi=MAX_DAYS)
     count = integer(scc.get("count", 4), "scenarios.count", lo=1, hi=1000)
-    seed = integer(scc.get("seed", 0), "scenarios.seed", lo=0)
+    scenario_seed = seed(scc.get("seed", 0), "scenarios.seed")
     if count > n_samples:
         raise ConfigError(f"scenarios.count ({count}) exceeds scenarios.samples ({n_samples})")
-    draw = umodel.sample(net, forecast, key=jax.random.key(seed), n=n_samples, dtype="float64")
+    draw = umodel.sample(net, forecast, key=jax.random.key(scenario_seed), n=n_samples, dtype="float64")
     scenarios = reduce_scenarios(
         np.asarray(draw.p_load_pu), np.asarray(draw.q_load_pu), np.asarray(draw.p_pv_pu),
-        count, seed=seed, representative=string(scc.get("representative", "mean"), "scenarios.representative"),
+        count, seed=scenario_seed, representative=string(scc.get("representative", "mean"), "scenarios.representative"),
     )
 
     sop = _section(cfg, "sop")
@@ -209,12 +210,12 @@ def study_from_config(cfg: Mapping[str, Any]) -> PlanningStudy:
     opt_days = integer(val.get("optimal_days", min(50, val_n)), "validation.optimal_days", lo=0)
     if opt_days > val_n:
         raise ConfigError(f"validation.optimal_days ({opt_days}) exceeds validation.samples ({val_n})")
-    val_seed = integer(val.get("seed", seed + 1), "validation.seed", lo=0)
-    if val_n and val_seed == seed:
+    val_seed = seed(val.get("seed", scenario_seed + 1), "validation.seed")
+    if val_n and val_seed == scenario_seed:
         raise ConfigError("validation.seed must differ from scenarios.seed (out-of-sample days)")
     return PlanningStudy(
         title=string(cfg.get("title", ""), "title", allow_empty=True), problem=problem,
-        samples={"samples": n_samples, "seed": seed},
+        samples={"samples": n_samples, "seed": scenario_seed},
         solver={"method": method, **{k: v for k, v in solver.items() if k != "method"}},
         baselines={k: number(base.get(k, d), f"baselines.{k}", positive=True)
                    for k, d in (("fixed_size_kva", 1000.0), ("standard_unit_kva", 250.0))},
