@@ -103,14 +103,52 @@ def add_sops(
 
 
 def add_capacitors(
-    net: Network, *, buses: Sequence[int], q_unit_kvar: float | Sequence[float], units: int | Sequence[int]
+    net: Network,
+    *,
+    buses: Sequence[int],
+    q_unit_kvar: float | Sequence[float],
+    units: int | Sequence[int],
+    step: int | Sequence[int] | None = None,
 ) -> Network:
-    """Add switched capacitor banks (``units`` steps of ``q_unit_kvar``) at case buses."""
+    """Add switched capacitor banks (replacing existing ones) at case buses.
+
+    Each bank is ``units`` steps of ``q_unit_kvar`` (kvar at 1 p.u. voltage). The
+    connected steps act as a fixed shunt susceptance ``b = step * q_unit``
+    (constant susceptance: the bank injects ``b |V|^2``), modelled in the exact
+    power flow, the Monte Carlo scoring and the SOC / LinDistFlow formulations
+    (docs/networks.md, "Capacitor banks"). A strategy may set other steps
+    (``Strategy.build(..., capacitors={bus: step})``).
+
+    Args:
+        net: the network.
+        buses: case bus ids, one per bank.
+        q_unit_kvar: reactive power of one step at 1 p.u. (kvar, >= 0), scalar or per bank.
+        units: installed steps (integer >= 0), scalar or per bank.
+        step: connected steps (integer in [0, units]), scalar or per bank; default
+            ``units`` (every installed step connected).
+
+    Raises:
+        NetworkError: unknown bus, negative or non-finite size, a non-integer or
+            out-of-range step count (naming the bank and its bus).
+    """
     n = len(buses)
+    idx = _buses(net, buses)
+    q = _per_unit(q_unit_kvar, n, "q_unit_kvar")
+    u = _per_unit(units, n, "units")
+    st = u.copy() if step is None else _per_unit(step, n, "step")
+    for name, values, hi in (("q_unit_kvar", q, None), ("units", u, None), ("step", st, u)):
+        integral = name != "q_unit_kvar"
+        bad = np.flatnonzero((values < 0) | ((values != np.round(values)) if integral else False)
+                             | ((values > hi) if hi is not None else False))
+        if bad.size:
+            k = bad[0]
+            need = ">= 0" if not integral else ("an integer >= 0" if hi is None else f"an integer in [0, {u[k]:g}]")
+            raise NetworkError(f"capacitor bank {k} at bus {buses[k]}: {name} = {values[k]:g}; it must be {need}")
     table = Capacitors(
-        bus=_buses(net, buses),
-        q_unit_pu=_per_unit(q_unit_kvar, n, "q_unit_kvar") / 1e3 / net.base_mva,
-        units=_per_unit(units, n, "units").astype(np.int32),
+        bus=idx,
+        q_unit_pu=q / 1e3 / net.base_mva,
+        units=u.astype(np.int32),
+        step=st.astype(np.int32),
     )
     return net.with_devices(capacitor=table)
 

@@ -114,11 +114,25 @@ class SOPs:
 
 @dataclasses.dataclass(frozen=True)
 class Capacitors:
-    """Switched capacitor banks: ``units`` steps of ``q_unit_pu`` each at ``bus``."""
+    """Switched capacitor banks: ``units`` steps of ``q_unit_pu`` each at ``bus``.
+
+    A bank is a fixed shunt susceptance: with ``step`` steps connected it draws
+    ``-j b |V|^2`` with ``b = step * q_unit_pu``, i.e. it injects ``step * q_unit_pu``
+    at 1 p.u. and ``b |V|^2`` at other voltages (constant susceptance, the physical
+    model; see :func:`sopjax.branch_model.fold_capacitors`).
+
+    Attributes:
+        bus: 0-based bus index per bank, shape (cap,).
+        q_unit_pu: reactive power of one step at 1 p.u. voltage, shape (cap,).
+        units: installed steps per bank (int), shape (cap,).
+        step: connected steps per bank (int, 0..units), shape (cap,); a strategy may
+            override it (:class:`sopjax.Strategy`).
+    """
 
     bus: Any
     q_unit_pu: Any
     units: Any
+    step: Any
 
     @property
     def count(self) -> int:
@@ -327,7 +341,7 @@ def _empty_devices():
     return (
         PVUnits(zi, z, z),
         SOPs(zi, zi, z, z, z, z, z, z, z, z),
-        Capacitors(zi, z, zi),
+        Capacitors(zi, z, zi, zi),
         DemandResponse(zi, z),
     )
 
@@ -591,6 +605,19 @@ def _validate_devices(net: Network) -> None:
     check_bus("capacitor", net.capacitor.bus)
     check_nonneg("capacitor", "q_unit", net.capacitor.q_unit_pu)
     check_nonneg("capacitor", "units", net.capacitor.units)
+    cap = net.capacitor
+    step, units = np.asarray(cap.step, dtype=float), np.asarray(cap.units, dtype=float)
+    if step.shape != units.shape:
+        raise NetworkError(f"capacitor table: {step.size} connected steps for {units.size} banks")
+    for name, values, hi in (("installed units", units, np.inf), ("connected step", step, units)):
+        bad = np.flatnonzero((values != np.round(values)) | (values < 0) | (values > hi))
+        if bad.size:
+            k = bad[0]
+            top = "" if name == "installed units" else f", at most its {int(units[k])} installed units"
+            raise NetworkError(
+                f"capacitor bank {k} at bus {net.bus_ids[int(np.asarray(cap.bus)[k])]}: {name} "
+                f"{values[k]:g} must be an integer >= 0{top}"
+            )
     check_bus("demand-response", net.demand_response.bus)
     red = np.asarray(net.demand_response.max_reduction, dtype=float)
     bad = np.flatnonzero(~((red >= 0) & (red <= 1)))

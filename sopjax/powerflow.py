@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sopjax.branch_model import refer
+from sopjax.branch_model import refer, with_capacitor_steps
 from sopjax.errors import SopjaxError
 from sopjax.kernels.radial import Grid, PowerFlowResult, VfCoupling, lindistflow, sweep_power_flow
 from sopjax.kernels.sweep_batch import ITERATIONS, sweep_batch
@@ -254,6 +254,7 @@ def solve(
     dtype="float64",
     tol: float | None = None,
     max_iter: int = 100,
+    capacitors=None,
 ) -> tuple[PowerFlowResult, Topology]:
     """Run a power flow on ``net`` (one sample, or a batch if loads carry a leading axis).
 
@@ -271,15 +272,21 @@ def solve(
         dtype: ``"float64"`` or ``"float32"``.
         tol, max_iter: sweep convergence settings; ``tol=None``: 1e-8 in float64,
             1e-6 in float32 (:func:`resolve_tol`).
+        capacitors: connected steps of the capacitor banks, ``{bus_id: step}`` or one
+            integer per bank; default the network's ``capacitor.step``. Each bank is a
+            fixed susceptance ``step * q_unit`` at its bus (constant susceptance).
 
     Returns:
         (result as numpy arrays, topology).
 
     Raises:
-        SopjaxError: unknown branch, non-radial topology, non-finite loads, bad settings.
+        SopjaxError: unknown branch, non-radial topology, non-finite loads, bad settings,
+            a capacitor step that is not an integer in [0, units] or names a bus without a bank.
     """
     dt = _dtype(dtype)
     tol = resolve_tol(tol, dt)
+    if capacitors is not None:
+        net = with_capacitor_steps(net, capacitors)
     if not np.isfinite(load_scale):
         raise SopjaxError(f"load_scale must be finite, got {load_scale}")
     if status is None:

@@ -1,7 +1,7 @@
 """An independent reference: Newton-Raphson on MATPOWER's bus admittance matrix (dense, numpy).
 
 It builds ``Ybus`` from the :class:`~sopjax.network.Network` tables directly (pi
-branches, ratio and phase shift at the from side, bus shunts, and for an open
+branches, ratio and phase shift at the from side, bus shunts, capacitor banks, and for an open
 branch with ``dangle_end`` a far-end bus of its own) and solves the full complex
 power-balance equations, sharing nothing with the sweep kernels or
 :mod:`sopjax.branch_model`. Used to cross-check grids pandapower cannot load
@@ -34,6 +34,8 @@ def _admittance(net, status):
     Y = np.zeros((n, n), complex)
     if net.g_sh_pu is not None:
         Y[np.arange(nb), np.arange(nb)] += np.asarray(net.g_sh_pu) + 1j * np.asarray(net.b_sh_pu)
+    cap = net.capacitor  # capacitor banks: susceptance step * q_unit at their bus
+    np.add.at(Y, (np.asarray(cap.bus, int),) * 2, 1j * np.asarray(cap.step, float) * np.asarray(cap.q_unit_pu, float))
     ends = [(k, f[k], t[k]) for k in range(nl) if status[k]]
     ends += [(k, f[k], nb + j) if dangle[k] == 0 else (k, nb + j, t[k]) for j, k in enumerate(hanging)]
     for k, i, m in ends:

@@ -28,8 +28,10 @@ def to_pandapower(
     Buses keep their ids as pandapower indices; each branch becomes a 1 km line
     with ``r_ohm_per_km``/``x_ohm_per_km`` equal to its impedance in ohms and
     ``c_nf_per_km = 0``, named by its branch number; each bus with a nonzero
-    load gets one load; the slack gets an ext_grid at ``v_slack_pu``. Device
-    tables (PV, SOPs, capacitors) are not exported.
+    load gets one load; the slack gets an ext_grid at ``v_slack_pu``. Each
+    capacitor bank becomes a pandapower shunt (``q_mvar`` per step, ``step`` and
+    ``max_step`` its connected and installed steps: the same constant-susceptance
+    model). The PV and SOP tables are not exported.
 
     Args:
         net: the network.
@@ -86,6 +88,12 @@ def to_pandapower(
     if has_load.any():
         pp.create_loads(
             out, ids[has_load], p_mw=p[has_load] * net.base_mva, q_mvar=q[has_load] * net.base_mva
+        )
+    cap = net.capacitor
+    for k in range(cap.count):
+        pp.create_shunt(
+            out, int(ids[int(cap.bus[k])]), q_mvar=-float(cap.q_unit_pu[k]) * net.base_mva, p_mw=0.0,
+            step=int(cap.step[k]), max_step=max(int(cap.units[k]), 1), name=f"capacitor {k}",
         )
     pp.create_ext_grid(out, int(ids[net.slack_bus]), vm_pu=float(net.v_slack_pu), va_degree=0.0)
     return out

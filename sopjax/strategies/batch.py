@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import jax
 import numpy as np
 
+from sopjax.branch_model import with_capacitor_steps
 from sopjax.errors import SopjaxError, TopologyError
 from sopjax.kernels.radial import VfCoupling
 from sopjax.kernels.radial_np import vdcq_power_np
@@ -163,7 +164,13 @@ def _compile_one(net: Network, s: Strategy, fault_idx: Sequence[int]):
                 )
     v_src = np.full(nb, float(net.v_slack_pu))
     v_src[a_bus[is_vf]] = s.u_set_pu[is_vf]
-    grid = make_grid(net, topo, v_src)
+    # capacitor banks at this strategy's steps, as bus shunts (a network with banks gives every
+    # strategy shunt arrays, so the stacked grids share one form)
+    steps = s.capacitor_step
+    if steps is not None and np.shape(steps) != (net.capacitor.count,):
+        raise StrategyError(f"{where} was built for another network (capacitor steps differ in number)")
+    net_s = net if steps is None else with_capacitor_steps(net, steps)
+    grid = make_grid(net_s, topo, v_src)
     vf = VfCoupling(
         vf_bus=np.where(is_vf, a_bus, 0).astype(np.int32),
         partner_bus=np.where(is_vf, b_bus, 0).astype(np.int32),

@@ -10,6 +10,7 @@ One table per strategy::
     pickup_margin_pu = 0.0     # greedy only: extra margin above v_min at the forecast
     pickup_capacity_margin = 0.0   # greedy only: fraction of Vf-SOP capacity kept free
     sop = [{pair = [8, 21], mode = "vf_i", u_set_pu = 1.05, q_j_kvar = 0.0}]
+    capacitors = {"18" = 2}    # connected steps per capacitor bank, by case bus id (default: the network's)
 
 SOP settings take the fields of :class:`~sopjax.strategies.strategy.SOPSetting`
 (``pair`` or ``index``, ``mode``, ``p_kw``, ``q_i_kvar``, ``q_j_kvar``, ``u_set_pu``).
@@ -31,7 +32,10 @@ from sopjax.strategies.strategy import Strategy, StrategyError
 
 __all__ = ["strategy_from_config", "strategies_from_config"]
 
-_KEYS = {"name", "open", "close", "sop", "pickup", "pickup_margin_pu", "pickup_capacity_margin", "description"}
+_KEYS = {
+    "name", "open", "close", "sop", "pickup", "pickup_margin_pu", "pickup_capacity_margin", "description",
+    "capacitors",
+}
 
 
 def strategy_from_config(
@@ -78,7 +82,8 @@ def strategy_from_config(
     sops = config_tables.table_list(sops, f"{where}: sop", error=StrategyError)
     pickup = table.get("pickup", "all")
     greedy = isinstance(pickup, str) and pickup.lower() == "greedy"
-    s = Strategy.build(net, name, open=opened, close=closed, sops=list(sops), pickup=None if greedy else pickup)
+    s = Strategy.build(net, name, open=opened, close=closed, sops=list(sops), pickup=None if greedy else pickup,
+                       capacitors=table.get("capacitors"))
     description = string(table.get("description", ""), f"{where}: description", allow_empty=True,
                          error=StrategyError)
     s = s.with_pickup(s.pickup, description=description)

@@ -21,6 +21,13 @@ SOP table):
 ``vf_j``    the same with the roles swapped.
 ==========  ==================================================================
 
+Capacitor banks (the network's ``capacitor`` table) are part of a strategy:
+``capacitor_step`` holds the connected steps of each bank (an integer in
+``[0, units]``); by default the network's own ``capacitor.step`` (every
+installed step unless ``add_capacitors(step=...)`` says otherwise). A bank is a
+fixed susceptance ``step * q_unit`` at its bus, modelled by the scoring kernels
+like any bus shunt (docs/networks.md, "Capacitor banks").
+
 Sign convention: set-points are the power a VSC *injects* into its AC bus
 (generation positive), so ``P < 0`` draws power from that bus. Seed 002's
 Table 6 "VSC1-21 P = -1596.5 kW" is ``p_kw=-1596.5`` at bus 21.
@@ -34,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from sopjax.branch_model import capacitor_steps
 from sopjax.config import integer, integer_list, number
 from sopjax.errors import SopjaxError
 from sopjax.network import Network
@@ -130,6 +138,8 @@ class Strategy:
         pickup: fraction of each bus's load that is picked up, in [0, 1], (bus,).
             1 = reconnect, 0 = keep shed; fractions model partial shedding.
         info: provenance (e.g. the user's open/close lists), JSON-able.
+        capacitor_step: connected steps per capacitor bank (int, 0..units), (cap,);
+            ``None``: the network's ``capacitor.step``.
     """
 
     name: str
@@ -141,6 +151,7 @@ class Strategy:
     u_set_pu: np.ndarray
     pickup: np.ndarray
     info: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    capacitor_step: np.ndarray | None = None
 
     # ------------------------------------------------------------ builders
     @classmethod
@@ -157,6 +168,7 @@ class Strategy:
         u_set_pu: Sequence[float] | np.ndarray | None = None,
         pickup: Sequence[float] | np.ndarray | None = None,
         info: Mapping[str, Any] | None = None,
+        capacitor_step: Sequence[int] | Mapping[int, int] | np.ndarray | None = None,
     ) -> "Strategy":
         """A strategy from per-unit arrays, e.g. an optimiser's plan.
 
@@ -170,10 +182,13 @@ class Strategy:
             pickup: picked-up fraction per bus in [0, 1] (bool accepted), (bus,);
                 default all 1.
             info: JSON-able provenance.
+            capacitor_step: connected steps per capacitor bank, (cap,) integers or
+                ``{bus_id: step}``; default the network's ``capacitor.step``.
 
         Raises:
             StrategyError: wrong shapes, non-finite values, pickup outside [0, 1]
-                (naming the bus), unknown SOP mode.
+                (naming the bus), unknown SOP mode, a capacitor step that is not an
+                integer in [0, units] or names a bus without a bank.
         """
         where = f"strategy {name!r}"
         nb, nl, ns = net.n_bus, net.n_branch, net.sop.count
@@ -222,6 +237,7 @@ class Strategy:
             u_set_pu=per_sop(u_set_pu, 1.0, "u_set_pu"),
             pickup=pk.copy(),
             info=dict(info or {}),
+            capacitor_step=capacitor_steps(net, capacitor_step, where=where, error=StrategyError),
         )
 
     @classmethod
@@ -234,6 +250,7 @@ class Strategy:
         close: Sequence[int] = (),
         sops: Sequence[SOPSetting | Mapping[str, Any]] = (),
         pickup: str | Sequence[int] | Mapping[str, Any] | np.ndarray | None = None,
+        capacitors: Mapping[int, int] | Sequence[int] | None = None,
     ) -> "Strategy":
         """A strategy in user units: case branch numbers, case bus ids, kW / kvar.
 
@@ -247,10 +264,14 @@ class Strategy:
             pickup: ``None`` or ``"all"`` (every load picked up),
                 ``{"shed": [bus ids]}``, ``{"fraction": {bus_id: x}}`` or a
                 per-bus float/bool array.
+            capacitors: connected steps of capacitor banks, ``{bus_id: step}`` (banks
+                not named keep the network's step) or one integer per bank; default
+                the network's ``capacitor.step``.
 
         Raises:
             NetworkError: unknown branch number or bus id (named).
-            StrategyError: unknown SOP, bad mode, pickup outside [0, 1].
+            StrategyError: unknown SOP, bad mode, pickup outside [0, 1], a capacitor
+                step that is not an integer in [0, units], a bus without a bank.
         """
         where = f"strategy {name!r}"
         status = net.branch_status(open=open, close=close)
@@ -277,9 +298,12 @@ class Strategy:
             "close": [int(k) for k in close],
             "sops": [dataclasses.asdict(s) if isinstance(s, SOPSetting) else dict(s) for s in sops],
         }
+        steps = capacitor_steps(net, capacitors, where=where, error=StrategyError)
+        if capacitors is not None:
+            info["capacitors"] = [{"bus": net.bus_ids[int(b)], "step": int(k)} for b, k in zip(net.capacitor.bus, steps)]
         return cls.from_arrays(
             net, name, status=status, sop_mode=modes, p_set_pu=p, q_i_pu=qi, q_j_pu=qj,
-            u_set_pu=u, pickup=pk, info=info,
+            u_set_pu=u, pickup=pk, info=info, capacitor_step=steps,
         )
 
     def with_pickup(self, values: np.ndarray, **info) -> "Strategy":
@@ -308,13 +332,19 @@ class Strategy:
             d["q_i_kvar"] = float(self.q_i_pu[k] * scale)
             d["q_j_kvar"] = float(self.q_j_pu[k] * scale)
             sops.append(d)
-        return {
+        out = {
             "name": self.name,
             "opened": [net.branch_numbers[k] for k in changed if not self.status[k]],
             "closed": [net.branch_numbers[k] for k in changed if self.status[k]],
             "sops": sops,
             "shed_buses": [net.bus_ids[b] for b in np.flatnonzero(self.pickup < 1)],
         }
+        if net.capacitor.count:
+            out["capacitor_steps"] = [
+                {"bus": net.bus_ids[int(b)], "step": int(k)}
+                for b, k in zip(net.capacitor.bus, capacitor_steps(net, self.capacitor_step))
+            ]
+        return out
 
 
 def _setting_from_mapping(d: Mapping[str, Any], where: str) -> SOPSetting:

@@ -256,6 +256,13 @@ def compile_dispatch(
     if status is None:
         status = net.branch_status(open=open, close=close)
     topo = compile_topology(net, status)
+    if net.capacitor.count:
+        k = 0
+        raise DispatchInputError(
+            f"network {net.name!r} has capacitor bank {k} at bus {net.bus_ids[int(net.capacitor.bus[k])]}, "
+            "which the convex SOP dispatch does not model; "
+            "use sopjax.solve, Monte Carlo scoring or the restoration / reconfiguration / planning formulations"
+        )
     if net.has_shunts or net.has_taps:
         raise DispatchInputError(
             f"network {net.name!r} has shunts / line charging or transformer ratios, which the convex "

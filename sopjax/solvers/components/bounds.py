@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from sopjax.branch_model import fold_capacitors
 from sopjax.network import Network
 
 __all__ = ["branch_bounds"]
@@ -76,7 +77,7 @@ def branch_bounds(
     demand_p = np.max(np.sum(np.clip(p, 0, None), axis=-1)) + sop_total
     supply_p = np.max(np.sum(np.clip(-p, 0, None), axis=-1)) + pv_p + sop_total
     demand_q = np.max(np.sum(np.abs(q), axis=-1)) + pv_q + sop_total
-    cap_q = float(np.sum(np.asarray(net.capacitor.q_unit_pu) * np.asarray(net.capacitor.units)))
+    net = fold_capacitors(net)  # capacitor banks at their connected steps, as bus shunts
     if net.has_shunts:  # shunts and line charging draw or give at most |y| v_max^2 each
         v2 = float(np.max(np.asarray(net.v_max_pu if v_max_pu is None else v_max_pu, float))) ** 2
         g_all = np.abs(np.asarray(net.g_sh_pu)).sum() + (0 if net.g_br_pu is None else np.abs(net.g_br_pu).sum())
@@ -85,7 +86,7 @@ def branch_bounds(
         demand_q += b_all * v2
     scale = 1.0 + float(loss_allowance)
     p_lim = scale * max(demand_p, supply_p)
-    q_lim = scale * (demand_q + cap_q)
+    q_lim = scale * demand_q
     rate = np.asarray(net.rate_pu, dtype=float)
     p_max = np.minimum(np.full(nl, p_lim), rate)
     q_max = np.minimum(np.full(nl, q_lim), rate)

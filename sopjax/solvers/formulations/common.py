@@ -28,6 +28,7 @@ import cvxpy as cp
 import numpy as np
 import scipy.sparse as sp
 
+from sopjax.branch_model import fold_capacitors
 from sopjax.errors import SopjaxError
 from sopjax.solvers.components.bounds import branch_bounds
 from sopjax.solvers.model import Model
@@ -86,8 +87,13 @@ def from_voltage(m: Model, idx: np.ndarray):
 
 
 def bus_shunt_admittance(m: Model) -> tuple[np.ndarray, np.ndarray] | None:
-    """``(g, b)`` per bus: bus shunts plus the halves of the closed and switchable branches, or None."""
-    net = m.net
+    """``(g, b)`` per bus: bus shunts, capacitor banks at their connected steps and the halves of the
+    closed and switchable branches, or None.
+
+    A capacitor bank is a fixed susceptance ``b = step * q_unit`` (``-b v`` in the Q balance,
+    ``v = |V|^2``), the same model as the exact power flow (:func:`sopjax.branch_model.fold_capacitors`).
+    """
+    net = fold_capacitors(m.net)
     if not net.has_shunts:
         return None
     g = np.asarray(net.g_sh_pu, dtype=float).copy()
