@@ -13,14 +13,14 @@ import numpy as np
 
 from sopjax.cases import load_case
 from sopjax.config.network import NetworkSpec
-from sopjax.devices import add_pv, add_sops
+from sopjax.devices import add_capacitors, add_pv, add_sops
 from sopjax.network import Network
 
 __all__ = ["build_network"]
 
 
 def build_network(spec: NetworkSpec) -> Network:
-    """The case of ``spec`` with its substation voltage, PV units and SOPs.
+    """The case of ``spec`` with its substation voltage, PV units, SOPs and capacitor banks.
 
     ``spec.v_min_pu`` / ``v_max_pu`` (planning limits) are not applied here; the
     planning problem takes them.
@@ -43,4 +43,8 @@ def build_network(spec: NetworkSpec) -> Network:
     if spec.sop:
         net = add_sops(net, pairs=[s.pair for s in spec.sop], s_rated_kva=[s.s_rated_kva for s in spec.sop],
                        loss=[s.loss for s in spec.sop], q_max_kvar=[s.q_limit_kvar for s in spec.sop])
+    if spec.capacitor:
+        c = spec.capacitor
+        net = add_capacitors(net, buses=[u.bus for u in c], q_unit_kvar=[u.q_unit_kvar for u in c],
+                             units=[u.units for u in c], step=[u.units if u.step is None else u.step for u in c])
     return net

@@ -211,3 +211,27 @@ def test_paths_without_a_capacitor_model_refuse_the_network(net):
     with_sop = sopjax.add_sops(net, pairs=[(8, 21)], s_rated_kva=1000)
     with pytest.raises(DispatchInputError, match="capacitor bank 0 at bus 18, which the convex SOP dispatch"):
         compile_dispatch(with_sop, with_sop.branch_status(close=[33], open=[7]))
+
+
+def test_config_banks_and_strategy_steps(tmp_path, capsys):
+    """``[network] capacitor`` rows build the banks; a strategy's bad step is a one-line CLI error (exit 2)."""
+    from test_montecarlo import _write_config
+
+    from sopjax.cli.main import main
+    from sopjax.config import ConfigError, parse_network
+    from sopjax.network_builder import build_network
+
+    spec = parse_network({"case": "ieee33", "capacitor": [{"bus": 18, "q_unit_kvar": 100, "units": 3},
+                                                          {"bus": 30, "q_unit_kvar": 150, "units": 4, "step": 1}]})
+    built = build_network(spec)
+    assert np.asarray(built.capacitor.step).tolist() == [3, 1]
+    assert np.asarray(built.capacitor.q_unit_pu).tolist() == pytest.approx([0.1 / built.base_mva, 0.15 / built.base_mva])
+    with pytest.raises(ConfigError, match=r"\[network\] capacitor\[0\] units"):
+        parse_network({"case": "ieee33", "capacitor": [{"bus": 18, "q_unit_kvar": 100, "units": 1.5}]})
+    cfg = _write_config(tmp_path, extra='[[strategy]]\nname = "caps"\ncapacitors = {"18" = 4}\n')
+    cfg.write_text(cfg.read_text().replace(
+        "[fault]", "capacitor = [{ bus = 18, q_unit_kvar = 100, units = 3 }]\n[fault]"))
+    assert main(["montecarlo", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    assert "strategy 'caps': capacitor bank 0 at bus 18: step 4 is outside [0, 3]" in err

@@ -8,6 +8,7 @@ study allows the subset it uses, see ``keys`` of :func:`parse_network`)::
     pv  = [{bus = 30, s_rated_kva = 1000, pf = 0.95}]                     # pf default 1.0
     sop = [{pair = [8, 21], s_rated_kva = 2000, loss = 0.02, q_max_kvar = 2000}]
                                           # loss default 0.02, q_max_kvar default s_rated_kva
+    capacitor = [{bus = 18, q_unit_kvar = 100, units = 3, step = 2}]      # step default units
     v_slack_pu = 1.05                     # substation voltage (default: the case's)
     v_min_pu = 0.95, v_max_pu = 1.05      # planning voltage limits (default: the case's)
 
@@ -26,11 +27,12 @@ from sopjax.config.numbers import integer, integer_list, number
 from sopjax.config.tables import require, table, table_list
 from sopjax.errors import ConfigError
 
-__all__ = ["PVSpec", "SOPSpec", "NetworkSpec", "NETWORK_KEYS", "parse_network"]
+__all__ = ["PVSpec", "SOPSpec", "CapacitorSpec", "NetworkSpec", "NETWORK_KEYS", "parse_network"]
 
 #: every key a [network] table may hold (a study allows a subset)
-NETWORK_KEYS = frozenset({"case", "pv", "sop", "v_slack_pu", "v_min_pu", "v_max_pu"})
+NETWORK_KEYS = frozenset({"case", "pv", "sop", "capacitor", "v_slack_pu", "v_min_pu", "v_max_pu"})
 _PV_KEYS = ("bus", "s_rated_kva", "pf")
+_CAP_KEYS = ("bus", "q_unit_kvar", "units", "step")
 _SOP_KEYS = ("pair", "s_rated_kva", "loss", "q_max_kvar")
 _CASE_HINT = "(ieee33, ieee69, ieee85 or a .m file)"
 
@@ -73,6 +75,23 @@ class SOPSpec:
 
 
 @dataclasses.dataclass(frozen=True)
+class CapacitorSpec:
+    """One capacitor bank of ``[network] capacitor`` (a fixed susceptance, docs/networks.md).
+
+    Attributes:
+        bus: case bus id.
+        q_unit_kvar: reactive power of one step at 1 p.u. voltage (kvar).
+        units: installed steps.
+        step: connected steps (None: ``units``); a strategy may set others.
+    """
+
+    bus: int
+    q_unit_kvar: float
+    units: int
+    step: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
 class NetworkSpec:
     """A parsed ``[network]`` table.
 
@@ -80,6 +99,7 @@ class NetworkSpec:
         case: built-in case name or path of a MATPOWER ``.m`` file.
         pv: PV units, in config order.
         sop: SOPs, in config order.
+        capacitor: capacitor banks, in config order.
         v_slack_pu: substation voltage (None: the case's).
         v_min_pu, v_max_pu: planning voltage limits (None: the case's); the planning
             problem applies them, :func:`~sopjax.network_builder.build_network` does not.
@@ -88,6 +108,7 @@ class NetworkSpec:
     case: str
     pv: tuple[PVSpec, ...] = ()
     sop: tuple[SOPSpec, ...] = ()
+    capacitor: tuple[CapacitorSpec, ...] = ()
     v_slack_pu: float | None = None
     v_min_pu: float | None = None
     v_max_pu: float | None = None
@@ -131,6 +152,18 @@ def _sop(row: Mapping, where: str) -> SOPSpec:
     )
 
 
+def _capacitor(row: Mapping, where: str) -> CapacitorSpec:
+    table(row, where, allowed=_CAP_KEYS)
+    require(row, ("bus", "q_unit_kvar", "units"), where)
+    step = row.get("step")
+    return CapacitorSpec(
+        bus=integer(row["bus"], f"{where} bus"),
+        q_unit_kvar=number(row["q_unit_kvar"], f"{where} q_unit_kvar", lo=0.0),
+        units=integer(row["units"], f"{where} units", lo=0),
+        step=None if step is None else integer(step, f"{where} step", lo=0),
+    )
+
+
 def _optional(value: Any, where: str, **bounds) -> float | None:
     return None if value is None else number(value, where, **bounds)
 
@@ -163,6 +196,8 @@ def parse_network(value: Any, *, keys: Iterable[str] = NETWORK_KEYS, where: str 
         case=case,
         pv=tuple(_pv(r, f"{where} pv[{k}]") for k, r in enumerate(table_list(t.get("pv"), f"{where} pv"))),
         sop=tuple(_sop(r, f"{where} sop[{k}]") for k, r in enumerate(table_list(t.get("sop"), f"{where} sop"))),
+        capacitor=tuple(_capacitor(r, f"{where} capacitor[{k}]")
+                        for k, r in enumerate(table_list(t.get("capacitor"), f"{where} capacitor"))),
         v_slack_pu=_optional(t.get("v_slack_pu"), f"{where} v_slack_pu", lo=0.8, hi=1.2),
         v_min_pu=_optional(t.get("v_min_pu"), f"{where} v_min_pu", positive=True),
         v_max_pu=_optional(t.get("v_max_pu"), f"{where} v_max_pu", positive=True),

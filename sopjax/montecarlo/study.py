@@ -58,7 +58,7 @@ __all__ = [
 
 _TOP = {"title", "description", "network", "fault", "uncertainty", "montecarlo", "strategy"}
 #: the [network] keys a Monte Carlo study uses
-NETWORK_KEYS = {"case", "pv", "sop"}
+NETWORK_KEYS = {"case", "pv", "sop", "capacitor"}
 _MC = {
     "samples", "seed", "chunk_size", "confidence", "ci_level", "v_min_pu", "v_max_pu", "power_flow",
     "island_overload", "quantiles", "exact_limit", "dtype", "keep_samples", "tol", "max_iter", "layout",

@@ -62,7 +62,7 @@ __all__ = ["RestorationStudy", "study_from_config", "run_restoration_study", "sc
 _TOP = {"title", "network", "fault", "restoration", "solver", "uncertainty", "montecarlo", "study", "sweep", "case",
         "experiment"}
 #: the [network] keys a restoration study uses
-NETWORK_KEYS = {"case", "pv", "sop", "v_slack_pu"}
+NETWORK_KEYS = {"case", "pv", "sop", "capacitor", "v_slack_pu"}
 _RESTORATION = {
     "switchable", "keep_open", "use_sop", "eta_d", "eta_l", "u_set_pu", "load_blocks", "max_switch_operations",
     "v_min_pu", "v_max_pu", "i_max_pu", "uncertainty", "scenarios", "seed", "formulation", "naive",
