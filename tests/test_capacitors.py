@@ -14,6 +14,7 @@ import sopjax
 from sopjax.bench.newton import newton_power_flow
 from sopjax.branch_model import capacitor_steps, fold_capacitors, with_capacitor_steps
 from sopjax.errors import NetworkError
+from sopjax.kernels.radial_np import radial_sweep
 from sopjax.montecarlo import ArraySource, MonteCarloSettings, run_montecarlo
 from sopjax.powerflow import batched_solver, make_grid
 from sopjax.strategies import Strategy, StrategyError, compile_strategies, strategy_from_config
@@ -78,6 +79,9 @@ def test_power_flow_with_banks_equals_the_equivalent_bus_shunt(net, res, plain):
                                         np.asarray(net.q_load_pu))
     assert ok
     np.testing.assert_allclose(res.vm_pu, vm_nr[: net.n_bus], rtol=0, atol=1e-8)
+    # the numpy twin of the branch-exchange search sees the banks too
+    _, vm_np = radial_sweep(net, np.asarray(net.in_service), np.asarray(net.p_load_pu), np.asarray(net.q_load_pu))
+    np.testing.assert_allclose(vm_np, res.vm_pu, rtol=0, atol=1e-8)
 
 
 def test_power_flow_with_banks_matches_pandapower_newton_raphson(net, res):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from sopjax.branch_model import fold_capacitors
 from sopjax.network import Network
 from sopjax.topology import spanning_tree_order
 
@@ -34,7 +35,10 @@ def radial_sweep(
     """Exact power flow of a spanning-tree topology by backward/forward current sweep.
 
     The numpy twin of :func:`sopjax.kernels.radial.sweep_power_flow` on one
-    spanning tree (the substation the only source, no Vf coupling).
+    spanning tree (the substation the only source, no Vf coupling). Bus shunts and
+    capacitor banks (at the network's steps) draw ``y V``; line charging and
+    transformer ratios are not modelled here (a search warm start, re-checked by
+    the exact kernels).
 
     Args:
         net: the network (impedances in p.u., ``v_slack_pu``).
@@ -61,11 +65,13 @@ def radial_sweep(
         path[chi] = path[par]
         path[chi, p] = True
     s = np.asarray(p_net_pu, float) + 1j * np.asarray(q_net_pu, float)
+    folded = fold_capacitors(net)
+    y = 0.0 if folded.g_sh_pu is None else np.asarray(folded.g_sh_pu, float) + 1j * np.asarray(folded.b_sh_pu, float)
     vs = complex(float(net.v_slack_pu))
     v = np.full(nb, vs)
     current = np.zeros(len(order), dtype=complex)
     for _ in range(max_iter):
-        i_load = np.conj(s / v)
+        i_load = np.conj(s / v) + y * v
         current = np.where(path, i_load[:, None], 0).sum(axis=0)
         v_new = vs - np.where(path, (z * current)[None, :], 0).sum(axis=1)
         if not np.all(np.isfinite(v_new)) or np.min(np.abs(v_new)) < 0.3:
