@@ -28,7 +28,8 @@ class FormulationOptions:
         structure_cuts: (reconfiguration) fix closable bridges closed and add chain cuts
             (:func:`sopjax.solvers.components.radiality.closable_bridges`, ``constraint_chain_cuts``).
         voltage_ceiling: cap every voltage at the substation's where no bus can export
-            power (no PV, no SOP, non-negative loads; see :mod:`sopjax.solvers.components.bounds`).
+            power (no PV, no SOP, non-negative loads, no capacitive shunt or capacitor bank;
+            see :mod:`sopjax.solvers.components.bounds`).
         continuous_energization: (restoration) energization variables continuous in [0, 1]
             (exact with oriented spanning-forest radiality and full connectivity flow;
             see :func:`sopjax.solvers.components.radiality.variable_energized`).

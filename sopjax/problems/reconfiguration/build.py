@@ -15,6 +15,7 @@ import time
 import cvxpy as cp
 import numpy as np
 
+from sopjax.branch_model import fold_capacitors
 from sopjax.errors import SopjaxError
 from sopjax.network import Network
 from sopjax.solvers import formulations
@@ -70,7 +71,7 @@ def build_reconfiguration(
     radiality.variable_branch_status(m, switchable=sw, status=status)
     radiality.variable_energized(m, fixed_on=np.ones(net.n_bus, dtype=bool))
     exporting = net.pv.count > 0 or bool(np.any(np.asarray(net.p_load_pu) < 0)) or bool(
-        np.any(np.asarray(net.q_load_pu) < 0))
+        np.any(np.asarray(net.q_load_pu) < 0)) or capacitive(net)
     v_cap = None
     if options.voltage_ceiling and not exporting:
         v_cap = np.minimum(np.asarray(net.v_max_pu, float), float(net.v_slack_pu))
@@ -100,6 +101,15 @@ def build_reconfiguration(
         radiality.constraint_flow_direction(m)
     m.obj["line_losses"] = cp.sum(form.expression_line_losses(m))
     return m, cp.Problem(cp.Minimize(m.obj["line_losses"]), m.constraints())
+
+
+def capacitive(net: Network) -> bool:
+    """Whether a capacitor bank, bus shunt or line charging injects reactive power (``b > 0``).
+
+    Such a network can push voltages above the substation's, so the voltage ceiling does not apply.
+    """
+    folded = fold_capacitors(net)
+    return any(b is not None and bool(np.any(np.asarray(b, float) > 0)) for b in (folded.b_sh_pu, folded.b_br_pu))
 
 
 def pv_output_pu(net: Network) -> np.ndarray:

@@ -317,7 +317,9 @@ def constraint_flow_direction(m: Model) -> bool:
     non-negative net load in every period and no SOP or PV injects: the power
     entering a subtree then covers its loads and losses. The function checks
     this on ``m.p_inj`` / ``m.q_inj`` (constant parts only) and adds nothing
-    otherwise.
+    otherwise. Shunts count as injections: a capacitive susceptance (capacitor
+    banks, line charging, ``b > 0``) can send reactive power upstream, so the
+    ``Q`` direction is then left free, and a negative conductance frees ``P``.
 
     Returns:
         True if the constraints were added.
@@ -329,15 +331,21 @@ def constraint_flow_direction(m: Model) -> bool:
     for inj in (m.p_inj.get("load"), m.q_inj.get("load")):
         if isinstance(inj, cp.Expression) or inj is None or np.any(np.asarray(inj) > 0):
             return False
+    from sopjax.solvers.formulations.common import broadcast_periods, bus_shunt_admittance
+
+    shunt = bus_shunt_admittance(m)
+    directed = [("p_max", m.var["P"]), ("q_max", m.var["Q"])]
+    if shunt is not None:
+        directed = [d for d, exports in zip(directed, (np.any(shunt[0] < 0), np.any(shunt[1] > 0))) if not exports]
+    if not directed:
+        return False
     sets = branch_sets(m)
     idx = np.sort(np.concatenate([sets["closed"], sets["switch"]]))
     T = m.periods
-    from sopjax.solvers.formulations.common import broadcast_periods
-
     bp = broadcast_periods(m.var["beta_ft"], T)
     bm = broadcast_periods(m.var["beta_tf"], T)
     cons = []
-    for name, X in (("p_max", m.var["P"]), ("q_max", m.var["Q"])):
+    for name, X in directed:
         M = np.tile(m.bounds[name][idx], (T, 1))
         cons += [X[:, idx] <= cp.multiply(M, bp), -X[:, idx] <= cp.multiply(M, bm)]
     m.add("flow_direction", cons)
