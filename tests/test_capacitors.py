@@ -159,7 +159,7 @@ def test_formulations_model_the_banks_at_their_steps(net, form_name, res, plain)
 
 
 def test_restoration_plan_with_a_bank_is_exact():
-    from sopjax.problems.restoration import RestorationSettings, exact_check, solve_restoration
+    from sopjax.problems.restoration import RestorationSettings, exact_check, restored_load_bound, solve_restoration
 
     net = sopjax.add_pv(sopjax.ieee33(), buses=[30], s_rated_kva=[300], pf=0.95)
     net = sopjax.add_capacitors(net, buses=[17], q_unit_kvar=200, units=3, step=2)
@@ -170,6 +170,9 @@ def test_restoration_plan_with_a_bank_is_exact():
     assert chk["dv_max_pu"] < 1e-4
     assert chk["line_losses_kw"] == pytest.approx(plan.line_losses_kw, abs=0.05)
     assert plan.strategy(net, "p").capacitor_step.tolist() == [2]
+    # the LinDistFlow bound model (its voltage ceiling counts the bank's injection) stays above the plan
+    bound, info = restored_load_bound(net, st)
+    assert info.status == "optimal" and bound >= plan.served_kw - 1e-6
 
 
 def test_bad_capacitor_inputs_are_named(net):

@@ -30,6 +30,7 @@ import cvxpy as cp
 import numpy as np
 
 from sopjax import graph
+from sopjax.branch_model import fold_capacitors
 from sopjax.errors import SopjaxError
 from sopjax.network import Network
 from sopjax.problems.restoration.periods import plan_periods
@@ -118,12 +119,22 @@ def _voltage_ceiling_lin(net: Network, data: dict) -> np.ndarray:
 
     ``v_L`` rises above its source only through reverse flows, each at most the
     total injection ``G`` (PV, SOP, negative loads), so ``v_L <= v_src^2 + 2 G sum_k (r_k + x_k)``.
+    Capacitive bus shunts and capacitor banks (total ``B = sum b+``) inject at most ``B v_L``,
+    which gives ``v_L <= (v_src^2 + 2 G R) / (1 - 2 B R)`` with ``R = sum_k (r_k + x_k)``.
     """
     g = float(np.max(np.sum(np.atleast_2d(data["pv_p_pu"]), axis=-1), initial=0.0))
     g += float(np.sum(np.maximum(np.asarray(net.sop.s_rated_i_pu, float), np.asarray(net.sop.s_rated_j_pu, float))))
     g += float(np.max(np.sum(np.clip(-np.asarray(data["p_load_pu"]), 0, None), axis=-1)))
     top = max(float(net.v_slack_pu), float(np.max(net.v_max_pu))) ** 2
-    v2 = top + 2 * g * float(np.sum(np.asarray(net.r_pu) + np.asarray(net.x_pu)))
+    b_sh = fold_capacitors(net).b_sh_pu
+    b = 0.0 if b_sh is None else float(np.sum(np.clip(np.asarray(b_sh, float), 0, None)))
+    r = float(np.sum(np.asarray(net.r_pu) + np.asarray(net.x_pu)))
+    if 2 * b * r >= 1:
+        raise SopjaxError(
+            f"network {net.name!r}: capacitive shunts and capacitor banks of {b:.4g} p.u. in total on branches of "
+            f"{r:.4g} p.u. total impedance leave the LinDistFlow bound model without a voltage ceiling"
+        )
+    v2 = (top + 2 * g * r) / (1 - 2 * b * r)
     return np.full(net.n_bus, np.sqrt(v2))
 
 
