@@ -9,6 +9,7 @@ table replaced, e.g.::
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import numpy as np
@@ -132,25 +133,16 @@ def add_capacitors(
             out-of-range step count (naming the bank and its bus).
     """
     n = len(buses)
-    idx = _buses(net, buses)
-    q = _per_unit(q_unit_kvar, n, "q_unit_kvar")
     u = _per_unit(units, n, "units")
-    st = u.copy() if step is None else _per_unit(step, n, "step")
-    for name, values, hi in (("q_unit_kvar", q, None), ("units", u, None), ("step", st, u)):
-        integral = name != "q_unit_kvar"
-        bad = np.flatnonzero((values < 0) | ((values != np.round(values)) if integral else False)
-                             | ((values > hi) if hi is not None else False))
-        if bad.size:
-            k = bad[0]
-            need = ">= 0" if not integral else ("an integer >= 0" if hi is None else f"an integer in [0, {u[k]:g}]")
-            raise NetworkError(f"capacitor bank {k} at bus {buses[k]}: {name} = {values[k]:g}; it must be {need}")
     table = Capacitors(
-        bus=idx,
-        q_unit_pu=q / 1e3 / net.base_mva,
-        units=u.astype(np.int32),
-        step=st.astype(np.int32),
+        bus=_buses(net, buses),
+        q_unit_pu=_per_unit(q_unit_kvar, n, "q_unit_kvar") / 1e3 / net.base_mva,
+        units=u,
+        step=u.copy() if step is None else _per_unit(step, n, "step"),
     )
-    return net.with_devices(capacitor=table)
+    net.with_devices(capacitor=table)  # validates the user's values before they become integers
+    as_int = dict(units=table.units.astype(np.int32), step=table.step.astype(np.int32))
+    return net.with_devices(capacitor=dataclasses.replace(table, **as_int))
 
 
 def add_demand_response(

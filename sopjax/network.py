@@ -570,6 +570,29 @@ def make_network(
     return net
 
 
+def _validate_capacitors(net: Network) -> None:
+    """Bank sizes >= 0, integer installed units, integer connected steps in [0, units] (bank and bus named)."""
+    cap = net.capacitor
+    q = np.asarray(cap.q_unit_pu, dtype=float) * 1e3 * net.base_mva
+    units, step = np.asarray(cap.units, dtype=float), np.asarray(cap.step, dtype=float)
+    if not q.shape == units.shape == step.shape:
+        raise NetworkError(f"capacitor table: {q.size} sizes, {units.size} installed units, {step.size} steps")
+    checks = (
+        ("q_unit_kvar", q, ~np.isfinite(q) | (q < 0), ">= 0"),
+        ("units", units, ~np.isfinite(units) | (units < 0) | (units != np.round(units)), "an integer >= 0"),
+        ("step", step, ~np.isfinite(step) | (step < 0) | (step > units) | (step != np.round(step)), None),
+    )
+    for name, values, bad, need in checks:
+        bad = np.flatnonzero(bad)
+        if bad.size:
+            k = bad[0]
+            need = need or f"an integer in [0, {units[k]:g}] (its installed units)"
+            raise NetworkError(
+                f"capacitor bank {k} at bus {net.bus_ids[int(np.asarray(cap.bus)[k])]}: {name} = {values[k]:g}; "
+                f"it must be {need}"
+            )
+
+
 def _validate_devices(net: Network) -> None:
     nb = net.n_bus
 
@@ -603,21 +626,7 @@ def _validate_devices(net: Network) -> None:
         if np.any(np.asarray(getattr(s, name)) >= 1):
             raise NetworkError(f"SOP loss coefficient {name} must be < 1")
     check_bus("capacitor", net.capacitor.bus)
-    check_nonneg("capacitor", "q_unit", net.capacitor.q_unit_pu)
-    check_nonneg("capacitor", "units", net.capacitor.units)
-    cap = net.capacitor
-    step, units = np.asarray(cap.step, dtype=float), np.asarray(cap.units, dtype=float)
-    if step.shape != units.shape:
-        raise NetworkError(f"capacitor table: {step.size} connected steps for {units.size} banks")
-    for name, values, hi in (("installed units", units, np.inf), ("connected step", step, units)):
-        bad = np.flatnonzero((values != np.round(values)) | (values < 0) | (values > hi))
-        if bad.size:
-            k = bad[0]
-            top = "" if name == "installed units" else f", at most its {int(units[k])} installed units"
-            raise NetworkError(
-                f"capacitor bank {k} at bus {net.bus_ids[int(np.asarray(cap.bus)[k])]}: {name} "
-                f"{values[k]:g} must be an integer >= 0{top}"
-            )
+    _validate_capacitors(net)
     check_bus("demand-response", net.demand_response.bus)
     red = np.asarray(net.demand_response.max_reduction, dtype=float)
     bad = np.flatnonzero(~((red >= 0) & (red <= 1)))
