@@ -340,3 +340,21 @@ def test_batched_solver_with_ratings_and_reactive_limits():
     # the limits are met and some bind
     assert np.max(np.abs(np.asarray(res.q_i))) <= 0.006 + 1e-9
     assert np.any(np.abs(np.abs(np.asarray(res.q_i)) - 0.006) < 1e-6)
+
+
+def test_stall_test_stops_the_infeasible_sample_early_and_changes_no_other(case):
+    """``stall_after``: the infeasible sample stops unconverged well before ``max_iter``; every
+    other sample (converged or not) ends as without the test."""
+    inp = jax.tree_util.tree_map(jnp.asarray, case["batch"])
+    run = jax.jit(lambda i, s: dispatch_batched(case["data"], i, stall_after=s), static_argnums=1)
+    off, on = run(inp, 0), run(inp, 30)
+    k = N_RANDOM
+    assert not bool(on.converged[k]) and int(on.iterations[k]) < int(off.iterations[k])
+    assert int(on.iterations[k]) <= 41  # tested at iterations 30 and 40
+    np.testing.assert_array_equal(np.asarray(on.converged), np.asarray(off.converged))
+    rest = np.arange(len(on.converged)) != k
+    np.testing.assert_array_equal(np.asarray(on.iterations)[rest], np.asarray(off.iterations)[rest])
+    ok = np.asarray(off.converged)
+    for f in ("objective", "p_i", "q_i", "p_j", "q_j", "vm_pu"):
+        np.testing.assert_allclose(np.asarray(getattr(on, f))[ok], np.asarray(getattr(off, f))[ok], atol=1e-9,
+                                   err_msg=f)

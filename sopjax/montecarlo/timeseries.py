@@ -401,9 +401,10 @@ def shed_priority(net: Network, shed_order: Sequence[int]) -> np.ndarray:
 _DISPATCH: dict = {}
 
 
-def _dispatch_kernel(net, key: bytes, status, ctx, tol: float, max_iter: int):
+def _dispatch_kernel(net, key: bytes, status, ctx, control: ControlOptions):
     """Jitted batched dispatch of one topology (compiled data and program cached by ``key``)."""
-    k = (id(net), key, tol, max_iter)
+    tol, max_iter, stall = control.dispatch_tol, control.dispatch_max_iter, control.dispatch_stall_after
+    k = (id(net), key, tol, max_iter, stall)
     if k not in _DISPATCH:
         if len(_DISPATCH) > 256:
             _DISPATCH.clear()
@@ -414,7 +415,9 @@ def _dispatch_kernel(net, key: bytes, status, ctx, tol: float, max_iter: int):
             v_max_pu=np.asarray(ctx.v_max_pu, float),
             allow_deenergized=True,
         )
-        _DISPATCH[k] = jax.jit(lambda inputs: dispatch_batched(data, inputs, tol=tol, max_iter=max_iter))
+        _DISPATCH[k] = jax.jit(
+            lambda inputs: dispatch_batched(data, inputs, tol=tol, max_iter=max_iter, stall_after=stall)
+        )
     return _DISPATCH[k]
 
 
@@ -433,7 +436,7 @@ def _dispatch_group(net, status, rows, ctx, control: ControlOptions, p, q, pv, d
     flat = lambda a: a.reshape((g * n,) + a.shape[2:])  # noqa: E731
     inputs = DispatchInputs(flat(pk * p), flat(pk * q), flat(pv),
                             *(flat(jnp.broadcast_to(c[:, None, :], (g, n, c.shape[1]))) for c in caps))
-    res = _dispatch_kernel(net, key, status, ctx, control.dispatch_tol, control.dispatch_max_iter)(inputs)
+    res = _dispatch_kernel(net, key, status, ctx, control)(inputs)
     res = jax.tree_util.tree_map(lambda a: a.reshape((g, n) + a.shape[1:]), res)
     a_i = jnp.asarray(rows.sop_a_is_i)[:, None, :]
     conv = res.converged & jnp.all(jnp.isfinite(res.p_i), axis=-1)

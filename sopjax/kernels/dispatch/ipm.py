@@ -37,6 +37,10 @@ START_DRAW_FRAC = 0.01
 MU_RESIDUAL = 1e-3
 # backtracking factors tried on the SOP rows
 _SHRINK = 0.5 ** np.arange(16)
+# stall test (see step): the primal residual is compared every STALL_WINDOW iterations and
+# must fall below STALL_RATIO x its value at the last comparison
+STALL_WINDOW = 10
+STALL_RATIO = 0.9
 
 
 def _analytic_jacobian(data: DispatchData, th: Params, x) -> tuple[list, tuple]:
@@ -145,6 +149,7 @@ class State(NamedTuple):
     it: jax.Array  # (batch,) iterations
     stop: jax.Array  # (batch,) converged or broken down
     conv: jax.Array  # (batch,) KKT tolerances met
+    mark: jax.Array  # (batch,) primal residual at the last stall test
 
 
 def select(mask, a, b):
@@ -169,11 +174,19 @@ def init(data: DispatchData, k: Consts, pb: Problem) -> State:
     c0 = constraints(data, th, x0, fl0)
     s0 = jnp.concatenate([c0[:nf], jnp.maximum(c0[nf:], 1e-3)])
     z0 = 1e-3 / jnp.maximum(s0, 1e-3)
-    return State(x0, s0, z0, fl0.l, jnp.zeros(nb, jnp.int32), jnp.zeros(nb, bool), jnp.zeros(nb, bool))
+    return State(x0, s0, z0, fl0.l, jnp.zeros(nb, jnp.int32), jnp.zeros(nb, bool), jnp.zeros(nb, bool),
+                 jnp.full(nb, jnp.inf, x0.dtype))
 
 
-def step(data: DispatchData, k: Consts, pb: Problem, st: State, *, tol: float, sweeps: int) -> State:
-    """One interior-point update of every running sample (stopped samples stay as they are)."""
+def step(data: DispatchData, k: Consts, pb: Problem, st: State, *, tol: float, sweeps: int,
+         stall_after: int = 0) -> State:
+    """One interior-point update of every running sample (stopped samples stay as they are).
+
+    With ``stall_after > 0``, from that iteration on a sample stops unconverged when its
+    primal residual fell by less than ``1 - STALL_RATIO`` over the last ``STALL_WINDOW``
+    iterations: with no set-point inside the voltage limits the residual stays put while
+    the multipliers grow, and such a sample would otherwise run to ``max_iter``.
+    """
     th, nf = pb.th, 3 * data.n_sop
     grad = jax.value_and_grad(lagrangian, argnums=3, has_aux=True)
     (_, (_, c, fl)), rd = grad(data, k, pb, st.x, st.z, st.l, sweeps)
@@ -216,13 +229,16 @@ def step(data: DispatchData, k: Consts, pb: Problem, st: State, *, tol: float, s
     ok = jnp.all(sop_rows(data, th, st.x + ap * dx) >= floor, axis=0)
     ap = jax.lax.cond(jnp.all(ok), lambda: ap, lambda: _backtrack(data, th, st.x, dx, ap, floor))
     conv = (e_d <= tol) & (e_p <= tol) & (mu <= tol) & jnp.isfinite(mu)
+    test = (st.it % STALL_WINDOW == 0) if stall_after else jnp.zeros_like(conv)
+    stalled = test & (st.it >= stall_after) & (e_p > STALL_RATIO * st.mark) & ~conv
+    mark = jnp.where(test, e_p, st.mark)
     new = State(st.x + ap * dx, jnp.maximum(s + ap * ds, 1e-300), jnp.maximum(st.z + ad * dz, 1e-300),
-                fl.l, st.it + 1, conv, conv)
+                fl.l, st.it + 1, conv, conv, mark)
     healthy = jnp.all(jnp.isfinite(new.x), axis=0) & jnp.all(jnp.isfinite(new.z), axis=0)
     healthy = healthy & jnp.all(jnp.isfinite(new.l), axis=0)
     # keep the converged (or last healthy) iterate
     old = st._replace(s=s, it=st.it + 1, stop=jnp.ones_like(conv), conv=conv)
-    return select(st.stop, st, select(conv | ~healthy, old, new))
+    return select(st.stop, st, select(conv | ~healthy | stalled, old, new))
 
 
 def _backtrack(data: DispatchData, th: Params, x, dx, ap, floor):

@@ -30,7 +30,8 @@ STRAGGLER_SHARE = 8
 
 
 def dispatch_state_batch(data: DispatchData, inputs: DispatchInputs, *, tol: float = 1e-9,
-                         max_iter: int = 150, sweeps: int = 3, straggler_share: int = STRAGGLER_SHARE):
+                         max_iter: int = 150, sweeps: int = 3, straggler_share: int = STRAGGLER_SHARE,
+                         stall_after: int = 0):
     """Run the interior-point method on a batch (one leading sample axis); no derivatives.
 
     Args:
@@ -39,6 +40,8 @@ def dispatch_state_batch(data: DispatchData, inputs: DispatchInputs, *, tol: flo
         tol, max_iter, sweeps: as :func:`dispatch_native`.
         straggler_share: finish the last ``batch // straggler_share`` running samples
             in a batch of that size (0: no second stage).
+        stall_after: from this iteration on, stop a sample whose primal residual stalls
+            (:func:`~sopjax.kernels.dispatch.ipm.step`); 0: never (run to ``max_iter``).
 
     Returns:
         ``(x, z, s, l, iterations, converged, infeasibility)``, each with the sample axis first.
@@ -52,7 +55,8 @@ def dispatch_state_batch(data: DispatchData, inputs: DispatchInputs, *, tol: flo
     def run(pb, st, n_left: int):
         """Iterate while more than ``n_left`` samples run (a sample at ``max_iter`` stops)."""
         def body(st):
-            return ipm.select(st.it >= max_iter, st, ipm.step(data, k, pb, st, tol=tol, sweeps=sweeps))
+            return ipm.select(st.it >= max_iter, st, ipm.step(data, k, pb, st, tol=tol, sweeps=sweeps,
+                                                                stall_after=stall_after))
         return jax.lax.while_loop(lambda st: jnp.sum(~st.stop & (st.it < max_iter)) > n_left, body, st)
 
     nb = th.p_load.shape[-1]
@@ -98,11 +102,12 @@ def dispatch_native(data: DispatchData, inputs: DispatchInputs, *, tol: float = 
 
 def dispatch_batched(data: DispatchData, inputs: DispatchInputs, *, tol: float = 1e-9, max_iter: int = 150,
                      sweeps: int = 3, final_sweeps: int = 6,
-                     straggler_share: int = STRAGGLER_SHARE) -> DispatchResult:
+                     straggler_share: int = STRAGGLER_SHARE, stall_after: int = 0) -> DispatchResult:
     """:func:`dispatch_native` of every sample of ``inputs`` (any leading batch axes), solved together.
 
     Args:
-        straggler_share: see :func:`dispatch_state_batch`; the others as :func:`dispatch_native`.
+        straggler_share, stall_after: see :func:`dispatch_state_batch`; the others as
+            :func:`dispatch_native`.
     """
     batch = check_inputs(data, inputs)
     if not batch:
@@ -111,6 +116,6 @@ def dispatch_batched(data: DispatchData, inputs: DispatchInputs, *, tol: float =
     n = int(np.prod(batch))
     flat = jax.tree_util.tree_map(lambda a: jnp.reshape(a, (n, a.shape[-1])), inputs)
     state = dispatch_state_batch(data, flat, tol=tol, max_iter=max_iter, sweeps=sweeps,
-                                 straggler_share=straggler_share)
+                                 straggler_share=straggler_share, stall_after=stall_after)
     res = jax.vmap(lambda i, st: dispatch_solution(data, i, st, final_sweeps=final_sweeps))(flat, state)
     return jax.tree_util.tree_map(lambda a: jnp.reshape(a, (*batch, *a.shape[1:])), res)

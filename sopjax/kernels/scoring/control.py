@@ -86,6 +86,9 @@ class ControlOptions:
             spaced in ``[-q_span, q_span] x S_b`` (within its limits), besides the fixed set-points.
         q_span: see ``q_candidates`` (fraction of the VdcQ VSC's capacity), in (0, 1].
         dispatch_tol, dispatch_max_iter: tolerance and iteration limit of the JAX dispatch.
+        dispatch_stall_after: from this iteration on, a dispatch whose primal residual stalls
+            (no set-point inside the limits) stops as not converged instead of running to
+            ``dispatch_max_iter`` (:func:`~sopjax.kernels.dispatch.ipm.step`); 0: never.
     """
 
     droop_q: float = 0.05
@@ -98,6 +101,7 @@ class ControlOptions:
     q_span: float = 0.5
     dispatch_tol: float = 1e-8
     dispatch_max_iter: int = 150
+    dispatch_stall_after: int = 30
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first invalid field."""
@@ -112,6 +116,8 @@ class ControlOptions:
         for name in ("iterations", "u_set_candidates", "q_candidates", "dispatch_max_iter"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"ControlOptions.{name} must be >= 1, got {getattr(self, name)}")
+        if int(self.dispatch_stall_after) < 0:
+            raise ValueError(f"ControlOptions.dispatch_stall_after must be >= 0, got {self.dispatch_stall_after}")
 
 
 class SetPoints(NamedTuple):
