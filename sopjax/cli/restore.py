@@ -29,12 +29,29 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
+def pv_lines(d: dict | None) -> list[str]:
+    """One line per PV unit: parent normal, bounded mean/std and the quantiles the planner uses (kW)."""
+    if not d:
+        return []
+    m = d["model"]
+    head = f"{m['kind']}, truncation {m.get('truncation', '-')}, limit {m['limit']}"
+    lines = []
+    for k, mean in enumerate(d["mean"]):
+        qs = ", ".join(f"q{lv} {v[k]:.1f}" for lv, v in d["quantiles"].items())
+        lines.append(f"{head}: parent mean {d['parent_mean'][k]:.1f} std {d['parent_std'][k]:.1f} kW, "
+                     f"{100 * d['mass_outside'][k]:.1f} % outside [0, p_max]; sampled mean {mean:.1f} "
+                     f"std {d['std'][k]:.1f} kW; {qs} kW")
+    return lines
+
+
 def _print(out: dict) -> None:
     plan = out["plan"]
     s = plan["solver"]
     print(f"{out['title']}")
     print(f"  solve        {s['status']} ({s['solver']}, {s['total_s']:.2f} s, gap {s['gap']:.1e}, "
           f"{s['nodes']} nodes), formulation {plan['formulation']}, periods {len(plan['periods'])}")
+    for line in pv_lines(out.get("pv_distribution_kw")):
+        print(f"  PV model     {line}")
     print(f"  fault        branch(es) {', '.join(map(str, out['faulted']))}; outage load {plan['outage_kw']:.1f} kW")
     print(f"  switching    close {plan['closed'] or '-'}, open {plan['opened'] or '-'} "
           f"({plan['switch_operations']} operations)")
