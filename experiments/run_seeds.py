@@ -31,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 COMMITTED = ROOT / "docs" / "seed_results"
 RAW = ROOT / "results" / "seeds"
-DOCS = ("docs/seed000_results.md", "docs/seed002_results.md", "docs/allocation.md")
+DOCS = ("docs/seed000_results.md", "docs/seed002_results.md", "docs/allocation.md", "docs/reproducing.md")
 
 S2 = "experiments/seed002"
 #: study -> (command (run from the repository root; {out} = its raw folder), output stem, time limits)
@@ -124,7 +124,24 @@ def run_study(name: str, python: str) -> tuple[str, float, int]:
     return name, wall, rc
 
 
+def write_index() -> None:
+    """``docs/seed_results/index.json`` / ``.md``: one row per committed study from its run record."""
+    rows = ["| study | command | time limits | wall min | commit | date (UTC) |", "|---|---|---|---|---|---|"]
+    for name in STUDIES:
+        path = COMMITTED / f"{name}.json"
+        if path.exists():
+            r = json.loads(path.read_text())["run"]
+            rows.append(f"| {name} | `{r['command']}` | {r['time_limits']} | {r['wall_s'] / 60:.1f} | {r['commit']} "
+                        f"| {r['date_utc']} |")
+    md = "# Seed studies: the last committed run of each\n\n" + "\n".join(rows) + "\n"
+    (COMMITTED / "index.md").write_text(md)
+    (COMMITTED / "index.json").write_text(json.dumps(
+        {"run": {"command": "python experiments/run_seeds.py", "time_limits": "see each study", "wall_s": 0},
+         "tables": tables(md)}, indent=1) + "\n")
+
+
 def update_docs() -> None:
+    write_index()
     for doc in DOCS:
         p = ROOT / doc
         text = p.read_text()

@@ -308,3 +308,8 @@ def test_planner_pv_quantile_is_the_scorer_sample_quantile(truncation):
     assert planned_kw == pytest.approx({"clip": 379.32, "inverse_cdf": 373.0}[truncation], abs=0.1)
     summary = pv_summary(study.net, study.settings)
     assert summary["truncation"] == truncation and summary["quantiles"]["0.0079"][0] == pytest.approx(planned_kw)
+
+
+def test_pv_model_must_be_a_pv_model():
+    with pytest.raises(SopjaxError, match="pv_model"):
+        settings(2, pv_model="clip").validate(seed_net())

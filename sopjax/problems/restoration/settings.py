@@ -106,6 +106,8 @@ class RestorationSettings:
             raise SopjaxError(f"quantile_sides must be 'both' or 'low', got {self.quantile_sides!r}")
         if not (self.pv_sigma_frac >= 0 and self.load_sigma_frac >= 0):
             raise SopjaxError("pv_sigma_frac and load_sigma_frac must be >= 0")
+        if self.pv_model is not None and not callable(getattr(self.pv_model, "ppf", None)):
+            raise SopjaxError(f"pv_model must be a PV output model (PVForecastError, PVBeta) or None, got {self.pv_model!r}")
         if self.uncertainty == "scenarios" and int(self.scenarios) < 1:
             raise SopjaxError(f"scenarios must be >= 1, got {self.scenarios}")
         if int(self.load_blocks) < 1:
