@@ -60,3 +60,19 @@ def test_zero_sigma_and_beta():
     assert d.std[0] * KW == pytest.approx(x.std(), rel=0.03)
     assert pv_quantile(model, 0.5, [500 / KW], [1000 / KW], [0.95])[0] * KW == pytest.approx(np.median(x), abs=3.0)
     assert "clip" in pv_distribution(PVForecastError(truncation="clip"), [0.05], [0.06], [1.0]).describe(KW)[0]
+
+
+def test_every_shipped_config_states_its_pv_bounds():
+    """Where a config draws a normal PV error, the bound handling is explicit (docs/sampling.md)."""
+    import tomllib
+    from pathlib import Path
+
+    checked = 0
+    for path in sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.toml")):
+        pv = tomllib.loads(path.read_text()).get("uncertainty", {}).get("pv")
+        if isinstance(pv, dict) and pv.get("kind", "normal") == "normal":
+            assert pv.get("truncation") in ("clip", "inverse_cdf"), f"{path.name}: [uncertainty] pv has no truncation"
+            if path.name.startswith("seed002_"):
+                assert pv["truncation"] == "clip", path.name
+            checked += 1
+    assert checked >= 10
