@@ -31,17 +31,9 @@ def register(sub) -> None:
 
 def pv_lines(d: dict | None) -> list[str]:
     """One line per PV unit: parent normal, bounded mean/std and the quantiles the planner uses (kW)."""
-    if not d:
-        return []
-    m = d["model"]
-    head = f"{m['kind']}, truncation {m.get('truncation', '-')}, limit {m['limit']}"
-    lines = []
-    for k, mean in enumerate(d["mean"]):
-        qs = ", ".join(f"q{lv} {v[k]:.1f}" for lv, v in d["quantiles"].items())
-        lines.append(f"{head}: parent mean {d['parent_mean'][k]:.1f} std {d['parent_std'][k]:.1f} kW, "
-                     f"{100 * d['mass_outside'][k]:.1f} % outside [0, p_max]; sampled mean {mean:.1f} "
-                     f"std {d['std'][k]:.1f} kW; {qs} kW")
-    return lines
+    from sopjax.sampling.pv_stats import describe_pv
+
+    return describe_pv(d) if d else []
 
 
 def _print(out: dict) -> None:

@@ -26,7 +26,7 @@ from scipy.stats import norm
 
 from sopjax.sampling.pv import PVBeta, PVForecastError, p_max_pu
 
-__all__ = ["PVDistribution", "pv_distribution", "pv_quantile"]
+__all__ = ["PVDistribution", "describe_pv", "pv_distribution", "pv_quantile"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,15 +51,7 @@ class PVDistribution:
 
     def describe(self, scale: float = 1.0, unit: str = "p.u.") -> list[str]:
         """One line per unit, values multiplied by ``scale`` (e.g. ``base_mva * 1e3`` for kW)."""
-        lines = []
-        for k in range(self.mean.shape[0]):
-            qs = ", ".join(f"q{lv:.4g} {v[k] * scale:.1f}" for lv, v in sorted(self.quantiles.items()))
-            lines.append(
-                f"PV {k} ({self.truncation}): parent N({self.parent_mean[k] * scale:.1f}, "
-                f"{self.parent_std[k] * scale:.1f}^2) {unit}, {100 * self.mass_outside[k]:.1f} % outside "
-                f"[0, p_max]; sampled mean {self.mean[k] * scale:.1f}, std {self.std[k] * scale:.1f}; {qs}"
-            )
-        return lines
+        return describe_pv(self.to_dict(scale), unit)
 
     def to_dict(self, scale: float = 1.0) -> dict:
         """JSON-friendly values multiplied by ``scale``."""
@@ -70,6 +62,19 @@ class PVDistribution:
             "mass_outside": [float(x) for x in self.mass_outside],
             "quantiles": {f"{lv:.6g}": s(v) for lv, v in sorted(self.quantiles.items())},
         }
+
+
+def describe_pv(d: dict, unit: str = "kW") -> list[str]:
+    """One line per unit from :meth:`PVDistribution.to_dict` (optionally with the model's ``to_dict`` as ``model``)."""
+    m = d.get("model")
+    head = f"{m['kind']}, truncation {m.get('truncation', '-')}, limit {m['limit']}" if m else d["truncation"]
+    lines = []
+    for k, mean in enumerate(d["mean"]):
+        qs = ", ".join(f"q{lv} {v[k]:.1f}" for lv, v in d["quantiles"].items())
+        lines.append(f"{head}: parent mean {d['parent_mean'][k]:.1f} std {d['parent_std'][k]:.1f} {unit}, "
+                     f"{100 * d['mass_outside'][k]:.1f} % outside [0, p_max]; sampled mean {mean:.1f} "
+                     f"std {d['std'][k]:.1f} {unit}; {qs} {unit}")
+    return lines
 
 
 def pv_quantile(model, level: float, forecast_pu, s_rated_pu, pf) -> np.ndarray:
