@@ -6,7 +6,7 @@
 
 Problems: ``reconf33`` loss-minimising reconfiguration of IEEE 33 (every branch switchable),
 ``restore33`` seed 002 case 4 (SOP 8-21 + reconfiguration after a fault on branch 2-3, at the
-PV forecast), ``reconf69`` reconfiguration of IEEE 69 (sopjax formulation only; the naive one is
+PV forecast; PV 3 x 500 kW on 526.3 kVA units, substation 1.05 p.u., as docs/seed002_results.md A2-A3), ``reconf69`` reconfiguration of IEEE 69 (sopjax formulation only; the naive one is
 given the same time limit and reported as it ends).
 
 Variants, each solved to proven optimality (relative gap 1e-6 for reconfiguration, 1e-4 for
@@ -46,6 +46,7 @@ from sopjax.solvers.options import NAIVE  # noqa: E402
 from sopjax.solvers.options import TIGHT  # noqa: E402
 from sopjax.problems.reconfiguration.build import build_reconfiguration, reconfiguration_warm_start  # noqa: E402
 from sopjax.problems.restoration import RestorationSettings, build_restoration  # noqa: E402
+from sopjax.problems.restoration.study import network_from_config  # noqa: E402
 from sopjax.solvers.backends.scip import solve_scip  # noqa: E402
 from sopjax.solvers.backends.solve import SCIP_DEFAULTS, SCIP_WARM_STARTED  # noqa: E402
 
@@ -54,9 +55,16 @@ from sopjax.jax_config import configure_xla  # noqa: E402
 configure_xla()  # the XLA flags the CLI sets (sopjax.jax_config)
 
 
+#: seed 002 case 4 under the current setting (docs/seed002_results.md A2, A3; configs/seed002_table5.toml):
+#: three 526.3 kVA PV units at buses 7, 13, 30 (pf 0.95) forecast at 500 kW each, substation 1.05 p.u.
+RESTORE33 = {"case": "ieee33", "v_slack_pu": 1.05,
+             "pv": [{"bus": b, "s_rated_kva": 526.3, "pf": 0.95} for b in (7, 13, 30)],
+             "sop": [{"pair": [8, 21], "s_rated_kva": 2000, "loss": 0.02}]}
+RESTORE33_FORECAST_KW = (500.0, 500.0, 500.0)
+
+
 def restore33_net():
-    net = sopjax.add_pv(sopjax.ieee33(), buses=[7, 13, 30], s_rated_kva=[300, 200, 200], pf=0.95)
-    return sopjax.add_sops(net, pairs=[(8, 21)], s_rated_kva=2000, loss=0.02)
+    return network_from_config({"network": RESTORE33})
 
 
 def build(problem: str, options):
@@ -67,7 +75,7 @@ def build(problem: str, options):
         hints = {"warm_start": reconfiguration_warm_start(m)} if options.warm_start else {}
         return m, prob, 1e-6, hints
     net = restore33_net()
-    fc = tuple(np.array([300.0, 200.0, 200.0]) * 500 / 700 / (net.base_mva * 1e3))
+    fc = tuple(np.array(RESTORE33_FORECAST_KW) / (net.base_mva * 1e3))
     st = RestorationSettings(faulted=(2,), switchable="all", keep_open=(33,), use_sop=True, pv_forecast_pu=fc,
                              options=options)
     m, prob = build_restoration(net, st)

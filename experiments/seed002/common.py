@@ -24,10 +24,12 @@ sys.path.insert(0, str(ROOT))
 
 from sopjax.problems.restoration.check import exact_check  # noqa: E402
 from sopjax.problems.restoration.study import (  # noqa: E402
+    pv_summary,
     score_plans,
     solve_study,
     study_from_config,
 )
+from sopjax.cli.restore import pv_lines  # noqa: E402
 
 from sopjax.jax_config import configure_xla  # noqa: E402
 
@@ -72,9 +74,23 @@ def case_config(cfg: dict, case: dict) -> dict:
     return merge(base, patch)
 
 
+#: the PV distributions (kW) the cases of this run planned for and were scored under, in order, no repeats
+PV_MODELS: list[dict] = []
+
+
+def note_pv(study) -> None:
+    """Print the study's PV distribution (parent, bounded mean/std, planner quantiles) once per distinct model."""
+    d = pv_summary(study.net, study.settings)
+    if d is not None and d not in PV_MODELS:
+        PV_MODELS.append(d)
+        for line in pv_lines(d):
+            print(f"PV model: {line}", flush=True)
+
+
 def plan_case(cfg: dict) -> dict:
     """Solve one case; return the study, the plan, the solved model and the exact check."""
     study = study_from_config(cfg)
+    note_pv(study)
     t0 = time.perf_counter()
     plan, model = solve_study(study)
     wall = time.perf_counter() - t0
@@ -104,6 +120,7 @@ def score(results: list[tuple[str, dict]], cfg: dict):
     base = case_config(cfg, cfg["case"][0])
     base["uncertainty"] = copy.deepcopy(cfg.get("uncertainty", {}))
     actual = study_from_config(base)
+    note_pv(actual)
     plans = [(name, r["plan"]) for name, r in results]
     return score_plans(first.net, plans, actual.settings, actual.uncertainty, cfg["montecarlo"])
 
@@ -129,6 +146,10 @@ def pct(x) -> str:
 def write(out: str, name: str, markdown: str, payload: dict, ds=None) -> None:
     d = Path(out)
     d.mkdir(parents=True, exist_ok=True)
+    if PV_MODELS:
+        payload = {**payload, "pv_distribution_kw": PV_MODELS}
+        markdown = markdown.rstrip("\n") + "\n\nPV models of this run (kW; `sopjax.sampling.pv_distribution`):\n\n" + \
+            "\n".join(f"* {line}" for d_ in PV_MODELS for line in pv_lines(d_)) + "\n"
     (d / f"{name}.md").write_text(markdown)
     (d / f"{name}.json").write_text(json.dumps(payload, indent=2, default=_json))
     if ds is not None:

@@ -29,12 +29,21 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
+def pv_lines(d: dict | None) -> list[str]:
+    """One line per PV unit: parent normal, bounded mean/std and the quantiles the planner uses (kW)."""
+    from sopjax.sampling.pv_stats import describe_pv
+
+    return describe_pv(d) if d else []
+
+
 def _print(out: dict) -> None:
     plan = out["plan"]
     s = plan["solver"]
     print(f"{out['title']}")
     print(f"  solve        {s['status']} ({s['solver']}, {s['total_s']:.2f} s, gap {s['gap']:.1e}, "
           f"{s['nodes']} nodes), formulation {plan['formulation']}, periods {len(plan['periods'])}")
+    for line in pv_lines(out.get("pv_distribution_kw")):
+        print(f"  PV model     {line}")
     print(f"  fault        branch(es) {', '.join(map(str, out['faulted']))}; outage load {plan['outage_kw']:.1f} kW")
     print(f"  switching    close {plan['closed'] or '-'}, open {plan['opened'] or '-'} "
           f"({plan['switch_operations']} operations)")

@@ -71,6 +71,7 @@ from sopjax.sampling.load import LoadNormal
 from sopjax.sampling.model import UncertaintyModel, from_dict
 from sopjax.sampling.profiles import clear_sky_pv_profile, daily_profile, load_profile, pv_forecast
 from sopjax.sampling.pv import PVBeta, PVForecastError
+from sopjax.sampling.pv_stats import PVDistribution, pv_distribution, pv_quantile
 from sopjax.sampling.samples import Samples
 from sopjax.sampling.schemes import SCHEMES, uniforms
 
@@ -81,6 +82,7 @@ __all__ = [
     "CorrelationMatrix",
     "LoadNormal",
     "PVBeta",
+    "PVDistribution",
     "PVForecastError",
     "ProfileError",
     "Samples",
@@ -92,7 +94,9 @@ __all__ = [
     "from_dict",
     "load_profile",
     "profiles",
+    "pv_distribution",
     "pv_forecast",
+    "pv_quantile",
     "truncated_normal_ppf",
     "uniforms",
 ]

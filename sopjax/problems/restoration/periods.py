@@ -2,10 +2,12 @@
 
 ``RestorationSettings.uncertainty``: ``"forecast"`` plans for the PV forecast;
 ``"quantile"`` adds the chance-constrained quantiles as extra periods that share
-every decision: PV at ``mu - z sigma`` with the loads at their aggregate upper
+every decision: PV at its ``1 - confidence`` quantile -- the quantile of the bounded
+distribution the Monte Carlo scorer samples (:func:`pv_model`; ``mu - z sigma`` for
+``truncation="clip"``, higher for ``"inverse_cdf"``, which moves the cut mass inward) -- with the loads at their aggregate upper
 quantile ``1 + z s sqrt(sum p_i^2) / sum p_i`` (``z = Phi^-1(confidence)``, ``s``
 the load error; the exact quantile of the total demand of independent loads, e.g.
-of an SOP island), and, with ``quantile_sides="both"``, PV at ``mu + z sigma`` with
+of an SOP island), and, with ``quantile_sides="both"``, PV at its ``confidence`` quantile with
 the loads at the lower quantile (over-voltage); ``"scenarios"`` adds ``K`` sampled
 PV (and load) scenarios, drawn by the Monte Carlo engine's sampler
 (:mod:`sopjax.sampling`), sharing switches, pickup, SOP modes and set-points.
@@ -20,9 +22,14 @@ from scipy.stats import norm
 
 from sopjax.network import Network
 from sopjax.problems.restoration.settings import RestorationSettings
-from sopjax.sampling import LoadNormal, PVForecastError, UncertaintyModel
+from sopjax.sampling import LoadNormal, PVForecastError, UncertaintyModel, pv_quantile
 
-__all__ = ["forecast_pu", "plan_periods"]
+__all__ = ["forecast_pu", "plan_periods", "pv_model"]
+
+
+def pv_model(settings: RestorationSettings):
+    """The PV output model the plan assumes: ``settings.pv_model``, else the default normal error."""
+    return settings.pv_model if settings.pv_model is not None else PVForecastError(sigma_frac=settings.pv_sigma_frac)
 
 
 def forecast_pu(net: Network, settings: RestorationSettings) -> np.ndarray:
@@ -47,23 +54,24 @@ def plan_periods(net: Network, settings: RestorationSettings) -> dict[str, np.nd
     loads_p, loads_q = [p0], [q0]
     if settings.uncertainty == "quantile":
         z = float(norm.ppf(settings.confidence))
-        sigma = settings.pv_sigma_frac * mu
+        pf = np.asarray(net.pv.pf, float)
+        model = pv_model(settings)
         # aggregate load quantile: sum_i p_i (1 + s xi_i) <= sum_i p_i + z s sqrt(sum_i p_i^2), i.e. a
         # uniform factor 1 + delta on the loads (exact for the total, e.g. an SOP island's demand)
         pos = np.clip(p0, 0, None)
         delta = z * settings.load_sigma_frac * float(np.sqrt(np.sum(pos**2)) / max(np.sum(pos), 1e-12))
-        pv.append(np.clip(mu - z * sigma, 0.0, rated))
+        pv.append(pv_quantile(model, 1 - settings.confidence, mu, rated, pf) if net.pv.count else mu)
         labels.append(f"low_pv_high_load_q{1 - settings.confidence:.4g}")
         loads_p.append(p0 * (1 + delta))
         loads_q.append(q0 * (1 + delta))
         if settings.quantile_sides == "both":
-            pv.append(np.clip(mu + z * sigma, 0.0, rated))
+            pv.append(pv_quantile(model, settings.confidence, mu, rated, pf) if net.pv.count else mu)
             labels.append(f"high_pv_low_load_q{settings.confidence:.4g}")
             loads_p.append(p0 * max(1 - delta, 0.0))
             loads_q.append(q0 * max(1 - delta, 0.0))
     elif settings.uncertainty == "scenarios":
         model = UncertaintyModel(
-            pv=PVForecastError(sigma_frac=settings.pv_sigma_frac) if net.pv.count else None,
+            pv=pv_model(settings) if net.pv.count else None,
             load=LoadNormal(sigma_frac=settings.load_sigma_frac) if settings.load_sigma_frac > 0 else None,
             scheme="mc",
         )

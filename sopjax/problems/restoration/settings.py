@@ -37,7 +37,12 @@ class RestorationSettings:
         max_switch_operations: cap on switches changed from the post-fault state (None = no cap).
         pv_forecast_pu: PV forecast per unit (p.u.), default each unit's rating.
         uncertainty: ``"forecast"``, ``"quantile"`` or ``"scenarios"``.
-        pv_sigma_frac: PV forecast-error standard deviation, fraction of the forecast.
+        pv_sigma_frac: PV forecast-error standard deviation, fraction of the forecast
+            (used when ``pv_model`` is None).
+        pv_model: the PV output model the scorer samples (:class:`~sopjax.sampling.PVForecastError`
+            or :class:`~sopjax.sampling.PVBeta`); the quantile and scenario periods use its bounded
+            distribution (its ``truncation``), so that planning and scoring share one distribution.
+            None: ``PVForecastError(sigma_frac=pv_sigma_frac)`` (the sampler's default truncation).
         load_sigma_frac: load standard deviation (fraction) in sampled scenarios.
         confidence: level of the quantile (seed 002: 0.9921).
         quantile_sides: ``"both"`` (low and high PV) or ``"low"`` (low PV only).
@@ -66,6 +71,7 @@ class RestorationSettings:
     pv_forecast_pu: tuple[float, ...] | None = None
     uncertainty: str = "forecast"
     pv_sigma_frac: float = 0.10
+    pv_model: object | None = None
     load_sigma_frac: float = 0.0
     confidence: float = 0.9921
     quantile_sides: str = "both"
@@ -100,6 +106,8 @@ class RestorationSettings:
             raise SopjaxError(f"quantile_sides must be 'both' or 'low', got {self.quantile_sides!r}")
         if not (self.pv_sigma_frac >= 0 and self.load_sigma_frac >= 0):
             raise SopjaxError("pv_sigma_frac and load_sigma_frac must be >= 0")
+        if self.pv_model is not None and not callable(getattr(self.pv_model, "ppf", None)):
+            raise SopjaxError(f"pv_model must be a PV output model (PVForecastError, PVBeta) or None, got {self.pv_model!r}")
         if self.uncertainty == "scenarios" and int(self.scenarios) < 1:
             raise SopjaxError(f"scenarios must be >= 1, got {self.scenarios}")
         if int(self.load_blocks) < 1:

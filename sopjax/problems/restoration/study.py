@@ -32,7 +32,9 @@ same ``[network]``, ``[fault]``, ``[uncertainty]`` and ``[montecarlo]`` tables a
     mip_gap = 1e-4
 
 The PV forecast (``[uncertainty] pv_forecast_kw``), its error
-(``pv.sigma_frac``), the load error (``load.sigma_frac``) and the confidence
+(``pv.sigma_frac``) and bound handling (``pv.truncation``: ``"clip"`` = output
+above the rating curtailed to it, ``"inverse_cdf"`` = the normal truncated to
+``[0, rating]``; docs/sampling.md), the load error (``load.sigma_frac``) and the confidence
 (``[montecarlo] confidence``) feed both the planner (quantile / scenarios) and
 the Monte Carlo score, so that a plan is judged under the uncertainty it was
 planned for.
@@ -57,7 +59,8 @@ from sopjax.problems.restoration.results import RestorationPlan
 from sopjax.problems.restoration.settings import UNCERTAINTY_MODES, RestorationSettings, with_limits
 from sopjax.problems.restoration.solve import solve_restoration
 
-__all__ = ["RestorationStudy", "study_from_config", "run_restoration_study", "score_plans", "network_from_config"]
+__all__ = ["RestorationStudy", "study_from_config", "run_restoration_study", "score_plans", "network_from_config",
+           "pv_summary"]
 
 _TOP = {"title", "network", "fault", "restoration", "solver", "uncertainty", "montecarlo", "study", "sweep", "case",
         "experiment"}
@@ -158,7 +161,8 @@ def study_from_config(cfg: Mapping[str, Any], **overrides) -> RestorationStudy:
         mc_settings = montecarlo_settings(mc, faulted, rest.get("v_min_pu"), rest.get("v_max_pu"))
     from sopjax.sampling import UncertaintyModel
 
-    UncertaintyModel.from_dict({k: v for k, v in unc.items() if k != "pv_forecast_kw"})  # checked before solving
+    # checked before solving; its PV model is the one the planner's quantiles/scenarios use
+    unc_model = UncertaintyModel.from_dict({k: v for k, v in unc.items() if k != "pv_forecast_kw"})
     kva = net.base_mva * 1e3
     fc = None
     if "pv_forecast_kw" in unc:
@@ -173,6 +177,7 @@ def study_from_config(cfg: Mapping[str, Any], **overrides) -> RestorationStudy:
         keep_open=rest.pop("keep_open", ()),
         pv_forecast_pu=fc,
         pv_sigma_frac=_sigma(unc, "pv"),
+        pv_model=unc_model.pv if net.pv.count else None,
         load_sigma_frac=_sigma(unc, "load"),
         confidence=mc_settings.confidence if mc_settings is not None else 0.9921,
         i_max_pu=_i_max(rest.pop("i_max_pu", None)),
@@ -285,6 +290,22 @@ def score_plans(
     return ds, out
 
 
+def pv_summary(net: Network, settings: RestorationSettings) -> dict | None:
+    """The PV distribution the plan and the score assume (kW): parent, bounded mean/std, the planner's quantiles.
+
+    None when the network has no PV unit.
+    """
+    if not net.pv.count:
+        return None
+    from sopjax.problems.restoration.periods import forecast_pu, pv_model
+    from sopjax.sampling import pv_distribution
+
+    c = settings.confidence
+    model = pv_model(settings)
+    d = pv_distribution(model, forecast_pu(net, settings), net.pv.s_rated_pu, net.pv.pf, levels=(1 - c, 0.5, c))
+    return {"model": model.to_dict(), **d.to_dict(scale=net.base_mva * 1e3)}
+
+
 def run_restoration_study(study: RestorationStudy, *, with_montecarlo: bool = True) -> dict:
     """Plan, re-check and (if configured) score one study; a JSON-able dict."""
     plan, model = solve_study(study)
@@ -294,6 +315,7 @@ def run_restoration_study(study: RestorationStudy, *, with_montecarlo: bool = Tr
         "network": study.net.name,
         "faulted": list(study.settings.faulted),
         "uncertainty": study.settings.uncertainty,
+        "pv_distribution_kw": pv_summary(study.net, study.settings),
         "plan": plan.as_dict(study.net),
         "exact_check": {k: v for k, v in check.items() if k != "vm_pu"},
     }
