@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 _DATA = {"CAPACITY_FLOOR_PU", "DispatchInputError", "DispatchInfeasibleError", "DispatchData", "_DATA_FIELDS",
          "DispatchInputs", "DispatchResult", "_limit", "compile_dispatch", "nominal_inputs", "_concrete",
          "check_inputs", "_where", "jax.tree_util.register_dataclass"}
-_FLOW_OLD = {"FlowState", "net_load", "distflow_step", "distflow", "bus_voltage"}
+_FLOW_OLD = {"FlowState", "distflow_step", "distflow", "bus_voltage"}  # net_load: the IPM's own (its _flow)
 BEFORE_FILES = {
     "sopjax/kernels/dispatch.py": _DATA | _FLOW_OLD,
     "sopjax/kernels/dispatch_batch.py": {"_Flow", "_step"},  # the batched DistFlow sweep's twin

@@ -8,9 +8,9 @@ voltage and rating rows are reached through their slacks. The KKT residuals are
 exact (one reverse pass through the DistFlow fixed point); the Newton matrix uses a
 Gauss-Newton Hessian and the constant LinDistFlow sensitivities of ``P, Q, v`` to
 ``x`` (one GEMM of per-sample weights with a constant table), so the model only sets
-the rate. Typically 15-30 iterations. One sample is a batch of one; with the batch
-as the long side the reductions are GEMMs, and the SOP rows' Jacobian (two to four
-nonzeros a row) is written out row by row.
+the rate; the closed-form SOP rows enter with their exact derivatives (forward-mode
+AD, per SOP). Typically 15-30 iterations. One sample is a batch of one; with the batch
+as the long side the reductions are GEMMs.
 """
 
 from __future__ import annotations
@@ -60,15 +60,12 @@ def _newton_matrix(data: DispatchData, k: Consts, z, s, fl: FlowState, J, H, Jr)
     """
     ns, nk, na = data.n_sop, data.n_kid, J.shape[0]
     nx, D = 4 * ns, z / s
-    wl = 2 * k.flow.r / fl.v_par
-    if Jr is not None:
-        wl = wl.at[data.rate_kid].add(z[na + 2 * nk :] / col(data.rate, z.dtype))
+    wl = (2 * k.flow.r / fl.v_par).at[data.rate_kid].add(z[na + 2 * nk :] / col(data.rate, z.dtype))
     wv = 2 * data.voltage_weight + D[na : na + nk] + D[na + nk : na + 2 * nk]
     tri = np.zeros((nx, nx), int)
     tri[np.triu_indices(nx)] = tri.T[np.triu_indices(nx)] = np.arange(nx * (nx + 1) // 2)
-    M = (k.O_t @ jnp.concatenate([wl, wl, wv]))[tri]
-    if Jr is not None:
-        M = M + jnp.einsum("rab,rcb->acb", Jr * D[na + 2 * nk :, None], Jr)
+    M = (k.O_t @ jnp.concatenate([wl, wl, wv]))[tri]  # (nx, nx, batch)
+    M = M + jnp.einsum("rab,rcb->acb", Jr * D[na + 2 * nk :, None], Jr)  # rating rows' J^T D J
     # local rows, SOP by SOP: D J J^T - z Hess c
     W = D[:na, :, None, None] * J[..., :, None] * J[..., None, :] - z[:na, :, None, None] * H
     W = jnp.einsum("rk,rnab->akbn", row_sop(data, z.dtype), W)  # (4, sop, 4, batch)
@@ -76,20 +73,17 @@ def _newton_matrix(data: DispatchData, k: Consts, z, s, fl: FlowState, J, H, Jr)
 
 
 def _rating_jacobian(data: DispatchData, k: Consts, fl: FlowState):
-    """Jacobian of the rating rows (rated, nx, batch), None without ratings."""
-    rk = data.rate_kid
-    if not np.shape(rk)[0]:
-        return None
-    rate = jnp.asarray(data.rate, fl.P.dtype)[:, None, None]
-    P, Q = fl.P[rk][:, None, :], fl.Q[rk][:, None, :]
-    return -(P * k.GP[rk][:, :, None] + Q * k.GQ[rk][:, :, None]) / rate
+    """Jacobian of the rating rows (rated, nx, batch), LinDistFlow sensitivities of ``P, Q``."""
+    rk, rate = data.rate_kid, col(data.rate, fl.P.dtype)[:, None]
+    return -(fl.P[rk][:, None] * k.GP[rk][:, :, None] + fl.Q[rk][:, None] * k.GQ[rk][:, :, None]) / rate
 
 
 def _jmul(data: DispatchData, k: Consts, J, Jr, dx):
     """``J dx`` (m, batch); linear in ``dx`` (its transpose is ``J^T y``)."""
     gv = k.Gv @ dx
-    local = jnp.sum(J * jnp.einsum("rk,akn->rna", row_sop(data, dx.dtype), dx.reshape(4, data.n_sop, -1)), axis=-1)
-    return jnp.concatenate([local, gv, -gv] + ([] if Jr is None else [jnp.einsum("rxb,xb->rb", Jr, dx)]))
+    dx_row = jnp.einsum("rk,akn->rna", row_sop(data, dx.dtype), dx.reshape(4, data.n_sop, -1))  # its SOP's
+    local = jnp.sum(J * dx_row, axis=-1)
+    return jnp.concatenate([local, gv, -gv, jnp.einsum("rxb,xb->rb", Jr, dx)])
 
 
 def _max_step(v, dv):
@@ -179,8 +173,7 @@ def step(data: DispatchData, k: Consts, pb: Problem, st: State, *, tol: float, s
     conv = (e_d <= tol) & (e_p <= tol) & (mu <= tol) & jnp.isfinite(mu)
     new = State(st.x + ap * dx, jnp.maximum(s + ap * ds, 1e-300), jnp.maximum(st.z + ad * dz, 1e-300),
                 fl.l, st.it + 1, conv, conv)
-    healthy = jnp.all(jnp.isfinite(new.x), axis=0) & jnp.all(jnp.isfinite(new.z), axis=0)
-    healthy = healthy & jnp.all(jnp.isfinite(new.l), axis=0)
+    healthy = jnp.all(jnp.isfinite(jnp.concatenate([new.x, new.z, new.l])), axis=0)
     # keep the converged (or last healthy) iterate
     old = st._replace(s=s, it=st.it + 1, stop=jnp.ones_like(conv), conv=conv)
     return select(st.stop, st, select(conv | ~healthy, old, new))

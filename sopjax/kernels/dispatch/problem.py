@@ -151,8 +151,6 @@ def sop_rows(data: DispatchData, th: Params, x):
 def _q_limits(data: DispatchData, th: Params, x):
     """Reactive-limit rows (2 nq, batch): ``q_rel_max S - q`` then ``q - q_rel_min S``."""
     side, kk, qcol = _q_rows(data)
-    if not kk.size:
-        return jnp.zeros((0, x.shape[-1]), x.dtype)
     q, S = x[qcol], jnp.concatenate([th.s_i, th.s_j])[side * data.n_sop + kk]
     qmax = jnp.asarray(data.q_rel_max, x.dtype)[kk, side][:, None]
     qmin = jnp.asarray(data.q_rel_min, x.dtype)[kk, side][:, None]
@@ -169,11 +167,9 @@ def local_rows(data: DispatchData, th: Params, x):
 
 def _grid_rows(data: DispatchData, fl: FlowState):
     """Voltage rows (2 kid, batch), then rating rows (rated, batch)."""
-    parts = [fl.v - col(data.vmin_sq, fl.v.dtype), col(data.vmax_sq, fl.v.dtype) - fl.v]
-    if np.shape(data.rate_kid)[0]:
-        rate, P, Q = col(data.rate, fl.v.dtype), fl.P[data.rate_kid], fl.Q[data.rate_kid]
-        parts.append((rate**2 - P * P - Q * Q) / (2 * rate))
-    return jnp.concatenate(parts)
+    rate, P, Q = col(data.rate, fl.v.dtype), fl.P[data.rate_kid], fl.Q[data.rate_kid]
+    return jnp.concatenate([fl.v - col(data.vmin_sq, fl.v.dtype), col(data.vmax_sq, fl.v.dtype) - fl.v,
+                            (rate**2 - P * P - Q * Q) / (2 * rate)])
 
 
 def constraints(data: DispatchData, th: Params, x, fl: FlowState):
