@@ -70,10 +70,9 @@ def _kkt_point_jvp(final_sweeps, primals, tangents):
     """
     data, x_s, z_s, s_s, l_s, ok, th = primals
     dth = tangents[-1]
-    lag_grad = jax.grad(_lagrangian, argnums=2, has_aux=True)
 
     def kkt_rows(th, x):
-        g, (_, c, _) = lag_grad(data, th, x, z_s, l_s, final_sweeps)
+        g, (_, c, _) = jax.grad(_lagrangian, argnums=2, has_aux=True)(data, th, x, z_s, l_s, final_sweeps)
         return g, c
 
     Hx, Jx = jax.jacfwd(lambda x: kkt_rows(th, x))(x_s)

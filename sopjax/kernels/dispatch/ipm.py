@@ -120,8 +120,7 @@ def init(data: DispatchData, k: Consts, pb: Problem) -> State:
     nb = th.p_load.shape[-1]
     load = jnp.maximum(jnp.sum(jnp.abs(th.p_load), axis=0), 1e-3)
     kappa = jnp.minimum(0.5 * jnp.minimum(th.s_i, th.s_j), START_DRAW_FRAC * load)
-    zero = jnp.zeros_like(kappa)
-    x0 = jnp.concatenate([-kappa, zero, -kappa, zero])
+    x0 = jnp.concatenate([-kappa, 0 * kappa, -kappa, 0 * kappa])
     fl0 = flow(k, pb, x0, jnp.zeros((data.n_kid, nb), x0.dtype), 8)
     c0 = constraints(data, th, x0, fl0)
     s0 = jnp.concatenate([c0[:nf], jnp.maximum(c0[nf:], 1e-3)])
@@ -192,6 +191,5 @@ def finish(data: DispatchData, k: Consts, pb: Problem, st: State, sweeps: int):
     slacks refreshed by ``2 x sweeps`` sweeps, the largest violation (p.u.)."""
     fl = flow(k, pb, st.x, st.l, 2 * sweeps)
     c = constraints(data, pb.th, st.x, fl)
-    nf = 3 * data.n_sop
-    s = jnp.concatenate([c[:nf], st.s[nf:]])
+    s = jnp.concatenate([c[: 3 * data.n_sop], st.s[3 * data.n_sop :]])
     return st.x, st.z, s, fl.l, st.it, st.conv, jnp.maximum(0.0, -jnp.min(c, axis=0))

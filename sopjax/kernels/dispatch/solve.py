@@ -17,9 +17,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from sopjax.kernels.dispatch import ipm
-from sopjax.kernels.dispatch.data import (
-    DispatchData, DispatchInputError, DispatchInputs, DispatchResult, check_inputs,
-)
+from sopjax.kernels.dispatch.data import (DispatchData, DispatchInputError, DispatchInputs, DispatchResult,
+                                          check_inputs)
 from sopjax.kernels.dispatch.derivatives import dispatch_solution
 from sopjax.kernels.dispatch.problem import consts, params, problem
 
