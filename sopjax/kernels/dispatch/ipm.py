@@ -42,8 +42,9 @@ def _local_derivatives(data: DispatchData, th: Params, x):
     """Jacobian ``J`` (rows, batch, 4) and Hessians ``H`` (rows, batch, 4, 4) of :func:`local_rows`.
 
     Each row depends on its own SOP's four set-points only, so moving set-point ``a``
-    of every SOP at once gives each row's partial derivative in its SOP's ``a``: the
-    derivatives of all rows in 4 (12) forward passes, independent of the SOP count.
+    of every SOP at once gives each row's partial derivative in its SOP's ``a``: all
+    rows' derivatives in 4 (Jacobian) and 16 (Hessians) forward directions, whatever
+    the SOP count. ``a`` runs over ``p_i, q_i, p_j, q_j``.
     """
     ns = data.n_sop
     f = lambda u: local_rows(data, th, x + jnp.repeat(u, ns)[:, None])  # noqa: E731
@@ -62,11 +63,12 @@ def _newton_matrix(data: DispatchData, k: Consts, z, s, fl: FlowState, J, H, Jr)
     nx, D = 4 * ns, z / s
     wl = (2 * k.flow.r / fl.v_par).at[data.rate_kid].add(z[na + 2 * nk :] / col(data.rate, z.dtype))
     wv = 2 * data.voltage_weight + D[na : na + nk] + D[na + nk : na + 2 * nk]
+    # the table holds the upper triangle: index it symmetrically
     tri = np.zeros((nx, nx), int)
     tri[np.triu_indices(nx)] = tri.T[np.triu_indices(nx)] = np.arange(nx * (nx + 1) // 2)
     M = (k.O_t @ jnp.concatenate([wl, wl, wv]))[tri]  # (nx, nx, batch)
     M = M + jnp.einsum("rab,rcb->acb", Jr * D[na + 2 * nk :, None], Jr)  # rating rows' J^T D J
-    # local rows, SOP by SOP: D J J^T - z Hess c
+    # local rows: D J J^T - z Hess c, summed per SOP; block diagonal in the SOPs
     W = D[:na, :, None, None] * J[..., :, None] * J[..., None, :] - z[:na, :, None, None] * H
     W = jnp.einsum("rk,rnab->akbn", row_sop(data, z.dtype), W)  # (4, sop, 4, batch)
     return M + (W[:, :, :, None] * jnp.eye(ns, dtype=z.dtype)[:, None, :, None]).reshape(nx, nx, -1)
@@ -81,7 +83,8 @@ def _rating_jacobian(data: DispatchData, k: Consts, fl: FlowState):
 def _jmul(data: DispatchData, k: Consts, J, Jr, dx):
     """``J dx`` (m, batch); linear in ``dx`` (its transpose is ``J^T y``)."""
     gv = k.Gv @ dx
-    dx_row = jnp.einsum("rk,akn->rna", row_sop(data, dx.dtype), dx.reshape(4, data.n_sop, -1))  # its SOP's
+    # dx_row[r, :, a]: step of set-point a of row r's SOP
+    dx_row = jnp.einsum("rk,akn->rna", row_sop(data, dx.dtype), dx.reshape(4, data.n_sop, -1))
     local = jnp.sum(J * dx_row, axis=-1)
     return jnp.concatenate([local, gv, -gv, jnp.einsum("rxb,xb->rb", Jr, dx)])
 
@@ -137,7 +140,7 @@ def step(data: DispatchData, k: Consts, pb: Problem, st: State, *, tol: float, s
     s = jnp.concatenate([c[:nf], st.s[nf:]])  # the SOP rows' slacks are the rows themselves
     J, Jr = _local_derivatives(data, th, st.x), _rating_jacobian(data, k, fl)
     M = _newton_matrix(data, k, st.z, s, fl, *J, Jr)
-    diag = np.diag_indices(M.shape[0])
+    diag = np.diag_indices(M.shape[0])  # a ridge 1e-12 x its largest diagonal entry
     L = cholesky(M.at[diag].add(1e-12 * (1.0 + jnp.max(M[diag], axis=0))))
     jmul = lambda dx: _jmul(data, k, J[0], Jr, dx)  # noqa: E731
     jtmul = lambda y: jax.linear_transpose(jmul, st.x)(y)[0]  # noqa: E731
