@@ -1,7 +1,7 @@
 """Cholesky factorization of a batch of small SPD matrices, unrolled in elementwise arithmetic.
 
-A matrix is a nested list ``M[a][b]`` of ``(batch,)`` arrays (the interior-point
-method's Newton matrices, :mod:`~sopjax.kernels.dispatch.ipm`). The factor is packed
+A matrix is an ``(n, n, batch)`` array (the interior-point method's Newton matrices,
+:mod:`~sopjax.kernels.dispatch.ipm`), read entry by entry. The factor is packed
 into one ``(n (n + 1) / 2, batch)`` array so that XLA computes it in one fused loop
 (``vmap`` of a LAPACK factorization is a call per sample; separate arrays become
 hundreds of tiny kernels). The graph grows as ``n^3``, fine for ``n = 4 x sop``:
@@ -35,15 +35,14 @@ def _dot(u, v, like) -> jax.Array:
 
 
 def cholesky(M) -> jax.Array:
-    """Packed lower Cholesky factor of the symmetric positive definite ``M`` (lower triangle read)."""
-    n = len(M)
-    A = _unpack(_pack(M), n)
+    """Packed lower Cholesky factor of the SPD ``M`` (n, n, batch; its lower triangle is read)."""
+    n = M.shape[0]
     L = [[None] * n for _ in range(n)]
     for j in range(n):
-        L[j][j] = jnp.sqrt(A[j][j] - _dot(L[j][:j], L[j][:j], A[j][j]))
+        L[j][j] = jnp.sqrt(M[j, j] - _dot(L[j][:j], L[j][:j], M[j, j]))
         inv = 1.0 / L[j][j]
         for i in range(j + 1, n):
-            L[i][j] = (A[i][j] - _dot(L[i][:j], L[j][:j], A[i][j])) * inv
+            L[i][j] = (M[i, j] - _dot(L[i][:j], L[j][:j], M[i, j])) * inv
     return _pack(L)
 
 

@@ -19,20 +19,15 @@ import jax.numpy as jnp
 
 from sopjax.kernels.dispatch.data import DispatchData, DispatchInputs, DispatchResult
 from sopjax.kernels.dispatch.flow import bus_voltage
-from sopjax.kernels.dispatch.problem import Params, consts, flow, lagrangian, params, problem, split
+from sopjax.kernels.dispatch.problem import Params, consts, lagrangian, params, problem, split
 
 __all__ = ["dispatch_solution"]
 
 
-def _sample(data: DispatchData, th: Params):
-    """Constants and problem of one sample's parameters ``th`` as a batch of one."""
-    th = jax.tree_util.tree_map(lambda a: a[:, None], th)
-    return consts(data, jnp.result_type(th.p_load.dtype, jnp.float32)), problem(data, th)
-
-
 def _lagrangian(data: DispatchData, th: Params, x, z, l, sweeps: int):
-    """The iteration's Lagrangian of one sample: ``(L, (F, c, fl))`` with the batch axis dropped."""
-    k, pb = _sample(data, th)
+    """The iteration's Lagrangian of one sample (a batch of one): ``(L, (F, c, fl))``, no batch axis."""
+    k = consts(data, jnp.result_type(th.p_load.dtype, jnp.float32))
+    pb = problem(data, jax.tree_util.tree_map(lambda a: a[:, None], th))
     lag, aux = lagrangian(data, k, pb, x[:, None], z[:, None], l[:, None], sweeps)
     return lag, jax.tree_util.tree_map(lambda a: a[..., 0], aux)
 
@@ -47,8 +42,7 @@ def dispatch_solution(data: DispatchData, inputs: DispatchInputs, state, *,
     # (failure is data: no NaN in its outputs or gradients)
     ok = converged & jnp.all(s_s > 0)
     x, z = _kkt_point(final_sweeps, data, x_s, z_s, s_s, l_s, ok, th)
-    k, pb = _sample(data, th)
-    fl = jax.tree_util.tree_map(lambda a: a[:, 0], flow(k, pb, x[:, None], l_s[:, None], final_sweeps))
+    _, (_, _, fl) = _lagrangian(data, th, x, z, l_s, final_sweeps)  # the flow at x, with its derivative
     ns = data.n_sop
     pi, qi, pj, qj = split(ns, x)
     lag, (F, _, _) = _lagrangian(data, th, x_s, z_s, l_s, final_sweeps)
@@ -76,10 +70,9 @@ def _kkt_point_jvp(final_sweeps, primals, tangents):
     """
     data, x_s, z_s, s_s, l_s, ok, th = primals
     dth = tangents[-1]
-    lag_grad = jax.grad(_lagrangian, argnums=2, has_aux=True)
 
     def kkt_rows(th, x):
-        g, (_, c, _) = lag_grad(data, th, x, z_s, l_s, final_sweeps)
+        g, (_, c, _) = jax.grad(_lagrangian, argnums=2, has_aux=True)(data, th, x, z_s, l_s, final_sweeps)
         return g, c
 
     Hx, Jx = jax.jacfwd(lambda x: kkt_rows(th, x))(x_s)

@@ -8,9 +8,9 @@ voltage and rating rows are reached through their slacks. The KKT residuals are
 exact (one reverse pass through the DistFlow fixed point); the Newton matrix uses a
 Gauss-Newton Hessian and the constant LinDistFlow sensitivities of ``P, Q, v`` to
 ``x`` (one GEMM of per-sample weights with a constant table), so the model only sets
-the rate. Typically 15-30 iterations. One sample is a batch of one; with the batch
-as the long side the reductions are GEMMs, and the SOP rows' Jacobian (two to four
-nonzeros a row) is written out row by row.
+the rate; the closed-form SOP rows enter with their exact derivatives (forward-mode
+AD, per SOP). Typically 15-30 iterations. One sample is a batch of one; with the batch
+as the long side the reductions are GEMMs.
 """
 
 from __future__ import annotations
@@ -25,8 +25,7 @@ from sopjax.kernels.dispatch.cholesky import cho_solve, cholesky
 from sopjax.kernels.dispatch.data import DispatchData
 from sopjax.kernels.dispatch.flow import FlowState
 from sopjax.kernels.dispatch.problem import (
-    Consts, Params, Problem, col, constraints, flow, huber_derivatives, lagrangian, q_rows, smoothing,
-    sop_rows, split,
+    Consts, Params, Problem, col, constraints, flow, lagrangian, local_rows, row_sop, sop_rows,
 )
 
 __all__ = ["State", "finish", "init", "select", "step"]
@@ -43,94 +42,55 @@ STALL_WINDOW = 10
 STALL_RATIO = 0.9
 
 
-def _analytic_jacobian(data: DispatchData, th: Params, x) -> tuple[list, tuple]:
-    """Analytic rows' Jacobian (``rows[r]``: ``(column, value)`` pairs) and ``(A, Huber Hessian)`` per VSC."""
+def _local_derivatives(data: DispatchData, th: Params, x):
+    """Jacobian ``J`` (rows, batch, 4) and Hessians ``H`` (rows, batch, 4, 4) of :func:`local_rows`.
+
+    Each row depends on its own SOP's four set-points only, so moving set-point ``a``
+    of every SOP at once gives each row's partial derivative in its SOP's ``a``: all
+    rows' derivatives in 4 (Jacobian) and 16 (Hessians) forward directions, whatever
+    the SOP count. ``a`` runs over ``p_i, q_i, p_j, q_j``.
+    """
     ns = data.n_sop
-    pi, qi, pj, qj = split(ns, x)
-    hi = huber_derivatives(pi, qi, smoothing(th.s_i))
-    hj = huber_derivatives(pj, qj, smoothing(th.s_j))
-    Ai, Aj = col(data.loss_i, x.dtype), col(data.loss_j, x.dtype)
-    (gi, _), (gj, _) = hi, hj
-    rows = [[(kk, -pi[kk] / th.s_i[kk]), (ns + kk, -qi[kk] / th.s_i[kk])] for kk in range(ns)]
-    rows += [[(2 * ns + kk, -pj[kk] / th.s_j[kk]), (3 * ns + kk, -qj[kk] / th.s_j[kk])] for kk in range(ns)]
-    rows += [[(kk, -1.0 - Ai[kk] * gi[0][kk]), (ns + kk, -Ai[kk] * gi[1][kk]),
-              (2 * ns + kk, -1.0 - Aj[kk] * gj[0][kk]), (3 * ns + kk, -Aj[kk] * gj[1][kk])]
-             for kk in range(ns)]
-    one = jnp.ones_like(pi[0])
-    rows += [[(int(qc), sign * one)] for sign in (-1.0, 1.0) for qc in q_rows(data)[3]]  # reactive limits
-    return rows, ((Ai, hi[1]), (Aj, hj[1]))
+    f = lambda u: local_rows(data, th, x + jnp.repeat(u, ns)[:, None])  # noqa: E731
+    u = jnp.zeros(4, x.dtype)
+    return jax.jacfwd(f)(u), jax.jacfwd(jax.jacfwd(f))(u)
 
 
-def _newton_matrix(data: DispatchData, k: Consts, th: Params, z, s, fl: FlowState, rows, hess) -> list:
-    """``H + J^T D J`` (``D = z / s``) as a nested list ``M[a][b]`` of (batch,) arrays.
+def _newton_matrix(data: DispatchData, k: Consts, z, s, fl: FlowState, J, H, Jr):
+    """``H + J^T D J`` (``D = z / s``), (nx, nx, batch).
 
     Flow terms: Gauss-Newton with the LinDistFlow sensitivities (weights times the table
-    ``O_t``); the analytic (SOP) rows are exact.
+    ``O_t``; a rating row's curvature ``-(P^2 + Q^2) / (2 rate)`` is ``1 / rate`` on its
+    branch's ``P`` and ``Q``); the local rows are exact.
     """
-    ns, nk = data.n_sop, data.n_kid
-    nx, na = 4 * ns, len(rows)
-    D = z / s
-    wl = 2 * k.flow.r / fl.v_par
+    ns, nk, na = data.n_sop, data.n_kid, J.shape[0]
+    nx, D = 4 * ns, z / s
+    wl = (2 * k.flow.r / fl.v_par).at[data.rate_kid].add(z[na + 2 * nk :] / col(data.rate, z.dtype))
     wv = 2 * data.voltage_weight + D[na : na + nk] + D[na + nk : na + 2 * nk]
-    flat = k.O_t @ jnp.concatenate([wl, wl, wv])  # (upper triangle, batch)
-    rk = data.rate_kid
-    if np.shape(rk)[0]:
-        rate = col(data.rate, z.dtype)
-        zr, Dr = z[-rate.shape[0] :] / rate, D[-rate.shape[0] :] / rate**2
-        P, Q, GP, GQ = fl.P[rk], fl.Q[rk], k.GP[rk], k.GQ[rk]
-        iu = np.triu_indices(nx)
-        op = lambda A, B: (A[:, :, None] * B[:, None, :])[:, iu[0], iu[1]].T  # noqa: E731
-        flat = flat + op(GP, GP) @ (zr + Dr * P * P) + op(GQ, GQ) @ (zr + Dr * Q * Q)
-        flat = flat + (op(GP, GQ) + op(GQ, GP)) @ (Dr * P * Q)
-    M = [[None] * nx for _ in range(nx)]
-    for n, (a, b) in enumerate(zip(*np.triu_indices(nx))):
-        M[a][b] = M[b][a] = flat[n]
-    for r, row in enumerate(rows):
-        for a, va in row:
-            for b, vb in row:
-                M[a][b] = M[a][b] + D[r] * va * vb
-    # -sum z Hess c of the SOP rows: capacity rows -|s|^2 / (2 S), DC rows -A x Huber norm
-    for side, (zc, S, (A, H)) in enumerate(((z[:ns], th.s_i, hess[0]), (z[ns : 2 * ns], th.s_j, hess[1]))):
-        f = z[2 * ns : 3 * ns] * A
-        for kk in range(ns):
-            cols = (2 * side * ns + kk, (2 * side + 1) * ns + kk)
-            for a in range(2):
-                for b in range(2):
-                    e = M[cols[a]][cols[b]] + zc[kk] / S[kk] if a == b else M[cols[a]][cols[b]]
-                    M[cols[a]][cols[b]] = e + f[kk] * H[a][b][kk]
-    return M
+    # the table holds the upper triangle: index it symmetrically
+    tri = np.zeros((nx, nx), int)
+    tri[np.triu_indices(nx)] = tri.T[np.triu_indices(nx)] = np.arange(nx * (nx + 1) // 2)
+    M = (k.O_t @ jnp.concatenate([wl, wl, wv]))[tri]  # (nx, nx, batch)
+    M = M + jnp.einsum("rab,rcb->acb", Jr * D[na + 2 * nk :, None], Jr)  # rating rows' J^T D J
+    # local rows: D J J^T - z Hess c, summed per SOP; block diagonal in the SOPs
+    W = D[:na, :, None, None] * J[..., :, None] * J[..., None, :] - z[:na, :, None, None] * H
+    W = jnp.einsum("rk,rnab->akbn", row_sop(data, z.dtype), W)  # (4, sop, 4, batch)
+    return M + (W[:, :, :, None] * jnp.eye(ns, dtype=z.dtype)[:, None, :, None]).reshape(nx, nx, -1)
 
 
 def _rating_jacobian(data: DispatchData, k: Consts, fl: FlowState):
-    """Jacobian of the rating rows (rated, nx, batch), None without ratings."""
-    rk = data.rate_kid
-    if not np.shape(rk)[0]:
-        return None
-    rate = jnp.asarray(data.rate, fl.P.dtype)[:, None, None]
-    P, Q = fl.P[rk][:, None, :], fl.Q[rk][:, None, :]
-    return -(P * k.GP[rk][:, :, None] + Q * k.GQ[rk][:, :, None]) / rate
+    """Jacobian of the rating rows (rated, nx, batch), LinDistFlow sensitivities of ``P, Q``."""
+    rk, rate = data.rate_kid, col(data.rate, fl.P.dtype)[:, None]
+    return -(fl.P[rk][:, None] * k.GP[rk][:, :, None] + fl.Q[rk][:, None] * k.GQ[rk][:, :, None]) / rate
 
 
-def _jmul(k: Consts, rows, Jr, dx):
-    """``J dx`` (m, batch)."""
+def _jmul(data: DispatchData, k: Consts, J, Jr, dx):
+    """``J dx`` (m, batch); linear in ``dx`` (its transpose is ``J^T y``)."""
     gv = k.Gv @ dx
-    an = [sum((v * dx[a] for a, v in row), start=jnp.zeros_like(dx[0])) for row in rows]
-    parts = [jnp.stack(an), gv, -gv]
-    if Jr is not None:
-        parts.append(jnp.einsum("rxb,xb->rb", Jr, dx))
-    return jnp.concatenate(parts)
-
-
-def _jtmul(k: Consts, rows, Jr, y):
-    """``J^T y`` (nx, batch)."""
-    nk, na = k.Gv.shape[0], len(rows)
-    out = k.Gv.T @ (y[na : na + nk] - y[na + nk : na + 2 * nk])
-    cols = [out[a] for a in range(out.shape[0])]
-    for r, row in enumerate(rows):
-        for a, v in row:
-            cols[a] = cols[a] + v * y[r]
-    out = jnp.stack(cols)
-    return out if Jr is None else out + jnp.einsum("rxb,rb->xb", Jr, y[na + 2 * nk :])
+    # dx_row[r, :, a]: step of set-point a of row r's SOP
+    dx_row = jnp.einsum("rk,akn->rna", row_sop(data, dx.dtype), dx.reshape(4, data.n_sop, -1))
+    local = jnp.sum(J * dx_row, axis=-1)
+    return jnp.concatenate([local, gv, -gv, jnp.einsum("rxb,xb->rb", Jr, dx)])
 
 
 def _max_step(v, dv):
@@ -168,8 +128,7 @@ def init(data: DispatchData, k: Consts, pb: Problem) -> State:
     nb = th.p_load.shape[-1]
     load = jnp.maximum(jnp.sum(jnp.abs(th.p_load), axis=0), 1e-3)
     kappa = jnp.minimum(0.5 * jnp.minimum(th.s_i, th.s_j), START_DRAW_FRAC * load)
-    zero = jnp.zeros_like(kappa)
-    x0 = jnp.concatenate([-kappa, zero, -kappa, zero])
+    x0 = jnp.concatenate([-kappa, 0 * kappa, -kappa, 0 * kappa])
     fl0 = flow(k, pb, x0, jnp.zeros((data.n_kid, nb), x0.dtype), 8)
     c0 = constraints(data, th, x0, fl0)
     s0 = jnp.concatenate([c0[:nf], jnp.maximum(c0[nf:], 1e-3)])
@@ -192,21 +151,19 @@ def step(data: DispatchData, k: Consts, pb: Problem, st: State, *, tol: float, s
     (_, (_, c, fl)), rd = grad(data, k, pb, st.x, st.z, st.l, sweeps)
     m = c.shape[0]
     s = jnp.concatenate([c[:nf], st.s[nf:]])  # the SOP rows' slacks are the rows themselves
-    rows, hess = _analytic_jacobian(data, th, st.x)
-    Jr = _rating_jacobian(data, k, fl)
-    M = _newton_matrix(data, k, th, st.z, s, fl, rows, hess)
-    nx = len(M)
-    reg = 1e-12 * (1.0 + jnp.max(jnp.stack([M[a][a] for a in range(nx)]), axis=0))
-    for a in range(nx):
-        M[a][a] = M[a][a] + reg
-    L = cholesky(M)
+    J, Jr = _local_derivatives(data, th, st.x), _rating_jacobian(data, k, fl)
+    M = _newton_matrix(data, k, st.z, s, fl, *J, Jr)
+    diag = np.diag_indices(M.shape[0])  # a ridge 1e-12 x its largest diagonal entry
+    L = cholesky(M.at[diag].add(1e-12 * (1.0 + jnp.max(M[diag], axis=0))))
+    jmul = lambda dx: _jmul(data, k, J[0], Jr, dx)  # noqa: E731
+    jtmul = lambda y: jax.linear_transpose(jmul, st.x)(y)[0]  # noqa: E731
     mu = jnp.sum(s * st.z, axis=0) / m
     D = st.z / s
 
     def direction(comp):
         # (H + J^T D J) dx = -r_d + J^T (comp / s - D (c - s)),  comp = target - s z (per row)
-        dx = cho_solve(L, -rd + _jtmul(k, rows, Jr, comp / s - D * (c - s)))
-        ds = c - s + _jmul(k, rows, Jr, dx)
+        dx = cho_solve(L, -rd + jtmul(comp / s - D * (c - s)))
+        ds = c - s + jmul(dx)
         return dx, ds, comp / s - D * ds
 
     # predictor (affine scaling)
@@ -234,8 +191,7 @@ def step(data: DispatchData, k: Consts, pb: Problem, st: State, *, tol: float, s
     mark = jnp.where(test, e_p, st.mark)
     new = State(st.x + ap * dx, jnp.maximum(s + ap * ds, 1e-300), jnp.maximum(st.z + ad * dz, 1e-300),
                 fl.l, st.it + 1, conv, conv, mark)
-    healthy = jnp.all(jnp.isfinite(new.x), axis=0) & jnp.all(jnp.isfinite(new.z), axis=0)
-    healthy = healthy & jnp.all(jnp.isfinite(new.l), axis=0)
+    healthy = jnp.all(jnp.isfinite(jnp.concatenate([new.x, new.z, new.l])), axis=0)
     # keep the converged (or last healthy) iterate
     old = st._replace(s=s, it=st.it + 1, stop=jnp.ones_like(conv), conv=conv)
     return select(st.stop, st, select(conv | ~healthy | stalled, old, new))
@@ -254,6 +210,5 @@ def finish(data: DispatchData, k: Consts, pb: Problem, st: State, sweeps: int):
     slacks refreshed by ``2 x sweeps`` sweeps, the largest violation (p.u.)."""
     fl = flow(k, pb, st.x, st.l, 2 * sweeps)
     c = constraints(data, pb.th, st.x, fl)
-    nf = 3 * data.n_sop
-    s = jnp.concatenate([c[:nf], st.s[nf:]])
+    s = jnp.concatenate([c[: 3 * data.n_sop], st.s[3 * data.n_sop :]])
     return st.x, st.z, s, fl.l, st.it, st.conv, jnp.maximum(0.0, -jnp.min(c, axis=0))

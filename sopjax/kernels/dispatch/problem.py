@@ -27,8 +27,8 @@ import numpy as np
 from sopjax.kernels.dispatch.data import CAPACITY_FLOOR_PU, DispatchData, DispatchInputs
 from sopjax.kernels.dispatch.flow import FlowConsts, FlowState, fixed_point, flow_consts
 
-__all__ = ["Consts", "Params", "Problem", "col", "consts", "constraints", "flow", "huber_derivatives",
-           "lagrangian", "params", "problem", "q_rows", "smoothing", "sop_rows", "split"]
+__all__ = ["Consts", "Params", "Problem", "col", "consts", "constraints", "flow", "lagrangian", "local_rows",
+           "params", "problem", "row_sop", "smoothing", "sop_rows", "split"]
 
 # Huber radius of the converter-loss norm (p.u.; at most A * delta / 2 of extra loss
 # per idle VSC) and its cap as a fraction of the VSC's capacity (see smoothing)
@@ -120,21 +120,16 @@ def _huber_norm(p, q, d):
     return jnp.where(r2 >= d * d, jnp.sqrt(jnp.maximum(r2, d * d)), r2 / (2 * d) + d / 2)
 
 
-def huber_derivatives(p, q, d):
-    """Gradient ``g[a]`` and Hessian ``H[a][b]`` of the Huber-rounded norm (radius d), elementwise."""
-    r = jnp.sqrt(p * p + q * q)
-    out = r >= d
-    rs = jnp.where(out, r, 1.0)
-    inv = jnp.where(out, 1.0 / rs, 1.0 / d)
-    c = jnp.where(out, 1.0 / rs**3, 0.0)
-    return (p * inv, q * inv), ((inv - c * p * p, -c * p * q), (-c * p * q, inv - c * q * q))
+def _q_rows(data: DispatchData):
+    """Reactive-limit rows: side (0: i, 1: j) and SOP index, and the column of its ``q``."""
+    side, k = np.divmod(np.asarray(data.q_lim_rows, dtype=np.int32), max(data.n_sop, 1))
+    return side, k, (2 * side + 1) * data.n_sop + k
 
 
-def q_rows(data: DispatchData):
-    """Reactive-limit rows: flat VSC index, side (0: i, 1: j), SOP index, and the column of its ``q``."""
-    rows = np.asarray(data.q_lim_rows, dtype=np.int32)
-    side, k = np.divmod(rows, max(data.n_sop, 1))
-    return rows, side, k, (2 * side + 1) * data.n_sop + k
+def row_sop(data: DispatchData, dtype):
+    """The SOP of each row of :func:`local_rows`, one-hot (rows, sop) in ``dtype``."""
+    k = np.concatenate([np.tile(np.arange(data.n_sop), 3), *2 * [_q_rows(data)[1]]])
+    return jnp.asarray(np.eye(data.n_sop)[k], dtype)
 
 
 def col(a, dtype):
@@ -155,27 +150,31 @@ def sop_rows(data: DispatchData, th: Params, x):
 
 def _q_limits(data: DispatchData, th: Params, x):
     """Reactive-limit rows (2 nq, batch): ``q_rel_max S - q`` then ``q - q_rel_min S``."""
-    rows, side, kk, qcol = q_rows(data)
-    if not rows.size:
-        return jnp.zeros((0, x.shape[-1]), x.dtype)
-    q, S = x[qcol], jnp.concatenate([th.s_i, th.s_j])[rows]
+    side, kk, qcol = _q_rows(data)
+    q, S = x[qcol], jnp.concatenate([th.s_i, th.s_j])[side * data.n_sop + kk]
     qmax = jnp.asarray(data.q_rel_max, x.dtype)[kk, side][:, None]
     qmin = jnp.asarray(data.q_rel_min, x.dtype)[kk, side][:, None]
     return jnp.concatenate([qmax * S - q, q - qmin * S])
 
 
+def local_rows(data: DispatchData, th: Params, x):
+    """The rows in closed form (3 sop + 2 nq, batch): capacity, DC balance, reactive limits.
+
+    Each is a function of one SOP's four set-points (:func:`row_sop`).
+    """
+    return jnp.concatenate([sop_rows(data, th, x), _q_limits(data, th, x)])
+
+
 def _grid_rows(data: DispatchData, fl: FlowState):
     """Voltage rows (2 kid, batch), then rating rows (rated, batch)."""
-    parts = [fl.v - col(data.vmin_sq, fl.v.dtype), col(data.vmax_sq, fl.v.dtype) - fl.v]
-    if np.shape(data.rate_kid)[0]:
-        rate, P, Q = col(data.rate, fl.v.dtype), fl.P[data.rate_kid], fl.Q[data.rate_kid]
-        parts.append((rate**2 - P * P - Q * Q) / (2 * rate))
-    return jnp.concatenate(parts)
+    rate, P, Q = col(data.rate, fl.v.dtype), fl.P[data.rate_kid], fl.Q[data.rate_kid]
+    return jnp.concatenate([fl.v - col(data.vmin_sq, fl.v.dtype), col(data.vmax_sq, fl.v.dtype) - fl.v,
+                            (rate**2 - P * P - Q * Q) / (2 * rate)])
 
 
 def constraints(data: DispatchData, th: Params, x, fl: FlowState):
     """All rows ``c(x)`` (m, batch) at the flow ``fl`` of ``x``."""
-    return jnp.concatenate([sop_rows(data, th, x), _q_limits(data, th, x), _grid_rows(data, fl)])
+    return jnp.concatenate([local_rows(data, th, x), _grid_rows(data, fl)])
 
 
 def flow(k: Consts, pb: Problem, x, l, n: int) -> FlowState:

@@ -17,9 +17,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from sopjax.kernels.dispatch import ipm
-from sopjax.kernels.dispatch.data import (
-    DispatchData, DispatchInputError, DispatchInputs, DispatchResult, check_inputs,
-)
+from sopjax.kernels.dispatch.data import (DispatchData, DispatchInputError, DispatchInputs, DispatchResult,
+                                          check_inputs)
 from sopjax.kernels.dispatch.derivatives import dispatch_solution
 from sopjax.kernels.dispatch.problem import consts, params, problem
 
@@ -60,9 +59,7 @@ def dispatch_state_batch(data: DispatchData, inputs: DispatchInputs, *, tol: flo
         return jax.lax.while_loop(lambda st: jnp.sum(~st.stop & (st.it < max_iter)) > n_left, body, st)
 
     nb = th.p_load.shape[-1]
-    n_small = nb // straggler_share if straggler_share else 0
-    if not 1 <= n_small < nb:
-        n_small = 0
+    n_small = nb // straggler_share if 1 < straggler_share <= nb else 0  # 1 <= n_small < nb
     st = run(pb, ipm.init(data, k, pb), n_small)
     if n_small:  # the (at most n_small) running samples, gathered
         idx = jnp.argsort(st.stop | (st.it >= max_iter), stable=True)[:n_small]
