@@ -59,6 +59,9 @@ import numpy as np
 from sopjax import graph
 from sopjax.errors import NetworkError, TopologyError, UnsupportedElementError
 from sopjax.network import Network, PVUnits, make_network
+from sopjax.io.pandapower_tables import (
+    append_trafos, bus_shunts, element_table, in_service, line_branches, merge_parallel, n_rows,
+)
 from sopjax.topology import compile_topology
 
 __all__ = ["from_pandapower", "pandapower_bus_map", "load_pandapower_network"]
@@ -89,30 +92,13 @@ _UNSUPPORTED = (
 _DEFAULT_VMIN, _DEFAULT_VMAX = 0.9, 1.1
 
 
-def _in_service(table) -> np.ndarray:
-    if "in_service" in table.columns:
-        return table["in_service"].fillna(False).to_numpy(dtype=bool)
-    return np.ones(len(table), dtype=bool)
-
-
-def _table(net_pp, name: str):
-    """The element table ``name`` of the pandapower net, or None if absent/empty."""
-    try:
-        table = net_pp[name]
-    except (KeyError, AttributeError):
-        return None
-    if not hasattr(table, "columns") or len(table) == 0:
-        return None
-    return table
-
-
 def _check_unsupported(net_pp, slack_at_trafo_lv: bool) -> None:
     found = []
     for name, what in _UNSUPPORTED:
-        table = _table(net_pp, name)
+        table = element_table(net_pp, name)
         if table is None:
             continue
-        n = int(_in_service(table).sum())
+        n = int(in_service(table).sum())
         if n:
             found.append(f"{n} {what}{'s' if n > 1 else ''} (net.{name})")
     if found:
@@ -126,11 +112,11 @@ def _trafo_sources(net_pp, uf: graph.DisjointSet, switches) -> tuple[set[int], f
 
     Returns (kept LV bus representatives, slack vm_pu, dropped HV-side buses).
     """
-    trafo = _table(net_pp, "trafo")
-    ext = _table(net_pp, "ext_grid")
-    if trafo is None or not _in_service(trafo).any():
+    trafo = element_table(net_pp, "trafo")
+    ext = element_table(net_pp, "ext_grid")
+    if trafo is None or not in_service(trafo).any():
         raise UnsupportedElementError("slack_at_trafo_lv=True but the network has no in-service transformer")
-    trafo = trafo[_in_service(trafo)]
+    trafo = trafo[in_service(trafo)]
     if switches is not None:
         ts = switches[(switches["et"] == "t") & ~switches["closed"].astype(bool)]
         open_t = sorted(set(int(e) for e in ts["element"]) & set(int(i) for i in trafo.index))
@@ -144,9 +130,9 @@ def _trafo_sources(net_pp, uf: graph.DisjointSet, switches) -> tuple[set[int], f
     lv = {int(b) for b in trafo["lv_bus"]}
     hv = {int(b) for b in trafo["hv_bus"]}
     pairs: list[tuple[int, int]] = []
-    line = _table(net_pp, "line")
+    line = element_table(net_pp, "line")
     if line is not None:
-        on = _in_service(line)
+        on = in_service(line)
         pairs += zip(line["from_bus"].to_numpy()[on], line["to_bus"].to_numpy()[on])
     if switches is not None:
         bb = switches[(switches["et"] == "b") & switches["closed"].astype(bool)]
@@ -165,7 +151,7 @@ def _trafo_sources(net_pp, uf: graph.DisjointSet, switches) -> tuple[set[int], f
         )
     vms = []
     if ext is not None:
-        ext_on = ext[_in_service(ext)]
+        ext_on = ext[in_service(ext)]
         for bus, vm in zip(ext_on["bus"], ext_on["vm_pu"]):
             if int(bus) in hv_side:
                 vms.append(float(vm))
@@ -184,10 +170,10 @@ def _trafo_sources(net_pp, uf: graph.DisjointSet, switches) -> tuple[set[int], f
             "their LV buses cannot be merged into one slack"
         )
     for name in ("load", "sgen"):
-        table = _table(net_pp, name)
+        table = element_table(net_pp, name)
         if table is None:
             continue
-        on_hv = _in_service(table) & table["bus"].isin(hv_side).to_numpy()
+        on_hv = in_service(table) & table["bus"].isin(hv_side).to_numpy()
         if on_hv.any():
             raise UnsupportedElementError(
                 f"{int(on_hv.sum())} {name}(s) on the HV side of the transformers (e.g. at bus "
@@ -203,7 +189,7 @@ def _grouping(net_pp, slack_at_trafo_lv: bool):
     """Union-find of merged buses, the set of dropped buses and trafo slack info."""
     bus = net_pp["bus"]
     uf = graph.DisjointSet(int(i) for i in bus.index)
-    switches = _table(net_pp, "switch")
+    switches = element_table(net_pp, "switch")
     if switches is not None:
         bb = switches[switches["et"] == "b"]
         for idx, a, b, closed, z in zip(
@@ -230,8 +216,8 @@ def _grouping(net_pp, slack_at_trafo_lv: bool):
         sources, vm, dropped = _trafo_sources(net_pp, uf, switches)
         trafo_info = (sources, vm)
     else:
-        ext = _table(net_pp, "ext_grid")
-        ext_buses = sorted(int(b) for b in ext["bus"][_in_service(ext)]) if ext is not None else []
+        ext = element_table(net_pp, "ext_grid")
+        ext_buses = sorted(int(b) for b in ext["bus"][in_service(ext)]) if ext is not None else []
         for b in ext_buses[1:]:  # ideal sources of one set-point: one slack (checked in _slack)
             if b in uf and ext_buses[0] in uf:
                 uf.union(ext_buses[0], b)
@@ -281,7 +267,7 @@ def from_pandapower(
     """
     if sgen_as not in ("pv", "load"):
         raise NetworkError(f"sgen_as must be 'pv' or 'load', got {sgen_as!r}")
-    bus = _table(net_pp, "bus")
+    bus = element_table(net_pp, "bus")
     if bus is None:
         raise NetworkError("the pandapower network has no buses")
     _check_unsupported(net_pp, slack_at_trafo_lv)
@@ -291,7 +277,7 @@ def from_pandapower(
     name = name or (str(net_pp.name) if getattr(net_pp, "name", "") else "pandapower")
 
     # ---------------------------------------------------------------- buses
-    bus_on = dict(zip((int(i) for i in bus.index), _in_service(bus)))
+    bus_on = dict(zip((int(i) for i in bus.index), in_service(bus)))
     kept = [int(b) for b in bus.index if int(b) not in dropped]
     reps = sorted({uf.find(b) for b in kept})
     rep_pos = {r: i for i, r in enumerate(reps)}
@@ -324,8 +310,8 @@ def from_pandapower(
         sources, v_slack = trafo_info
         slack = min(sources)
     else:
-        ext = _table(net_pp, "ext_grid")
-        ext_on = ext[_in_service(ext)] if ext is not None else None
+        ext = element_table(net_pp, "ext_grid")
+        ext_on = ext[in_service(ext)] if ext is not None else None
         n_ext = 0 if ext_on is None else len(ext_on)
         if n_ext == 0:
             raise UnsupportedElementError("a radial feeder needs exactly one in-service ext_grid, found 0")
@@ -348,10 +334,10 @@ def from_pandapower(
     q = np.zeros(len(reps))
 
     def add_bus_power(table_name: str, sign: float) -> None:
-        table = _table(net_pp, table_name)
+        table = element_table(net_pp, table_name)
         if table is None:
             return
-        on = _in_service(table)
+        on = in_service(table)
         scale = (
             table["scaling"].fillna(1.0).to_numpy(float)
             if "scaling" in table.columns
@@ -375,7 +361,7 @@ def from_pandapower(
             p[k] += sign * pi
             q[k] += sign * qi
 
-    load = _table(net_pp, "load")
+    load = element_table(net_pp, "load")
     if load is not None:
         for col in (
             "const_z_p_percent",
@@ -386,7 +372,7 @@ def from_pandapower(
             "const_i_percent",
         ):
             if col in load.columns:
-                nz = _in_service(load) & (load[col].fillna(0).to_numpy(float) != 0)
+                nz = in_service(load) & (load[col].fillna(0).to_numpy(float) != 0)
                 if nz.any():
                     raise UnsupportedElementError(
                         f"{int(nz.sum())} load(s) have a voltage-dependent share ({col}), e.g. load "
@@ -396,7 +382,7 @@ def from_pandapower(
     add_bus_power("storage", 1.0)  # at its set-point, p_mw > 0 charging (pandapower's load convention)
 
     pv_bus, pv_s, pv_pf, pv_p = [], [], [], []
-    sgen = _table(net_pp, "sgen")
+    sgen = element_table(net_pp, "sgen")
     if sgen is not None and sgen_as == "load":
         add_bus_power("sgen", -1.0)
     elif sgen is not None:
@@ -407,7 +393,7 @@ def from_pandapower(
         for idx, b, o, pi, qi, si, sc in zip(
             sgen.index,
             sgen["bus"].to_numpy(),
-            _in_service(sgen),
+            in_service(sgen),
             sgen["p_mw"].to_numpy(float),
             sgen["q_mvar"].fillna(0.0).to_numpy(float),
             sn,
@@ -430,14 +416,14 @@ def from_pandapower(
             pv_pf.append(pi / mag if mag > 0 else 1.0)
             pv_p.append(pi / base_mva)
 
-    g_sh, b_sh = _shunts(net_pp, uf, rep_pos, bus_on, vn_of, base_mva, dropped)
-    branches = _lines(net_pp, uf, dropped, bus_on, vn_of, base_mva, f_hz)
+    g_sh, b_sh = bus_shunts(net_pp, uf, rep_pos, bus_on, vn_of, base_mva, dropped)
+    branches = line_branches(net_pp, uf, dropped, bus_on, vn_of, base_mva, f_hz)
     if not line_charging:
         branches["g"] = [0.0] * len(branches["g"])
         branches["b"] = [0.0] * len(branches["b"])
     if not slack_at_trafo_lv:
-        branches = _append_trafos(branches, net_pp, uf, bus_on, n_lines=_n_rows(net_pp, "line"))
-    branches = _merge_parallel(branches)
+        branches = append_trafos(branches, net_pp, uf, bus_on, n_lines=n_rows(net_pp, "line"))
+    branches = merge_parallel(branches)
 
     net = make_network(
         bus_ids=reps,
@@ -492,195 +478,6 @@ def _check_sources_apart(net: Network, ext_on) -> None:
         ) from None
 
 
-def _merge_parallel(out: dict[str, list]) -> dict[str, list]:
-    """Replace branches joining the same two buses by one equivalent branch.
-
-    Closed parallel branches (e.g. two transformers of one substation) become one
-    pi branch: series admittances, shunts and ratings add; their ratios and phase
-    shifts must be equal. Open parallel branches are dropped (closing one could only
-    make a loop). The kept branch keeps the lowest branch number of its group.
-    """
-    groups: dict[tuple[int, int], list[int]] = {}
-    for k, (a, b) in enumerate(zip(out["f"], out["t"])):
-        groups.setdefault((min(a, b), max(a, b)), []).append(k)
-    if all(len(g) == 1 for g in groups.values()):
-        return out
-    keep: list[int] = []
-    for ks in groups.values():
-        closed = [k for k in ks if out["status"][k]] or ks[:1]
-        first = closed[0]
-        for k in closed[1:]:
-            same = out["f"][k] == out["f"][first] and abs(out["tap"][k] - out["tap"][first]) < 1e-12 and (
-                out["shift"][k] == out["shift"][first])
-            if not same:
-                raise UnsupportedElementError(
-                    f"parallel branches {out['number'][first]} and {out['number'][k]} (buses {out['f'][k]}-"
-                    f"{out['t'][k]}) have different orientation, ratio or phase shift; they cannot be merged"
-                )
-            y = 1 / complex(out["r"][first], out["x"][first]) + 1 / complex(out["r"][k], out["x"][k])
-            out["r"][first], out["x"][first] = (1 / y).real, (1 / y).imag
-            for col in ("g", "b", "rate"):
-                out[col][first] += out[col][k]
-            out["dangle"][first] = -1
-        keep.append(first)
-    keep.sort()
-    return {col: [vals[k] for k in keep] for col, vals in out.items()}
-
-
-def _n_rows(net_pp, name: str) -> int:
-    table = _table(net_pp, name)
-    return 0 if table is None else len(table)
-
-
-def _shunts(net_pp, uf, rep_pos, bus_on, vn_of, base_mva, dropped):
-    """Bus shunt admittance (p.u.) of ``net.shunt``: ``p_mw + j q_mvar`` drawn at ``vn_kv``, x ``step``."""
-    g = np.zeros(len(rep_pos))
-    b = np.zeros(len(rep_pos))
-    shunt = _table(net_pp, "shunt")
-    if shunt is None:
-        return g, b
-    step = shunt["step"].fillna(1).to_numpy(float) if "step" in shunt.columns else np.ones(len(shunt))
-    for pos, (idx, bus, on) in enumerate(zip(shunt.index, shunt["bus"], _in_service(shunt))):
-        bus = int(bus)
-        if bus not in uf:
-            raise NetworkError(f"shunt {idx} refers to unknown bus {bus}")
-        if not on or not bus_on[bus] or bus in dropped:
-            continue
-        ratio = (vn_of[bus] / float(shunt["vn_kv"].iloc[pos])) ** 2
-        k = rep_pos[uf.find(bus)]
-        g[k] += float(shunt["p_mw"].iloc[pos]) * step[pos] * ratio / base_mva
-        b[k] -= float(shunt["q_mvar"].iloc[pos]) * step[pos] * ratio / base_mva
-    return g, b
-
-
-def _line_switches(net_pp, line) -> dict[int, dict[int, bool]]:
-    """For each switched line: ``{bus: closed}`` of the switches at its ends."""
-    out: dict[int, dict[int, bool]] = {}
-    switches = _table(net_pp, "switch")
-    if switches is None:
-        return out
-    ls = switches[switches["et"] == "l"]
-    for idx, b, e, closed in zip(ls.index, ls["bus"], ls["element"], ls["closed"].astype(bool)):
-        e = int(e)
-        if e not in line.index:
-            raise NetworkError(f"line switch {idx} refers to unknown line {e}")
-        if int(b) not in (int(line.at[e, "from_bus"]), int(line.at[e, "to_bus"])):
-            raise NetworkError(f"line switch {idx} is at bus {int(b)}, which is not an end of line {e}")
-        ends = out.setdefault(e, {})
-        ends[int(b)] = ends.get(int(b), True) and bool(closed)
-    return out
-
-
-def _dangle_end(a: int, b: int, ends: dict[int, bool] | None, in_service: bool) -> int:
-    """The end (0 from, 1 to) that stays connected when the line's switch is open, else -1."""
-    if not in_service or not ends:
-        return -1
-    open_ends = [bus for bus, closed in ends.items() if not closed]
-    if len(open_ends) == 1:  # open at one end: the other end keeps the line (and its charging)
-        return 1 if open_ends[0] == a else 0
-    if not open_ends and len(ends) == 1:  # one (closed) switch: opening it leaves the other end
-        return 1 if a in ends else 0
-    return -1
-
-
-def _lines(net_pp, uf, dropped, bus_on, vn_of, base_mva, f_hz) -> dict[str, list]:
-    """Branch columns of ``net.line`` (pi model, per unit on ``base_mva`` and the from-bus ``vn_kv``)."""
-    out: dict[str, list] = {k: [] for k in
-                            ("f", "t", "r", "x", "g", "b", "rate", "status", "sw", "number", "tap", "shift",
-                             "dangle", "trafo")}  # fmt: skip
-    line = _table(net_pp, "line")
-    if line is None:
-        return out
-    on = _in_service(line)
-    switched = _line_switches(net_pp, line)
-    cols = {c: line[c].to_numpy(float) for c in ("length_km", "r_ohm_per_km", "x_ohm_per_km")}
-    n = len(line)
-
-    def column(name, default):
-        return line[name].fillna(default).to_numpy(float) if name in line.columns else np.full(n, default)
-
-    par, df, imax = column("parallel", 1.0), column("df", 1.0), column("max_i_ka", np.inf)
-    cnf, gus = column("c_nf_per_km", 0.0), column("g_us_per_km", 0.0)
-    for pos, (idx, a, b) in enumerate(zip(line.index, line["from_bus"], line["to_bus"])):
-        a, b = int(a), int(b)
-        for end in (a, b):
-            if end not in uf:
-                raise NetworkError(f"line {idx} refers to unknown bus {end}")
-        if a in dropped or b in dropped:
-            continue  # HV side of the transformers (slack_at_trafo_lv)
-        ra, rb = uf.find(a), uf.find(b)
-        if ra == rb:
-            raise NetworkError(
-                f"line {idx} joins buses {a} and {b}, which are merged (closed bus-bus switch, transformer "
-                "LV buses or ext_grid buses): it would be a loop of zero length"
-            )
-        length, npar = cols["length_km"][pos], par[pos]
-        if not (np.isfinite(length) and length > 0 and np.isfinite(npar) and npar >= 1):
-            raise NetworkError(
-                f"line {idx} has length_km={length}, parallel={npar}; need length > 0, parallel >= 1"
-            )
-        ends = switched.get(int(idx))
-        closed = bool(on[pos]) and all((ends or {}).values()) and bus_on[a] and bus_on[b]
-        kv = vn_of[a]
-        zbase = kv**2 / base_mva
-        out["f"].append(ra)
-        out["t"].append(rb)
-        out["r"].append(cols["r_ohm_per_km"][pos] * length / npar / zbase)
-        out["x"].append(cols["x_ohm_per_km"][pos] * length / npar / zbase)
-        out["b"].append(2 * math.pi * f_hz * cnf[pos] * 1e-9 * length * npar * zbase)
-        out["g"].append(gus[pos] * 1e-6 * length * npar * zbase)
-        rate = math.sqrt(3) * kv * imax[pos] * df[pos] * npar
-        out["rate"].append(rate if np.isfinite(imax[pos]) else np.inf)
-        out["status"].append(closed)
-        out["sw"].append(ends is not None or not bool(on[pos]))
-        out["number"].append(pos + 1)
-        out["tap"].append(1.0)
-        out["shift"].append(0.0)
-        out["dangle"].append(_dangle_end(a, b, ends, bool(on[pos]) and bus_on[a] and bus_on[b]))
-        out["trafo"].append(False)
-    return out
-
-
-def _append_trafos(out: dict[str, list], net_pp, uf, bus_on, n_lines: int) -> dict[str, list]:
-    """Add ``net.trafo`` rows as branches numbered after the lines (hv = from side)."""
-    trafo = _table(net_pp, "trafo")
-    if trafo is None:
-        return out
-    from sopjax.io.pandapower_trafo import trafo_branches
-
-    tb = trafo_branches(net_pp, trafo)
-    on = _in_service(trafo)
-    open_t: set[int] = set()
-    switched: set[int] = set()
-    switches = _table(net_pp, "switch")
-    if switches is not None:
-        ts = switches[switches["et"] == "t"]
-        switched = {int(e) for e in ts["element"]}
-        open_t = {int(e) for e, c in zip(ts["element"], ts["closed"].astype(bool)) if not c}
-    for pos, idx in enumerate(tb.index):
-        a, b = int(tb.hv_bus[pos]), int(tb.lv_bus[pos])
-        for end in (a, b):
-            if end not in uf:
-                raise NetworkError(f"transformer {idx} refers to unknown bus {end}")
-        if uf.find(a) == uf.find(b):
-            raise NetworkError(f"transformer {idx} joins buses {a} and {b}, which are merged")
-        out["f"].append(uf.find(a))
-        out["t"].append(uf.find(b))
-        out["r"].append(tb.r_pu[pos])
-        out["x"].append(tb.x_pu[pos])
-        out["g"].append(tb.g_pu[pos])
-        out["b"].append(tb.b_pu[pos])
-        out["rate"].append(tb.rate_mva[pos])
-        out["status"].append(bool(on[pos]) and int(idx) not in open_t and bus_on[a] and bus_on[b])
-        out["sw"].append(int(idx) in switched)
-        out["number"].append(n_lines + pos + 1)
-        out["tap"].append(tb.tap[pos])
-        out["shift"].append(tb.shift_deg[pos])
-        out["dangle"].append(-1)
-        out["trafo"].append(True)
-    return out
-
-
 def load_pandapower_network(name: str, **kwargs) -> Network:
     """A network from a ``pandapower.networks`` builder, e.g. ``"lv_schutterwald"``.
 
@@ -700,7 +497,7 @@ def load_pandapower_network(name: str, **kwargs) -> Network:
     if not hasattr(net_pp, "bus"):
         raise NetworkError(f"pandapower.networks.{name}() did not return a network")
     if "slack_at_trafo_lv" not in kwargs:
-        trafo = _table(net_pp, "trafo")
-        kwargs["slack_at_trafo_lv"] = trafo is not None and bool(_in_service(trafo).any())
+        trafo = element_table(net_pp, "trafo")
+        kwargs["slack_at_trafo_lv"] = trafo is not None and bool(in_service(trafo).any())
     kwargs.setdefault("name", name)
     return from_pandapower(net_pp, **kwargs)

@@ -18,13 +18,15 @@ A source provides:
 from __future__ import annotations
 
 import hashlib
+import json
 from typing import Protocol
 
 import numpy as np
 
 from sopjax.errors import SopjaxError
+from sopjax.sampling.profiles import check_profile
 
-__all__ = ["SampleSource", "ArraySource", "ModelSource"]
+__all__ = ["SampleSource", "ArraySource", "ModelSource", "ProfileSource", "TimeSeriesError"]
 
 
 class SampleSource(Protocol):
@@ -147,3 +149,91 @@ class ModelSource:
 
     def describe(self) -> dict:
         return {"kind": "model", "seed": self.seed, **self.description}
+
+
+class TimeSeriesError(SopjaxError):
+    """Invalid time-series input: profile, strategies per period, control policy (named)."""
+
+
+class ProfileSource:
+    """Samples over a horizon of an :class:`~sopjax.sampling.UncertaintyModel`; sample ``i`` depends on ``i``.
+
+    Args:
+        net: the network.
+        model: the uncertainty model; its ``load_profile`` (periods,) scales the nominal load
+            per period and its ``time_rho`` correlates the forecast errors of consecutive periods.
+        pv_forecast_pu: PV forecast (time, pv) per unit, or (pv,) repeated over the load profile's periods.
+        seed: integer seed (``jax.random.key(seed)``).
+        n_samples: the design size.
+        periods: expected number of periods (checked against the profile and forecast), optional.
+        description: JSON-able description (dataset attributes, fingerprint).
+
+    Raises:
+        TimeSeriesError / ProfileError: a forecast or profile of the wrong length, a negative value.
+    """
+
+    def __init__(
+        self,
+        net,
+        model,
+        pv_forecast_pu,
+        *,
+        seed: int,
+        n_samples: int,
+        periods: int | None = None,
+        description: dict | None = None,
+    ):
+        import jax as _jax
+
+        self.net, self.model = net, model
+        fc = np.asarray(pv_forecast_pu, float)
+        prof = model.profile_array()
+        if fc.ndim == 1:
+            fc = np.broadcast_to(fc, (1 if prof is None else prof.shape[0], fc.shape[0])).copy()
+        if fc.ndim != 2 or fc.shape[1] != net.pv.count:
+            raise TimeSeriesError(
+                f"pv forecast must be (time, {net.pv.count}) per unit, got shape {fc.shape}"
+            )
+        for k in range(fc.shape[1]):
+            check_profile(fc[:, k], name=f"pv forecast of PV unit {k}")
+        if prof is not None and prof.shape[0] != fc.shape[0]:
+            raise TimeSeriesError(
+                f"load profile has {prof.shape[0]} periods but the pv forecast has {fc.shape[0]}"
+            )
+        if periods is not None and fc.shape[0] != int(periods):
+            raise TimeSeriesError(f"the profile has {fc.shape[0]} periods, expected {int(periods)}")
+        self.forecast = fc
+        self.profile = np.ones(fc.shape[0]) if prof is None else prof
+        self.seed, self.n_samples = int(seed), int(n_samples)
+        self.description = dict(description or {"model": repr(model)})
+        self.key = _jax.random.key(self.seed)
+
+    @property
+    def n_periods(self) -> int:
+        return self.forecast.shape[0]
+
+    def draw(self, start: int, n: int):
+        """Samples ``[start, start + n)``: (n, time, bus), (n, time, bus), (n, time, pv)."""
+        if start + n > self.n_samples:
+            raise SopjaxError(f"the design has {self.n_samples} samples; asked for {start}..{start + n - 1}")
+        s = self.model.sample(
+            self.net, self.forecast, key=self.key, n=self.n_samples, start=start, stop=start + n
+        )
+        return s.p_load_pu, s.q_load_pu, s.p_pv_pu
+
+    def nominal(self):
+        """The forecast without noise: (time, bus), (time, bus), (time, pv)."""
+        p = self.profile[:, None] * np.asarray(self.net.p_load_pu, float)[None]
+        q = self.profile[:, None] * np.asarray(self.net.q_load_pu, float)[None]
+        return p, q, self.forecast.copy()
+
+    def fingerprint(self) -> str:
+        text = json.dumps(
+            {"seed": self.seed, "n": self.n_samples, "model": self.description, "repr": repr(self.model)},
+            sort_keys=True,
+            default=str,
+        )
+        return "profile:" + hashlib.sha256(text.encode()).hexdigest()[:16] + ":" + _digest(self.forecast)
+
+    def describe(self) -> dict:
+        return {"kind": "profile", "seed": self.seed, "periods": self.n_periods, **self.description}

@@ -27,7 +27,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
-import json
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -38,7 +37,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from sopjax.errors import SopjaxError
-from sopjax.kernels.dispatch import DispatchInputs, compile_dispatch, dispatch_batched
 from sopjax.kernels.scoring import (
     EXACT_FIELDS,
     ScoringOptions,
@@ -51,7 +49,6 @@ from sopjax.kernels.scoring.control import (
     CONTROL_POLICIES,
     ISLAND_POLICIES,
     ControlOptions,
-    SetPoints,
     SOPLimits,
     check_policy,
     fixed_setpoints,
@@ -68,11 +65,11 @@ from sopjax.montecarlo.runner import (
     default_chunk_size,
     kernel_block,
 )
-from sopjax.montecarlo.sources import _digest
+from sopjax.montecarlo.redispatch import dispatch_rows, optimal_setpoints, take_rows
+from sopjax.montecarlo.sources import ProfileSource, TimeSeriesError
 from sopjax.montecarlo.state import RunState
 from sopjax.network import Network
 from sopjax.powerflow import to_device
-from sopjax.sampling.profiles import check_profile
 from sopjax.strategies import Strategy, StrategyBatch, compile_strategies, scoring_context
 
 __all__ = [
@@ -87,10 +84,6 @@ __all__ = [
     "GAIN_FIELDS",
     "CONTROL_POLICIES",
 ]
-
-
-class TimeSeriesError(SopjaxError):
-    """Invalid time-series input: profile, strategies per period, control policy (named)."""
 
 
 # horizon quantities per (strategy, sample); the ratio has a histogram (quantiles)
@@ -155,90 +148,6 @@ class TimeSeriesSettings:
             self.control.validate()
         except ValueError as e:
             raise TimeSeriesError(str(e)) from None
-
-
-class ProfileSource:
-    """Samples over a horizon of an :class:`~sopjax.sampling.UncertaintyModel`; sample ``i`` depends on ``i``.
-
-    Args:
-        net: the network.
-        model: the uncertainty model; its ``load_profile`` (periods,) scales the nominal load
-            per period and its ``time_rho`` correlates the forecast errors of consecutive periods.
-        pv_forecast_pu: PV forecast (time, pv) per unit, or (pv,) repeated over the load profile's periods.
-        seed: integer seed (``jax.random.key(seed)``).
-        n_samples: the design size.
-        periods: expected number of periods (checked against the profile and forecast), optional.
-        description: JSON-able description (dataset attributes, fingerprint).
-
-    Raises:
-        TimeSeriesError / ProfileError: a forecast or profile of the wrong length, a negative value.
-    """
-
-    def __init__(
-        self,
-        net,
-        model,
-        pv_forecast_pu,
-        *,
-        seed: int,
-        n_samples: int,
-        periods: int | None = None,
-        description: dict | None = None,
-    ):
-        import jax as _jax
-
-        self.net, self.model = net, model
-        fc = np.asarray(pv_forecast_pu, float)
-        prof = model.profile_array()
-        if fc.ndim == 1:
-            fc = np.broadcast_to(fc, (1 if prof is None else prof.shape[0], fc.shape[0])).copy()
-        if fc.ndim != 2 or fc.shape[1] != net.pv.count:
-            raise TimeSeriesError(
-                f"pv forecast must be (time, {net.pv.count}) per unit, got shape {fc.shape}"
-            )
-        for k in range(fc.shape[1]):
-            check_profile(fc[:, k], name=f"pv forecast of PV unit {k}")
-        if prof is not None and prof.shape[0] != fc.shape[0]:
-            raise TimeSeriesError(
-                f"load profile has {prof.shape[0]} periods but the pv forecast has {fc.shape[0]}"
-            )
-        if periods is not None and fc.shape[0] != int(periods):
-            raise TimeSeriesError(f"the profile has {fc.shape[0]} periods, expected {int(periods)}")
-        self.forecast = fc
-        self.profile = np.ones(fc.shape[0]) if prof is None else prof
-        self.seed, self.n_samples = int(seed), int(n_samples)
-        self.description = dict(description or {"model": repr(model)})
-        self.key = _jax.random.key(self.seed)
-
-    @property
-    def n_periods(self) -> int:
-        return self.forecast.shape[0]
-
-    def draw(self, start: int, n: int):
-        """Samples ``[start, start + n)``: (n, time, bus), (n, time, bus), (n, time, pv)."""
-        if start + n > self.n_samples:
-            raise SopjaxError(f"the design has {self.n_samples} samples; asked for {start}..{start + n - 1}")
-        s = self.model.sample(
-            self.net, self.forecast, key=self.key, n=self.n_samples, start=start, stop=start + n
-        )
-        return s.p_load_pu, s.q_load_pu, s.p_pv_pu
-
-    def nominal(self):
-        """The forecast without noise: (time, bus), (time, bus), (time, pv)."""
-        p = self.profile[:, None] * np.asarray(self.net.p_load_pu, float)[None]
-        q = self.profile[:, None] * np.asarray(self.net.q_load_pu, float)[None]
-        return p, q, self.forecast.copy()
-
-    def fingerprint(self) -> str:
-        text = json.dumps(
-            {"seed": self.seed, "n": self.n_samples, "model": self.description, "repr": repr(self.model)},
-            sort_keys=True,
-            default=str,
-        )
-        return "profile:" + hashlib.sha256(text.encode()).hexdigest()[:16] + ":" + _digest(self.forecast)
-
-    def describe(self) -> dict:
-        return {"kind": "profile", "seed": self.seed, "periods": self.n_periods, **self.description}
 
 
 # ----------------------------------------------------------------------------- strategies
@@ -336,10 +245,6 @@ def _row_kinds(batch: StrategyBatch, policies: Sequence[str], n_t: int) -> np.nd
 # ----------------------------------------------------------------------------- kernels
 
 
-def _take(tree, idx):
-    return jax.tree_util.tree_map(lambda a: a[idx], tree)
-
-
 @functools.lru_cache(maxsize=32)
 def _row_kernel(kind: str, options: ScoringOptions, control: ControlOptions, island: str):
     """Jitted scoring of rows (lax.map): ``f(ctx, st, t, lim, prio, p, q, pv[, sp])`` -> (scores, ok).
@@ -396,118 +301,6 @@ def shed_priority(net: Network, shed_order: Sequence[int]) -> np.ndarray:
         seen.add(b)
         prio[ids.index(b)] = top + len(shed_order) - k
     return prio
-
-
-_DISPATCH: dict = {}
-
-
-def _dispatch_kernel(net, key: bytes, status, ctx, control: ControlOptions):
-    """Jitted batched dispatch of one topology (compiled data and program cached by ``key``)."""
-    tol, max_iter, stall = control.dispatch_tol, control.dispatch_max_iter, control.dispatch_stall_after
-    k = (id(net), key, tol, max_iter, stall)
-    if k not in _DISPATCH:
-        if len(_DISPATCH) > 256:
-            _DISPATCH.clear()
-        data = compile_dispatch(
-            net,
-            status,
-            v_min_pu=np.asarray(ctx.v_min_pu, float),
-            v_max_pu=np.asarray(ctx.v_max_pu, float),
-            allow_deenergized=True,
-        )
-        _DISPATCH[k] = jax.jit(
-            lambda inputs: dispatch_batched(data, inputs, tol=tol, max_iter=max_iter, stall_after=stall)
-        )
-    return _DISPATCH[k]
-
-
-def _dispatch_group(net, status, rows, ctx, control: ControlOptions, p, q, pv, dtype):
-    """Optimal PQ set-points of compiled strategies ``rows`` (stacked, G rows) sharing the switch states
-    ``status``, on samples ``p, q, pv`` (G, sample, .): one batched dispatch of G x sample problems.
-
-    Returns (SetPoints (G, sample, sop), converged (G, sample)); the fixed set-points where not converged.
-    """
-    key = status.tobytes() + np.asarray(ctx.v_min_pu).tobytes() + np.asarray(ctx.v_max_pu).tobytes()
-    g, n = p.shape[0], p.shape[1]
-    pk = jnp.asarray(rows.pickup, dtype)[:, None, :]
-    pq = np.asarray(rows.sop_is_pq)  # (G, sop)
-    caps = [jnp.asarray(np.where(pq, np.asarray(c, float)[None, :], 0.0), dtype) for c in
-            (net.sop.s_rated_i_pu, net.sop.s_rated_j_pu)]
-    flat = lambda a: a.reshape((g * n,) + a.shape[2:])  # noqa: E731
-    inputs = DispatchInputs(flat(pk * p), flat(pk * q), flat(pv),
-                            *(flat(jnp.broadcast_to(c[:, None, :], (g, n, c.shape[1]))) for c in caps))
-    res = _dispatch_kernel(net, key, status, ctx, control)(inputs)
-    res = jax.tree_util.tree_map(lambda a: a.reshape((g, n) + a.shape[1:]), res)
-    a_i = jnp.asarray(rows.sop_a_is_i)[:, None, :]
-    conv = res.converged & jnp.all(jnp.isfinite(res.p_i), axis=-1)
-    fx = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype)[:, None, :], jax.vmap(fixed_setpoints)(rows))
-    use = conv[..., None] & jnp.asarray(pq)[:, None, :]
-    sel = lambda new, old: jnp.where(use, new, old)  # noqa: E731
-    sp = SetPoints(
-        sel(jnp.where(a_i, res.p_i, res.p_j), fx.p_a),
-        sel(jnp.where(a_i, res.q_i, res.q_j), fx.q_a),
-        sel(jnp.where(a_i, res.q_j, res.q_i), fx.q_b),
-        jnp.broadcast_to(fx.u_a, (g, n, pq.shape[1])),
-    )
-    return sp, conv
-
-
-def _dispatch_rows(net, batch, rows, ctx, control: ControlOptions, p, q, pv, t_of_row, dtype):
-    """Optimal PQ set-points for ``rows``: (SetPoints (row, sample, sop), converged (row, sample)).
-
-    Rows with the same switch states are solved in one batched dispatch call.
-    """
-    groups: dict[bytes, list[int]] = {}
-    for k, r in enumerate(rows):
-        groups.setdefault(np.asarray(batch.strategies[r].status, bool).tobytes(), []).append(k)
-    parts, order = [], []
-    for members in groups.values():
-        rr = np.asarray(rows)[members]
-        t = jnp.asarray(t_of_row[rr])
-        status = np.asarray(batch.strategies[int(rr[0])].status, bool)
-        rows_g = _take(batch.arrays, rr)
-        parts.append(_dispatch_group(net, status, rows_g, ctx, control, p[t], q[t], pv[t], dtype))
-        order.extend(members)
-    inv = np.argsort(np.asarray(order))
-    sp = SetPoints(*(jnp.concatenate(f)[inv] for f in zip(*(x[0] for x in parts))))
-    return sp, jnp.concatenate([x[1] for x in parts])[inv]
-
-
-def optimal_setpoints(
-    net: Network,
-    strategy: Strategy,
-    p_load_pu,
-    q_load_pu,
-    p_pv_pu,
-    *,
-    fault_open=(),
-    v_min_pu: float = 0.95,
-    v_max_pu: float = 1.05,
-    control: ControlOptions = ControlOptions(),
-):
-    """The ``optimal`` re-dispatch of a strategy's PQ-mode SOPs on given samples.
-
-    Per sample: the JAX dispatch (:func:`~sopjax.kernels.dispatch.dispatch_batched`, minimum line
-    + converter losses) on the strategy's switch states, with the picked-up sampled load, the PV
-    output, the capacities of its PQ-mode SOPs (others 0) and the voltage limits; buses the
-    substation does not reach drop out. Where the dispatch does not converge (e.g. no set-point
-    holds the voltages in their limits) the strategy's own set-points are returned.
-
-    Args:
-        net: the network; strategy: one strategy (validated here).
-        p_load_pu, q_load_pu: (sample, bus) sampled loads before pickup; p_pv_pu: (sample, pv).
-        fault_open, v_min_pu, v_max_pu: as :class:`~sopjax.montecarlo.MonteCarloSettings`.
-        control: dispatch tolerance and iteration limit.
-
-    Returns:
-        (:class:`~sopjax.kernels.scoring.control.SetPoints` with (sample, sop) fields in the
-        strategy's a/b orientation (a = the PQ VSC), converged (sample,)).
-    """
-    batch = compile_strategies(net, [strategy], fault_open=fault_open)
-    ctx = scoring_context(net, fault_open=fault_open, v_min_pu=v_min_pu, v_max_pu=v_max_pu)
-    p, q, pv = (jnp.asarray(a, jnp.float64)[None] for a in (p_load_pu, q_load_pu, p_pv_pu))
-    sp, conv = _dispatch_rows(net, batch, [0], ctx, control, p, q, pv, np.zeros(1, np.int32), jnp.float64)
-    return SetPoints(*(f[0] for f in sp)), conv[0]
 
 
 @functools.partial(jax.jit, static_argnames=("n_s", "n_t", "period_h", "spec"))
@@ -680,9 +473,9 @@ def run_timeseries(
                     continue
                 args = (
                     ctx_d,
-                    _take(arrays_d, rows),
+                    take_rows(arrays_d, rows),
                     jnp.asarray(t_of_row[rows]),
-                    _take(lim_d, rows),
+                    take_rows(lim_d, rows),
                     prio_d,
                     p,
                     q,
@@ -691,7 +484,7 @@ def run_timeseries(
                 kernel = _row_kernel(kind, settings.options, ts.control, island)
                 if kind == "pq":
                     sc, ok = kernel(
-                        *args, _dispatch_rows(net, batch, rows, ctx, ts.control, p, q, pv, t_of_row, dtype)
+                        *args, dispatch_rows(net, batch, rows, ctx, ts.control, p, q, pv, t_of_row, dtype)
                     )
                 else:
                     sc, ok = kernel(*args)
