@@ -63,3 +63,20 @@ def test_a_new_top_level_module_must_be_given_a_layer(config):
     g.add_import(importer="sopjax.unplaced", imported="sopjax.network", line_number=1, line_contents="(test)")
     layers = dict(contracts(config))["layers"]
     assert layers.check(g, verbose=False).kept is False
+
+
+def test_no_module_above_600_lines_without_a_reason():
+    """Small modules, one concept each (issue 12): a module over 600 lines must say why in its
+    docstring, on a line starting with ``Size:``."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "sopjax"
+    long = []
+    for path in sorted(root.rglob("*.py")):
+        text = path.read_text()
+        if text.count("\n") > 600:
+            doc = ast.get_docstring(ast.parse(text)) or ""
+            if not any(line.startswith("Size:") for line in doc.splitlines()):
+                long.append(f"{path.relative_to(root.parent)} ({text.count(chr(10))} lines)")
+    assert long == [], f"modules over 600 lines without a 'Size:' reason in their docstring: {long}"
