@@ -31,8 +31,15 @@ def _per_unit(values, n: int, name: str) -> np.ndarray:
     return arr
 
 
-def _buses(net: Network, buses: Sequence[int]) -> np.ndarray:
-    return np.asarray([net.bus_index(b) for b in buses], dtype=np.int32)
+def _buses(net: Network, buses: Sequence[int], device: str) -> np.ndarray:
+    """0-based indices of case buses; an unknown bus is refused naming the device (``device k``)."""
+    out = []
+    for k, b in enumerate(buses):
+        try:
+            out.append(net.bus_index(b))
+        except NetworkError as e:
+            raise NetworkError(f"{device} {k}: {e}") from None
+    return np.asarray(out, dtype=np.int32)
 
 
 def add_pv(
@@ -57,7 +64,7 @@ def add_pv(
     s = _per_unit(s_rated_kva, n, "s_rated_kva")
     if np.any(s < 0):
         raise NetworkError(f"PV rating must be >= 0 kVA, got {s.min()} at bus {buses[int(np.argmin(s))]}")
-    table = PVUnits(bus=_buses(net, buses), s_rated_pu=s / 1e3 / net.base_mva, pf=_per_unit(pf, n, "pf"))
+    table = PVUnits(bus=_buses(net, buses, "PV unit"), s_rated_pu=s / 1e3 / net.base_mva, pf=_per_unit(pf, n, "pf"))
     return net.with_devices(pv=table)
 
 
@@ -91,8 +98,8 @@ def add_sops(
     a = _per_unit(loss, n, "loss")
     qm = s if q_max_kvar is None else _per_unit(q_max_kvar, n, "q_max_kvar")
     scale = 1e3 * net.base_mva
-    bi = _buses(net, [p[0] for p in pairs])
-    bj = _buses(net, [p[1] for p in pairs])
+    bi = _buses(net, [p[0] for p in pairs], "SOP (terminal i)")
+    bj = _buses(net, [p[1] for p in pairs], "SOP (terminal j)")
     table = SOPs(
         bus_i=bi, bus_j=bj,
         s_rated_i_pu=s / scale, s_rated_j_pu=s / scale,
@@ -135,7 +142,7 @@ def add_capacitors(
     n = len(buses)
     u = _per_unit(units, n, "units")
     table = Capacitors(
-        bus=_buses(net, buses),
+        bus=_buses(net, buses, "capacitor bank"),
         q_unit_pu=_per_unit(q_unit_kvar, n, "q_unit_kvar") / 1e3 / net.base_mva,
         units=u,
         step=u.copy() if step is None else _per_unit(step, n, "step"),
@@ -150,5 +157,6 @@ def add_demand_response(
 ) -> Network:
     """Mark case buses whose load may be reduced by up to ``max_reduction`` (fraction)."""
     n = len(buses)
-    table = DemandResponse(bus=_buses(net, buses), max_reduction=_per_unit(max_reduction, n, "max_reduction"))
+    table = DemandResponse(bus=_buses(net, buses, "demand-response unit"),
+                           max_reduction=_per_unit(max_reduction, n, "max_reduction"))
     return net.with_devices(demand_response=table)

@@ -183,7 +183,7 @@ def test_bad_capacitor_inputs_are_named(net):
         sopjax.add_capacitors(ieee, **BANKS, step=[1, 5])
     with pytest.raises(NetworkError, match=r"bank 0 at bus 18: q_unit_kvar = -100"):
         sopjax.add_capacitors(ieee, buses=[18], q_unit_kvar=-100, units=1)
-    with pytest.raises(NetworkError, match="unknown bus 99"):
+    with pytest.raises(NetworkError, match="capacitor bank 0: unknown bus 99"):
         sopjax.add_capacitors(ieee, buses=[99], q_unit_kvar=100, units=1)
     cases = [
         ({99: 1}, "unknown bus 99"),

@@ -88,10 +88,10 @@ def test_devices_in_user_units():
 @pytest.mark.parametrize(
     "call, message",
     [
-        (lambda n: sopjax.add_pv(n, buses=[40], s_rated_kva=100), "unknown bus 40"),
+        (lambda n: sopjax.add_pv(n, buses=[40], s_rated_kva=100), "PV unit 0: unknown bus 40"),
         (lambda n: sopjax.add_pv(n, buses=[3], s_rated_kva=-1), "PV rating must be >= 0"),
         (lambda n: sopjax.add_pv(n, buses=[3], s_rated_kva=100, pf=1.2), "power factor must be in"),
-        (lambda n: sopjax.add_sops(n, pairs=[(8, 99)], s_rated_kva=100), "unknown bus 99"),
+        (lambda n: sopjax.add_sops(n, pairs=[(8, 99)], s_rated_kva=100), r"SOP \(terminal j\) 0: unknown bus 99"),
         (lambda n: sopjax.add_sops(n, pairs=[(8, 8)], s_rated_kva=100), "same bus"),
         (lambda n: sopjax.add_sops(n, pairs=[(8, 21)], s_rated_kva=-5), "SOP capacity must be >= 0"),
         (lambda n: sopjax.add_sops(n, pairs=[(8, 21)], s_rated_kva=5, loss=1.5), "loss coefficient"),
