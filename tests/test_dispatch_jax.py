@@ -18,8 +18,10 @@ from sopjax.kernels.dispatch import (
     compile_dispatch,
     dispatch_batched,
     dispatch_native,
+    dispatch_state_batch,
     distflow,
     nominal_inputs,
+    setpoint_tangents,
 )
 from sopjax.powerflow import solve
 from sopjax.problems.dispatch import DispatchLayer, build_dispatch, solve_dispatch
@@ -213,6 +215,27 @@ def test_set_point_derivatives_match_finite_differences(batched):
     assert float(rev.s_rated_i_pu[0, 0]) == pytest.approx(float(np.sum(tangents["s_rated_i_pu"].p_i[0])), rel=1e-8,
                                                           abs=1e-12)
     assert np.all(np.asarray(rev.p_load_pu[1:]) == 0)  # samples are independent
+
+
+def test_setpoint_tangents_of_a_batch_equal_the_jvp_of_the_solution(case, batched):
+    """setpoint_tangents (batch layout, condensed KKT system, several directions) = jvp of dispatch_solution."""
+    data = case["data"]
+    _, _, tangents = batched
+    inp = jax.tree_util.tree_map(jnp.asarray, case["batch"])
+    state = jax.jit(lambda i: dispatch_state_batch(data, i, straggler_share=4))(inp)
+    names = (("p_pv_pu", 2), ("s_rated_i_pu", 0))
+    dirs = [jax.tree_util.tree_map(jnp.zeros_like, inp)._replace(
+        **{name: jnp.zeros_like(getattr(inp, name)).at[:, k].set(1.0)}) for name, k in names]
+    d_inputs = jax.tree_util.tree_map(lambda *a: jnp.stack(a, 1), *dirs)  # (batch, direction, ...)
+    got = jax.jit(lambda i, st, d: setpoint_tangents(data, i, st, d))(inp, state, d_inputs)
+    ok = np.asarray(state[5])
+    assert ok.sum() >= N_RANDOM  # the infeasible sample is the one left out
+    for d, (name, _) in enumerate(names):
+        for f, a in zip(("p_i", "q_i", "p_j", "q_j"), got):
+            ref = np.asarray(getattr(tangents[name], f))
+            np.testing.assert_allclose(np.asarray(a)[ok, d], ref[ok], rtol=0,
+                                       atol=1e-5 * np.max(np.abs(ref[ok])) + 1e-12, err_msg=f"{f} / {name}")
+            assert np.all(np.asarray(a)[~ok, d] == 0)  # no derivative where the solver failed
 
 
 def test_infeasible_sample_is_flagged_not_raised(case):

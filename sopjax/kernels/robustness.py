@@ -37,6 +37,8 @@ __all__ = ["RadiusResult", "dual_exponent", "lp_norm", "project_ball", "jacobian
            "worst_deviation", "worst_case_radius"]
 
 Fun = Callable[[Float[Array, "design param"]], Float[Array, "design objective"]]
+# delta -> (objectives, their Jacobian (design, objective, param))
+JacFun = Callable[[Float[Array, "design param"]], tuple[Float[Array, "design objective"], Array]]
 
 
 class RadiusResult(NamedTuple):
@@ -134,7 +136,7 @@ def first_order_radius(jac: Float[Array, "*batch objective param"], tol: Float[A
     return jnp.minimum(jnp.min(r, -1), r_max)
 
 
-def worst_deviation(fun: Fun, f0, tol, r, p, start, *, steps: int, step: float = 0.5):
+def worst_deviation(fun: Fun, f0, tol, r, p, start, *, steps: int, step: float = 0.5, jac: JacFun | None = None):
     """Projected-gradient ascent of ``g(delta) = max_i |f_i - f0_i| / tol_i`` over ``||delta||_p <= r``.
 
     Args:
@@ -143,19 +145,23 @@ def worst_deviation(fun: Fun, f0, tol, r, p, start, *, steps: int, step: float =
         r: radius per design, (design,). p: norm. start: initial deviations, (design, param).
         steps: ascent steps; a step that does not increase ``g`` is rejected and the step size halved.
         step: initial step as a fraction of ``r``.
+        jac: ``delta -> (f, J)`` as :func:`jacobian_fwd` of ``fun`` (default), e.g. one that
+            shares work between the parameter directions.
 
     Returns:
         ``(delta, g)`` of the best point found, (design, param) and (design,).
     """
+    value_and_jac = jac or functools.partial(jacobian_fwd, fun)
+
     def ratio(f):
         return jnp.max(jnp.abs(f - f0) / tol, -1)
 
     def body(_, carry):
         d, gd, eta = carry
-        f, jac = jacobian_fwd(fun, d)
+        f, J = value_and_jac(d)
         i = jnp.argmax(jnp.abs(f - f0) / tol, -1)
         sgn = jnp.sign(jnp.take_along_axis(f - f0, i[:, None], -1))
-        grad = sgn * jnp.take_along_axis(jac, i[:, None, None], 1)[:, 0, :]
+        grad = sgn * jnp.take_along_axis(J, i[:, None, None], 1)[:, 0, :]
         trial = project_ball(d + (eta * r)[:, None] * _steepest(grad, p), r, p)
         gt = ratio(fun(trial))
         better = gt > gd
@@ -169,18 +175,18 @@ def worst_deviation(fun: Fun, f0, tol, r, p, start, *, steps: int, step: float =
 
 
 @functools.lru_cache(maxsize=32)
-def _programs(fun: Fun, n_param: int, p: float, r_max: float, ascent_steps: int, dtype):
+def _programs(fun: Fun, jac: JacFun | None, n_param: int, p: float, r_max: float, ascent_steps: int, dtype):
     """The jitted nominal step and inner search of :func:`worst_case_radius` (cached per ``fun``)."""
 
     @jax.jit
     def nominal(tol):
-        f0, jac = jacobian_fwd(fun, jnp.zeros((tol.shape[0], n_param), dtype))
-        return f0, jac, first_order_radius(jac, tol, p, r_max=r_max)
+        f0, J = (jac or functools.partial(jacobian_fwd, fun))(jnp.zeros((tol.shape[0], n_param), dtype))
+        return f0, J, first_order_radius(J, tol, p, r_max=r_max)
 
     @jax.jit
     def search(r, f0, tol, starts):
         def one(start):
-            return worst_deviation(fun, f0, tol, r, p, start * r[:, None], steps=ascent_steps)
+            return worst_deviation(fun, f0, tol, r, p, start * r[:, None], steps=ascent_steps, jac=jac)
         ds, gs = jax.vmap(one, in_axes=1, out_axes=1)(starts)  # (design, start, param), (design, start)
         k = jnp.argmax(gs, -1)
         return jnp.take_along_axis(ds, k[:, None, None], 1)[:, 0], jnp.take_along_axis(gs, k[:, None], 1)[:, 0]
@@ -190,7 +196,7 @@ def _programs(fun: Fun, n_param: int, p: float, r_max: float, ascent_steps: int,
 
 def worst_case_radius(fun: Fun, tol: Float[Array, "design objective"], n_param: int, *, p: float = 2.0,
                       r_max: float = 4.0, bisection_steps: int = 10, ascent_steps: int = 4,
-                      dtype=jnp.float64) -> RadiusResult:
+                      dtype=jnp.float64, jac: JacFun | None = None) -> RadiusResult:
     """Refined worst-case radius of every design: bisection on the radius, inner ascent per radius.
 
     The inner search starts, at each radius, from the first-order worst direction of every
@@ -207,13 +213,15 @@ def worst_case_radius(fun: Fun, tol: Float[Array, "design objective"], n_param: 
         bisection_steps: bisection halvings of ``[0, r_max]`` (resolution ``r_max / 2^steps``).
         ascent_steps: projected-gradient steps of each inner search.
         dtype: float type of ``delta``.
+        jac: ``delta -> (f, J)``, ``J`` (design, objective, param); default
+            :func:`jacobian_fwd` of ``fun``.
 
     Returns:
         :class:`RadiusResult` (JAX arrays).
     """
     tol = jnp.asarray(tol, dtype)
     n_d = tol.shape[0]
-    nominal, search = _programs(fun, n_param, float(p), float(r_max), int(ascent_steps), jnp.dtype(dtype))
+    nominal, search = _programs(fun, jac, n_param, float(p), float(r_max), int(ascent_steps), jnp.dtype(dtype))
     f0, jac, r1 = nominal(tol)
     dirs = _steepest(jac, p)  # (design, objective, param)
     starts = jnp.concatenate([dirs, -dirs], 1)  # (design, 2F, param)

@@ -25,7 +25,7 @@ from sopjax.kernels.dispatch.data import (
     concrete_value,
     nominal_inputs,
 )
-from sopjax.kernels.dispatch.derivatives import dispatch_solution
+from sopjax.kernels.dispatch.derivatives import dispatch_solution, setpoint_tangents
 from sopjax.kernels.dispatch.flow import distflow
 from sopjax.kernels.dispatch.solve import (
     STRAGGLER_SHARE,
@@ -39,5 +39,5 @@ __all__ = [
     "CAPACITY_FLOOR_PU", "DispatchData", "DispatchInfeasibleError", "DispatchInputError", "DispatchInputs",
     "DispatchResult", "STRAGGLER_SHARE", "check_inputs", "compile_dispatch", "concrete_value",
     "dispatch_batched", "dispatch_native", "dispatch_solution", "dispatch_state", "dispatch_state_batch",
-    "distflow", "nominal_inputs",
+    "distflow", "nominal_inputs", "setpoint_tangents",
 ]

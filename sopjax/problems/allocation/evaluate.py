@@ -35,7 +35,7 @@ import numpy as np
 from sopjax.devices import add_sops
 from sopjax.errors import ConfigError
 from sopjax.kernels.dispatch import (
-    CAPACITY_FLOOR_PU, DispatchInputs, compile_dispatch, dispatch_batched, dispatch_solution,
+    CAPACITY_FLOOR_PU, DispatchInputs, compile_dispatch, dispatch_batched, dispatch_solution, setpoint_tangents,
 )
 from sopjax.kernels.dispatch.solve import dispatch_state_batch
 from sopjax.kernels.indices import OFFSET_NORMS, line_vcpi, sop_utilization_index, voltage_offset_index
@@ -79,10 +79,11 @@ class EvalSettings:
             1e-9 leaves a few at the iteration limit with no gain in the losses beyond 1e-5 kW).
         dispatch_max_iter: interior-point iteration limit.
         gradient: how the GA's first-order robustness gets d(offset, utilization)/d(delta):
-            ``"jvp"`` (forward-mode through the dispatch's implicit derivatives and the sweep,
-            exact; its XLA program compiles slowly on IEEE 33) or ``"fd"`` (forward differences
-            of step ``fd_step`` in one stacked batch of the evaluation: ``1 + param`` times the
-            work, the evaluation's program only).
+            ``"jvp"`` (exact: one interior-point solve per plan and period, then the
+            set-points' implicit derivatives in every parameter direction from one KKT
+            matrix per problem, :func:`~sopjax.kernels.dispatch.setpoint_tangents`, and
+            forward mode through the sweep) or ``"fd"`` (forward differences of step
+            ``fd_step`` in one stacked batch of the evaluation: ``1 + param`` solves).
         fd_step: forward-difference step in normalized deviation units.
     """
 
@@ -235,7 +236,8 @@ class AllocationModel:
             ``(Operation, jac (plan, 2, param))``: rows offset, utilization.
         """
         caps, cbq = self._device_inputs(sop_kva, cb_units)
-        return self._batched("lin", np.asarray(caps), np.asarray(cbq))
+        zero = np.zeros((caps.shape[0], len(self.param_names)))
+        return self._batched("lin", np.asarray(caps), np.asarray(cbq), zero)
 
     def index_fun(self, sop_kva, cb_units):
         """``delta (plan, param) -> (offset, utilization) (plan, 2)`` with full re-dispatch (traceable)."""
@@ -245,6 +247,21 @@ class AllocationModel:
         def fun(delta):
             op = full(caps, cbq, delta)
             return jnp.stack([op.offset, op.utilization], -1)
+        return fun
+
+    def index_jac_fun(self, sop_kva, cb_units):
+        """``delta -> ((offset, utilization) (plan, 2), Jacobian (plan, 2, param))`` (traceable).
+
+        The derivatives of ``settings.gradient``: for ``"jvp"`` one KKT matrix per problem
+        serves every parameter direction (a ``jax.jvp`` per direction of :meth:`index_fun`
+        builds it per direction, and its program compiled for minutes on IEEE 33).
+        """
+        caps, cbq = self._device_inputs(sop_kva, cb_units)
+        lin = self._kernels()["lin_raw"]
+
+        def fun(delta):
+            op, jac = lin(caps, cbq, delta)
+            return jnp.stack([op.offset, op.utilization], -1), jac
         return fun
 
     def _device_inputs(self, sop_kva, cb_units):
@@ -310,41 +327,44 @@ def _build_kernels(model: AllocationModel) -> dict:
         res = dispatch_batched(data, inp, tol=s.dispatch_tol, max_iter=s.dispatch_max_iter)
         return exact(inp, res, caps)
 
-    def lin(caps, cbq):
-        """Forecast operation and the Jacobian of (offset, utilization) at delta = 0 (one IPM solve)."""
-        n = caps.shape[0]
-        zero = jnp.zeros((n, load_map.shape[0]), caps.dtype)
-        inp0 = inputs(caps, cbq, zero)
-        flat = jax.tree_util.tree_map(lambda a: a.reshape(n * nt, a.shape[-1]), inp0)
-        state = dispatch_state_batch(data, flat, tol=s.dispatch_tol, max_iter=s.dispatch_max_iter)
+    def lin(caps, cbq, delta):
+        """Operation at ``delta`` and the Jacobian of (offset, utilization) there (one IPM solve)."""
+        n, n_u = caps.shape[0], load_map.shape[0]
+        inp0 = inputs(caps, cbq, delta)
+        flat = lambda a: a.reshape(n * nt, a.shape[-1])  # noqa: E731
+        unflat = lambda a: a.reshape(n, nt, *a.shape[1:])  # noqa: E731
+        fl0 = jax.tree_util.tree_map(flat, inp0)
+        state = dispatch_state_batch(data, fl0, tol=s.dispatch_tol, max_iter=s.dispatch_max_iter)
+        res = jax.tree_util.tree_map(unflat, jax.vmap(lambda i, st: dispatch_solution(data, i, st))(fl0, state))
+        # input tangents per parameter (inputs are affine in delta), (sample, param, ...)
+        eye = jnp.broadcast_to(jnp.eye(n_u, dtype=caps.dtype)[:, None, :], (n_u, n, n_u))
+        d_inp = jax.vmap(lambda t: jax.jvp(lambda d: inputs(caps, cbq, d), (delta,), (t,))[1])(eye)
+        d_flat = jax.tree_util.tree_map(lambda a: jnp.moveaxis(a, 0, 2).reshape(n * nt, n_u, a.shape[-1]), d_inp)
+        d_set = setpoint_tangents(data, fl0, state, d_flat)
+        d_set = [jnp.moveaxis(unflat(a), 2, 0) for a in d_set]  # (param, plan, period, sop)
 
-        def fun(delta):
-            inp = inputs(caps, cbq, delta)
-            fl = jax.tree_util.tree_map(lambda a: a.reshape(n * nt, a.shape[-1]), inp)
-            res = jax.vmap(lambda i, st: dispatch_solution(data, i, st))(fl, state)
-            res = jax.tree_util.tree_map(lambda a: a.reshape(n, nt, *a.shape[1:]), res)
-            op = exact(inp, res, caps)
+        def indices(inp, pq):
+            op = exact(inp, res._replace(p_i=pq[0], q_i=pq[1], p_j=pq[2], q_j=pq[3]), caps)
             return jnp.stack([op.offset, op.utilization], -1), op
 
-        n_u = load_map.shape[0]
-        tangents = jnp.broadcast_to(jnp.eye(n_u, dtype=caps.dtype)[:, None, :], (n_u, n, n_u))
-        _, cols, op = jax.vmap(lambda t: jax.jvp(fun, (zero,), (t,), has_aux=True), out_axes=(None, 0, None))(
-            tangents)
+        pq0 = (res.p_i, res.q_i, res.p_j, res.q_j)
+        _, cols, op = jax.vmap(lambda di, dpq: jax.jvp(indices, (inp0, pq0), (di, dpq), has_aux=True),
+                               out_axes=(None, 0, None))(d_inp, tuple(d_set))
         return op, jnp.moveaxis(cols, 0, -1)
 
-    def lin_fd(caps, cbq):
-        """Forecast operation and forward differences of (offset, utilization) (one stacked batch)."""
+    def lin_fd(caps, cbq, delta):
+        """Operation at ``delta`` and forward differences of (offset, utilization) (one stacked batch)."""
         n, n_u = caps.shape[0], load_map.shape[0]
         h = s.fd_step
-        deltas = jnp.concatenate([jnp.zeros((1, n_u)), h * jnp.eye(n_u)])  # (1 + param, param)
+        steps = jnp.concatenate([jnp.zeros((1, n_u)), h * jnp.eye(n_u)])  # (1 + param, param)
         rep = lambda a: jnp.tile(a, (n_u + 1,) + (1,) * (a.ndim - 1))  # noqa: E731
-        op = full_raw(rep(caps), rep(cbq), jnp.repeat(deltas, n, axis=0))
+        op = full_raw(rep(caps), rep(cbq), rep(delta) + jnp.repeat(steps, n, axis=0))
         f = jnp.stack([op.offset, op.utilization], -1).reshape(n_u + 1, n, 2)
         jac = jnp.moveaxis((f[1:] - f[0]) / h, 0, -1)  # (plan, 2, param)
         return jax.tree_util.tree_map(lambda a: a[:n], op), jac
 
-    return {"full": jax.jit(full_raw), "full_raw": full_raw,
-            "lin": jax.jit(lin if s.gradient == "jvp" else lin_fd)}
+    lin_raw = lin if s.gradient == "jvp" else lin_fd
+    return {"full": jax.jit(full_raw), "full_raw": full_raw, "lin": jax.jit(lin_raw), "lin_raw": lin_raw}
 
 
 def make_model(net: Network, space: AllocationSpace, day: OperatingDay, *, settings: EvalSettings = EvalSettings(),

@@ -127,5 +127,6 @@ def refine_radius(settings: RobustnessSettings, model, sop_kva: np.ndarray, cb_u
     tol = jax.numpy.asarray(tolerances(settings, f0))
     n_u = len(model.param_names)
     res = worst_case_radius(fun, tol, n_u, p=float(settings.p), r_max=settings.r_max,
-                            bisection_steps=settings.bisection_steps, ascent_steps=settings.ascent_steps)
+                            bisection_steps=settings.bisection_steps, ascent_steps=settings.ascent_steps,
+                            jac=model.index_jac_fun(sop_kva, cb_units))
     return jax.tree_util.tree_map(np.asarray, res)
