@@ -44,6 +44,8 @@ STUDIES: dict[str, tuple[list[str], str, str]] = {
     "seed002-table5": ([f"{S2}/table5.py", "--out", "{out}"], "table5", "SCIP 240 s per case (4)"),
     "seed001": (["experiments/seed001/run.py", "--config", "configs/seed001_allocation_quick.toml", "--out", "{out}"],
                 "summary", "none (GA of fixed size: configs/seed001_allocation_quick.toml)"),
+    "seed001-full": (["experiments/seed001/run.py", "--config", "configs/seed001_allocation.toml", "--out", "{out}"],
+                     "summary", "none (GA of fixed size: configs/seed001_allocation.toml, 100 x 100)"),
     "seed000-ieee33": (["experiments/seed000/run.py", "configs/ieee33_planning.toml", "--out", "{out}"], "ieee33",
                        "branch-and-bound to a 1e-6 gap (configs/ieee33_planning.toml [solver])"),
     "seed000-ieee69": (["experiments/seed000/run.py", "configs/ieee69_planning.toml", "--out", "{out}"], "ieee69",
