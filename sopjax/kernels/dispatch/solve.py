@@ -4,7 +4,10 @@ Both run the interior-point iteration of :mod:`~sopjax.kernels.dispatch.ipm`, on
 sample as a batch of one, so their iterates agree to round-off; derivatives are
 implicit (:mod:`~sopjax.kernels.dispatch.derivatives`). A batch runs until its
 slowest sample stops, so once at most ``batch // STRAGGLER_SHARE`` samples still run,
-those are gathered into a batch of that size and finished there. Failure is data:
+those are gathered into a batch of that size and finished there, in stages of the
+same kind while a stage has more than ``MIN_STRAGGLER_BATCH`` samples (2400 problems
+of the IEEE 33 allocation study: 2400 -> 300 -> 37, the same iterates as one stage,
+faster: ``benchmarks/straggler_bench.py``). Failure is data:
 ``converged`` is False where the iteration stalls (e.g. no set-point meets the voltage
 limits), ``infeasibility`` the largest violation; the Python boundary
 (:mod:`sopjax.sweeps`, :func:`sopjax.problems.dispatch.layer.solve_dispatch`) raises.
@@ -24,8 +27,10 @@ from sopjax.kernels.dispatch.problem import consts, params, problem
 
 __all__ = ["STRAGGLER_SHARE", "dispatch_batched", "dispatch_native", "dispatch_state", "dispatch_state_batch"]
 
-# the second stage finishes at most batch // STRAGGLER_SHARE samples
+# each straggler stage finishes at most batch // STRAGGLER_SHARE samples of the stage before;
+# no further stage below MIN_STRAGGLER_BATCH samples (a stage is one more while loop to compile)
 STRAGGLER_SHARE = 8
+MIN_STRAGGLER_BATCH = 64
 
 
 def dispatch_state_batch(data: DispatchData, inputs: DispatchInputs, *, tol: float = 1e-9,
@@ -58,14 +63,21 @@ def dispatch_state_batch(data: DispatchData, inputs: DispatchInputs, *, tol: flo
                                                                 stall_after=stall_after))
         return jax.lax.while_loop(lambda st: jnp.sum(~st.stop & (st.it < max_iter)) > n_left, body, st)
 
-    nb = th.p_load.shape[-1]
-    n_small = nb // straggler_share if 1 < straggler_share <= nb else 0  # 1 <= n_small < nb
-    st = run(pb, ipm.init(data, k, pb), n_small)
-    if n_small:  # the (at most n_small) running samples, gathered
-        idx = jnp.argsort(st.stop | (st.it >= max_iter), stable=True)[:n_small]
-        sub_pb, sub_st = jax.tree_util.tree_map(lambda a: a[..., idx], (pb, st))
-        sub_st = run(sub_pb, sub_st, 0)
-        st = jax.tree_util.tree_map(lambda a, b: a.at[..., idx].set(b), st, sub_st)
+    def stages(pb, st, first: bool):
+        """Run until at most ``nb // straggler_share`` samples are left, then finish those
+        gathered in a batch of that size; recursively while the batch has more than
+        ``MIN_STRAGGLER_BATCH`` samples."""
+        nb = st.it.shape[-1]
+        deeper = first or nb > MIN_STRAGGLER_BATCH
+        n_small = nb // straggler_share if 1 < straggler_share <= nb and deeper else 0  # 0 <= n_small < nb
+        st = run(pb, st, n_small)
+        if n_small:  # the (at most n_small) running samples, gathered
+            idx = jnp.argsort(st.stop | (st.it >= max_iter), stable=True)[:n_small]
+            sub_pb, sub_st = jax.tree_util.tree_map(lambda a: a[..., idx], (pb, st))
+            st = jax.tree_util.tree_map(lambda a, b: a.at[..., idx].set(b), st, stages(sub_pb, sub_st, False))
+        return st
+
+    st = stages(pb, ipm.init(data, k, pb), True)
     return tuple(a.T for a in ipm.finish(data, k, pb, st, sweeps))
 
 
