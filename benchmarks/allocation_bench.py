@@ -38,6 +38,8 @@ def main(argv=None) -> int:
     ap.add_argument("--naive-plans", type=int, default=5)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--ga", type=int, nargs=2, metavar=("POP", "GENS"), help="also time a full NSGA-II run")
+    ap.add_argument("--compare-fd", action="store_true",
+                    help='also time the "fd" robustness gradients (same plans, interleaved with the config\'s)')
     args = ap.parse_args(argv)
 
     import sopjax
@@ -54,15 +56,21 @@ def main(argv=None) -> int:
     rng = np.random.default_rng(0)
     X = rng.integers(m.space.lower, m.space.upper + 1, (args.pop, m.space.n_var))
 
-    t0 = time.perf_counter()
-    evaluate_plans(m, study.costs, study.robustness, X)
-    compile_s = time.perf_counter() - t0
-    times = []
-    for _ in range(args.repeat):
+    studies = {m.settings.gradient: study}
+    if args.compare_fd and m.settings.gradient != "fd":
+        studies["fd"] = study_from_config({**cfg, "operation": {**cfg.get("operation", {}), "gradient": "fd"}})
+    compile_s, times = {}, {g: [] for g in studies}
+    for g, st in studies.items():
         t0 = time.perf_counter()
-        evaluate_plans(m, study.costs, study.robustness, X)
-        times.append(time.perf_counter() - t0)
-    ours = statistics.median(times) / args.pop
+        evaluate_plans(st.model, st.costs, st.robustness, X)
+        compile_s[g] = time.perf_counter() - t0
+    for _ in range(args.repeat):  # interleaved
+        for g, st in studies.items():
+            t0 = time.perf_counter()
+            evaluate_plans(st.model, st.costs, st.robustness, X)
+            times[g].append(time.perf_counter() - t0)
+    per_plan = {g: statistics.median(t) / args.pop for g, t in times.items()}
+    ours = per_plan[m.settings.gradient]
 
     # naive: per plan and period one runpp at that plan's net loads
     n = args.naive_plans
@@ -92,7 +100,10 @@ def main(argv=None) -> int:
     print(f"IEEE 33, {T} periods, {m.space.n_var} decision variables; population {args.pop}")
     print(f"  sopjax batched evaluation (dispatch + sweep + indices + robustness gradients "
           f"[{m.settings.gradient}] + costs): "
-          f"{ours * 1e3:9.2f} ms/plan  (median of {args.repeat}, compile {compile_s:.1f} s)")
+          f"{ours * 1e3:9.2f} ms/plan  (median of {args.repeat}, compile {compile_s[m.settings.gradient]:.1f} s)")
+    if "fd" in per_plan and m.settings.gradient != "fd":
+        print(f"  the same with forward-difference gradients [fd]: {per_plan['fd'] * 1e3:9.2f} ms/plan  "
+              f"(compile {compile_s['fd']:.1f} s); {m.settings.gradient} is {per_plan['fd'] / ours:.2f}x faster")
     print(f"  naive element-wise pandapower runpp per plan x period (power flow + offset only): "
           f"{naive * 1e3:9.2f} ms/plan  ({n} plans)")
     print(f"  ratio naive / sopjax: {naive / ours:.1f}x   (offset index agreement: max |diff| {err:.2e})")
