@@ -54,6 +54,13 @@ __all__ = ["FORMULATIONS", "OPERATION_TERMS", "Stage2Settings", "AllocationMIP",
            "build_allocation_mip", "cost_terms", "solve_operation", "resweep_schedule", "plan_label", "stage2_front"]
 
 FORMULATIONS = ("lindistflow", "soc")
+
+# SCIP's feasibility tolerance for these models. The converter-loss cone ``L >= A |S|`` reaches SCIP as the
+# quadratic ``L^2 >= A^2 (p^2 + q^2)``; on IEEE 33's 10 MVA base a 300 kVA VSC at A = 0.02 loses 6e-4 p.u., whose
+# square (3.6e-7) is below SCIP's default tolerance of 1e-6, so converter losses were free: the cost minimum of
+# configs/seed001_allocation_quick.toml installed SOPs at four sites with zero converter loss at the default and
+# none at 1e-9 (a 14.7 s solve against 47 s, experiments/seed001/cost_minimum_check.py).
+SCIP_PARAMS = {"numerics/feastol": 1e-9}
 OPERATION_TERMS = ("purchase", "cb_switching", "line_loss", "converter_loss", "emission")
 PLAN_SETS = ("front", "compromise")
 
@@ -373,7 +380,7 @@ def solve_mip(model: AllocationModel, costs: AllocationCosts, mip: AllocationMIP
             f"({mip.formulation}); check [operation] v_min_pu / v_max_pu and allocation.capacitors.max_switching")
     try:
         info = solve_problem(mip.cvx, solver=solver, time_limit=time_limit_s, mip_gap=mip_gap,
-                             raise_on_infeasible=raise_on_infeasible, infeasible_hint=hint)
+                             raise_on_infeasible=raise_on_infeasible, infeasible_hint=hint, scip_params=SCIP_PARAMS)
     except SolverError as e:
         if raise_on_infeasible and "infeasible" in str(e):
             raise
