@@ -14,18 +14,15 @@ from sopjax.problems.allocation.operation import OPERATION_TERMS, build_allocati
 from sopjax.problems.planning.costs import CostModel
 from sopjax.solvers.backends.solve import InfeasibleError, solve_problem
 from test_allocation import COSTS, LOAD, PV, tiny_net
+from test_allocation import model as tiny_model  # noqa: F401  (the fixture)
 
 PLAN = np.array([2, 1, 3])  # 200 kVA SOP at 4-7, 1 step at bus 3, 3 steps at bus 6
 
 
 @pytest.fixture(scope="module")
-def model():
-    net = tiny_net()
-    space = make_space(net, sop_pairs=[(4, 7)], module_kva=100, max_modules=4, cb_buses=[3, 6], cb_unit_kvar=50,
-                       cb_max_units=3)
-    day = OperatingDay(np.outer(LOAD, net.p_load_pu), np.outer(LOAD, net.q_load_pu),
-                       np.outer(PV, np.asarray(net.pv.s_rated_pu)))
-    m = make_model(net, space, day, settings=EvalSettings(gradient="fd"))
+def model(tiny_model):
+    """test_allocation's 7-bus model with forward-difference gradients (the quicker program to compile)."""
+    m = make_model(tiny_model.net, tiny_model.space, tiny_model.day, settings=EvalSettings(gradient="fd"))
     m.set_batch_size(2)  # one compiled evaluation program for every re-sweep below
     return m
 
@@ -161,13 +158,9 @@ def test_cli_bad_stage2_exits_2(tmp_path, capsys):
 
 def skewed_model():
     """The 7-bus feeder with 1.6x the load on feeder 5-6-7 and 1500 kVA of PV at bus 4: an SOP at 4-7 pays."""
-    net = sopjax.make_network(
-        bus_ids=[1, 2, 3, 4, 5, 6, 7], p_load_mw=[0, 0.3, 0.4, 0.5, 0.32, 0.48, 0.96],
-        q_load_mvar=[0, 0.1, 0.2, 0.2, 0.16, 0.16, 0.48],
-        branch_from=[1, 2, 3, 1, 5, 6, 4], branch_to=[2, 3, 4, 5, 6, 7, 7],
-        r_ohm=[0.5, 0.6, 0.7, 0.4, 0.8, 0.9, 0.5], x_ohm=[0.4, 0.5, 0.6, 0.3, 0.7, 0.6, 0.4],
-        in_service=[True] * 6 + [False], slack_bus=1, base_kv=12.66, base_mva=1.0, v_min_pu=0.9, v_max_pu=1.1,
-        name="tiny-skewed")
+    net = tiny_net()
+    scale = np.where(np.isin(np.asarray(net.bus_ids), [5, 6, 7]), 1.6, 1.0)
+    net = net.replace(p_load_pu=np.asarray(net.p_load_pu) * scale, q_load_pu=np.asarray(net.q_load_pu) * scale)
     net = sopjax.add_pv(net, buses=[4], s_rated_kva=[1500], pf=1.0)
     space = make_space(net, sop_pairs=[(4, 7)], module_kva=100, max_modules=4, cb_buses=[3, 6], cb_unit_kvar=50,
                        cb_max_units=3)

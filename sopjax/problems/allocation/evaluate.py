@@ -236,13 +236,15 @@ class AllocationModel:
         d = np.zeros((caps.shape[0], len(self.param_names))) if delta is None else np.asarray(delta, float)
         return self._batched("full", np.asarray(caps), np.asarray(cbq), d)
 
-    def operate_with_jacobian(self, sop_kva, cb_units):
+    def operate_with_jacobian(self, sop_kva, cb_units, cb_steps=None):
         """Operation at the forecast and d(offset, utilization)/d(delta) at ``delta = 0``.
+
+        ``cb_steps`` (plan, period, cb): capacitor steps per period instead of the on/off rule.
 
         Returns:
             ``(Operation, jac (plan, 2, param))``: rows offset, utilization.
         """
-        caps, cbq = self._device_inputs(sop_kva, cb_units)
+        caps, cbq = self._device_inputs(sop_kva, cb_units, cb_steps)
         return self._batched("lin", np.asarray(caps), np.asarray(cbq))
 
     def index_fun(self, sop_kva, cb_units):

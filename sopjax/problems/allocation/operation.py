@@ -417,6 +417,9 @@ def resweep_schedule(model: AllocationModel, costs: AllocationCosts, plans: np.n
                      cb_steps: np.ndarray) -> dict[str, np.ndarray]:
     """The GA's evaluation (JAX SOP dispatch + exact sweep) of plans run with given capacitor schedules.
 
+    It runs the program the GA compiled (:meth:`AllocationModel.operate_with_jacobian`, whose Jacobian is
+    dropped), so that a study compiles no second evaluation program for it.
+
     Args:
         model: the evaluation model.
         costs: the economic data.
@@ -433,7 +436,7 @@ def resweep_schedule(model: AllocationModel, costs: AllocationCosts, plans: np.n
     steps = np.asarray(cb_steps, float).reshape(len(plans), model.day.periods, sp.n_cb)
     if np.any(steps < 0) or np.any(steps > units[:, None, :]):
         raise SopjaxError("capacitor schedule outside 0..installed units")
-    op = model.operate(sop_kva, units, cb_steps=steps)
+    op, _ = model.operate_with_jacobian(sop_kva, units, cb_steps=steps)  # the GA's own compiled program
     kw = model.kva_per_pu
     ops = np.abs(steps - np.roll(steps, 1, axis=1)).sum((1, 2))
     c = plan_costs(costs, sop_kva=sop_kva, cb_kvar=units * sp.cb_unit_kvar, import_kw=op.p_import * kw,
