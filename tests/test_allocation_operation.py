@@ -229,6 +229,9 @@ def test_study_runs_stage2_on_the_front_and_writes_it(model, tmp_path):
     d = res.as_dict()
     assert len(d["stage2"]["plans"]) == n and d["stage2"]["formulation"] == "lindistflow"
     json.dumps(d, default=float)
+    from sopjax.cli.allocate import format_report
+
+    assert "stage 2 (lindistflow)" in format_report(d)
     ds = to_dataset(res)
     assert ds["stage2_cb_steps"].shape == (n, 4, 2) and ds["stage2_operation_cost"].notnull().all()
     assert ds.attrs["stage2"]

@@ -2,7 +2,8 @@
 and stage 2 (the cvxpy operation model) of the GA's plan next to the GA's evaluation of it.
 
     .venv/bin/python experiments/seed001/cost_minimum_check.py [--config configs/seed001_allocation_quick.toml]
-        [--front results/seed001.nc] [--formulations soc lindistflow] [--time-limit 600] [--json FILE]
+        [--front results/seed001.nc] [--pop N] [--gens N] [--formulations soc lindistflow] [--time-limit 600]
+        [--descent 10] [--json FILE]
 
 1. The GA front: read from ``--front`` (a dataset written by ``sopjax allocate --out``) or computed here by
    NSGA-II with the config's ``[ga]`` settings (the quick config: 20 plans x 6 generations).
@@ -11,9 +12,12 @@ and stage 2 (the cvxpy operation model) of the GA's plan next to the GA's evalua
    module counts, capacitor steps, the 24-period operation with the capacitor switching cap).
 4. Both plans, and every plan one step (one module or one capacitor step) from ``x_MIP``, scored by the
    GA's own evaluator (:func:`sopjax.problems.allocation.evaluate_plans`).
-5. Agreement within the module granularity (:mod:`sopjax.problems.allocation.cost_optimum`): every site's
+5. A local check under the GA's evaluation: greedy one-step descent (every plan one module or one capacitor
+   step away, the best taken while it improves, at most ``--descent`` steps) from ``x_GA`` and from each
+   ``x_MIP``; the box (7^8 plans on IEEE 33) is too large to enumerate.
+6. Agreement within the module granularity (:mod:`sopjax.problems.allocation.cost_optimum`): every site's
    module count within one module and the GA-evaluated totals within one module's yearly cost.
-6. Stage 2 of ``x_GA`` per formulation: the model's operation cost, the GA's, and the stage-2 capacitor
+7. Stage 2 of ``x_GA`` per formulation: the model's operation cost, the GA's, and the stage-2 capacitor
    schedule re-run through the GA's evaluation (JAX SOP dispatch + exact sweep).
 """
 
@@ -45,7 +49,6 @@ def ga_front(study, front_path: str | None):
             X = np.concatenate([np.rint(ds["sop_kva"].values / sp.module_kva),
                                 np.rint(ds["cb_kvar"].values / sp.cb_unit_kvar)], 1).astype(int)
         return X, None
-    study.model.set_batch_size(study.ga.pop_size)
     res = run_nsga2(AllocationProblem(study.model, study.costs, study.robustness, study.objectives), study.ga)
     return res.X, None
 
@@ -62,12 +65,33 @@ def neighbours(x: np.ndarray, upper: np.ndarray) -> np.ndarray:
     return np.asarray(out)
 
 
+def descend(m, costs, robustness, x: np.ndarray, steps: int) -> tuple[np.ndarray, float, int]:
+    """Greedy one-step descent of the GA-evaluated total cost from ``x``: ``(plan, cost, steps taken)``."""
+    from sopjax.problems.allocation import evaluate_plans
+
+    upper = m.space.upper
+    e = evaluate_plans(m, costs, robustness, x[None])
+    best, c = x, float(e["cost_total"][0])
+    for n in range(steps):
+        nb = neighbours(best, upper)[1:]
+        e = evaluate_plans(m, costs, robustness, nb)
+        cost = np.where(e["failed_periods"] == 0, e["cost_total"], np.inf)
+        j = int(np.argmin(cost))
+        if not cost[j] < c:
+            return best, c, n
+        best, c = nb[j], float(cost[j])
+    return best, c, steps
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", default=str(ROOT / "configs" / "seed001_allocation_quick.toml"))
     ap.add_argument("--front", help="dataset of `sopjax allocate --out` (default: run the config's GA here)")
     ap.add_argument("--formulations", nargs="+", default=["soc", "lindistflow"], choices=["soc", "lindistflow"])
     ap.add_argument("--time-limit", type=float, default=600.0, help="solver time limit per model (s)")
+    ap.add_argument("--pop", type=int, help="GA population (overrides ga.pop_size)")
+    ap.add_argument("--gens", type=int, help="GA generations (overrides ga.generations)")
+    ap.add_argument("--descent", type=int, default=10, help="greedy descent steps under the GA evaluation")
     ap.add_argument("--json", help="write the figures as JSON")
     args = ap.parse_args(argv)
     sopjax.configure_xla()
@@ -77,21 +101,22 @@ def main(argv=None) -> int:
     from sopjax.problems.allocation.operation import OPERATION_TERMS, Stage2Settings, solve_operation, resweep_schedule
 
     with open(args.config, "rb") as fh:
-        study = study_from_config(tomllib.load(fh))
+        cfg = tomllib.load(fh)
+    cfg["ga"] = {**cfg.get("ga", {}), **({"pop_size": args.pop} if args.pop else {}),
+                 **({"generations": args.gens} if args.gens else {})}
+    study = study_from_config(cfg)
     m, costs, sp = study.model, study.costs, study.space
-    max_sw = study.stage2.max_switching if study.stage2 is not None else None
-    if max_sw is None:
-        max_sw = (tomllib.load(open(args.config, "rb")).get("allocation", {}).get("capacitors", {})
-                  .get("max_switching"))
+    max_sw = cfg.get("allocation", {}).get("capacitors", {}).get("max_switching")
+    m.set_batch_size(max(study.ga.pop_size, 2 * sp.n_var + 1))  # one compiled program: populations, neighbours
     t0 = time.perf_counter()
     X, _ = ga_front(study, args.front)
     t_ga = time.perf_counter() - t0
-    m.set_batch_size(max(len(X), 2 * sp.n_var + 1))
     ev = evaluate_plans(m, costs, study.robustness, X)
     ok = ev["failed_periods"] == 0
     k = int(np.flatnonzero(ok)[np.argmin(ev["cost_total"][ok])])
     x_ga = X[k]
-    out = {"config": args.config, "front_size": int(len(X)), "ga_s": t_ga, "max_switching": max_sw,
+    x_desc, c_desc, n_desc = descend(m, costs, study.robustness, x_ga, args.descent)
+    out = {"config": args.config, "descent_from_x_ga": {"plan": x_desc.tolist(), "cost": c_desc, "steps": n_desc}, "front_size": int(len(X)), "ga_s": t_ga, "max_switching": max_sw,
            "x_ga": x_ga.tolist(), "sop_sites": sp.sop_labels, "cb_sites": sp.cb_labels, "models": {}}
     lines = []
     for f in args.formulations:
@@ -106,6 +131,8 @@ def main(argv=None) -> int:
             ok2 = e2["failed_periods"][1:] == 0
             j = int(np.flatnonzero(ok2)[np.argmin(e2["cost_total"][1:][ok2])])
             a = agreement(m, costs, x_ga, opt.plan, c_ga, c_mip)
+            xd, cd, nd = descend(m, costs, study.robustness, opt.plan, args.descent)
+            rec["descent_from_x_mip"] = {"plan": xd.tolist(), "cost": cd, "steps": nd}
             rec.update({"x_mip": opt.plan.tolist(), "mip_model_total": opt.costs["total"],
                         "mip_model_terms": opt.costs, "ga_eval_total_x_ga": c_ga, "ga_eval_total_x_mip": c_mip,
                         "ga_eval_terms_x_mip": {t: float(e2[f"cost_{t}"][1]) for t in opt.costs},
@@ -135,6 +162,7 @@ def main(argv=None) -> int:
     lines.append(f"plan vector = modules at SOP sites {sp.sop_labels} ({sp.module_kva:g} kVA each), "
                  f"steps at CB buses {sp.cb_labels} ({sp.cb_unit_kvar:g} kvar each); costs in {cur}/year")
     lines.append(f"x_GA (front's cost minimum): {x_ga.tolist()}, GA-evaluated total {fmt(float(ev['cost_total'][k]))}")
+    lines.append(f"greedy descent from x_GA under the GA evaluation: {x_desc.tolist()} ({fmt(c_desc)}, {n_desc} steps)")
     for f, r in out["models"].items():
         lines.append("")
         lines.append(f"[{f}] direct minimum: status {r['status']}, {fmt(r['solve_s'])} s" if r["solve_s"] is None else
@@ -151,6 +179,9 @@ def main(argv=None) -> int:
                          f"one module {r['module_cost']:,.0f}; CB step difference {r['cb_unit_difference']})")
             lines.append(f"  best plan one step from x_MIP under the GA evaluation: {r['best_neighbour_of_x_mip']} "
                          f"({fmt(r['best_neighbour_cost'])})")
+            d = r["descent_from_x_mip"]
+            lines.append(f"  greedy descent from x_MIP under the GA evaluation: {d['plan']} ({fmt(d['cost'])}, "
+                         f"{d['steps']} steps)")
         s2 = r["stage2_x_ga"]
         lines.append(f"  stage 2 of x_GA: {s2['status']}, operation cost model {fmt(s2['operation_cost'])} / GA "
                      f"{fmt(s2['ga_operation_cost'])} / stage-2 schedule in the GA evaluation "
