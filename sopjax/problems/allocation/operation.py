@@ -45,7 +45,7 @@ from sopjax.network import Network
 from sopjax.problems.allocation.costs import COST_TERMS, AllocationCosts, plan_costs
 from sopjax.problems.allocation.evaluate import AllocationModel
 from sopjax.problems.planning.model import OBJECTIVE_SCALE
-from sopjax.solvers.backends.solve import SolveInfo, SolverError, solve_problem
+from sopjax.solvers.backends.solve import InfeasibleError, SolveInfo, SolverError, solve_problem
 from sopjax.solvers.components import capacitor_model, sop_model
 from sopjax.solvers.formulations import get as get_formulation
 from sopjax.solvers.model import Model
@@ -381,9 +381,9 @@ def solve_mip(model: AllocationModel, costs: AllocationCosts, mip: AllocationMIP
     try:
         info = solve_problem(mip.cvx, solver=solver, time_limit=time_limit_s, mip_gap=mip_gap,
                              raise_on_infeasible=raise_on_infeasible, infeasible_hint=hint, scip_params=SCIP_PARAMS)
+    except InfeasibleError:
+        raise
     except SolverError as e:
-        if raise_on_infeasible and "infeasible" in str(e):
-            raise
         return extract(model, costs, mip, None, "error", f"{what}: {e}")
     if info.status == "infeasible":
         return extract(model, costs, mip, info, "infeasible", f"stage 2: {hint}")
