@@ -203,11 +203,11 @@ def test_cost_minimum_agrees_with_exhaustive_enumeration_within_a_module():
     assert agreement(m, SKEW_COSTS, grid[best], grid[best], c + 0.99 * a.module_cost, c).agree
 
 
-@pytest.mark.slow
 def test_study_runs_stage2_on_the_front_and_writes_it(model, tmp_path):
     """run_allocation_study with [stage2]: every front plan solved, compared with the GA, in the dataset and JSON.
 
-    Slow (~28 s on the shared machine): it compiles the GA's evaluation at the population's batch shape.
+    ~17 s on the shared machine: it compiles the GA's evaluation at the population's batch shape (the
+    stage-2 re-sweep reuses that program).
     """
     import json
 
