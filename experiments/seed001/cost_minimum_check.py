@@ -92,6 +92,7 @@ def main(argv=None) -> int:
     ap.add_argument("--pop", type=int, help="GA population (overrides ga.pop_size)")
     ap.add_argument("--gens", type=int, help="GA generations (overrides ga.generations)")
     ap.add_argument("--descent", type=int, default=10, help="greedy descent steps under the GA evaluation")
+    ap.add_argument("--scip-feastol", type=float, help="SCIP numerics/feastol (default: operation.SCIP_PARAMS, 1e-9)")
     ap.add_argument("--json", help="write the figures as JSON")
     args = ap.parse_args(argv)
     sopjax.configure_xla()
@@ -121,7 +122,8 @@ def main(argv=None) -> int:
     lines = []
     for f in args.formulations:
         opt = solve_cost_minimum(m, costs, formulation=f, max_switching=max_sw, time_limit_s=args.time_limit,
-                                 mip_gap=1e-4)
+                                 mip_gap=1e-4, scip_params=None if args.scip_feastol is None
+                                 else {"numerics/feastol": args.scip_feastol})
         rec = {"status": opt.status, "solve_s": opt.info.total_s if opt.info else None, "gap": opt.info.gap
                if opt.info else None}
         if opt.solved:
@@ -134,6 +136,7 @@ def main(argv=None) -> int:
             xd, cd, nd = descend(m, costs, study.robustness, opt.plan, args.descent)
             rec["descent_from_x_mip"] = {"plan": xd.tolist(), "cost": cd, "steps": nd}
             rec.update({"x_mip": opt.plan.tolist(), "mip_model_total": opt.costs["total"],
+                        "mip_converter_loss_kwh_day": float(opt.converter_loss_kw.sum() * costs.sop.period_hours),
                         "mip_model_terms": opt.costs, "ga_eval_total_x_ga": c_ga, "ga_eval_total_x_mip": c_mip,
                         "ga_eval_terms_x_mip": {t: float(e2[f"cost_{t}"][1]) for t in opt.costs},
                         "ga_eval_terms_x_ga": {t: float(e2[f"cost_{t}"][0]) for t in opt.costs},
@@ -177,6 +180,7 @@ def main(argv=None) -> int:
             lines.append(f"  agreement within the module granularity: {r['agree']} (max module difference "
                          f"{r['max_module_difference']}, GA-evaluated cost difference {r['cost_difference']:+,.0f} vs "
                          f"one module {r['module_cost']:,.0f}; CB step difference {r['cb_unit_difference']})")
+            lines.append(f"  x_MIP's converter losses in its model: {r['mip_converter_loss_kwh_day']:.3f} kWh/day")
             lines.append(f"  best plan one step from x_MIP under the GA evaluation: {r['best_neighbour_of_x_mip']} "
                          f"({fmt(r['best_neighbour_cost'])})")
             d = r["descent_from_x_mip"]

@@ -39,7 +39,8 @@ __all__ = ["solve_cost_minimum", "module_cost_per_year", "agreement", "Agreement
 
 def solve_cost_minimum(model: AllocationModel, costs: AllocationCosts, *, formulation: str = "soc",
                        max_switching: int | None = None, time_limit_s: float | None = 600.0,
-                       mip_gap: float | None = 1e-6, solver: str = "auto") -> OperationResult:
+                       mip_gap: float | None = 1e-6, solver: str = "auto",
+                       scip_params: dict | None = None) -> OperationResult:
     """The plan and day's operation of minimum total yearly cost over the candidate box.
 
     Args:
@@ -51,6 +52,7 @@ def solve_cost_minimum(model: AllocationModel, costs: AllocationCosts, *, formul
         time_limit_s: solver time limit (s); a solution found by then is returned as ``"time_limit"``.
         mip_gap: relative optimality gap.
         solver: cvxpy solver or ``"auto"``.
+        scip_params: SCIP parameters (default :data:`~sopjax.problems.allocation.operation.SCIP_PARAMS`).
 
     Returns:
         An :class:`~sopjax.problems.allocation.operation.OperationResult`: ``plan`` is the optimal plan
@@ -58,7 +60,7 @@ def solve_cost_minimum(model: AllocationModel, costs: AllocationCosts, *, formul
     """
     mip = build_allocation_mip(model, costs, formulation=formulation, plan=None, max_switching=max_switching)
     return solve_mip(model, costs, mip, what="the cost minimum over the candidate box", time_limit_s=time_limit_s,
-                     mip_gap=mip_gap, solver=solver)
+                     mip_gap=mip_gap, solver=solver, scip_params=scip_params)
 
 
 def module_cost_per_year(model: AllocationModel, costs: AllocationCosts) -> float:

@@ -369,8 +369,10 @@ def extract(model: AllocationModel, costs: AllocationCosts, mip: AllocationMIP, 
 
 def solve_mip(model: AllocationModel, costs: AllocationCosts, mip: AllocationMIP, *, what: str,
               time_limit_s: float | None, mip_gap: float | None, solver: str = "auto",
-              raise_on_infeasible: bool = False) -> OperationResult:
+              raise_on_infeasible: bool = False, scip_params: dict | None = None) -> OperationResult:
     """Solve a built model; an infeasible or failed solve is a result status with a message naming ``what``.
+
+    ``scip_params`` (SCIP only) default to :data:`SCIP_PARAMS`.
 
     Raises:
         InfeasibleError: when ``raise_on_infeasible`` and the model has no feasible point.
@@ -380,7 +382,8 @@ def solve_mip(model: AllocationModel, costs: AllocationCosts, mip: AllocationMIP
             f"({mip.formulation}); check [operation] v_min_pu / v_max_pu and allocation.capacitors.max_switching")
     try:
         info = solve_problem(mip.cvx, solver=solver, time_limit=time_limit_s, mip_gap=mip_gap,
-                             raise_on_infeasible=raise_on_infeasible, infeasible_hint=hint, scip_params=SCIP_PARAMS)
+                             raise_on_infeasible=raise_on_infeasible, infeasible_hint=hint,
+                             scip_params=SCIP_PARAMS if scip_params is None else scip_params)
     except InfeasibleError:
         raise
     except SolverError as e:
