@@ -59,7 +59,7 @@ FORMULATIONS = ("lindistflow", "soc")
 # quadratic ``L^2 >= A^2 (p^2 + q^2)``; on IEEE 33's 10 MVA base a 300 kVA VSC at A = 0.02 loses 6e-4 p.u., whose
 # square (3.6e-7) is below SCIP's default tolerance of 1e-6, so converter losses were free: the cost minimum of
 # configs/seed001_allocation_quick.toml installed SOPs at four sites with zero converter loss at the default and
-# none at 1e-9 (a 14.7 s solve against 47 s, experiments/seed001/cost_minimum_check.py).
+# none at 1e-9 (experiments/seed001/cost_minimum_check.py [--scip-feastol 1e-6]; docs/allocation.md).
 SCIP_PARAMS = {"numerics/feastol": 1e-9}
 OPERATION_TERMS = ("purchase", "cb_switching", "line_loss", "converter_loss", "emission")
 PLAN_SETS = ("front", "compromise")
