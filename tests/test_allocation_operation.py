@@ -2,25 +2,37 @@
 
 import numpy as np
 import pytest
+from test_allocation import COSTS, LOAD, PV, tiny_net
+from test_allocation import model as tiny_model  # noqa: F401  (the fixture)
 
 import sopjax
 from sopjax.errors import ConfigError
 from sopjax.problems.allocation import (
-    AllocationCosts, EvalSettings, OperatingDay, RobustnessSettings, Stage2Settings, agreement, evaluate_plans,
-    make_model, make_space, plan_costs, resweep_schedule, solve_cost_minimum, solve_operation, study_from_config,
+    AllocationCosts,
+    EvalSettings,
+    OperatingDay,
+    RobustnessSettings,
+    Stage2Settings,
+    agreement,
+    evaluate_plans,
+    make_model,
+    make_space,
+    plan_costs,
+    resweep_schedule,
+    solve_cost_minimum,
+    solve_operation,
+    study_from_config,
 )
 from sopjax.problems.allocation.costs import COST_TERMS
 from sopjax.problems.allocation.operation import OPERATION_TERMS, build_allocation_mip, cost_terms
 from sopjax.problems.planning.costs import CostModel
 from sopjax.solvers.backends.solve import InfeasibleError, solve_problem
-from test_allocation import COSTS, LOAD, PV, tiny_net
-from test_allocation import model as tiny_model  # noqa: F401  (the fixture)
 
 PLAN = np.array([2, 1, 3])  # 200 kVA SOP at 4-7, 1 step at bus 3, 3 steps at bus 6
 
 
 @pytest.fixture(scope="module")
-def model(tiny_model):
+def model(tiny_model):  # noqa: F811  (the fixture imported above)
     """test_allocation's 7-bus model with forward-difference gradients (the quicker program to compile)."""
     m = make_model(tiny_model.net, tiny_model.space, tiny_model.day, settings=EvalSettings(gradient="fd"))
     m.set_batch_size(2)  # one compiled evaluation program for every re-sweep below
@@ -93,7 +105,7 @@ def test_lindistflow_and_soc_close_and_the_resweep_confirms(model):
 def test_the_schedule_hook_reproduces_the_on_off_rule(model):
     kva, units = model.space.decode(PLAN[None])
     rule = units[:, None, :] * model.cb_on[None, :, None]
-    run = lambda **kw: model.operate_with_jacobian(kva, units, **kw)[0]  # noqa: E731  (resweep_schedule's program)
+    run = lambda **kw: model.operate_with_jacobian(kva, units, **kw)[0]
     a = run()
     b = run(cb_steps=rule)
     np.testing.assert_allclose(b.p_import, a.p_import, rtol=1e-12)

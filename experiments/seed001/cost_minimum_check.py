@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def ga_front(study, front_path: str | None):
     """``(X, cost_total)`` of the front: from a dataset of ``sopjax allocate --out``, or by running NSGA-II."""
-    from sopjax.problems.allocation import AllocationProblem, evaluate_plans, run_nsga2
+    from sopjax.problems.allocation import AllocationProblem, run_nsga2
 
     sp = study.space
     if front_path:
@@ -99,7 +99,12 @@ def main(argv=None) -> int:
 
     from sopjax.problems.allocation import evaluate_plans, solve_cost_minimum, study_from_config
     from sopjax.problems.allocation.cost_optimum import agreement
-    from sopjax.problems.allocation.operation import OPERATION_TERMS, Stage2Settings, solve_operation, resweep_schedule
+    from sopjax.problems.allocation.operation import (
+        OPERATION_TERMS,
+        Stage2Settings,
+        resweep_schedule,
+        solve_operation,
+    )
 
     with open(args.config, "rb") as fh:
         cfg = tomllib.load(fh)
@@ -117,7 +122,7 @@ def main(argv=None) -> int:
     k = int(np.flatnonzero(ok)[np.argmin(ev["cost_total"][ok])])
     x_ga = X[k]
     x_desc, c_desc, n_desc = descend(m, costs, study.robustness, x_ga, args.descent)
-    out = {"config": args.config, "descent_from_x_ga": {"plan": x_desc.tolist(), "cost": c_desc, "steps": n_desc}, "front_size": int(len(X)), "ga_s": t_ga, "max_switching": max_sw,
+    out = {"config": args.config, "descent_from_x_ga": {"plan": x_desc.tolist(), "cost": c_desc, "steps": n_desc}, "front_size": len(X), "ga_s": t_ga, "max_switching": max_sw,
            "x_ga": x_ga.tolist(), "sop_sites": sp.sop_labels, "cb_sites": sp.cb_labels, "models": {}}
     lines = []
     for f in args.formulations:
@@ -160,7 +165,7 @@ def main(argv=None) -> int:
         out["models"][f] = rec
 
     cur = costs.sop.currency
-    fmt = lambda v: "-" if v is None else (f"{v:,.0f}" if isinstance(v, float) else str(v))  # noqa: E731
+    fmt = lambda v: "-" if v is None else (f"{v:,.0f}" if isinstance(v, float) else str(v))
     lines.append(f"config {args.config}: GA front of {len(X)} plans ({'read from ' + args.front if args.front else f'NSGA-II {study.ga.pop_size} x {study.ga.generations}, {t_ga:.0f} s'})")
     lines.append(f"plan vector = modules at SOP sites {sp.sop_labels} ({sp.module_kva:g} kVA each), "
                  f"steps at CB buses {sp.cb_labels} ({sp.cb_unit_kvar:g} kvar each); costs in {cur}/year")
@@ -172,7 +177,7 @@ def main(argv=None) -> int:
                      f"[{f}] direct minimum: status {r['status']}, {r['solve_s']:.1f} s, gap {r['gap']:.1e}")
         if "x_mip" in r:
             lines.append(f"  {'':<28}{'x_GA':>16}{'x_MIP':>16}")
-            lines.append(f"  {'plan':<28}{str(x_ga.tolist()):>16}{str(r['x_mip']):>16}")
+            lines.append(f"  {'plan':<28}{x_ga.tolist()!s:>16}{r['x_mip']!s:>16}")
             lines.append(f"  {'total, GA evaluation':<28}{fmt(r['ga_eval_total_x_ga']):>16}{fmt(r['ga_eval_total_x_mip']):>16}")
             s2 = r["stage2_x_ga"]
             lines.append(f"  {'total, cvxpy model':<28}{fmt(s2.get('model_total_x_ga')):>16}{fmt(r['mip_model_total']):>16}"

@@ -34,7 +34,7 @@ from sopjax.problems.allocation.costs import AllocationCosts
 from sopjax.problems.allocation.evaluate import AllocationModel
 from sopjax.problems.allocation.operation import OperationResult, build_allocation_mip, solve_mip
 
-__all__ = ["solve_cost_minimum", "module_cost_per_year", "agreement", "Agreement"]
+__all__ = ["Agreement", "agreement", "module_cost_per_year", "solve_cost_minimum"]
 
 
 def solve_cost_minimum(model: AllocationModel, costs: AllocationCosts, *, formulation: str = "soc",

@@ -50,8 +50,19 @@ from sopjax.solvers.components import capacitor_model, sop_model
 from sopjax.solvers.formulations import get as get_formulation
 from sopjax.solvers.model import Model
 
-__all__ = ["FORMULATIONS", "OPERATION_TERMS", "Stage2Settings", "AllocationMIP", "OperationResult",
-           "build_allocation_mip", "cost_terms", "solve_operation", "resweep_schedule", "plan_label", "stage2_front"]
+__all__ = [
+    "FORMULATIONS",
+    "OPERATION_TERMS",
+    "AllocationMIP",
+    "OperationResult",
+    "Stage2Settings",
+    "build_allocation_mip",
+    "cost_terms",
+    "plan_label",
+    "resweep_schedule",
+    "solve_operation",
+    "stage2_front",
+]
 
 FORMULATIONS = ("lindistflow", "soc")
 
@@ -340,7 +351,7 @@ def extract(model: AllocationModel, costs: AllocationCosts, mip: AllocationMIP, 
         else np.full(sp.n_sop, -1)
     units = np.rint(_val(mip.cb_units)).astype(int) if ok or not isinstance(mip.cb_units, cp.Expression) \
         else np.full(sp.n_cb, -1)
-    nan = lambda *s: np.full(s, np.nan)  # noqa: E731
+    nan = lambda *s: np.full(s, np.nan)
     if ok:
         steps = np.rint(m.value("cb_steps")).astype(int) if sp.n_cb else np.zeros((T, 0), int)
         sop = {k: m.value(f"sop_{k}") * kva for k in ("p_i", "q_i", "p_j", "q_j")}

@@ -26,7 +26,7 @@ import scipy.sparse as sp
 from sopjax.errors import SopjaxError
 from sopjax.solvers.model import Model
 
-__all__ = ["variable_cb_steps", "constraint_cb_switching", "expression_cb_operations"]
+__all__ = ["constraint_cb_switching", "expression_cb_operations", "variable_cb_steps"]
 
 
 def variable_cb_steps(m: Model, *, bus: np.ndarray, q_unit_pu: float, max_steps: np.ndarray,
