@@ -28,6 +28,7 @@ def register(sub) -> None:
     p.add_argument("--pop-size", type=positive_int, metavar="N", help="population size (overrides ga.pop_size)")
     p.add_argument("--generations", type=positive_int, metavar="N", help="generations (overrides ga.generations)")
     p.add_argument("--no-contingency", action="store_true", help="skip the contingency stage")
+    p.add_argument("--no-stage2", action="store_true", help="skip stage 2 (the cvxpy operation model of [stage2])")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=run)
@@ -53,6 +54,15 @@ def format_report(d: dict) -> str:
     for name, r in d["cases"].items():
         lines.append(f"  {name:<20} loss cost {r['line_loss_cost']:12,.0f}  total {r['total_cost']:12,.0f}  "
                      f"offset {r['offset']:.4f}  VCPI {r['vcpi_max']:.4f}")
+    s2 = d.get("stage2")
+    if s2:
+        lines += ["", f"stage 2 ({s2['formulation']}), operation cost ({cur}/year): model / GA evaluation / "
+                  "stage-2 CB schedule in the GA evaluation:"]
+        for r in s2["plans"]:
+            lines.append(f"  plan {r['plan']:<3} {r['status']:<10} {r['operation_cost']:14,.0f} {r['ga_operation_cost']:14,.0f} "
+                         f"{r['resweep_operation_cost']:14,.0f}  ({r['model_vs_ga_pct']:+.2f} %, {r['resweep_vs_ga_pct']:+.2f} %)")
+            if r["message"]:
+                lines.append(f"    {r['message']}")
     cont = d["contingency"]
     if cont:
         lines += ["", f"contingency stage (peak period {cont['period']}), compromise per case:"]
@@ -102,7 +112,7 @@ def _run(args: argparse.Namespace, cfg: dict) -> int:
     cfg["ga"] = ga
     study = study_from_config(cfg)
     result = run_allocation_study(study, checkpoint=args.checkpoint, progress=not args.no_progress and None,
-                                  contingency=not args.no_contingency)
+                                  contingency=not args.no_contingency, stage2=not args.no_stage2)
     ds = to_dataset(result)
     if args.out:
         print(f"wrote {write_dataset(ds, args.out)}", file=sys.stderr)

@@ -194,13 +194,18 @@ class AllocationModel:
     def kva_per_pu(self) -> float:
         return 1e3 * self.net.base_mva
 
-    def cb_q_pu(self, cb_units: np.ndarray) -> np.ndarray:
-        """Capacitor injection per bus and period of plans (p.u.), (plan, period, bus)."""
+    def cb_q_pu(self, cb_units: np.ndarray, cb_steps: np.ndarray | None = None) -> np.ndarray:
+        """Capacitor injection per bus and period of plans (p.u.), (plan, period, bus).
+
+        ``cb_steps`` (plan, period, cb), connected steps per period (e.g. a stage-2 schedule,
+        :mod:`sopjax.problems.allocation.operation`), replaces the on/off rule when given.
+        """
         cb_units = np.atleast_2d(cb_units)
-        q_bus = np.zeros((cb_units.shape[0], self.net.n_bus))
+        steps = cb_units[:, None, :] * self.cb_on[None, :, None] if cb_steps is None else np.asarray(cb_steps, float)
+        to_bus = np.zeros((self.space.n_cb, self.net.n_bus))
         for c, b in enumerate(self.space.cb_buses):
-            q_bus[:, self.net.bus_index(b)] += cb_units[:, c] * self.space.cb_unit_kvar / self.kva_per_pu
-        return q_bus[:, None, :] * self.cb_on[None, :, None]
+            to_bus[c, self.net.bus_index(b)] += self.space.cb_unit_kvar / self.kva_per_pu
+        return steps @ to_bus
 
     # ------------------------------------------------------------ jitted kernels
     def _kernels(self):
@@ -223,19 +228,24 @@ class AllocationModel:
         """Evaluate in batches of ``n`` plans (the population size; None: the call's own size)."""
         self._cache["batch_size"] = None if n is None else int(n)
 
-    def operate(self, sop_kva, cb_units, delta=None) -> Operation:
-        """Operation of plans (re-dispatched at ``delta``; default the forecast), numpy arrays."""
-        caps, cbq = self._device_inputs(sop_kva, cb_units)
+    def operate(self, sop_kva, cb_units, delta=None, cb_steps=None) -> Operation:
+        """Operation of plans (re-dispatched at ``delta``; default the forecast), numpy arrays.
+
+        ``cb_steps`` (plan, period, cb): capacitor steps per period instead of the on/off rule.
+        """
+        caps, cbq = self._device_inputs(sop_kva, cb_units, cb_steps)
         d = np.zeros((caps.shape[0], len(self.param_names))) if delta is None else np.asarray(delta, float)
         return self._batched("full", np.asarray(caps), np.asarray(cbq), d)
 
-    def operate_with_jacobian(self, sop_kva, cb_units):
+    def operate_with_jacobian(self, sop_kva, cb_units, cb_steps=None):
         """Operation at the forecast and d(offset, utilization)/d(delta) at ``delta = 0``.
+
+        ``cb_steps`` (plan, period, cb): capacitor steps per period instead of the on/off rule.
 
         Returns:
             ``(Operation, jac (plan, 2, param))``: rows offset, utilization.
         """
-        caps, cbq = self._device_inputs(sop_kva, cb_units)
+        caps, cbq = self._device_inputs(sop_kva, cb_units, cb_steps)
         zero = np.zeros((caps.shape[0], len(self.param_names)))
         return self._batched("lin", np.asarray(caps), np.asarray(cbq), zero)
 
@@ -264,10 +274,10 @@ class AllocationModel:
             return jnp.stack([op.offset, op.utilization], -1), jac
         return fun
 
-    def _device_inputs(self, sop_kva, cb_units):
+    def _device_inputs(self, sop_kva, cb_units, cb_steps=None):
         sop_kva = np.atleast_2d(np.asarray(sop_kva, float))
         caps = np.maximum(sop_kva / self.kva_per_pu, CAPACITY_FLOOR_PU)
-        return jnp.asarray(caps), jnp.asarray(self.cb_q_pu(cb_units))
+        return jnp.asarray(caps), jnp.asarray(self.cb_q_pu(cb_units, cb_steps))
 
 
 def _build_kernels(model: AllocationModel) -> dict:

@@ -9,7 +9,12 @@ Dataset layout (:func:`to_dataset`):
   versions, ``radius_first_order``, ``radius_refined``, ``worst_ratio``, ``worst_delta`` (plan, param),
   ``f_r``, ``fuzzy_membership``, ``line_loss_kwh_day``, ``vcpi_max``;
 * per generation: ``hypervolume``;
-* attrs: ``compromise`` (plan row), ``cases`` and ``contingency`` (JSON), ``config`` (JSON).
+* stage 2 (when run; NaN / -1 for plans it did not solve): ``stage2_status``, ``stage2_operation_cost``
+  (the cvxpy model's), ``ga_operation_cost`` (the GA's evaluation of the same plan),
+  ``stage2_resweep_operation_cost`` (the stage-2 capacitor schedule in the GA's evaluation), every
+  ``stage2_cost_*`` (plan); ``stage2_cb_steps`` (plan, period, cb_site); ``stage2_sop_p_i_kw``,
+  ``stage2_sop_q_i_kvar``, ``stage2_sop_p_j_kw``, ``stage2_sop_q_j_kvar`` (plan, period, sop_site);
+* attrs: ``compromise`` (plan row), ``cases``, ``contingency`` and ``stage2`` (JSON), ``config`` (JSON).
 """
 
 from __future__ import annotations
@@ -62,12 +67,36 @@ def to_dataset(res: AllocationStudyResult) -> xr.Dataset:
         ds["worst_delta"] = (("plan", "param"), res.radius["worst_delta"])
     ds["hypervolume"] = ("generation", hypervolume_history(res.ga.history),
                          {"long_name": "hypervolume of the generation's front (normalized, ref 1.1)"})
+    _add_stage2(ds, res.stage2, cur)
     d = res.as_dict()
     ds.attrs.update({"title": st.title, "compromise": int(res.compromise), "currency": cur,
                      "cases": json.dumps(d["cases"]), "contingency": json.dumps(d["contingency"], default=float),
+                     "stage2": json.dumps(d["stage2"], default=float),
                      "timings_s": json.dumps(d["timings_s"]), "evaluations": int(res.ga.n_evals),
                      "config": json.dumps(st.config, default=str)})
     return ds
+
+
+def _add_stage2(ds: xr.Dataset, s2: dict, cur: str) -> None:
+    """The stage-2 variables of :func:`to_dataset` (nothing when stage 2 did not run)."""
+    if not s2:
+        return
+    ds.coords["period"] = np.arange(s2["cb_steps"].shape[1])
+    ds["stage2_status"] = ("plan", np.asarray(s2["status"], dtype=str),
+                           {"long_name": f"stage-2 solve status ({s2['formulation']}); empty: not solved"})
+    ds["stage2_operation_cost"] = ("plan", s2["operation_cost"], {"units": f"{cur}/year",
+                                   "long_name": "operation cost of the stage-2 model"})
+    ds["ga_operation_cost"] = ("plan", s2["ga_operation_cost"], {"units": f"{cur}/year",
+                               "long_name": "operation cost of the GA's evaluation (CB rule, exact sweep)"})
+    ds["stage2_resweep_operation_cost"] = ("plan", s2["resweep_operation_cost"], {
+        "units": f"{cur}/year", "long_name": "stage-2 CB schedule in the GA's evaluation (JAX dispatch, exact sweep)"})
+    for k, v in s2.items():
+        if k.startswith("cost_"):
+            ds[f"stage2_{k}"] = ("plan", v, {"units": f"{cur}/year"})
+    ds["stage2_cb_steps"] = (("plan", "period", "cb_site"), s2["cb_steps"],
+                             {"long_name": "connected capacitor steps (-1: not solved)"})
+    for k, u in (("sop_p_i_kw", "kW"), ("sop_q_i_kvar", "kvar"), ("sop_p_j_kw", "kW"), ("sop_q_j_kvar", "kvar")):
+        ds[f"stage2_{k}"] = (("plan", "period", "sop_site"), s2[k], {"units": u})
 
 
 def write_dataset(ds: xr.Dataset, path: str | Path) -> Path:

@@ -16,6 +16,8 @@ The library reads no files: ``sopjax allocate CONFIG.toml`` parses the TOML and 
     [robustness]     RobustnessSettings fields, refine_front
     [ga]             GASettings fields, objectives
     [contingency]    ContingencySettings fields, cases, pop_size, generations, seed
+    [stage2]         Stage2Settings fields but max_switching (enabled, formulation, plans,
+                     time_limit_s, mip_gap, solver); absent: no stage 2
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from sopjax.problems.allocation.costs import AllocationCosts
 from sopjax.problems.allocation.encoding import AllocationSpace, make_space
 from sopjax.problems.allocation.evaluate import AllocationModel, EvalSettings, OperatingDay, make_model
 from sopjax.problems.allocation.nsga import GAResult, GASettings, run_nsga2
+from sopjax.problems.allocation.operation import OPERATION_TERMS, Stage2Settings, stage2_front
 from sopjax.problems.allocation.problem import AllocationProblem, evaluate_plans
 from sopjax.problems.allocation.robust import RobustnessSettings, refine_radius
 from sopjax.problems.allocation.selection import best_compromise
@@ -52,6 +55,7 @@ _ALLOC_COST_FIELDS = {f.name for f in dataclasses.fields(AllocationCosts)} - {"s
 _ROB_FIELDS = {f.name for f in dataclasses.fields(RobustnessSettings)}
 _GA_FIELDS = {f.name for f in dataclasses.fields(GASettings)}
 _CONT_FIELDS = {f.name for f in dataclasses.fields(ContingencySettings)}
+_STAGE2_FIELDS = {f.name for f in dataclasses.fields(Stage2Settings)} - {"max_switching"}
 _SECTIONS = {
     "title": None, "description": None,
     "network": {"case", "pv", "v_slack_pu"},
@@ -63,6 +67,7 @@ _SECTIONS = {
     "robustness": _ROB_FIELDS | {"refine_front"},
     "ga": _GA_FIELDS | {"objectives"},
     "contingency": _CONT_FIELDS | {"cases", "pop_size", "generations", "seed"},
+    "stage2": _STAGE2_FIELDS,
 }
 _SOP_KEYS = {"candidates", "module_kva", "max_modules", "loss"}
 _CB_KEYS = {"buses", "unit_kvar", "max_units", "on_threshold", "max_switching"}
@@ -83,6 +88,7 @@ class AllocationStudy:
     contingency_cases: tuple[str, ...]
     contingency_ga: GASettings | None
     config: dict
+    stage2: Stage2Settings | None = None
 
     @property
     def space(self) -> AllocationSpace:
@@ -90,7 +96,7 @@ class AllocationStudy:
 
     def fingerprint(self) -> str:
         """A hash of the config (checkpoints of another study are refused)."""
-        cfg = {k: v for k, v in self.config.items() if k != "title"}
+        cfg = {k: v for k, v in self.config.items() if k not in ("title", "stage2")}  # stage 2 follows the GA
         return hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -233,9 +239,13 @@ def study_from_config(cfg: Mapping[str, Any]) -> AllocationStudy:
                     raise ConfigError(f"contingency.{k} must be a list of numbers, got {kc[k]!r}")
                 kc[k] = tuple(integer(v, f"contingency.{k}[{i}]") for i, v in enumerate(kc[k]))
         cont = _make(ContingencySettings, "[contingency]", _typed(ContingencySettings, "contingency", kc))
+    stage2 = None
+    if "stage2" in cfg:
+        s2 = _typed(Stage2Settings, "stage2", _section(cfg, "stage2"))
+        stage2 = _make(Stage2Settings, "[stage2]", s2, max_switching=max_sw)
     return AllocationStudy(title=str(cfg.get("title", "")), model=model, costs=costs, robustness=robustness,
                            refine_front=refine, ga=ga, objectives=objectives, contingency=cont,
-                           contingency_cases=cases, contingency_ga=cga, config=dict(cfg))
+                           contingency_cases=cases, contingency_ga=cga, config=dict(cfg), stage2=stage2)
 
 
 @dataclasses.dataclass
@@ -250,6 +260,7 @@ class AllocationStudyResult:
     cases: dict
     contingency: dict
     timings: dict
+    stage2: dict = dataclasses.field(default_factory=dict)
 
     def as_dict(self) -> dict:
         sp, k = self.study.space, self.compromise
@@ -265,7 +276,8 @@ class AllocationStudyResult:
                 "front_size": int(len(self.ga.X)), "evaluations": self.ga.n_evals,
                 "hypervolume_final": float(hypervolume_history(self.ga.history)[-1]),
                 "compromise": plan, "cases": self.cases, "contingency": self.contingency,
-                "timings_s": self.timings, "currency": self.study.costs.sop.currency}
+                "stage2": stage2_summary(self.stage2, sp), "timings_s": self.timings,
+                "currency": self.study.costs.sop.currency}
 
 
 def hypervolume_history(history: list) -> np.ndarray:
@@ -321,10 +333,34 @@ def _run_contingency(study: AllocationStudy, progress) -> dict:
     return out
 
 
+def stage2_summary(s2: dict, space: AllocationSpace) -> dict:
+    """The JSON summary of :func:`~sopjax.problems.allocation.operation.stage2_front`'s output (empty if none).
+
+    Per solved plan: status, the stage-2 model's operation cost, the GA-evaluated one, the stage-2
+    capacitor schedule re-evaluated by the GA's evaluation, and their relative differences.
+    """
+    if not s2:
+        return {}
+    rows = []
+    for k in s2["plans"]:
+        k = int(k)
+        ga, mip, rs = (float(s2[n][k]) for n in ("ga_operation_cost", "operation_cost", "resweep_operation_cost"))
+        rows.append({"plan": k, "status": str(s2["status"][k]), "message": str(s2["message"][k]),
+                     "operation_cost": mip, "ga_operation_cost": ga, "resweep_operation_cost": rs,
+                     "model_vs_ga_pct": 100 * (mip - ga) / ga if ga else float("nan"),
+                     "resweep_vs_ga_pct": 100 * (rs - ga) / ga if ga else float("nan"),
+                     "resweep_converged": bool(s2["resweep_converged"][k]),
+                     "cb_steps": s2["cb_steps"][k].tolist(), "cb_sites": space.cb_labels,
+                     "solve_s": float(s2["solve_s"][k])})
+    return {"formulation": s2["formulation"], "plans": rows}
+
+
 def run_allocation_study(study: AllocationStudy, *, checkpoint: str | Path | None = None,
-                         progress: bool | None = None, contingency: bool = True) -> AllocationStudyResult:
+                         progress: bool | None = None, contingency: bool = True,
+                         stage2: bool = True) -> AllocationStudyResult:
     """Run NSGA-II (stage 1 + normal operation), refine the front's robustness, pick the compromise,
-    evaluate seed 001's cases 1-3 and, if configured, the contingency cases 4-6.
+    evaluate seed 001's cases 1-3, stage 2 (the cvxpy operation model, if ``[stage2]`` enables it and
+    ``stage2``) and, if configured, the contingency cases 4-6.
     """
     t0 = time.perf_counter()
     study.model.set_batch_size(study.ga.pop_size)  # one compiled program for populations, front and cases
@@ -349,9 +385,16 @@ def run_allocation_study(study: AllocationStudy, *, checkpoint: str | Path | Non
                   "worst_delta": rr.worst_delta}
     t_rob = time.perf_counter() - t1
     cases = _case_rows(study, problem, ga.X[k])
+    t_s2 = time.perf_counter()
+    s2 = {}
+    if stage2 and study.stage2 is not None and study.stage2.enabled:
+        rows = np.arange(len(ga.X)) if study.stage2.plans == "front" else np.asarray([k])
+        ga_op = sum(front[f"cost_{t}"] for t in OPERATION_TERMS)
+        s2 = stage2_front(study.model, study.costs, study.stage2, ga.X, ga_op, rows, progress=progress)
+    t_s2 = time.perf_counter() - t_s2
     t2 = time.perf_counter()
     cont = _run_contingency(study, progress) if (contingency and study.contingency is not None) else {}
-    timings = {"ga": t_ga, "robustness_refine": t_rob, "contingency": time.perf_counter() - t2,
+    timings = {"ga": t_ga, "robustness_refine": t_rob, "stage2": t_s2, "contingency": time.perf_counter() - t2,
                "total": time.perf_counter() - t0}
     return AllocationStudyResult(study=study, ga=ga, front=front, compromise=k, radius=radius, cases=cases,
-                                 contingency=cont, timings=timings)
+                                 contingency=cont, timings=timings, stage2=s2)
