@@ -92,11 +92,13 @@ def main(argv=None) -> int:
     conv = copy.deepcopy(base)
     conv["robustness"]["robust_form"] = "none"
     conv["robustness"]["refine_front"] = False
+    conv.setdefault("stage2", {})["enabled"] = False  # only the compromise is used
     summary["case7_conventional"] = _deviated(_run(conv, contingency=False), delta)
 
     no_util = copy.deepcopy(base)
     no_util["ga"]["objectives"] = ["cost", "offset"]
     no_util["robustness"]["refine_front"] = False
+    no_util.setdefault("stage2", {})["enabled"] = False  # only the compromise is used
     r9 = _run(no_util, contingency=False).as_dict()["compromise"]
     r10 = summary["main"]["compromise"]
     summary["case9"] = {"cost": r9["costs"]["total"], "offset": r9["offset_robust"],
