@@ -53,3 +53,22 @@ def test_a_changed_number_is_caught(tmp_path):
     assert run_seeds.blocks(good) == [("s", 0, "| a | b |\n|---|---|\n| x | 1.00 % |\n")]
     assert run_seeds.render("s", 1, tmp_path) == "| c |\n|---|\n| 2 |\n"
     assert run_seeds.fill(bad, tmp_path) == good != bad
+
+
+def test_seed001_orderings_hold_in_the_committed_full_run():
+    """Issue 13's must-show, read from the committed full-size report: loss cost case 3 < 2 < 1, the
+    SOP + DR contingency case (6) reaches the lowest VCPI, case 10 a higher utilization than case 9.
+    (The quick run's 8 x 3 contingency GA does not converge far enough for the front-level claim;
+    docs/allocation.md reports both runs.)"""
+    s = json.loads((ROOT / "docs" / "seed_results" / "seed001-full.json").read_text())
+    loss = [s["main"]["cases"][c]["line_loss_cost"] for c in ("case1_no_sop_no_cb", "case2_cb_only", "case3_sop_cb")]
+    assert loss[2] < loss[1] < loss[0]
+    # case 6 (SOP + DR) reaches the lowest VCPI of the three fronts, and its front weakly dominates
+    # every point of case 5's (SOP only; a superset of its decisions). The compromise plans of the
+    # fronts are reported in the docs, not ordered here (docs/allocation.md says why).
+    cont = s["main"]["contingency"]
+    front = {c: list(zip(cont[c]["front_vcpi"], cont[c]["front_cost"])) for c in ("dr", "sop", "sop_dr")}
+    lowest = {c: min(v for v, _ in f) for c, f in front.items()}
+    assert min(lowest, key=lowest.get) == "sop_dr"
+    assert all(any(v6 <= v5 and c6 <= c5 for v6, c6 in front["sop_dr"]) for v5, c5 in front["sop"])
+    assert s["case10"]["utilization_pct"] > s["case9"]["utilization_pct"]
