@@ -43,16 +43,13 @@ def dispatch_solution(data: DispatchData, inputs: DispatchInputs, state, *,
     ok = converged & jnp.all(s_s > 0)
     x, z = _kkt_point(final_sweeps, data, x_s, z_s, s_s, l_s, ok, th)
     _, (_, _, fl) = _lagrangian(data, th, x, z, l_s, final_sweeps)  # the flow at x, with its derivative
-    ns = data.n_sop
-    pi, qi, pj, qj = split(ns, x)
+    pi, qi, pj, qj = split(ns := data.n_sop, x)
     lag, (F, _, _) = _lagrangian(data, th, x_s, z_s, l_s, final_sweeps)
     envelope = jnp.where(ok, lag - jax.lax.stop_gradient(lag), 0.0)
-    return DispatchResult(
-        p_i=pi, q_i=qi, p_j=pj, q_j=qj, converter_loss=-(pi + pj), line_loss=jnp.sum(data.r * fl.l),
-        objective=jax.lax.stop_gradient(F) + envelope, vm_pu=bus_voltage(data, fl.v),
-        cap_dual_i=z[:ns], cap_dual_j=z[ns : 2 * ns],
-        converged=converged, iterations=it, infeasibility=infeas,
-    )
+    return DispatchResult(p_i=pi, q_i=qi, p_j=pj, q_j=qj, converter_loss=-(pi + pj),
+                          line_loss=jnp.sum(data.r * fl.l), objective=jax.lax.stop_gradient(F) + envelope,
+                          vm_pu=bus_voltage(data, fl.v), cap_dual_i=z[:ns], cap_dual_j=z[ns : 2 * ns],
+                          converged=converged, iterations=it, infeasibility=infeas)
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
@@ -64,38 +61,32 @@ def _kkt_point(final_sweeps: int, data: DispatchData, x_s, z_s, s_s, l_s, ok, th
 @_kkt_point.defjvp
 def _kkt_point_jvp(final_sweeps, primals, tangents):
     """Tangent of the KKT point: :func:`_kkt_tangents` of a batch of one, one direction."""
-    data, x_s, z_s, s_s, l_s, ok, th = primals
-    col = lambda a: a[..., None]  # (a batch of one)
-    th1, dth1 = (jax.tree_util.tree_map(col, t) for t in (th, tangents[-1]))
-    dths = jax.tree_util.tree_map(lambda a: a[None], dth1)
-    dx, dz = _kkt_tangents(final_sweeps, data, th1, col(x_s), col(z_s), col(s_s), col(l_s), col(ok), dths)
-    return (x_s, z_s), (dx[0, :, 0], dz[0, :, 0])
+    data, *state, th = primals  # x, z, s, l, ok of one sample: a batch of one
+    batch1 = functools.partial(jax.tree_util.tree_map, lambda a: a[..., None])
+    dths = jax.tree_util.tree_map(lambda a: a[None, ..., None], tangents[-1])
+    dx, dz = _kkt_tangents(final_sweeps, data, batch1(th), *batch1(state), dths)
+    return tuple(state[:2]), (dx[0, :, 0], dz[0, :, 0])
 
 
-def _kkt_tangents(final_sweeps: int, data: DispatchData, th: Params, x, z, s, l, ok, dths: Params, *,
-                  duals: bool = True):
+def _kkt_tangents(final_sweeps: int, data: DispatchData, th: Params, x, z, s, l, ok, dths: Params):
     """Tangents of the KKT points of a batch in several parameter directions.
 
-    Solves ``[H, -J^T; Z J, S] [dx; dz] = [-d(grad_x L); -Z dc]`` per sample and direction.
-    With ``duals``: unreduced, one LU factorization per sample (fully condensed to
-    ``(H + J^T (Z/S) J) dx``, as in the iteration, the active rows are scaled by ``z / s``
-    up to 1e12: the dual tangents were off by up to 6 % and the set-point tangents by
-    ~1e-4). Without: only ``dx``, the ``nx`` rows of largest ``z / s`` kept as in the
-    unreduced system and the others (inactive, small ``z / s``) condensed, which is
-    well-conditioned: ``(nx + nx)^2`` instead of ``(nx + m)^2`` (99^2 on IEEE 33 with five
-    SOPs), equal to the unreduced ``dx`` to round-off (``tests/test_dispatch_jax.py``). ``H`` and ``J``
-    come from one forward-mode direction per set-point applied to the whole batch (its
-    samples are independent), in the iteration's ``(rows, batch)`` layout.
+    Solves ``[H, -J^T; Z J, S] [dx; dz] = [-d(grad_x L); -Z dc]`` per sample and direction, with
+    the ``nx`` rows of largest ``z / s`` kept and the others (inactive, small ``z / s``)
+    eliminated by ``dz = -(z / s) (J dx + dc)``: exact, and well-conditioned, where condensing
+    every row (``(H + J^T (Z/S) J) dx``) scales the active ones by up to 1e12 and was off by up
+    to 6 % (duals) and 1e-4 (set-points). One ``(2 nx)``-square LU per sample serves every
+    direction. ``H`` and ``J`` come from one forward-mode direction per set-point applied to
+    the whole batch (its samples are independent), in the iteration's ``(rows, batch)`` layout.
 
     Args:
         th: parameters, ``(field, batch)``.
         x, z, s, l: the final iterate, ``(rows, batch)``.
         ok: samples with a derivative, (batch,); the others get zero tangents.
         dths: parameter tangents, ``(direction, field, batch)``.
-        duals: also return ``dz`` (else None).
 
     Returns:
-        ``(dx (direction, nx, batch), dz (direction, m, batch) or None)``.
+        ``(dx (direction, nx, batch), dz (direction, m, batch))``.
     """
     k = consts(data, jnp.result_type(th.p_load.dtype, jnp.float32))
 
@@ -106,34 +97,23 @@ def _kkt_tangents(final_sweeps: int, data: DispatchData, th: Params, x, z, s, l,
 
     nx, m = x.shape[0], z.shape[0]
     basis = jnp.broadcast_to(jnp.eye(nx, dtype=x.dtype)[:, :, None], (nx,) + x.shape)
-    Hx, Jx = jax.vmap(lambda e: jax.jvp(lambda x: kkt_rows(th, x), (x,), (e,))[1])(basis)  # column-major
-    Hx, Jx = jnp.transpose(Hx, (2, 1, 0)), jnp.transpose(Jx, (2, 1, 0))  # [batch, row, column]
-    Hx = 0.5 * (Hx + jnp.swapaxes(Hx, 1, 2))
-    dg, dc = jax.vmap(lambda d: jax.jvp(lambda th: kkt_rows(th, x), (th,), (d,))[1])(dths)  # (dir, rows, batch)
-    dg, dc = jnp.transpose(dg, (2, 1, 0)), jnp.transpose(dc, (2, 1, 0))  # (batch, rows, dir)
-    zb, sb = z.T, s.T
-    if duals:
-        K = jnp.concatenate([jnp.concatenate([Hx, -jnp.swapaxes(Jx, 1, 2)], 2),
-                             jnp.concatenate([zb[:, :, None] * Jx, jax.vmap(jnp.diag)(sb)], 2)], 1)
-        rhs = -jnp.concatenate([dg, zb[:, :, None] * dc], 1)
-        eye = jnp.eye(nx + m, dtype=K.dtype)
-        factor, solve = jax.scipy.linalg.lu_factor, jax.scipy.linalg.lu_solve
-    else:  # the nx most active rows kept as in the unreduced system, the others condensed
-        D = zb / sb
-        act = jnp.argsort(-D, axis=1)[:, :min(nx, m)]  # (batch, k)
-        D_rest = D.at[jnp.arange(D.shape[0])[:, None], act].set(0.0)
-        J_a, D_a = jnp.take_along_axis(Jx, act[:, :, None], 1), jnp.take_along_axis(D, act, 1)
-        M = Hx + jnp.einsum("bri,br,brj->bij", Jx, D_rest, Jx)
-        K = jnp.concatenate([jnp.concatenate([M, jnp.swapaxes(J_a, 1, 2)], 2),
-                             jnp.concatenate([J_a, jax.vmap(jnp.diag)(-1.0 / D_a)], 2)], 1)
-        rhs = jnp.concatenate([-dg - jnp.einsum("bri,br,brd->bid", Jx, D_rest, dc),
-                               -jnp.take_along_axis(dc, act[:, :, None], 1)], 1)
-        eye = jnp.eye(K.shape[1], dtype=K.dtype)
-        factor, solve = jax.scipy.linalg.lu_factor, jax.scipy.linalg.lu_solve
-    good = ok & jnp.all(jnp.isfinite(K), axis=(1, 2))
-    sol = solve(factor(jnp.where(good[:, None, None], K, eye)), rhs)
-    sol = jnp.transpose(jnp.where(good[:, None, None], sol, 0.0), (2, 1, 0))  # (dir, rows, batch)
-    return sol[:, :nx], (sol[:, nx:] if duals else None)
+    batch_first = functools.partial(jax.tree_util.tree_map, lambda a: jnp.transpose(a, (2, 1, 0)))
+    Hx, Jx = batch_first(jax.vmap(lambda e: jax.jvp(lambda x: kkt_rows(th, x), (x,), (e,))[1])(basis))
+    dg, dc = batch_first(jax.vmap(lambda d: jax.jvp(lambda th: kkt_rows(th, x), (th,), (d,))[1])(dths))
+    D = (z / s).T
+    act = jnp.argsort(-D, axis=1)[:, :min(nx, m)]  # the kept rows, (batch, k)
+    D_rest = jnp.put_along_axis(D, act, 0.0, axis=1, inplace=False)
+    J_a, D_a = jnp.take_along_axis(Jx, act[:, :, None], 1), jnp.take_along_axis(D, act, 1)
+    M = 0.5 * (Hx + jnp.swapaxes(Hx, 1, 2)) + jnp.einsum("bri,br,brj->bij", Jx, D_rest, Jx)
+    K = jnp.block([[M, jnp.swapaxes(J_a, 1, 2)], [J_a, jax.vmap(jnp.diag)(-1.0 / D_a)]])
+    rhs = jnp.concatenate([-dg - jnp.einsum("bri,br,brd->bid", Jx, D_rest, dc),
+                           -jnp.take_along_axis(dc, act[:, :, None], 1)], 1)
+    good = (ok & jnp.all(jnp.isfinite(K), axis=(1, 2)))[:, None, None]
+    sol = jax.scipy.linalg.lu_solve(jax.scipy.linalg.lu_factor(jnp.where(good, K, jnp.eye(K.shape[1]))), rhs)
+    dx = jnp.where(good, sol[:, :nx], 0.0)
+    dz = jnp.put_along_axis(-D_rest[:, :, None] * (jnp.einsum("bri,bid->brd", Jx, dx) + dc), act[:, :, None],
+                            -sol[:, nx:], axis=1, inplace=False)
+    return jnp.transpose(dx, (2, 1, 0)), jnp.transpose(jnp.where(good, dz, 0.0), (2, 1, 0))
 
 
 def setpoint_tangents(data: DispatchData, inputs: DispatchInputs, state, d_inputs: DispatchInputs, *,
@@ -142,9 +122,8 @@ def setpoint_tangents(data: DispatchData, inputs: DispatchInputs, state, d_input
 
     What ``jax.jvp`` of :func:`dispatch_solution` gives, for a whole batch and several
     directions at once: the KKT matrices are built in the batch layout and factorized
-    once per sample, and only the set-point tangents are solved for (the condensed
-    system of :func:`_kkt_tangents`); ``vmap`` of the one-sample ``custom_jvp`` rule
-    builds and factorizes the unreduced matrix per sample and direction.
+    once per sample; ``vmap`` of the one-sample ``custom_jvp`` rule builds and
+    factorizes them per sample and direction.
 
     Args:
         data: from :func:`~sopjax.kernels.dispatch.compile_dispatch`.
@@ -157,9 +136,8 @@ def setpoint_tangents(data: DispatchData, inputs: DispatchInputs, state, d_input
         sample did not converge.
     """
     x, z, s, l, _, converged, _ = (jax.lax.stop_gradient(a) for a in state)
-    th = jax.tree_util.tree_map(lambda a: a.T, params(inputs))
-    dths = jax.vmap(lambda d: jax.jvp(params, (inputs,), (d,))[1], in_axes=1)(d_inputs)
-    dths = jax.tree_util.tree_map(lambda a: jnp.swapaxes(a, 1, 2), dths)  # (dir, field, batch)
-    ok = converged & jnp.all(s > 0, axis=1)
-    dx, _ = _kkt_tangents(final_sweeps, data, th, x.T, z.T, s.T, l.T, ok, dths, duals=False)
+    dths = jax.vmap(lambda d: jax.jvp(params, (inputs,), (d,))[1], in_axes=1, out_axes=2)(d_inputs)
+    tr = functools.partial(jax.tree_util.tree_map, lambda a: a.T)  # to the (rows, batch) layout
+    dx, _ = _kkt_tangents(final_sweeps, data, tr(params(inputs)), *tr((x, z, s, l)),
+                          converged & jnp.all(s > 0, axis=1), tr(dths))
     return tuple(jnp.transpose(a, (2, 1, 0)) for a in split(data.n_sop, jnp.swapaxes(dx, 0, 1)))

@@ -68,17 +68,16 @@ def dispatch_state_batch(data: DispatchData, inputs: DispatchInputs, *, tol: flo
         gathered in a batch of that size; recursively while the batch has more than
         ``MIN_STRAGGLER_BATCH`` samples."""
         nb = st.it.shape[-1]
-        deeper = first or nb > MIN_STRAGGLER_BATCH
-        n_small = nb // straggler_share if 1 < straggler_share <= nb and deeper else 0  # 0 <= n_small < nb
+        deeper = 1 < straggler_share <= nb and (first or nb > MIN_STRAGGLER_BATCH)
+        n_small = nb // straggler_share if deeper else 0
         st = run(pb, st, n_small)
         if n_small:  # the (at most n_small) running samples, gathered
             idx = jnp.argsort(st.stop | (st.it >= max_iter), stable=True)[:n_small]
-            sub_pb, sub_st = jax.tree_util.tree_map(lambda a: a[..., idx], (pb, st))
-            st = jax.tree_util.tree_map(lambda a, b: a.at[..., idx].set(b), st, stages(sub_pb, sub_st, False))
+            sub = stages(*jax.tree_util.tree_map(lambda a: a[..., idx], (pb, st)), False)
+            st = jax.tree_util.tree_map(lambda a, b: a.at[..., idx].set(b), st, sub)
         return st
 
-    st = stages(pb, ipm.init(data, k, pb), True)
-    return tuple(a.T for a in ipm.finish(data, k, pb, st, sweeps))
+    return tuple(a.T for a in ipm.finish(data, k, pb, stages(pb, ipm.init(data, k, pb), True), sweeps))
 
 
 def dispatch_state(data: DispatchData, inputs: DispatchInputs, *, tol: float = 1e-9, max_iter: int = 150,
