@@ -111,8 +111,8 @@ def _kkt_tangents(final_sweeps: int, data: DispatchData, th: Params, x, z, s, l,
     good = (ok & jnp.all(jnp.isfinite(K), axis=(1, 2)))[:, None, None]
     sol = jax.scipy.linalg.lu_solve(jax.scipy.linalg.lu_factor(jnp.where(good, K, jnp.eye(K.shape[1]))), rhs)
     dx = jnp.where(good, sol[:, :nx], 0.0)
-    dz = jnp.put_along_axis(-D_rest[:, :, None] * (jnp.einsum("bri,bid->brd", Jx, dx) + dc), act[:, :, None],
-                            -sol[:, nx:], axis=1, inplace=False)
+    dz = (-D_rest[:, :, None] * (jnp.einsum("bri,bid->brd", Jx, dx) + dc)).at[
+        jnp.arange(len(D))[:, None], act].set(-sol[:, nx:])  # the kept rows: dz = -w
     return jnp.transpose(dx, (2, 1, 0)), jnp.transpose(jnp.where(good, dz, 0.0), (2, 1, 0))
 
 
