@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from sopjax.cli.common import positive_int
+from sopjax.cli.common import add_scheduler_options, positive_int
 from sopjax.cli.outputs import add_output_options
 
 
@@ -15,7 +15,8 @@ def register(sub) -> None:
         description="Draw network variants (radial reconfigurations, faults, SOP capacities and set-points, "
         "PV and load levels) and label them with the exact power flow and the JAX SOP dispatch. Writes a "
         "chunked zarr store; rerunning the same command resumes an interrupted run, and a larger "
-        "'samples' grows the store. See docs/surrogates.md.",
+        "'samples' grows the store. --scheduler runs the chunks on a Dask cluster (docs/scaleout.md). "
+        "See docs/surrogates.md.",
     )
     p.add_argument("config", metavar="CONFIG.toml", help="dataset config (see configs/ieee33_dataset.toml)")
     p.add_argument("--out", metavar="DIR.zarr", required=True, help="zarr store to create, resume or grow "
@@ -23,6 +24,7 @@ def register(sub) -> None:
     add_output_options(p)
     p.add_argument("--samples", type=positive_int, metavar="N", help="override [dataset] samples")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_scheduler_options(p)
     p.set_defaults(func=run)
 
 
@@ -45,12 +47,15 @@ def _run(args: argparse.Namespace, cfg: dict) -> int:
 
     import numpy as np
 
+    from sopjax.cli.common import open_executor
     from sopjax.datasets import DatasetSpec, build_dataset, dataset_from_config, open_store
 
     net, spec, attrs = dataset_from_config(cfg)
     if args.samples is not None:
         spec = DatasetSpec(**{**dataclasses.asdict(spec), "samples": args.samples})
-    info = build_dataset(net, spec, args.out, progress=False if args.no_progress else None, attrs=attrs)
+    with open_executor(args) as executor:
+        info = build_dataset(net, spec, args.out, progress=False if args.no_progress else None, attrs=attrs,
+                             scheduler=executor)
     ds = open_store(args.out)
     done = np.asarray(ds["done"].values)
     split = np.asarray(ds["split"].values)[done]
@@ -60,7 +65,7 @@ def _run(args: argparse.Namespace, cfg: dict) -> int:
     print(
         f"  this run: {info['samples_written']} samples in {info['chunks_written']} chunks "
         f"({info['chunks_skipped']} already done) in {info['seconds']:.1f} s: "
-        f"{info['samples_per_s']:.1f} labelled samples/s"
+        f"{info['samples_per_s']:.1f} labelled samples/s ({info['executor']})"
     )
     conv = np.asarray(ds["converged"].values)[done]
     dv = np.asarray(ds["dispatch_valid"].values)[done]

@@ -16,6 +16,7 @@ from sopjax.datasets.layout import SAMPLE_VARS, STATIC_VARS, edge_index
 from sopjax.datasets.loader import batches, load_split, split_mask
 from sopjax.datasets.spec import SPLITS, DatasetError, DatasetSpec
 from sopjax.datasets.store import (
+    DatasetJob,
     build_dataset,
     chunks_done,
     dataset_network,
@@ -24,11 +25,13 @@ from sopjax.datasets.store import (
     static_dataset,
     store_pool,
     write_chunk,
+    write_chunk_task,
 )
 from sopjax.datasets.study import dataset_from_config, network_from_attrs
 from sopjax.datasets.variants import configuration_pool, random_spanning_tree
 
 __all__ = [
+    "DatasetJob",
     "SAMPLE_VARS",
     "SPLITS",
     "STATIC_VARS",
@@ -57,4 +60,5 @@ __all__ = [
     "static_dataset",
     "store_pool",
     "write_chunk",
+    "write_chunk_task",
 ]

@@ -3,14 +3,16 @@
 The store is created once with every variable at its full size (lazy dask arrays, so
 only metadata is written), zarr-chunked along ``sample`` by ``spec.chunk_size``. A
 chunk writes its region and then its ``done`` flags, so an interrupted run resumes by
-skipping chunks whose flags are set, and any executor (a loop here, Dask elsewhere)
-may write chunks in any order. A store made with a smaller ``samples`` grows along
+skipping chunks whose flags are set, and any executor (:mod:`sopjax.scaleout`: this
+process, or Dask workers with ``scheduler=``) may write chunks in any order; a task
+returns only its sample count, so the driver never holds the data it writes. A store made with a smaller ``samples`` grows along
 ``sample`` when the same spec asks for more (appendable); any other difference in the
 spec or the network is an error naming it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import hashlib
 import json
@@ -25,8 +27,10 @@ from sopjax.datasets.generate import generate_chunk
 from sopjax.datasets.layout import SAMPLE_VARS
 from sopjax.datasets.spec import SPLITS, DatasetError, DatasetSpec
 from sopjax.network import Network
+from sopjax.scaleout import Chunk, make_executor
 
 __all__ = [
+    "DatasetJob",
     "build_dataset",
     "chunks_done",
     "dataset_network",
@@ -35,6 +39,7 @@ __all__ = [
     "static_dataset",
     "store_pool",
     "write_chunk",
+    "write_chunk_task",
 ]
 
 _DTYPES = {
@@ -241,6 +246,31 @@ def write_chunk(net: Network, spec: DatasetSpec, pool: np.ndarray, path: str | P
     return b - a
 
 
+@dataclasses.dataclass(frozen=True, eq=False)
+class DatasetJob:
+    """What a chunk of :func:`build_dataset` needs, sent once to each worker (picklable).
+
+    Attributes:
+        net: the network; spec: the dataset spec; pool: the store's configuration pool
+            (config, branch); path: the store (absolute: workers may run elsewhere, on a
+            shared file system).
+    """
+
+    net: Network
+    spec: DatasetSpec
+    pool: np.ndarray
+    path: str
+
+
+def write_chunk_task(job: DatasetJob, chunk: Chunk) -> int:
+    """The task of the chunk plan (:mod:`sopjax.scaleout`): :func:`write_chunk` of ``chunk.index``.
+
+    Runs in this process or on a Dask worker (each process compiles the label kernels once:
+    they are cached per process); returns the number of samples written, nothing else.
+    """
+    return write_chunk(job.net, job.spec, job.pool, job.path, chunk.index)
+
+
 def build_dataset(
     net: Network,
     spec: DatasetSpec,
@@ -251,6 +281,7 @@ def build_dataset(
     attrs: dict | None = None,
     stop_after: int | None = None,
     on_chunk: Callable[[int], None] | None = None,
+    scheduler=None,
 ) -> dict:
     """Generate (or resume, or grow) the dataset of ``spec`` into the zarr store ``out``.
 
@@ -263,10 +294,16 @@ def build_dataset(
         progress: tqdm progress bar (default: when stderr is a terminal).
         attrs: extra provenance attributes (e.g. ``title``, the config text).
         stop_after: write at most this many chunks, then return (interruption, for tests).
-        on_chunk: called with each chunk index after it is written.
+        on_chunk: called with each chunk index after it is written (in completion order,
+            which on a cluster need not be the index order).
+        scheduler: where the chunks run: ``None`` (this process), ``"local:N"``, a Dask
+            scheduler address, a ``distributed.Client`` or an executor
+            (:func:`sopjax.scaleout.make_executor`). Each task writes its own region of
+            the store and its done flags (workers must see ``out``); the store is the same.
 
     Returns:
-        ``{"chunks_written", "chunks_skipped", "samples_written", "seconds", "samples_per_s"}``.
+        ``{"chunks_written", "chunks_skipped", "samples_written", "seconds", "samples_per_s",
+        "executor"}``.
     """
     from tqdm.auto import tqdm
 
@@ -291,16 +328,20 @@ def build_dataset(
         desc="dataset",
         disable=not sys.stderr.isatty() if progress is None else not progress,
     )
+    job = DatasetJob(net, spec, np.asarray(pool, bool), str(path.resolve()))
+    chunks = [Chunk(c, *spec.chunk_range(c)) for c in todo]
     t0, n = time.perf_counter(), 0
-    try:
-        for c in todo:
-            n += write_chunk(net, spec, pool, path, c)
-            a, b = spec.chunk_range(c)
-            bar.update(b - a)
+    executor = make_executor(scheduler)
+    try:  # chunks finish in any order; each has written its region and flags when it arrives
+        for c, written in executor.imap_unordered(write_chunk_task, job, chunks):
+            n += written
+            bar.update(c.size)
             if on_chunk is not None:
-                on_chunk(c)
+                on_chunk(c.index)
     finally:
         bar.close()
+        if executor is not scheduler:
+            executor.close()
     dt = time.perf_counter() - t0
     return {
         "chunks_written": len(todo),
@@ -308,4 +349,5 @@ def build_dataset(
         "samples_written": n,
         "seconds": dt,
         "samples_per_s": n / dt if dt > 0 else float("nan"),
+        "executor": executor.description,
     }
