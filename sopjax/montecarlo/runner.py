@@ -30,11 +30,11 @@ import numpy as np
 from sopjax.errors import SopjaxError
 from sopjax.kernels.scoring import ScoringOptions
 from sopjax.montecarlo.chunks import SAMPLE_FIELDS, ChunkJob, score_chunk
-from sopjax.montecarlo.spool import ChunkSpool
+from sopjax.montecarlo.drive import merge_plan
 from sopjax.montecarlo.state import RunState
 from sopjax.network import Network
 from sopjax.powerflow import METHODS
-from sopjax.scaleout import Chunk, chunk_plan, make_executor, run_plan
+from sopjax.scaleout import make_executor
 from sopjax.strategies import Strategy, StrategyBatch, compile_strategies, scoring_context
 
 __all__ = ["MonteCarloSettings", "run_montecarlo", "default_chunk_size", "kernel_block", "SAMPLE_FIELDS"]
@@ -228,50 +228,26 @@ def run_montecarlo(
     if ckpt is not None and ckpt.exists():
         state.load(ckpt, fp)
     resumed_from = state.done
-    spool = ChunkSpool(str(ckpt) + ".chunks", fp) if ckpt is not None else None
-    spooled = spool.load() if spool is not None else {}
 
     job = ChunkJob(token=fp, ctx=jax.device_get(ctx), arrays=jax.device_get(batch.arrays), source=source,
                    options=settings.options, exact=exact, keep_samples=settings.keep_samples,
                    block=kernel_block(chunk), dtype=settings.dtype, store=store)
-    plan = chunk_plan(n, chunk, start=state.done)
-    todo = [c for c in plan if (c.start, c.stop) not in spooled]
-    if not todo:  # everything merged or spooled: score the forecast alone
-        todo = [Chunk(len(plan), n, n)]
+    seen = {"nominal": None, "devices": 0}
 
-    def keep_ahead(c: Chunk, result: dict, ahead: bool) -> None:
-        if ahead and spool is not None and c.size:
-            spool.put(c.start, c.stop, result)
+    def keep(result: dict) -> None:
+        seen["nominal"], seen["devices"] = result["nominal"], max(seen["devices"], result["devices"])
 
     executor = make_executor(scheduler)
-    nominal, devices = None, 0
     t0 = time.perf_counter()
     bar = _progress(n, state.done, progress)
     try:
-        computed = run_plan(executor, score_chunk, job, todo, on_arrival=keep_ahead)
-        for c in plan:
-            result = spooled.get((c.start, c.stop))
-            if result is None:
-                got, result = next(computed)
-                if got != c:
-                    raise RuntimeError(f"chunk {got} arrived in place of {c}")
-                nominal, devices = result["nominal"], max(devices, result["devices"])
-            state.merge_chunk(result["red"], c.start, c.size, result["exact"], result["ok"],
-                              result["samples"])
-            if ckpt is not None:
-                state.save(ckpt, fp)
-                spool.drop(c.start)
-            bar.update(c.size)
-            if on_chunk is not None:
-                on_chunk(c.start // chunk, state.done)
-        for _, result in computed:  # the forecast-only chunk, if one was needed
-            nominal, devices = result["nominal"], max(devices, result["devices"])
+        merge_plan(executor, score_chunk, job, state, chunk=chunk, fingerprint=fp, checkpoint=ckpt, bar=bar,
+                   on_chunk=on_chunk, on_result=keep)
     finally:
         bar.close()
         if executor is not scheduler:
             executor.close()
-    if spool is not None:
-        spool.clear()
+    nominal, devices = seen["nominal"], seen["devices"]
     elapsed = time.perf_counter() - t0
 
     info = {

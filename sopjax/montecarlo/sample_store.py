@@ -8,7 +8,9 @@ concurrent workers never touch the same zarr chunk and the driver never holds
 per-sample data. Read it lazily with ``xarray.open_zarr(path)``.
 
 Variable names and units follow the Monte Carlo dataset (``recovery_ratio_sample``,
-``restored_kw_sample`` in kW, ``vm_sample`` in p.u., ...).
+``restored_kw_sample`` in kW, ``vm_sample`` in p.u., ...). A run over time
+(:func:`~sopjax.montecarlo.run_timeseries`, ``n_periods``) adds a ``time`` dimension:
+``(strategy, time, sample[, bus])``, one value per period of each sample's horizon.
 """
 
 from __future__ import annotations
@@ -35,11 +37,14 @@ class SampleStore:
         path: the ``.zarr`` directory.
         chunk: samples per plan chunk (= zarr chunk along ``sample``).
         kw_per_pu: factor from per-unit power to kW.
+        n_periods: periods of a run over time (arrays ``(strategy, time, sample[, bus])``,
+            written from the task's ``(strategy * time, m[, bus])`` rows), 0 for one period.
     """
 
     path: str
     chunk: int
     kw_per_pu: float
+    n_periods: int = 0
 
 
 def _var(field: str) -> tuple[str, float, str]:
@@ -51,8 +56,10 @@ def _var(field: str) -> tuple[str, float, str]:
 
 
 def create_store(path, *, fingerprint: str, strategies, bus_ids, n_samples: int, chunk: int,
-                 kw_per_pu: float) -> SampleStore:
+                 kw_per_pu: float, n_periods: int = 0) -> SampleStore:
     """Create (or reopen, when resuming the same run) the store for ``n_samples`` samples.
+
+    ``n_periods > 0`` (a run over time) adds a ``time`` dimension after ``strategy``.
 
     Raises:
         CheckpointError: the store exists and belongs to another run or chunk size.
@@ -70,41 +77,49 @@ def create_store(path, *, fingerprint: str, strategies, bus_ids, n_samples: int,
         if attrs.get("sopjax_fingerprint") != fingerprint or attrs.get("chunk_size") != chunk:
             raise CheckpointError(f"per-sample store {path} belongs to another run or chunk size; "
                                   "delete it or choose another path")
-        return SampleStore(str(path), chunk, kw_per_pu)
+        return SampleStore(str(path), chunk, kw_per_pu, n_periods)
     n_s, n_bus = len(strategies), len(bus_ids)
+    lead = (n_s, n_periods) if n_periods else (n_s,)
+    lead_dims = ["strategy", "time"] if n_periods else ["strategy"]
     coords = xr.Dataset(coords={"strategy": np.asarray(list(strategies), dtype=str),
-                                "bus": np.asarray(bus_ids)})
+                                "bus": np.asarray(bus_ids),
+                                **({"time": np.arange(n_periods)} if n_periods else {})})
     coords.attrs = {"sopjax_fingerprint": fingerprint, "chunk_size": chunk, "n_samples": n_samples,
                     "title": "sopjax Monte Carlo per-sample arrays"}
     coords.to_zarr(path, mode="w", consolidated=False, zarr_format=2)  # v2: consolidated metadata is standard
     g = zarr.open_group(str(path), mode="r+")
     for field, (dims, dtype) in SAMPLE_FIELDS.items():
         name, _, units = _var(field)
-        shape = (n_s, n_samples) + ((n_bus,) if dims else ())
+        shape = (*lead, n_samples) + ((n_bus,) if dims else ())
         # booleans as int8 (as in the netCDF output); no fill value on them, so xarray does not mask them
         floating = dtype == np.float64
-        a = g.create_array(name, shape=shape, chunks=(n_s, chunk) + ((n_bus,) if dims else ()),
+        a = g.create_array(name, shape=shape, chunks=(*lead, chunk) + ((n_bus,) if dims else ()),
                            dtype=np.dtype(dtype if floating else np.int8),
                            fill_value=np.nan if floating else None)
         a.attrs.update({"units": units, "long_name": f"per-sample {field}",
-                        "_ARRAY_DIMENSIONS": ["strategy", "sample", *dims]})
+                        "_ARRAY_DIMENSIONS": [*lead_dims, "sample", *dims]})
     done = g.create_array("chunk_done", shape=(n_chunks,), chunks=(1,), dtype=np.int8, fill_value=None)
     done.attrs.update({"units": "1", "long_name": "1 once the chunk's samples are written",
                        "_ARRAY_DIMENSIONS": ["chunk"]})
     zarr.consolidate_metadata(str(path))
-    return SampleStore(str(path), chunk, kw_per_pu)
+    return SampleStore(str(path), chunk, kw_per_pu, n_periods)
 
 
 def write_chunk(store: SampleStore, chunk: Chunk, samples: dict[str, np.ndarray]) -> None:
-    """Write one chunk's per-sample arrays (strategy, m[, bus]) into its region, then mark it done."""
+    """Write one chunk's per-sample arrays (row, m[, bus]) into its region, then mark it done.
+
+    A row is a strategy, or with ``store.n_periods`` a (strategy, period) pair, row = s * time + t.
+    """
     import zarr
 
     g = zarr.open_group(store.path, mode="r+", use_consolidated=False)
-    region = slice(chunk.start, chunk.stop)
+    region = (slice(None),) * (2 if store.n_periods else 1) + (slice(chunk.start, chunk.stop),)
     for field, values in samples.items():
         name, scale, _ = _var(field)
         v = np.asarray(values)
-        g[name][:, region] = v * store.kw_per_pu if scale == "kw" else v.astype(g[name].dtype)
+        if store.n_periods:
+            v = v.reshape((-1, store.n_periods) + v.shape[1:])
+        g[name][region] = v * store.kw_per_pu if scale == "kw" else v.astype(g[name].dtype)
     g["chunk_done"][chunk.start // store.chunk] = 1
 
 

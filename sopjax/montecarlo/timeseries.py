@@ -25,7 +25,6 @@ The dataset is built by :mod:`sopjax.montecarlo.timeseries_dataset`.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
 import time
 from collections.abc import Callable, Sequence
@@ -33,30 +32,18 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from sopjax.errors import SopjaxError
-from sopjax.kernels.scoring import (
-    EXACT_FIELDS,
-    ScoringOptions,
-    chunk_moments,
-    histogram,
-    reduce_chunk,
-    score_strategy,
-)
 from sopjax.kernels.scoring.control import (
     CONTROL_POLICIES,
     ISLAND_POLICIES,
     ControlOptions,
     SOPLimits,
     check_policy,
-    fixed_setpoints,
-    repair_islands,
-    score_local,
-    score_setpoints,
-    score_vf_search,
 )
+from sopjax.montecarlo.drive import merge_plan
+from sopjax.montecarlo.redispatch import optimal_setpoints
 from sopjax.montecarlo.runner import (
     SAMPLE_FIELDS,
     MonteCarloSettings,
@@ -65,11 +52,11 @@ from sopjax.montecarlo.runner import (
     default_chunk_size,
     kernel_block,
 )
-from sopjax.montecarlo.redispatch import dispatch_rows, optimal_setpoints, take_rows
 from sopjax.montecarlo.sources import ProfileSource, TimeSeriesError
 from sopjax.montecarlo.state import RunState
+from sopjax.montecarlo.timeseries_chunks import SeriesJob, series_chunk
 from sopjax.network import Network
-from sopjax.powerflow import to_device
+from sopjax.scaleout import make_executor
 from sopjax.strategies import Strategy, StrategyBatch, compile_strategies, scoring_context
 
 __all__ = [
@@ -242,45 +229,7 @@ def _row_kinds(batch: StrategyBatch, policies: Sequence[str], n_t: int) -> np.nd
     return np.asarray(kinds)
 
 
-# ----------------------------------------------------------------------------- kernels
-
-
-@functools.lru_cache(maxsize=32)
-def _row_kernel(kind: str, options: ScoringOptions, control: ControlOptions, island: str):
-    """Jitted scoring of rows (lax.map): ``f(ctx, st, t, lim, prio, p, q, pv[, sp])`` -> (scores, ok).
-
-    ``p, q, pv`` are (time, sample, .); row r scores period ``t[r]``. ``ok`` (row, sample) is False
-    where the controller failed (dispatch not converged: the fixed set-points were kept).
-    ``island`` in ("resolve", "priority") repairs tripped Vf islands (:func:`repair_islands`).
-    """
-
-    def one(ctx, prio, p, q, pv, args):
-        s, t, lim, sp = args
-        pt, qt, pvt = p[t], q[t], pv[t]
-        n = pt.shape[0]
-        ok = jnp.ones((n,), bool)
-        finish = None
-        if island in ("resolve", "priority"):
-
-            def finish(st, x, sc):
-                return repair_islands(ctx, st, pt, qt, pvt, x, sc, prio, island, options)
-
-        if kind == "vf":
-            return score_vf_search(ctx, s, pt, qt, pvt, lim, options, control, finish)[0], ok
-        if kind == "fixed":
-            sc = score_strategy(ctx, s, pt, qt, pvt, options)
-            sp = jax.tree_util.tree_map(lambda a: jnp.broadcast_to(a, (n,) + a.shape), fixed_setpoints(s))
-        elif kind == "local":
-            sc, sp = score_local(ctx, s, pt, qt, pvt, lim, options, control)
-        else:
-            sp, ok = sp
-            sc = score_setpoints(ctx, s, pt, qt, pvt, sp, options)
-        return (sc if finish is None else finish(s, sp, sc)), ok
-
-    def f(ctx, st, t, lim, prio, p, q, pv, sp=None):
-        return jax.lax.map(lambda args: one(ctx, prio, p, q, pv, args), (st, t, lim, sp))
-
-    return jax.jit(f)
+# ----------------------------------------------------------------------------- shedding
 
 
 def shed_priority(net: Network, shed_order: Sequence[int]) -> np.ndarray:
@@ -301,47 +250,6 @@ def shed_priority(net: Network, shed_order: Sequence[int]) -> np.ndarray:
         seen.add(b)
         prio[ids.index(b)] = top + len(shed_order) - k
     return prio
-
-
-@functools.partial(jax.jit, static_argnames=("n_s", "n_t", "period_h", "spec"))
-def _horizon_reduce(scores, valid, pairs_a, pairs_b, *, n_s: int, n_t: int, period_h: float, spec):
-    """Per-sample horizon quantities of (row, sample) scores, their moments and the ratio histogram."""
-    sh = lambda a: a.reshape((n_s, n_t) + a.shape[1:])  # noqa: E731
-    ok = sh(scores.converged & jnp.isfinite(scores.recovery_ratio) & jnp.isfinite(scores.vmin_pu))
-    ok = jnp.all(ok, axis=1) & valid[None, :]
-    rest = jnp.sum(sh(scores.restored_pu), axis=1) * period_h
-    outage = jnp.sum(sh(scores.outage_pu), axis=1) * period_h
-    loss = jnp.sum(sh(scores.line_loss_pu + scores.sop_loss_pu), axis=1) * period_h
-    ratio = jnp.where(outage > 0, rest / jnp.where(outage > 0, outage, 1.0), 1.0)
-    viol = jnp.any(sh(scores.any_violation), axis=1)
-    vals = {
-        "hz_energy_ratio": ratio,
-        "hz_restored_pu_h": rest,
-        "hz_outage_pu_h": outage,
-        "hz_ens_pu_h": outage - rest,
-        "hz_loss_pu_h": loss,
-        "hz_any_violation": viol,
-    }
-    nominal = {k: v[:, -1] for k, v in vals.items()}
-    moments = {k: chunk_moments(v, ok, None if v.dtype == bool else nominal[k]) for k, v in vals.items()}
-    pok = ok[pairs_a] & ok[pairs_b]
-    gains = {
-        "gain_energy_ratio": ratio[pairs_a] - ratio[pairs_b],
-        "gain_loss_pu_h": loss[pairs_a] - loss[pairs_b],
-        "gain_ens_pu_h": (outage - rest)[pairs_a] - (outage - rest)[pairs_b],
-    }
-    moments.update({k: chunk_moments(v, pok, v[:, -1]) for k, v in gains.items()})
-    hist = {"hz_energy_ratio": histogram(ratio, ok, spec)}
-    return moments, hist, nominal
-
-
-@functools.lru_cache(maxsize=8)
-def _reduce_kernel(options: ScoringOptions):
-    return jax.jit(functools.partial(reduce_chunk, options=options))
-
-
-def _control_moments(ok_ctl, valid_rows):
-    return chunk_moments(~ok_ctl, valid_rows)
 
 
 # ----------------------------------------------------------------------------- the run
@@ -365,6 +273,8 @@ def run_timeseries(
     progress: bool | None = None,
     on_chunk: Callable[[int, int], None] | None = None,
     attrs: dict[str, Any] | None = None,
+    scheduler: Any = None,
+    samples_out: str | Path | None = None,
 ):
     """Score strategies over the source's horizon; return an xarray Dataset with a ``time`` dimension.
 
@@ -378,6 +288,12 @@ def run_timeseries(
         bases: per strategy, the name of the plan it controls (default: its name); a controlled
             strategy with a ``fixed`` twin of the same base is compared with it (value of control).
         checkpoint, progress, on_chunk, attrs: as :func:`~sopjax.montecarlo.run_montecarlo`.
+        scheduler: where the chunks run (:func:`sopjax.scaleout.make_executor`), as
+            :func:`~sopjax.montecarlo.run_montecarlo`: the chunks' reductions are merged in
+            chunk order, so the dataset equals the in-process run's.
+        samples_out: a ``.zarr`` path: per-sample arrays (strategy, time, sample[, bus]) are
+            written there by region from wherever each chunk runs, never held by the driver
+            (:mod:`sopjax.montecarlo.sample_store`; implies ``keep_samples``).
 
     Raises:
         TimeSeriesError: strategies per period of the wrong length, an unknown control policy,
@@ -388,6 +304,8 @@ def run_timeseries(
 
     settings.validate()
     ts.validate()
+    if samples_out is not None and not settings.keep_samples:
+        settings = dataclasses.replace(settings, keep_samples=True)
     n_t = int(source.n_periods)
     per_period = expand_strategies(strategies, n_t)
     n_s = len(per_period)
@@ -407,143 +325,60 @@ def run_timeseries(
         island_overload="flag" if island == "flag" else "shed",
     )
     lim = _limits(net, batch, ctx)
-    prio_d = jnp.asarray(shed_priority(net, ts.shed_order), jnp.dtype(settings.dtype))
+    prio = shed_priority(net, ts.shed_order)
     pairs = _pairs(names, policies, bases)
-    pa = np.asarray([a for a, _ in pairs], np.int32)
-    pb = np.asarray([b for _, b in pairs], np.int32)
     n_r, n = len(batch), int(settings.n_samples)
     chunk = min(int(settings.chunk_size or default_chunk_size(n_r, n)), n)
-    block = kernel_block(chunk)
     exact = n_r * n <= settings.exact_limit
-    if settings.keep_samples and n_r * n * net.n_bus > 200_000_000:
+    if settings.keep_samples and samples_out is None and n_r * n * net.n_bus > 200_000_000:
         raise SopjaxError(
-            f"keep_samples would hold {n_r} x {n} x {net.n_bus} voltages; reduce samples or strategies"
+            f"keep_samples would hold {n_r} x {n} x {net.n_bus} voltages; reduce samples or strategies, "
+            "or stream them to a zarr store with samples_out="
         )
-    dtype = jnp.dtype(settings.dtype)
-    npdt = np.dtype(settings.dtype)
     ts_key = dataclasses.replace(ts, controls=tuple(policies))
     fp = hashlib.sha256(
         (_fingerprint(net, batch, source, settings) + repr(ts_key) + repr(bases)).encode()
     ).hexdigest()
+    store = None
+    if samples_out is not None:
+        from sopjax.montecarlo.sample_store import create_store
+
+        store = create_store(samples_out, fingerprint=fp, strategies=names, bus_ids=net.bus_ids, n_samples=n,
+                             chunk=chunk, kw_per_pu=net.base_mva * 1e3, n_periods=n_t)
     shapes = (
         {k: (tuple(net.n_bus for _ in dims), dt) for k, (dims, dt) in SAMPLE_FIELDS.items()}
-        if settings.keep_samples
+        if settings.keep_samples and store is None
         else None
     )
     state = RunState(n_r, n, exact=exact, sample_shapes=shapes)
     ckpt = Path(checkpoint) if checkpoint is not None else None
-    resumed_from = 0
     if ckpt is not None and ckpt.exists():
         state.load(ckpt, fp)
-        resumed_from = state.done
+    resumed_from = state.done
 
-    ctx_d = to_device(ctx, dtype)
-    arrays_d = to_device(batch.arrays, dtype)
-    lim_d = to_device(lim, dtype)
-    t_of_row = np.tile(np.arange(n_t, dtype=np.int32), n_s)
-    groups = {k: np.flatnonzero(kinds == k) for k in ("fixed", "local", "vf", "pq")}
-    order = np.concatenate([groups[k] for k in ("fixed", "local", "vf", "pq")])
-    inverse = np.argsort(order)
-    nom = tuple(np.asarray(a, npdt)[None] for a in source.nominal())  # (1, time, .)
-    reduce = _reduce_kernel(settings.options)
-    hspec = settings.options.ratio_hist
-    nominal = nominal_hz = None
+    job = SeriesJob(
+        token=fp, net=net, batch=batch, ctx=jax.device_get(ctx), lim=lim, prio=prio, kinds=kinds,
+        t_of_row=np.tile(np.arange(n_t, dtype=np.int32), n_s),
+        pairs_a=np.asarray([a for a, _ in pairs], np.int32), pairs_b=np.asarray([b for _, b in pairs], np.int32),
+        source=source, options=settings.options, control=ts.control, island=island, n_s=n_s, n_t=n_t,
+        period_h=float(ts.period_h), exact=exact, keep_samples=settings.keep_samples,
+        block=kernel_block(chunk), dtype=settings.dtype, store=store,
+    )
+    seen: dict[str, Any] = {}
+
+    def keep(result: dict) -> None:
+        seen["nominal"], seen["nominal_hz"] = result["nominal"], result["nominal_hz"]
+
+    executor = make_executor(scheduler)
     t0 = time.perf_counter()
     bar = _progress(n, state.done, progress)
     try:
-        k = state.done // chunk
-        while state.done < n or nominal is None:
-            start = state.done
-            m = min(chunk, n - start)
-            drawn = (
-                tuple(np.asarray(a, npdt) for a in source.draw(start, m))
-                if m > 0
-                else tuple(a[:0] for a in nom)
-            )
-            pad = block - m
-            p, q, pv = (
-                jnp.asarray(np.swapaxes(np.concatenate([a, np.repeat(b, pad, axis=0), b]), 0, 1))
-                for a, b in zip(drawn, nom)
-            )  # (time, block + 1, .)
-            valid = np.concatenate([np.arange(block) < m, np.zeros(1, bool)])
-            parts, oks = [], []
-            for kind in ("fixed", "local", "vf", "pq"):
-                rows = groups[kind]
-                if not rows.size:
-                    continue
-                args = (
-                    ctx_d,
-                    take_rows(arrays_d, rows),
-                    jnp.asarray(t_of_row[rows]),
-                    take_rows(lim_d, rows),
-                    prio_d,
-                    p,
-                    q,
-                    pv,
-                )
-                kernel = _row_kernel(kind, settings.options, ts.control, island)
-                if kind == "pq":
-                    sc, ok = kernel(
-                        *args, dispatch_rows(net, batch, rows, ctx, ts.control, p, q, pv, t_of_row, dtype)
-                    )
-                else:
-                    sc, ok = kernel(*args)
-                parts.append(sc)
-                oks.append(ok)
-            scores = jax.tree_util.tree_map(lambda *xs: jnp.concatenate(xs)[inverse], *parts)
-            ok_ctl = jnp.concatenate(oks)[inverse]
-            red = reduce(
-                scores, jnp.asarray(valid)[None, :], shift=jax.tree_util.tree_map(lambda a: a[:, -1], scores)
-            )
-            hz_m, hz_h, hz_nom = _horizon_reduce(
-                scores,
-                jnp.asarray(valid),
-                jnp.asarray(pa),
-                jnp.asarray(pb),
-                n_s=n_s,
-                n_t=n_t,
-                period_h=float(ts.period_h),
-                spec=hspec,
-            )
-            conv_valid = jnp.asarray(valid)[None, :] & scores.converged
-            red = dict(red)
-            red["moments"] = {
-                **red["moments"],
-                **hz_m,
-                "control_failed": _control_moments(ok_ctl, conv_valid),
-            }
-            red["hist"] = {**red["hist"], **hz_h}
-            fields = (
-                set(EXACT_FIELDS) | {"converged"} | (set(SAMPLE_FIELDS) if settings.keep_samples else set())
-            )
-            host = jax.device_get({f: getattr(scores, f) for f in fields})
-            host = {f: np.asarray(v)[:, :-1] for f, v in host.items()}
-            ok = (
-                valid[None, :-1]
-                & host["converged"]
-                & np.isfinite(host["recovery_ratio"])
-                & np.isfinite(host["vmin_pu"])
-            )
-            nominal = jax.device_get(jax.tree_util.tree_map(lambda a: a[:, -1], scores))
-            nominal_hz = jax.device_get(hz_nom)
-            if m == 0:
-                break
-            state.merge_chunk(
-                jax.device_get(red),
-                start,
-                m,
-                {f: host[f] for f in EXACT_FIELDS} if exact else None,
-                ok,
-                {f: host[f] for f in SAMPLE_FIELDS} if settings.keep_samples else None,
-            )
-            if ckpt is not None:
-                state.save(ckpt, fp)
-            bar.update(m)
-            if on_chunk is not None:
-                on_chunk(k, state.done)
-            k += 1
+        merge_plan(executor, series_chunk, job, state, chunk=chunk, fingerprint=fp, checkpoint=ckpt, bar=bar,
+                   on_chunk=on_chunk, on_result=keep)
     finally:
         bar.close()
+        if executor is not scheduler:
+            executor.close()
     info = {
         "chunk_size": chunk,
         "elapsed_s": time.perf_counter() - t0,
@@ -551,14 +386,17 @@ def run_timeseries(
         "quantile_method": "exact" if exact else "histogram",
         "fingerprint": fp,
         "device": str(jax.devices()[0].platform),
+        "executor": executor.description,
     }
+    if store is not None:
+        info["samples_store"] = str(store.path)
     return build_timeseries_dataset(
         net,
         batch,
         ctx,
         state,
-        nominal,
-        nominal_hz,
+        seen["nominal"],
+        seen["nominal_hz"],
         settings,
         ts,
         source,
