@@ -4,6 +4,7 @@ The Dask tests share one LocalCluster of 2 worker processes and a small run (2 s
 96 samples in chunks of 12) so that each worker compiles one small program.
 """
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -317,3 +318,52 @@ def test_cli_scheduler_local_gives_the_in_process_summary(tmp_path, capsys):
                  "--samples-out", str(store)]) == 0
     assert json.loads(capsys.readouterr().out) == ref
     assert store.exists()
+
+
+# ------------------------------------------------------------------------- Monte Carlo over time
+T_N, T_CHUNK = 16, 4  # samples of the run over time, in 4 chunks of 4
+
+
+def timeseries_run():
+    """3 periods, 3 strategies under 4 policies: fixed, local rule, optimal PQ re-dispatch (no Dask)."""
+    from sopjax.montecarlo import ProfileSource, TimeSeriesSettings
+    from sopjax.sampling import LoadNormal, PVForecastError, UncertaintyModel
+
+    net = make_net()
+    tie, vf = make_strategies(net)
+    pq = Strategy.build(net, "SOP pq", open=[2], close=[35], sops=[{"pair": [8, 21], "mode": "pq", "p_kw": 0.0}],
+                        pickup={"shed": list(range(3, 18))})
+    model = UncertaintyModel(pv=PVForecastError(sigma_frac=0.1), load=LoadNormal(sigma_frac=0.1),
+                             load_profile=(1.0, 0.9, 0.8), time_rho=0.5)
+    source = ProfileSource(net, model, [[0.04], [0.05], [0.02]], seed=4, n_samples=T_N)
+    strategies = [tie, vf, pq, dataclasses.replace(pq, name="SOP pq opt")]
+    ts = TimeSeriesSettings(controls=("fixed", "local", "fixed", "optimal"))
+    settings = MonteCarloSettings(n_samples=T_N, chunk_size=T_CHUNK, fault_open=(2,))
+    return net, strategies, source, settings, ts
+
+
+def test_timeseries_on_two_dask_workers_gives_the_in_process_dataset_and_samples(client, tmp_path):
+    import xarray as xr
+
+    from sopjax.montecarlo import run_timeseries
+
+    net, strategies, source, settings, ts = timeseries_run()
+    bases = ["tie", "vf", "pq", "pq"]
+    ref = run_timeseries(net, strategies, source, settings, ts, bases=bases, progress=False,
+                         samples_out=tmp_path / "ref.zarr")
+    ks = []
+    ds = run_timeseries(net, strategies, source, settings, ts, bases=bases, progress=False, scheduler=client,
+                        samples_out=tmp_path / "dask.zarr", on_chunk=lambda k, done: ks.append(k))
+    assert ks == list(range(T_N // T_CHUNK)) and ds.attrs["executor"].startswith("dask (2 workers")
+    assert ds.sizes["time"] == 3 and ds.sizes["pair"] == 1
+    assert_same(ds, ref)
+    a, b = xr.open_zarr(tmp_path / "ref.zarr").load(), xr.open_zarr(tmp_path / "dask.zarr").load()
+    assert a["vm_sample"].dims == ("strategy", "time", "sample", "bus")
+    assert a["vm_sample"].shape == (4, 3, T_N, 33) and b["chunk_done"].values.all()
+    for name in a.data_vars:
+        np.testing.assert_array_equal(b[name].values, a[name].values, err_msg=name)
+    ok = a["converged_sample"].values.astype(bool)
+    r = a["recovery_ratio_sample"].values
+    for s in range(4):
+        for t in range(3):
+            assert float(ref["recovery_ratio_mean"][s, t]) == pytest.approx(r[s, t][ok[s, t]].mean(), rel=1e-12)

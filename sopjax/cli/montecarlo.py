@@ -52,12 +52,9 @@ def run(args: argparse.Namespace) -> int:
         check_output(args.samples_out, overwrite=args.overwrite, parents=args.parents, suffixes=(".zarr",))
     with output_lock(args.out):  # taken before any work: a second run on this --out is refused at once
         cfg = read_toml(args.config, ConfigError)
-        if "timeseries" in cfg:  # Monte Carlo over time (sopjax.montecarlo.timeseries_study)
-            if args.scheduler or args.samples_out:
-                raise ConfigError("--scheduler and --samples-out are not available for a [timeseries] study yet; "
-                                  "run it in-process")
-            return _run_timeseries(args, cfg)
         with open_executor(args) as executor:
+            if "timeseries" in cfg:  # Monte Carlo over time (sopjax.montecarlo.timeseries_study)
+                return _run_timeseries(args, cfg, executor)
             study = study_from_config(cfg, samples=args.samples, seed=args.seed, chunk_size=args.chunk_size)
             ds, written = run_study(study, out=args.out, progress=args.progress, plots=not args.no_plots,
                                     scheduler=executor, samples_out=args.samples_out)
@@ -70,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_timeseries(args: argparse.Namespace, cfg) -> int:
+def _run_timeseries(args: argparse.Namespace, cfg, executor) -> int:
     import json
     import sys
 
@@ -79,7 +76,8 @@ def _run_timeseries(args: argparse.Namespace, cfg) -> int:
 
     study = timeseries_study_from_config(cfg, samples=args.samples, seed=args.seed,
                                          chunk_size=args.chunk_size)
-    ds, written = run_timeseries_study(study, out=args.out, progress=args.progress, plots=not args.no_plots)
+    ds, written = run_timeseries_study(study, out=args.out, progress=args.progress, plots=not args.no_plots,
+                                       scheduler=executor, samples_out=args.samples_out)
     if args.json:
         keep = [v for v in ds.data_vars if ds[v].dims in (("strategy",), ("pair",))]
         print(json.dumps(ds[keep].to_dict(data="list")["data_vars"], default=str, indent=1))

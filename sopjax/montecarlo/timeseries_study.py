@@ -225,9 +225,20 @@ def timeseries_study_from_config(
 
 
 def run_timeseries_study(
-    study: TimeSeriesStudy, *, out: str | Path | None = None, progress=None, plots: bool = True, on_chunk=None
+    study: TimeSeriesStudy,
+    *,
+    out: str | Path | None = None,
+    progress=None,
+    plots: bool = True,
+    on_chunk=None,
+    scheduler=None,
+    samples_out: str | Path | None = None,
 ):
-    """Run a study; write the dataset and the plot over time when ``out`` is given; (dataset, paths)."""
+    """Run a study; write the dataset and the plot over time when ``out`` is given; (dataset, paths).
+
+    ``scheduler`` and ``samples_out``: see :func:`~sopjax.montecarlo.timeseries.run_timeseries`
+    (Dask cluster, per-sample zarr store with a time dimension).
+    """
     from sopjax.montecarlo.io import write_dataset
 
     checkpoint = Path(str(out) + ".ckpt.npz") if out is not None else None
@@ -245,6 +256,8 @@ def run_timeseries_study(
         progress=progress,
         on_chunk=on_chunk,
         attrs=attrs,
+        scheduler=scheduler,
+        samples_out=samples_out,
     )
     written: list[Path] = []
     if out is not None:
