@@ -321,34 +321,41 @@ def test_cli_scheduler_local_gives_the_in_process_summary(tmp_path, capsys):
 
 
 # ------------------------------------------------------------------------- Monte Carlo over time
-T_N, T_CHUNK = 16, 4  # samples of the run over time, in 4 chunks of 4
+T_N, T_CHUNK = 16, 4  # samples of the runs over time, in 4 chunks of 4
 
 
-def timeseries_run():
-    """3 periods, 3 strategies under 4 policies: fixed, local rule, optimal PQ re-dispatch (no Dask)."""
+def timeseries_run(full: bool):
+    """3 periods. ``full``: 4 strategies under the fixed, local and optimal (PQ re-dispatch) policies;
+    else 3 strategies that compile only the fixed-set-point kernel ("tie local" has no SOP to control,
+    but it is paired with "tie", so the paired gains are computed)."""
     from sopjax.montecarlo import ProfileSource, TimeSeriesSettings
     from sopjax.sampling import LoadNormal, PVForecastError, UncertaintyModel
 
     net = make_net()
     tie, vf = make_strategies(net)
-    pq = Strategy.build(net, "SOP pq", open=[2], close=[35], sops=[{"pair": [8, 21], "mode": "pq", "p_kw": 0.0}],
-                        pickup={"shed": list(range(3, 18))})
     model = UncertaintyModel(pv=PVForecastError(sigma_frac=0.1), load=LoadNormal(sigma_frac=0.1),
                              load_profile=(1.0, 0.9, 0.8), time_rho=0.5)
     source = ProfileSource(net, model, [[0.04], [0.05], [0.02]], seed=4, n_samples=T_N)
-    strategies = [tie, vf, pq, dataclasses.replace(pq, name="SOP pq opt")]
-    ts = TimeSeriesSettings(controls=("fixed", "local", "fixed", "optimal"))
+    if full:
+        pq = Strategy.build(net, "SOP pq", open=[2], close=[35],
+                            sops=[{"pair": [8, 21], "mode": "pq", "p_kw": 0.0}], pickup={"shed": list(range(3, 18))})
+        strategies = [tie, vf, pq, dataclasses.replace(pq, name="SOP pq opt")]
+        controls, bases = ("fixed", "local", "fixed", "optimal"), ["tie", "vf", "pq", "pq"]
+    else:
+        strategies = [tie, dataclasses.replace(tie, name="tie local"), vf]
+        controls, bases = ("fixed", "local", "fixed"), ["tie", "tie", "vf"]
+    ts = TimeSeriesSettings(controls=controls)
     settings = MonteCarloSettings(n_samples=T_N, chunk_size=T_CHUNK, fault_open=(2,))
-    return net, strategies, source, settings, ts
+    return net, strategies, source, settings, ts, bases
 
 
-def test_timeseries_on_two_dask_workers_gives_the_in_process_dataset_and_samples(client, tmp_path):
+def check_timeseries_on_dask(client, tmp_path, full: bool):
     import xarray as xr
 
     from sopjax.montecarlo import run_timeseries
 
-    net, strategies, source, settings, ts = timeseries_run()
-    bases = ["tie", "vf", "pq", "pq"]
+    net, strategies, source, settings, ts, bases = timeseries_run(full)
+    n_s = len(strategies)
     ref = run_timeseries(net, strategies, source, settings, ts, bases=bases, progress=False,
                          samples_out=tmp_path / "ref.zarr")
     ks = []
@@ -359,11 +366,124 @@ def test_timeseries_on_two_dask_workers_gives_the_in_process_dataset_and_samples
     assert_same(ds, ref)
     a, b = xr.open_zarr(tmp_path / "ref.zarr").load(), xr.open_zarr(tmp_path / "dask.zarr").load()
     assert a["vm_sample"].dims == ("strategy", "time", "sample", "bus")
-    assert a["vm_sample"].shape == (4, 3, T_N, 33) and b["chunk_done"].values.all()
+    assert a["vm_sample"].shape == (n_s, 3, T_N, 33) and b["chunk_done"].values.all()
     for name in a.data_vars:
         np.testing.assert_array_equal(b[name].values, a[name].values, err_msg=name)
     ok = a["converged_sample"].values.astype(bool)
     r = a["recovery_ratio_sample"].values
-    for s in range(4):
+    for s in range(n_s):
         for t in range(3):
             assert float(ref["recovery_ratio_mean"][s, t]) == pytest.approx(r[s, t][ok[s, t]].mean(), rel=1e-12)
+
+
+def test_timeseries_on_two_dask_workers_gives_the_in_process_dataset_and_samples(client, tmp_path):
+    check_timeseries_on_dask(client, tmp_path, full=False)
+
+
+@pytest.mark.slow  # compiles the local rule, the U_set search and the batched dispatch on each worker (~8 min here)
+def test_timeseries_with_every_control_policy_on_two_dask_workers(client, tmp_path):
+    check_timeseries_on_dask(client, tmp_path, full=True)
+
+
+# ----------------------------------------------------------------------------------- datasets
+def dataset_case():
+    from sopjax.datasets import DatasetSpec
+
+    spec = DatasetSpec(samples=48, chunk_size=4, seed=7, configurations=3, held_out=1, fault_fraction=0.2,
+                       split_fractions=(0.6, 0.1, 0.1, 0.1, 0.1), dispatch=False)
+    return make_net(), spec
+
+
+@pytest.fixture(scope="module")
+def dataset_reference(tmp_path_factory):
+    from sopjax.datasets import build_dataset, open_store
+
+    net, spec = dataset_case()
+    out = tmp_path_factory.mktemp("dataset") / "in_process.zarr"
+    info = build_dataset(net, spec, out, progress=False)
+    assert info["executor"] == "in-process"
+    return open_store(out).load()
+
+
+def assert_same_store(path, ref):
+    from sopjax.datasets import open_store
+
+    ds = open_store(path).load()
+    assert set(ds.data_vars) == set(ref.data_vars) and ds.attrs.keys() == ref.attrs.keys()
+    for name, var in ref.data_vars.items():
+        np.testing.assert_array_equal(ds[name].values, var.values, err_msg=name)  # NaN == NaN here
+    assert {k for k in ref.attrs if ds.attrs[k] != ref.attrs[k]} <= {"created_utc"}
+
+
+def test_dataset_chunks_on_two_dask_workers_write_the_in_process_store_and_resume(
+        client, dataset_reference, tmp_path):
+    from sopjax.datasets import build_dataset, chunks_done
+
+    net, spec = dataset_case()
+    out = tmp_path / "dask.zarr"
+
+    def die(c):  # the driver dies after the first chunk arrives; others are in flight or queued
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        build_dataset(net, spec, out, progress=False, scheduler=client, on_chunk=die)
+    done = chunks_done(out, spec)
+    assert 1 <= done.sum() < spec.n_chunks
+    arrived = []
+    info = build_dataset(net, spec, out, progress=False, scheduler=client, on_chunk=arrived.append)
+    assert info["chunks_skipped"] >= done.sum()  # a chunk running when the driver died may have finished
+    assert info["chunks_written"] + info["chunks_skipped"] == spec.n_chunks
+    assert len(arrived) == info["chunks_written"] and not set(arrived) & set(np.flatnonzero(done).tolist())
+    assert chunks_done(out, spec).all()
+    assert_same_store(out, dataset_reference)
+
+
+def test_dataset_with_a_worker_killed_mid_run_writes_every_chunk_once(client, dataset_reference, tmp_path):
+    from sopjax.datasets import build_dataset, chunks_done
+
+    net, spec = dataset_case()
+    pids = client.run(os.getpid)
+    killed, arrived = [], []
+
+    def kill_a_worker(c):
+        arrived.append(c)
+        if len(arrived) == 1:  # SIGKILL a worker process, preferably one writing a chunk
+            busy = [w for w, tasks in client.processing().items() if tasks] or sorted(pids)
+            os.kill(pids[busy[0]], signal.SIGKILL)
+            killed.append(busy[0])
+
+    info = build_dataset(net, spec, tmp_path / "killed.zarr", progress=False, scheduler=client,
+                         on_chunk=kill_a_worker)
+    assert killed and sorted(arrived) == list(range(spec.n_chunks))  # each chunk delivered once
+    assert info["samples_written"] == spec.samples
+    assert chunks_done(tmp_path / "killed.zarr", spec).all()
+    assert_same_store(tmp_path / "killed.zarr", dataset_reference)
+    client.wait_for_workers(2, timeout=120)
+
+
+# ------------------------------------------------------------------ bad input on the new paths
+@pytest.mark.parametrize("argv, message", [
+    (["dataset", "configs/ieee33_dataset.toml", "--out", "{tmp}/d.zarr", "--scheduler", "tcp://127.0.0.1:9",
+      "--scheduler-timeout", "1"], "cannot reach the Dask scheduler at 'tcp://127.0.0.1:9' within 1 s"),
+    (["dataset", "configs/ieee33_dataset.toml", "--out", "{tmp}/d.zarr", "--scheduler", "local:0"],
+     "write local:N with N >= 1"),
+    (["dataset", "configs/ieee33_dataset.toml", "--out", "{tmp}/d.zarr", "--scheduler", "tcp://somehost"],
+     "write a scheduler address as tcp://HOST:PORT"),
+    (["dataset", "{tmp}/chunk0.toml", "--out", "{tmp}/d.zarr"], "chunk_size must be an integer >= 1"),
+    (["montecarlo", "configs/ieee33_restoration_day.toml", "--scheduler", "tcp://127.0.0.1:9",
+      "--scheduler-timeout", "1"], "cannot reach the Dask scheduler"),
+    (["montecarlo", "configs/ieee33_restoration_day.toml", "--scheduler", "local:x"], "write local:N"),
+    (["montecarlo", "configs/ieee33_restoration_day.toml", "--chunk-size", "0"], "got '0'"),
+])
+def test_dataset_and_timeseries_bad_scale_out_input_is_one_line_exit_2(argv, message, tmp_path, capsys,
+                                                                     monkeypatch):
+    from sopjax.cli.main import main
+
+    monkeypatch.chdir(ROOT)
+    (tmp_path / "chunk0.toml").write_text('[network]\ncase = "ieee33"\n[dataset]\nsamples = 8\nchunk_size = 0\n')
+    t = time.perf_counter()
+    assert main([a.format(tmp=tmp_path) for a in argv]) == 2
+    assert time.perf_counter() - t < 30
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+    assert not (tmp_path / "d.zarr").exists()  # nothing written before the error
