@@ -474,8 +474,10 @@ def test_dataset_with_a_worker_killed_mid_run_writes_every_chunk_once(client, da
       "--scheduler-timeout", "1"], "cannot reach the Dask scheduler"),
     (["montecarlo", "configs/ieee33_restoration_day.toml", "--scheduler", "local:x"], "write local:N"),
     (["montecarlo", "configs/ieee33_restoration_day.toml", "--chunk-size", "0"], "got '0'"),
+    (["sweep", "configs/sop_capacity_optimization.toml", "--scheduler", "local:2"],
+     "the optax optimization runs in-process"),
 ])
-def test_dataset_and_timeseries_bad_scale_out_input_is_one_line_exit_2(argv, message, tmp_path, capsys,
+def test_bad_scale_out_input_on_dataset_timeseries_and_sweep_is_one_line_exit_2(argv, message, tmp_path, capsys,
                                                                      monkeypatch):
     from sopjax.cli.main import main
 

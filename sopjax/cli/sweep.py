@@ -91,6 +91,8 @@ def _run(spec, args) -> int:
         from sopjax.sweeps.optimize import optimize_capacity
 
         if args.scheduler:
+            from sopjax.errors import SopjaxError
+
             raise SopjaxError("--scheduler runs sweeps (kind = \"sweep\"); "
                               "the optax optimization runs in-process")
         ds = optimize_capacity(spec, progress=not args.quiet)
