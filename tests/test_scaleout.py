@@ -478,7 +478,7 @@ def test_dataset_with_a_worker_killed_mid_run_writes_every_chunk_once(client, da
      "the optax optimization runs in-process"),
 ])
 def test_bad_scale_out_input_on_dataset_timeseries_and_sweep_is_one_line_exit_2(argv, message, tmp_path, capsys,
-                                                                     monkeypatch):
+                                                                                monkeypatch):
     from sopjax.cli.main import main
 
     monkeypatch.chdir(ROOT)
