@@ -112,7 +112,8 @@ def test_run_plan_hands_results_back_in_plan_order():
 
 
 def test_default_executor_imports_no_dask():
-    code = ("import sys; from sopjax.scaleout import make_executor; import sopjax.montecarlo, sopjax.sweeps; "
+    code = ("import sys; from sopjax.scaleout import make_executor; "
+            "import sopjax.montecarlo, sopjax.sweeps, sopjax.datasets; "
             "e = make_executor(None); print(e.description, any(m.split('.')[0] in ('dask', 'distributed') "
             "for m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
