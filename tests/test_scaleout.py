@@ -359,10 +359,18 @@ def check_timeseries_on_dask(client, tmp_path, full: bool):
     n_s = len(strategies)
     ref = run_timeseries(net, strategies, source, settings, ts, bases=bases, progress=False,
                          samples_out=tmp_path / "ref.zarr")
-    ks = []
+    ckpt, ks = tmp_path / "dask.ckpt.npz", []
+
+    def die(k, done):  # the driver dies after merging the first chunk
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_timeseries(net, strategies, source, settings, ts, bases=bases, progress=False, scheduler=client,
+                       samples_out=tmp_path / "dask.zarr", checkpoint=ckpt, on_chunk=die)
     ds = run_timeseries(net, strategies, source, settings, ts, bases=bases, progress=False, scheduler=client,
-                        samples_out=tmp_path / "dask.zarr", on_chunk=lambda k, done: ks.append(k))
-    assert ks == list(range(T_N // T_CHUNK)) and ds.attrs["executor"].startswith("dask (2 workers")
+                        samples_out=tmp_path / "dask.zarr", checkpoint=ckpt, on_chunk=lambda k, done: ks.append(k))
+    assert ks == list(range(1, T_N // T_CHUNK)) and ds.attrs["resumed_from_sample"] == T_CHUNK
+    assert ds.attrs["executor"].startswith("dask (2 workers")
     assert ds.sizes["time"] == 3 and ds.sizes["pair"] == 1
     assert_same(ds, ref)
     a, b = xr.open_zarr(tmp_path / "ref.zarr").load(), xr.open_zarr(tmp_path / "dask.zarr").load()

@@ -29,7 +29,7 @@ from sopjax.kernels.scoring import EXACT_FIELDS, ScoringOptions, reduce_chunk, s
 from sopjax.powerflow import sample_mesh, to_device
 from sopjax.scaleout import Chunk, worker_cached
 
-__all__ = ["ChunkJob", "score_chunk", "SAMPLE_FIELDS"]
+__all__ = ["SAMPLE_FIELDS", "ChunkJob", "padded_draws", "per_sample_results", "score_chunk"]
 
 # per-sample fields kept with keep_samples=True: name -> (trailing dims, dtype)
 SAMPLE_FIELDS = {
@@ -122,15 +122,8 @@ def score_chunk(job: ChunkJob, chunk: Chunk) -> dict:
         all numpy. ``chunk.size == 0`` scores the forecast alone.
     """
     dev = worker_cached(("montecarlo", job.token, job.dtype), lambda: _prepare(job))
-    npdt = np.dtype(job.dtype)
     m = chunk.size
-    nom = dev["nominal"]
-    if m > 0:
-        drawn = tuple(np.asarray(a, npdt) for a in job.source.draw(chunk.start, m))
-    else:
-        drawn = tuple(a[:0] for a in nom)
-    pad = job.block - m + dev["extra"]
-    p, q, pv = (np.concatenate([a, np.repeat(b, pad, axis=0), b]) for a, b in zip(drawn, nom))
+    p, q, pv = padded_draws(job.source, chunk, dev["nominal"], job.block + dev["extra"])
     valid = np.concatenate([np.arange(job.block + dev["extra"]) < m, np.zeros(1, bool)])
     score, reduce = _kernels(job.options, dev["n_dev"])
     if dev["n_dev"] > 1:
@@ -142,22 +135,44 @@ def score_chunk(job: ChunkJob, chunk: Chunk) -> dict:
     else:
         scores = score(dev["ctx"], dev["arrays"], p, q, pv)
     red, nominal = reduce(scores, valid)
-    fields = set(EXACT_FIELDS) | {"converged"} | (set(SAMPLE_FIELDS) if job.keep_samples else set())
-    host = jax.device_get({k: getattr(scores, k) for k in fields})
-    host = {k: np.asarray(v)[:, :m] for k, v in host.items()}
-    ok = host["converged"] & np.isfinite(host["recovery_ratio"]) & np.isfinite(host["vmin_pu"])
-    smp = {k: host[k] for k in SAMPLE_FIELDS} if job.keep_samples and m > 0 else None
-    if smp is not None and job.store is not None:
-        from sopjax.montecarlo.sample_store import write_chunk
-
-        write_chunk(job.store, chunk, smp)
-        smp = None
     return {
         "red": jax.device_get(red),
-        "exact": {k: host[k] for k in EXACT_FIELDS} if job.exact else None,
-        "ok": ok,
-        "samples": smp,
+        **per_sample_results(scores, chunk, exact=job.exact, keep_samples=job.keep_samples, store=job.store),
         "nominal": jax.device_get(nominal),
         "devices": dev["n_dev"],
     }
+
+
+def padded_draws(source, chunk: Chunk, nominal: tuple, rows: int) -> tuple:
+    """Samples ``[chunk.start, chunk.stop)`` of ``source``, padded with the forecast to ``rows`` rows,
+    then the forecast row: ``(p, q, pv)`` numpy, ``(rows + 1, ...)``, in the dtype of ``nominal``
+    (its arrays have a leading axis of 1). An empty chunk gives the forecast alone (padded)."""
+    m = chunk.size
+    if m > 0:
+        drawn = tuple(np.asarray(a, b.dtype) for a, b in zip(source.draw(chunk.start, m), nominal))
+    else:
+        drawn = tuple(b[:0] for b in nominal)
+    return tuple(np.concatenate([a, np.repeat(b, rows - m, axis=0), b]) for a, b in zip(drawn, nominal))
+
+
+def per_sample_results(scores, chunk: Chunk, *, exact: bool, keep_samples: bool, store=None) -> dict:
+    """The per-sample part of a chunk's result from its (row, block + 1) scores (numpy).
+
+    Returns:
+        ``{"exact": per-sample scalars (row, m) or None, "ok": (row, m) validity, "samples":
+        per-sample arrays (row, m[, bus]) or None}``; with ``store`` the per-sample arrays are
+        written into its region (:mod:`sopjax.montecarlo.sample_store`) and not returned.
+    """
+    m = chunk.size
+    fields = set(EXACT_FIELDS) | {"converged"} | (set(SAMPLE_FIELDS) if keep_samples else set())
+    host = jax.device_get({k: getattr(scores, k) for k in fields})
+    host = {k: np.asarray(v)[:, :m] for k, v in host.items()}
+    ok = host["converged"] & np.isfinite(host["recovery_ratio"]) & np.isfinite(host["vmin_pu"])
+    smp = {k: host[k] for k in SAMPLE_FIELDS} if keep_samples and m > 0 else None
+    if smp is not None and store is not None:
+        from sopjax.montecarlo.sample_store import write_chunk
+
+        write_chunk(store, chunk, smp)
+        smp = None
+    return {"exact": {k: host[k] for k in EXACT_FIELDS} if exact else None, "ok": ok, "samples": smp}
 

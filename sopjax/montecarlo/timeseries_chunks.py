@@ -22,7 +22,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from sopjax.kernels.scoring import (
-    EXACT_FIELDS,
     ScoringOptions,
     chunk_moments,
     histogram,
@@ -37,12 +36,12 @@ from sopjax.kernels.scoring.control import (
     score_setpoints,
     score_vf_search,
 )
-from sopjax.montecarlo.chunks import SAMPLE_FIELDS
+from sopjax.montecarlo.chunks import padded_draws, per_sample_results
 from sopjax.montecarlo.redispatch import dispatch_rows, take_rows
 from sopjax.powerflow import to_device
 from sopjax.scaleout import Chunk, worker_cached
 
-__all__ = ["SeriesJob", "series_chunk", "ROW_KINDS"]
+__all__ = ["ROW_KINDS", "SeriesJob", "series_chunk"]
 
 #: the row kernels, in the order their rows are scored
 ROW_KINDS = ("fixed", "local", "vf", "pq")
@@ -136,7 +135,7 @@ def _row_kernel(kind: str, options: ScoringOptions, control: ControlOptions, isl
 @functools.partial(jax.jit, static_argnames=("n_s", "n_t", "period_h", "spec"))
 def _horizon_reduce(scores, valid, pairs_a, pairs_b, *, n_s: int, n_t: int, period_h: float, spec):
     """Per-sample horizon quantities of (row, sample) scores, their moments and the ratio histogram."""
-    sh = lambda a: a.reshape((n_s, n_t) + a.shape[1:])  # noqa: E731
+    sh = lambda a: a.reshape((n_s, n_t) + a.shape[1:])
     ok = sh(scores.converged & jnp.isfinite(scores.recovery_ratio) & jnp.isfinite(scores.vmin_pu))
     ok = jnp.all(ok, axis=1) & valid[None, :]
     rest = jnp.sum(sh(scores.restored_pu), axis=1) * period_h
@@ -203,18 +202,10 @@ def series_chunk(job: SeriesJob, chunk: Chunk) -> dict:
         ``chunk.size == 0`` scores the forecast alone.
     """
     dev = worker_cached(("timeseries", job.token, job.dtype), lambda: _prepare(job))
-    dtype, npdt = jnp.dtype(job.dtype), np.dtype(job.dtype)
+    dtype = jnp.dtype(job.dtype)
     m = chunk.size
-    nom = dev["nominal"]
-    if m > 0:
-        drawn = tuple(np.asarray(a, npdt) for a in job.source.draw(chunk.start, m))
-    else:
-        drawn = tuple(a[:0] for a in nom)
-    pad = job.block - m
-    p, q, pv = (
-        jnp.asarray(np.swapaxes(np.concatenate([a, np.repeat(b, pad, axis=0), b]), 0, 1))
-        for a, b in zip(drawn, nom)
-    )  # (time, block + 1, .)
+    p, q, pv = (jnp.asarray(np.swapaxes(a, 0, 1))  # (time, block + 1, .)
+                for a in padded_draws(job.source, chunk, dev["nominal"], job.block))
     valid = jnp.asarray(np.concatenate([np.arange(job.block) < m, np.zeros(1, bool)]))
     parts, oks = [], []
     for kind, (rows, arrays, t, lim) in dev["rows"].items():
@@ -241,21 +232,9 @@ def series_chunk(job: SeriesJob, chunk: Chunk) -> dict:
     red["moments"] = {**red["moments"], **hz_m,
                       "control_failed": _control_moments(ok_ctl, valid[None, :] & scores.converged)}
     red["hist"] = {**red["hist"], **hz_h}
-    fields = set(EXACT_FIELDS) | {"converged"} | (set(SAMPLE_FIELDS) if job.keep_samples else set())
-    host = jax.device_get({f: getattr(scores, f) for f in fields})
-    host = {f: np.asarray(v)[:, :m] for f, v in host.items()}
-    ok = host["converged"] & np.isfinite(host["recovery_ratio"]) & np.isfinite(host["vmin_pu"])
-    smp = {f: host[f] for f in SAMPLE_FIELDS} if job.keep_samples and m > 0 else None
-    if smp is not None and job.store is not None:
-        from sopjax.montecarlo.sample_store import write_chunk
-
-        write_chunk(job.store, chunk, smp)
-        smp = None
     return {
         "red": jax.device_get(red),
-        "exact": {f: host[f] for f in EXACT_FIELDS} if job.exact else None,
-        "ok": ok,
-        "samples": smp,
+        **per_sample_results(scores, chunk, exact=job.exact, keep_samples=job.keep_samples, store=job.store),
         "nominal": jax.device_get(jax.tree_util.tree_map(lambda a: a[:, -1], scores)),
         "nominal_hz": jax.device_get(hz_nom),
     }
