@@ -5,7 +5,9 @@
 * a :class:`ProfileSource` draws each sample as a whole horizon ``(time, bus)`` from an
   :class:`~sopjax.sampling.UncertaintyModel` (load profile, per-period PV forecast, AR(1)
   correlation of the forecast errors between periods, ``time_rho``); sample ``i`` depends
-  only on ``i``, so chunking, resume and determinism are as for one period;
+  only on ``i``, so chunking, resume and determinism are as for one period, and the chunks
+  run in this process or on a Dask cluster (``scheduler=``; the task is
+  :func:`sopjax.montecarlo.timeseries_chunks.series_chunk`, merged in chunk order);
 * strategies are fixed over the horizon or given per period (a list of ``time`` strategies);
 * each strategy has a corrective control policy (:mod:`sopjax.kernels.scoring.control`):
   ``fixed``, ``local`` or ``optimal`` (per sample and period re-dispatch);
