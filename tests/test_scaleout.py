@@ -498,3 +498,26 @@ def test_bad_scale_out_input_on_dataset_timeseries_and_sweep_is_one_line_exit_2(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
     assert not (tmp_path / "d.zarr").exists()  # nothing written before the error
+
+
+def test_dataset_cli_on_a_running_scheduler_writes_the_in_process_store(client, dataset_reference, tmp_path,
+                                                                        capsys):
+    from sopjax.cli.main import main
+    from sopjax.datasets import open_store
+
+    cfg = tmp_path / "d.toml"  # the network and spec of dataset_case()
+    cfg.write_text(
+        '[network]\ncase = "ieee33"\npv = [{ bus = 30, s_rated_kva = 1000, pf = 0.95 }]\n'
+        'sop = [{ pair = [8, 21], s_rated_kva = 2000, loss = 0.02 }]\n'
+        "[dataset]\nsamples = 48\nchunk_size = 4\nseed = 7\nconfigurations = 3\nheld_out = 1\n"
+        "fault_fraction = 0.2\ndispatch = false\n"
+        "splits = { train = 0.6, val = 0.1, test = 0.1, ood_topology = 0.1, ood_load = 0.1 }\n")
+    out = tmp_path / "cli.zarr"
+    assert main(["dataset", str(cfg), "--out", str(out), "--no-progress",
+                 "--scheduler", client.scheduler.address]) == 0
+    assert "(dask (2 workers at tcp://" in capsys.readouterr().out
+    ds = open_store(out).load()
+    assert ds.attrs["network_fingerprint"] == dataset_reference.attrs["network_fingerprint"]
+    assert ds.attrs["spec"] == dataset_reference.attrs["spec"]
+    for name, var in dataset_reference.data_vars.items():
+        np.testing.assert_array_equal(ds[name].values, var.values, err_msg=name)
