@@ -389,7 +389,7 @@ def test_timeseries_on_two_dask_workers_gives_the_in_process_dataset_and_samples
     check_timeseries_on_dask(client, tmp_path, full=False)
 
 
-@pytest.mark.slow  # compiles the local rule, the U_set search and the batched dispatch on each worker (~8 min here)
+@pytest.mark.slow  # compiles the local rule, the U_set search and the batched dispatch on each worker (5-8 min here)
 def test_timeseries_with_every_control_policy_on_two_dask_workers(client, tmp_path):
     check_timeseries_on_dask(client, tmp_path, full=True)
 
