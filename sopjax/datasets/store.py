@@ -22,7 +22,7 @@ import numpy as np
 import xarray as xr
 
 from sopjax.datasets.generate import generate_chunk
-from sopjax.datasets.layout import SAMPLE_VARS
+from sopjax.datasets.layout import sample_vars
 from sopjax.datasets.spec import SPLITS, DatasetError, DatasetSpec
 from sopjax.network import Network
 
@@ -47,6 +47,10 @@ _DTYPES = {
     "energized": bool,
     "dispatch_valid": bool,
     "dispatch_converged": bool,
+    "variant": np.int8,
+    "sop_mode": np.int8,
+    "outage": bool,
+    "island_lost": bool,
 }
 
 
@@ -134,7 +138,7 @@ def _template(net: Network, spec: DatasetSpec, start: int, stop: int) -> xr.Data
     size = {"bus": net.n_bus, "branch": net.n_branch, "sop": net.sop.count, "pv": net.pv.count}
     n = stop - start
     vars_ = {}
-    for k, dims in {**SAMPLE_VARS, "done": ()}.items():
+    for k, dims in {**sample_vars(spec), "done": ()}.items():
         dt = np.dtype(_DTYPES.get(k, bool if k == "done" else np.float64))
         shape = (n, *(size[d] for d in dims))
         fill = False if dt == bool else (-1 if dt.kind == "i" else np.nan)
