@@ -26,16 +26,16 @@ import jax
 import numpy as np
 import xarray as xr
 
+from sopjax.datasets.islands import fit_q_j, variant_labels
 from sopjax.datasets.labels import dispatch_labels, power_flow_labels
 from sopjax.datasets.layout import sample_vars
-from sopjax.datasets.islands import fit_q_j, variant_labels
 from sopjax.datasets.spec import SPLITS, VARIANTS, DatasetSpec
 from sopjax.datasets.variants import vf_candidates
 from sopjax.network import Network
-from sopjax.strategies import OFF, PQ_I, VF_I, VF_J
-from sopjax.topology import compile_topology
 from sopjax.sampling import UncertaintyModel
 from sopjax.sampling.load import LoadNormal
+from sopjax.strategies import OFF, PQ_I, VF_I, VF_J
+from sopjax.topology import compile_topology
 
 __all__ = ["draw_inputs", "generate_chunk", "sop_p_j"]
 

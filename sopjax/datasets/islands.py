@@ -22,11 +22,10 @@ import functools
 import jax
 import numpy as np
 
-from sopjax.datasets.spec import DatasetSpec
+from sopjax.datasets.spec import VARIANTS, DatasetSpec
 from sopjax.kernels.radial import sweep_power_flow
 from sopjax.kernels.scoring import ScoringOptions, net_load, score_flow, sop_powers
 from sopjax.network import Network
-from sopjax.datasets.spec import VARIANTS
 from sopjax.strategies import PQ_I, VF_I, VF_J, Strategy, compile_strategies, scoring_context
 
 __all__ = ["fit_q_j", "sample_network", "sample_strategy", "variant_labels", "vf_kernel", "vf_labels"]
@@ -118,7 +117,7 @@ def vf_labels(net: Network, spec: DatasetSpec, inputs: dict, rows: np.ndarray) -
         ctxs.append(scoring_context(net_s, fault_open=fault_open, v_min_pu=spec.vf_v_limits_pu[0],
                                     v_max_pu=spec.vf_v_limits_pu[1]))  # fmt: skip
     idx = np.concatenate([np.arange(rows.size), np.zeros(spec.chunk_size - rows.size, int)])
-    stack = lambda xs: jax.tree_util.tree_map(lambda *a: np.stack([a[i] for i in idx]), *xs)  # noqa: E731
+    stack = lambda xs: jax.tree_util.tree_map(lambda *a: np.stack([a[i] for i in idx]), *xs)
     args = [inputs[k][rows][idx] for k in ("p_load_pu", "q_load_pu", "p_pv_pu")]
     out = vf_kernel(1e-10, 100)(stack(ctxs), stack(arrs), *args)
     res, sc, (p_a, q_a, p_b, q_b), p_net, q_net = jax.tree_util.tree_map(lambda a: np.asarray(a)[: rows.size], out)

@@ -255,6 +255,7 @@ def build_dataset(
     attrs: dict | None = None,
     stop_after: int | None = None,
     on_chunk: Callable[[int], None] | None = None,
+    stop_restoration: int | None = None,
 ) -> dict:
     """Generate (or resume, or grow) the dataset of ``spec`` into the zarr store ``out``.
 
@@ -268,9 +269,14 @@ def build_dataset(
         attrs: extra provenance attributes (e.g. ``title``, the config text).
         stop_after: write at most this many chunks, then return (interruption, for tests).
         on_chunk: called with each chunk index after it is written.
+        stop_restoration: solve at most this many MISOCP restoration labels, then return
+            (interruption, for tests). The labels are made once every chunk is written
+            (:mod:`sopjax.datasets.restoration`; only with ``spec.restoration_labels`` > 0).
 
     Returns:
-        ``{"chunks_written", "chunks_skipped", "samples_written", "seconds", "samples_per_s"}``.
+        ``{"chunks_written", "chunks_skipped", "samples_written", "seconds", "samples_per_s",
+        "restoration_solved", "restoration_seconds"}``; ``seconds`` and ``samples_per_s``
+        cover the chunks only.
     """
     from tqdm.auto import tqdm
 
@@ -306,10 +312,22 @@ def build_dataset(
     finally:
         bar.close()
     dt = time.perf_counter() - t0
+    solved, t1 = 0, time.perf_counter()
+    if spec.restoration_labels and chunks_done(path, spec).all():
+        from sopjax.datasets.restoration import write_restoration
+
+        bar = tqdm(total=spec.restoration_labels, unit="MISOCP", desc="restoration labels",
+                   disable=not sys.stderr.isatty() if progress is None else not progress)  # fmt: skip
+        try:
+            solved = write_restoration(net, spec, path, stop_after=stop_restoration, progress=bar)
+        finally:
+            bar.close()
     return {
         "chunks_written": len(todo),
         "chunks_skipped": int(done.sum()),
         "samples_written": n,
         "seconds": dt,
         "samples_per_s": n / dt if dt > 0 else float("nan"),
+        "restoration_solved": solved,
+        "restoration_seconds": time.perf_counter() - t1,
     }
