@@ -158,10 +158,10 @@ def tiny_net():
 
 
 TINY = DatasetSpec(
-    samples=8, chunk_size=8, seed=3, configurations=3, held_out=1, fault_fraction=0.6,
-    split_fractions=(0.8, 0.1, 0.1, 0.0, 0.0), dispatch=False, sop_mode_mix={"pq": 0.5, "vf": 0.5},
-    sop_capacity_kva=(1000, 2000), restoration_labels=2, vf_v_limits_pu=(0.9, 1.1),
-)  # fmt: skip
+    samples=16, chunk_size=16, seed=3, configurations=3, held_out=1, fault_fraction=0.6,
+    split_fractions=(0.8, 0.1, 0.1, 0.0, 0.0), dispatch=False, sop_capacity_kva=(1000, 2000),
+    restoration_labels=2, vf_v_limits_pu=(0.9, 1.1),
+)  # fmt: skip (PQ samples only: the restoration labels start from the faulted state, whatever the family)
 
 
 def test_misocp_labels_resume_and_equal_a_direct_solver_call(tmp_path):
@@ -223,7 +223,7 @@ def test_bad_mode_mix_and_restoration_subset_name_the_key(tmp_path, capsys):
     assert "sop_mode_mix enables no mode" in capsys.readouterr().err
     # more MISOCP labels than faulted samples: named when the labels are made
     net = tiny_net()
-    few = dataclasses.replace(TINY, fault_fraction=0.0, sop_mode_mix={"pq": 1.0}, restoration_labels=2)
+    few = dataclasses.replace(TINY, fault_fraction=0.0)
     with pytest.raises(DatasetError, match="restoration_labels = 2, but the dataset has only 0"):
         build_dataset(net, few, tmp_path / "few.zarr", progress=False)
     assert xr.open_zarr(tmp_path / "few.zarr", consolidated=False)["done"].values.all()
