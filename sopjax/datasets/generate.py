@@ -71,11 +71,34 @@ def _draw_family(net: Network, spec: DatasetSpec, pool: np.ndarray, rng, cfg: in
     k, a_is_i, branch = cands[cfg][rng.integers(len(cands[cfg]))]
     u_set = rng.uniform(*spec.vf_u_set_pu)
     pick = rng.random(net.n_bus) < rng.uniform(*spec.vf_pickup)
-    return fam, (int(k), bool(a_is_i), int(branch), u_set, pick)
+    return fam, (int(k), bool(a_is_i), int(branch), u_set, pick, rng.permutation(net.n_bus))
 
 
-def _apply_families(net: Network, pool: np.ndarray, a: dict, sp: dict, fams: list) -> dict:
-    """Set-points, modes, pickup and faults of the ``off`` and ``vf`` rows (in place on ``sp``; numpy)."""
+def _island_pickup(outage, pick, order, cap, p_load, q_load, p_inj, q_inj) -> np.ndarray:
+    """Pickup of one island: candidates ``pick`` connected in ``order`` while the demand fits ``cap``.
+
+    The island's demand is its picked-up load minus its PV (``p_inj``, ``q_inj`` per bus), without
+    losses, as ``|P + jQ|`` (p.u.); a candidate that would push it above ``cap`` is shed. Buses
+    outside the outage area keep pickup 1.
+    """
+    pickup = np.ones(outage.size)
+    p, q = -p_inj[outage].sum(), -q_inj[outage].sum()
+    for b in order:
+        if not outage[b]:
+            continue
+        pickup[b] = 0.0
+        if pick[b] and np.hypot(p + p_load[b], q + q_load[b]) <= cap:
+            pickup[b], p, q = 1.0, p + p_load[b], q + q_load[b]
+    return pickup
+
+
+def _apply_families(
+    net: Network, pool: np.ndarray, a: dict, sp: dict, fams: list, loads: tuple
+) -> dict:
+    """Set-points, modes, pickup and faults of the ``off`` and ``vf`` rows (in place on ``sp``; numpy).
+
+    ``loads`` is ``(p_load, q_load, p_pv, q_pv)`` of the rows (p.u.).
+    """
     n, ns, nb = len(fams), net.sop.count, net.n_bus
     code = np.asarray([f for f, _ in fams], np.int8)
     mode = np.where(code[:, None] == VARIANTS.index("off"), OFF, PQ_I) * np.ones((1, ns), np.int8)
@@ -90,7 +113,7 @@ def _apply_families(net: Network, pool: np.ndarray, a: dict, sp: dict, fams: lis
         sp["p_j"][vf] = sop_p_j(sp["p_i"][vf], sp["q_i"][vf], sp["q_j"][vf], a_i, a_j)
     outage_cache: dict = {}
     for r in vf:
-        k, a_is_i, branch, u, pick = fams[r][1]
+        k, a_is_i, branch, u, pick, order = fams[r][1]
         mode[r, k] = VF_I if a_is_i else VF_J
         u_set[r, k] = u
         # the Vf VSC follows its island and its partner's P the DC balance: only Q_b is a set-point
@@ -102,7 +125,12 @@ def _apply_families(net: Network, pool: np.ndarray, a: dict, sp: dict, fams: lis
             closed = pool[key[0]].copy()
             closed[branch] = False
             outage_cache[key] = ~np.asarray(compile_topology(net, closed).energized)
-        pickup[r] = np.where(outage_cache[key], pick, 1.0)
+        p_load, q_load, p_pv, q_pv = (x[r] for x in loads)
+        p_inj, q_inj = np.zeros(nb), np.zeros(nb)
+        np.add.at(p_inj, np.asarray(net.pv.bus), p_pv)
+        np.add.at(q_inj, np.asarray(net.pv.bus), q_pv)
+        cap = min(a["s_i"][r, k], a["s_j"][r, k])
+        pickup[r] = _island_pickup(outage_cache[key], pick, order, cap, p_load, q_load, p_inj, q_inj)
     return {"variant": code, "sop_mode": mode.astype(np.int8), "u_set_pu": u_set, "pickup": pickup}
 
 
@@ -159,7 +187,7 @@ def draw_inputs(
     extra = {}
     if spec.variants:
         sp = {"p_i": p_i, "q_i": q_i, "p_j": p_j, "q_j": q_j}
-        extra = _apply_families(net, pool, a, sp, fams)
+        extra = _apply_families(net, pool, a, sp, fams, (p_load, q_load, p_pv, q_pv))
         p_load_picked, q_load_picked = p_load * extra["pickup"], q_load * extra["pickup"]
     else:
         p_load_picked, q_load_picked = p_load, q_load
