@@ -7,6 +7,8 @@ import json
 import numpy as np
 import pytest
 import xarray as xr
+from test_allocation import tiny_net as allocation_net
+from test_datasets import net as ieee33  # noqa: F401  (the fixture: IEEE 33 with 2 PV, 2 SOPs)
 
 import sopjax
 from sopjax.cli.main import main
@@ -23,17 +25,12 @@ from sopjax.datasets import (
     open_restoration,
     open_store,
 )
+from sopjax.datasets.restoration import solve_scenario
 from sopjax.kernels.scoring import ScoringOptions
 from sopjax.problems.restoration import RestorationSettings, solve_restoration
 from sopjax.strategies import VF_I, VF_J, Strategy, score_once
 
 VF = VARIANTS.index("vf")
-
-
-@pytest.fixture(scope="module")
-def net():
-    n = sopjax.add_pv(sopjax.ieee33(), buses=[13, 30], s_rated_kva=[200, 300], pf=0.95)
-    return sopjax.add_sops(n, pairs=[(12, 22), (25, 29)], s_rated_kva=200, loss=0.02)
 
 
 @pytest.fixture(scope="module")
@@ -54,14 +51,14 @@ def spec():
 
 
 @pytest.fixture(scope="module")
-def pool(net, spec):
-    return configuration_pool(net, spec.configurations, spec.seed)
+def pool(ieee33, spec):
+    return configuration_pool(ieee33, spec.configurations, spec.seed)
 
 
 @pytest.fixture(scope="module")
-def store(net, spec, pool, tmp_path_factory):
+def store(ieee33, spec, pool, tmp_path_factory):
     out = tmp_path_factory.mktemp("dsv") / "full.zarr"
-    build_dataset(net, spec, out, pool=pool, progress=False)
+    build_dataset(ieee33, spec, out, pool=pool, progress=False)
     return out
 
 
@@ -69,21 +66,21 @@ def _equal(a, b, skip=()):
     return all(np.array_equal(a[k].values, b[k].values, equal_nan=True) for k in a.data_vars if k not in skip)
 
 
-def test_variant_dataset_is_deterministic_and_resumes(net, spec, pool, store, tmp_path):
+def test_variant_dataset_is_deterministic_and_resumes(ieee33, spec, pool, store, tmp_path):
     full = open_store(store).load()
     var = full["variant"].values
     assert {int(v) for v in var} == {0, 1, 2}  # every family drawn
-    c1 = generate_chunk(net, spec, pool, 1)
-    assert _equal(c1, generate_chunk(net, spec, pool, 1))
+    c1 = generate_chunk(ieee33, spec, pool, 1)
+    assert _equal(c1, generate_chunk(ieee33, spec, pool, 1))
     assert _equal(c1, full.sel(sample=c1["sample"].values)[list(c1.data_vars)])
     out = tmp_path / "resumed.zarr"
-    assert build_dataset(net, spec, out, pool=pool, progress=False, stop_after=1)["chunks_written"] == 1
+    assert build_dataset(ieee33, spec, out, pool=pool, progress=False, stop_after=1)["chunks_written"] == 1
     assert chunks_done(out, spec).tolist() == [True, False]
-    assert build_dataset(net, spec, out, pool=pool, progress=False)["chunks_written"] == 1
+    assert build_dataset(ieee33, spec, out, pool=pool, progress=False)["chunks_written"] == 1
     assert _equal(open_store(out).load(), full)
     # a dataset of the default mix holds none of the new variables and keeps its old spec text
     assert "sop_mode_mix" not in DatasetSpec(samples=4).to_json() and "sop_mode_mix" in spec.to_json()
-    assert "variant" not in generate_chunk(net, dataclasses.replace(spec, sop_mode_mix={"pq": 1}), pool, 1)
+    assert "variant" not in generate_chunk(ieee33, dataclasses.replace(spec, sop_mode_mix={"pq": 1}), pool, 1)
 
 
 def test_variant_labels_are_consistent(store):
@@ -106,7 +103,7 @@ def test_variant_labels_are_consistent(store):
         assert ds["vm_pu"].values[r, bus] == pytest.approx(ds["u_set_pu"].values[r, k], abs=1e-12)
 
 
-def test_vf_labels_equal_a_direct_exact_kernel_call(net, store):
+def test_vf_labels_equal_a_direct_exact_kernel_call(ieee33, store):
     """Each vf sample rebuilt by hand as a Strategy and scored by the Monte Carlo engine's score_once."""
     ds = open_store(store).load()
     rows = np.flatnonzero(ds["variant"].values == VF)[:3]
@@ -117,9 +114,9 @@ def test_vf_labels_equal_a_direct_exact_kernel_call(net, store):
         closed = s["branch_closed"].values.copy()
         closed[fault] = True
         si, sj = s["s_rated_i_pu"].values, s["s_rated_j_pu"].values
-        sop = dataclasses.replace(net.sop, s_rated_i_pu=si, s_rated_j_pu=sj, q_max_i_pu=si, q_max_j_pu=sj,
+        sop = dataclasses.replace(ieee33.sop, s_rated_i_pu=si, s_rated_j_pu=sj, q_max_i_pu=si, q_max_j_pu=sj,
                                   q_min_i_pu=-si, q_min_j_pu=-sj)  # fmt: skip
-        net_s = net.replace(in_service=closed, sop=sop)
+        net_s = ieee33.replace(in_service=closed, sop=sop)
         mode = s["sop_mode"].values
         is_vf = np.isin(mode, (VF_I, VF_J))
         strat = Strategy.from_arrays(
@@ -129,7 +126,7 @@ def test_vf_labels_equal_a_direct_exact_kernel_call(net, store):
             pickup=s["pickup"].values,
         )  # fmt: skip
         sc = score_once(
-            net_s, strat, p_pv_pu=s["p_pv_pu"].values, fault_open=[int(net.branch_numbers[fault])],
+            net_s, strat, p_pv_pu=s["p_pv_pu"].values, fault_open=[int(ieee33.branch_numbers[fault])],
             p_load_pu=s["p_load_pu"].values, q_load_pu=s["q_load_pu"].values, v_min_pu=0.9, v_max_pu=1.1,
             options=ScoringOptions(tol=1e-10),
         )  # fmt: skip
@@ -144,17 +141,8 @@ def test_vf_labels_equal_a_direct_exact_kernel_call(net, store):
 
 
 def tiny_net():
-    """test_allocation's 7-bus feeder (substation 1; 1-2-3-4, 1-5-6-7, tie 4-7) with an SOP 3-6."""
-    net = sopjax.make_network(
-        bus_ids=[1, 2, 3, 4, 5, 6, 7], p_load_mw=[0, 0.3, 0.4, 0.5, 0.2, 0.3, 0.6],
-        q_load_mvar=[0, 0.1, 0.2, 0.2, 0.1, 0.1, 0.3],
-        branch_from=[1, 2, 3, 1, 5, 6, 4], branch_to=[2, 3, 4, 5, 6, 7, 7],
-        r_ohm=[0.5, 0.6, 0.7, 0.4, 0.8, 0.9, 0.5], x_ohm=[0.4, 0.5, 0.6, 0.3, 0.7, 0.6, 0.4],
-        in_service=[True] * 6 + [False], slack_bus=1, base_kv=12.66, base_mva=1.0,
-        v_min_pu=0.9, v_max_pu=1.1, name="tiny",
-    )  # fmt: skip
-    net = sopjax.add_pv(net, buses=[4], s_rated_kva=[600], pf=1.0)
-    return sopjax.add_sops(net, pairs=[(3, 6)], s_rated_kva=500, loss=0.02)
+    """test_allocation's 7-bus feeder (substation 1; 1-2-3-4, 1-5-6-7, tie 4-7; PV at 4) with an SOP 3-6."""
+    return sopjax.add_sops(allocation_net(), pairs=[(3, 6)], s_rated_kva=500, loss=0.02)
 
 
 TINY = DatasetSpec(
@@ -202,6 +190,15 @@ def test_misocp_labels_resume_and_equal_a_direct_solver_call(tmp_path):
         assert float(g["objective"].values) == pytest.approx(plan.objective, rel=1e-9)
         assert float(g["recovery_ratio"].values) == pytest.approx(plan.recovery_ratio, abs=1e-9)
         assert float(g["gap"].values) == pytest.approx(plan.info.gap, abs=1e-12)
+    # a fault whose outage area no switch or SOP reaches (3-4 with no switch: bus 4 has no SOP) is
+    # labelled 'unrestorable' with recovery 0 (the solver refuses it), not dropped and not a crash
+    row = ds.isel(sample=0).copy(deep=True)
+    closed = ds["config_closed"].values[0].copy()
+    closed[2] = False
+    row["branch_closed"].values[:], row["fault_branch"].values[...] = closed, 2
+    lab = solve_scenario(net, dataclasses.replace(TINY, restoration_switchable="none"), row)
+    assert names[int(lab["solve_status"])] == "unrestorable" and float(lab["recovery_ratio"]) == 0.0
+    assert np.isnan(lab["objective"]) and not lab["energized"].any()
 
 
 def test_bad_mode_mix_and_restoration_subset_name_the_key(tmp_path, capsys):

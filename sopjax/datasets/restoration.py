@@ -15,7 +15,9 @@ flags, provenance attributes): ``sample`` (the dataset sample), the plan's switc
 energized buses, pickup, SOP modes (:data:`sopjax.strategies.SOP_MODES` codes), set-points
 and ``U_set``, restored and outage load, recovery ratio, losses, objective, bound, gap, solve
 status (``status_names``) and solve time. A scenario the MISOCP proves infeasible is stored
-with status ``infeasible`` and NaN values, never dropped. Scenarios are written one by one
+with status ``infeasible`` and NaN values, one that no closable switch or SOP can reach (the
+solver refuses it: nothing to optimize) with status ``unrestorable``, recovery ratio 0 and NaN
+values; neither is dropped. Scenarios are written one by one
 and skipped when done, so an interrupted run resumes. Read them with
 ``xarray.open_zarr(store, group="restoration")``.
 """
@@ -39,7 +41,7 @@ __all__ = ["GROUP", "STATUS_NAMES", "open_restoration", "restoration_problem", "
 #: the zarr group of the restoration labels
 GROUP = "restoration"
 #: codes of ``solve_status``
-STATUS_NAMES = ("optimal", "time_limit", "infeasible", "error")
+STATUS_NAMES = ("optimal", "time_limit", "infeasible", "error", "unrestorable")
 
 _VARS: dict[str, tuple[tuple[str, ...], type]] = {
     "sample": ((), np.int64),
@@ -107,6 +109,7 @@ def restoration_problem(net: Network, spec: DatasetSpec, row: xr.Dataset):
 
 def solve_scenario(net: Network, spec: DatasetSpec, row: xr.Dataset) -> dict[str, np.ndarray]:
     """Solve the restoration MISOCP of one sample and return its label row (per unit; see the module)."""
+    from sopjax.errors import SopjaxError
     from sopjax.problems.restoration import solve_restoration
     from sopjax.solvers.backends.solve import InfeasibleError
     from sopjax.strategies.strategy import mode_code
@@ -117,11 +120,16 @@ def solve_scenario(net: Network, spec: DatasetSpec, row: xr.Dataset) -> dict[str
            for k, (dims, _) in _VARS.items()}  # fmt: skip
     out.update(sample=np.asarray(int(row["sample"].values)), fault_branch=np.asarray(int(row["fault_branch"].values)),
                done=np.asarray(True))  # fmt: skip
+    empty = dict(branch_closed=np.zeros(nl, bool), energized=np.zeros(nb, bool), sop_mode=np.zeros(ns, np.int8))
     try:
         plan, _ = solve_restoration(net_s, settings, time_limit=spec.restoration_time_limit)
     except InfeasibleError:
-        out.update(branch_closed=np.zeros(nl, bool), energized=np.zeros(nb, bool), sop_mode=np.zeros(ns, np.int8),
-                   solve_status=np.asarray(STATUS_NAMES.index("infeasible")))  # fmt: skip
+        out.update(empty, solve_status=np.asarray(STATUS_NAMES.index("infeasible")))
+        return out
+    except SopjaxError as e:  # no switch or SOP reaches the outage area: the optimum restores nothing
+        if not str(e).startswith("nothing can be restored"):
+            raise
+        out.update(empty, recovery_ratio=np.asarray(0.0), solve_status=np.asarray(STATUS_NAMES.index("unrestorable")))
         return out
     kva = 1e3 * float(net.base_mva)
     sp = plan.sop_setpoints
