@@ -12,8 +12,10 @@ def register(sub) -> None:
     p = sub.add_parser(
         "dataset",
         help="generate a labelled ML dataset (power-flow and dispatch labels) as a chunked zarr store",
-        description="Draw network variants (radial reconfigurations, faults, SOP capacities and set-points, "
-        "PV and load levels) and label them with the exact power flow and the JAX SOP dispatch. Writes a "
+        description="Draw network variants (radial reconfigurations, faults, SOP modes incl. Vf-mode islands "
+        "with load pickup, SOP capacities and set-points, PV and load levels) and label them with the exact "
+        "power flow, the Monte Carlo engine's Vf-island kernel, the JAX SOP dispatch and, for a few faults, "
+        "the restoration MISOCP (group 'restoration'). Writes a "
         "chunked zarr store; rerunning the same command resumes an interrupted run, and a larger "
         "'samples' grows the store. See docs/surrogates.md.",
     )

@@ -15,7 +15,11 @@ Labels:
   convergence, energization and load recovery;
 * optimal dispatch (:func:`sopjax.kernels.dispatch.dispatch_batched`) of unfaulted
   samples: optimal set-points, objective, line losses, voltages and the capacity
-  duals (primal and dual labels, as PGLearn stores them).
+  duals (primal and dual labels, as PGLearn stores them);
+* with ``spec.sop_mode_mix`` beyond ``pq``: each sample's SOP mode family is drawn last
+  (``off``: SOPs off; ``vf``: a fault, one SOP forming the island in Vf mode, load pickup),
+  and ``vf`` samples are labelled by the Monte Carlo engine's kernel
+  (:mod:`sopjax.datasets.islands`).
 """
 
 from __future__ import annotations
@@ -55,7 +59,9 @@ _VF = VARIANTS.index("vf")
 
 
 def _draw_family(net: Network, spec: DatasetSpec, pool: np.ndarray, rng, cfg: int, cands: dict) -> tuple:
-    """The SOP mode family of one sample and, for ``vf``, ``(sop, a_is_i, branch, U_set, pickup)``.
+    """The SOP mode family of one sample and, for ``vf``, ``(sop, a_is_i, branch, U_set, candidates, order)``.
+
+    ``candidates`` (bus,) bool: the buses the pickup may connect; ``order``: the order it tries them.
 
     Drawn after every other draw of the sample, so a dataset whose mix is all ``pq`` draws
     nothing here and equals one made before the families existed. A ``vf`` draw on a

@@ -120,7 +120,7 @@ def solve_scenario(net: Network, spec: DatasetSpec, row: xr.Dataset) -> dict[str
            for k, (dims, _) in _VARS.items()}  # fmt: skip
     out.update(sample=np.asarray(int(row["sample"].values)), fault_branch=np.asarray(int(row["fault_branch"].values)),
                done=np.asarray(True))  # fmt: skip
-    empty = dict(branch_closed=np.zeros(nl, bool), energized=np.zeros(nb, bool), sop_mode=np.zeros(ns, np.int8))
+    empty = {"branch_closed": np.zeros(nl, bool), "energized": np.zeros(nb, bool), "sop_mode": np.zeros(ns, np.int8)}
     try:
         plan, _ = solve_restoration(net_s, settings, time_limit=spec.restoration_time_limit)
     except InfeasibleError:
