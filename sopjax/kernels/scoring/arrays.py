@@ -14,7 +14,7 @@ import jax
 from sopjax.kernels.radial import Grid, VfCoupling
 from sopjax.topology import Topology
 
-__all__ = ["ScoringContext", "StrategyArrays"]
+__all__ = ["StrategyArrays", "ScoringContext"]
 
 
 def _register(cls):

@@ -43,18 +43,18 @@ from sopjax.kernels.scoring.sample import SampleScore, net_load, score_sample
 
 __all__ = [
     "CONTROL_POLICIES",
-    "ISLAND_POLICIES",
     "ControlOptions",
-    "SOPLimits",
     "SetPoints",
+    "SOPLimits",
     "check_policy",
     "fixed_setpoints",
-    "repair_islands",
-    "score_local",
+    "with_setpoints",
     "score_setpoints",
+    "score_local",
     "score_vf_search",
     "vf_candidates",
-    "with_setpoints",
+    "repair_islands",
+    "ISLAND_POLICIES",
 ]
 
 #: corrective control policies
@@ -174,7 +174,7 @@ def score_setpoints(
     options: ScoringOptions = ScoringOptions(),
 ) -> SampleScore:
     """Score ``s`` on each sample with that sample's set-points ``sp`` (each field (sample, sop))."""
-    one = lambda p, q, pv, x: score_sample(ctx, with_setpoints(s, x), p, q, pv, options)
+    one = lambda p, q, pv, x: score_sample(ctx, with_setpoints(s, x), p, q, pv, options)  # noqa: E731
     return jax.vmap(one)(p_load_pu, q_load_pu, p_pv_pu, sp)
 
 
@@ -217,7 +217,7 @@ def local_setpoints(
             jnp.zeros_like(p_a), sp.q_b + w * (q_b_t - sp.q_b), s.sop_s_b, lim.q_min_b, lim.q_max_b
         )
         ok = res.converged
-        keep = lambda new, old, m: jnp.where(ok & m, new, old)
+        keep = lambda new, old, m: jnp.where(ok & m, new, old)  # noqa: E731
         return SetPoints(keep(p_a, sp.p_a, pq), keep(q_a, sp.q_a, pq), keep(q_b, sp.q_b, pq | vf), sp.u_a)
 
     return jax.lax.fori_loop(0, control.iterations, step, sp0)

@@ -101,7 +101,7 @@ def score_strategy(
         res = sweep_batch(s.topo, s.grid, ctx.f_bus, p_net, q_net, tol=options.tol, max_iter=options.max_iter,
                           vf=s.vf)
         return jax.vmap(lambda p, r: score_flow(ctx, s, p, r, options))(p_load_pu, res)
-    f = lambda x: score_sample(ctx, s, x[0], x[1], x[2], options)
+    f = lambda x: score_sample(ctx, s, x[0], x[1], x[2], options)  # noqa: E731
     if options.sample_block is None or options.sample_block >= p_load_pu.shape[0]:
         return jax.vmap(f)((p_load_pu, q_load_pu, p_pv_pu))
     return blocked_map(f, (p_load_pu, q_load_pu, p_pv_pu), options.sample_block)

@@ -19,7 +19,7 @@ from jaxtyping import Array, Bool, Int
 from sopjax.kernels.scoring.options import HistSpec, ScoringOptions
 from sopjax.kernels.scoring.sample import SampleScore
 
-__all__ = ["EXACT_FIELDS", "MEAN_ONLY", "MOMENT_FIELDS", "ChunkMoments", "chunk_moments", "histogram", "reduce_chunk"]
+__all__ = ["MOMENT_FIELDS", "MEAN_ONLY", "EXACT_FIELDS", "ChunkMoments", "chunk_moments", "histogram", "reduce_chunk"]
 
 
 # field -> mask field (None: every valid sample counts)
