@@ -184,7 +184,8 @@ def _parsers():
         "restore": (["ieee33_restoration.toml"], "study_from_config", restore, _tiny_restore),
         "plan": (PLANS, "study_from_config", plan, _tiny_plan),
         "allocate": (["seed001_allocation.toml"], "study_from_config", allocate, parse_only),
-        "dataset": (["ieee33_dataset.toml", "ieee69_dataset.toml"], "dataset_from_config", dataset, parse_only),
+        "dataset": (["ieee33_dataset.toml", "ieee69_dataset.toml", "ieee33_dataset_vf.toml"], "dataset_from_config",
+                    dataset, parse_only),
         "train": (TRAINS, "parse_train_config", train, parse_only),
     }
 

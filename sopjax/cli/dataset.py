@@ -12,8 +12,10 @@ def register(sub) -> None:
     p = sub.add_parser(
         "dataset",
         help="generate a labelled ML dataset (power-flow and dispatch labels) as a chunked zarr store",
-        description="Draw network variants (radial reconfigurations, faults, SOP capacities and set-points, "
-        "PV and load levels) and label them with the exact power flow and the JAX SOP dispatch. Writes a "
+        description="Draw network variants (radial reconfigurations, faults, SOP modes incl. Vf-mode islands "
+        "with load pickup, SOP capacities and set-points, PV and load levels) and label them with the exact "
+        "power flow, the Monte Carlo engine's Vf-island kernel, the JAX SOP dispatch and, for a few faults, "
+        "the restoration MISOCP (group 'restoration'). Writes a "
         "chunked zarr store; rerunning the same command resumes an interrupted run, and a larger "
         "'samples' grows the store. --scheduler runs the chunks on a Dask cluster (docs/scaleout.md). "
         "See docs/surrogates.md.",
@@ -74,4 +76,33 @@ def _run(args: argparse.Namespace, cfg: dict) -> int:
         f"  power flow converged {int(conv.sum())}/{conv.size}; dispatch labels {int(dv.sum())} "
         f"(interior point converged on {int(dc.sum())})"
     )
+    if "variant" in ds:
+        _print_variants(ds, done)
+    if spec.restoration_labels:
+        from sopjax.datasets import open_restoration
+
+        grp = open_restoration(args.out)
+        st = np.asarray(grp["solve_status"].values)[np.asarray(grp["done"].values, bool)]
+        names = __import__("json").loads(grp.attrs["status_names"])
+        print(
+            f"  MISOCP restoration labels (group 'restoration'): {st.size}/{spec.restoration_labels} "
+            f"({', '.join(f'{n} {int((st == k).sum())}' for k, n in enumerate(names))}); this run "
+            f"{info['restoration_solved']} in {info['restoration_seconds']:.1f} s"
+        )
     return 0
+
+
+def _print_variants(ds, done) -> None:
+    import numpy as np
+
+    from sopjax.datasets import VARIANTS
+
+    var = np.asarray(ds["variant"].values)[done]
+    vf = var == VARIANTS.index("vf")
+    counts = ", ".join(f"{n} {int((var == k).sum())}" for k, n in enumerate(VARIANTS))
+    line = f"  SOP mode families: {counts}"
+    if vf.any():
+        rec = np.asarray(ds["recovery_ratio"].values)[done][vf]
+        lost = np.asarray(ds["island_lost"].values)[done][vf]
+        line += f"; Vf islands: mean recovery {rec.mean():.3f}, shed (converter overload) {int(lost.sum())}"
+    print(line)

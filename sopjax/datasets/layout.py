@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["SAMPLE_VARS", "STATIC_VARS", "edge_index"]
+__all__ = ["SAMPLE_VARS", "STATIC_VARS", "VARIANT_VARS", "edge_index", "sample_vars"]
 
 #: per-sample variables and their trailing dims (the store's layout; docs/surrogates.md)
 SAMPLE_VARS: dict[str, tuple[str, ...]] = {
@@ -57,6 +57,29 @@ SAMPLE_VARS: dict[str, tuple[str, ...]] = {
     "dispatch_converged": (),
     "opt_infeasibility_pu": (),
 }
+
+#: per-sample variables of a dataset whose ``sop_mode_mix`` enables another family than ``pq``
+#: (docs/surrogates.md, "SOP modes and Vf islands"); a default dataset does not hold them
+VARIANT_VARS: dict[str, tuple[str, ...]] = {
+    "variant": (),
+    "sop_mode": ("sop",),
+    "u_set_pu": ("sop",),
+    "pickup": ("bus",),
+    "outage": ("bus",),
+    "recovery_ratio": (),
+    "vsc_p_i_pu": ("sop",),
+    "vsc_q_i_pu": ("sop",),
+    "vsc_p_j_pu": ("sop",),
+    "vsc_q_j_pu": ("sop",),
+    "sop_loading_i": ("sop",),
+    "sop_loading_j": ("sop",),
+    "island_lost": (),
+}
+
+
+def sample_vars(spec) -> dict[str, tuple[str, ...]]:
+    """The per-sample variables of a dataset of ``spec`` and their trailing dims."""
+    return {**SAMPLE_VARS, **VARIANT_VARS} if spec.variants else SAMPLE_VARS
 
 
 #: static variables (no sample dimension) and their dims

@@ -14,10 +14,28 @@ import math
 
 from sopjax.errors import SopjaxError
 
-__all__ = ["SPLITS", "DatasetError", "DatasetSpec"]
+__all__ = ["SPLITS", "VARIANTS", "DatasetError", "DatasetSpec"]
 
 #: split codes stored in the ``split`` variable (int8), in this order
 SPLITS = ("train", "val", "test", "ood_topology", "ood_load")
+
+#: SOP mode families of a sample (the ``variant`` variable, int8, in this order): ``pq`` every SOP
+#: in PQ mode at random set-points (a fault with probability ``fault_fraction``, not restored);
+#: ``off`` every SOP off (same faults); ``vf`` a fault isolates part of the feeder and one SOP in Vf
+#: mode energizes the island (the others in PQ mode), with random load pickup
+VARIANTS = ("pq", "off", "vf")
+
+#: fields added after the first stores were written: left out of :meth:`DatasetSpec.to_json` at
+#: their defaults, so that a store made before them still resumes and grows
+_LATER_FIELDS = {
+    "sop_mode_mix": (("pq", 1.0),),
+    "vf_u_set_pu": (1.0, 1.05),
+    "vf_pickup": (0.5, 1.0),
+    "vf_v_limits_pu": (0.95, 1.05),
+    "restoration_labels": 0,
+    "restoration_switchable": "ties",
+    "restoration_time_limit": 60.0,
+}
 
 
 class DatasetError(SopjaxError):
@@ -57,6 +75,20 @@ class DatasetSpec:
         dispatch: also label the optimal SOP dispatch (JAX interior point) of unfaulted samples.
         dispatch_tol: interior-point tolerance (p.u.).
         v_min_pu: lowest voltage a pool configuration may have at nominal load (checked by power flow).
+        sop_mode_mix: ``(family, weight)`` pairs over :data:`VARIANTS` (weights >= 0, some > 0,
+            normalised); each sample draws its family. ``(("pq", 1.0),)`` (default) draws nothing
+            more, so such a dataset is the one made before the other families existed.
+        vf_u_set_pu: range of the Vf-mode VSC's voltage set-point ``U_set`` (p.u., uniform).
+        vf_pickup: range of the per-sample pickup probability of each outage-area bus in ``vf``
+            samples (uniform; each bus then picked up, 1, or shed, 0, independently).
+        vf_v_limits_pu: ``[v_min, v_max]`` of the exact kernel's compliance test in ``vf`` samples
+            (a picked-up, energized bus counts as restored only within them; seed 002: 0.95, 1.05).
+        restoration_labels: number of faulted samples (the first ones by index) also labelled
+            with the optimal restoration plan of the MISOCP (0: none); see
+            :mod:`sopjax.datasets.restoration`.
+        restoration_switchable: the MISOCP's switches: ``"ties"`` (the branches the sample's
+            configuration keeps open), ``"all"`` or ``"none"``.
+        restoration_time_limit: seconds per MISOCP solve (SCIP).
     """
 
     samples: int
@@ -75,6 +107,13 @@ class DatasetSpec:
     dispatch: bool = True
     dispatch_tol: float = 1e-8
     v_min_pu: float = 0.85
+    sop_mode_mix: tuple[tuple[str, float], ...] = (("pq", 1.0),)
+    vf_u_set_pu: tuple[float, float] = (1.0, 1.05)
+    vf_pickup: tuple[float, float] = (0.5, 1.0)
+    vf_v_limits_pu: tuple[float, float] = (0.95, 1.05)
+    restoration_labels: int = 0
+    restoration_switchable: str = "ties"
+    restoration_time_limit: float = 60.0
 
     def __post_init__(self):
         for name in ("samples", "chunk_size", "configurations"):
@@ -115,6 +154,38 @@ class DatasetSpec:
         object.__setattr__(self, "split_fractions", fr)
         if not (math.isfinite(self.dispatch_tol) and self.dispatch_tol > 0):
             raise DatasetError(f"dispatch_tol must be > 0, got {self.dispatch_tol!r}")
+        object.__setattr__(self, "sop_mode_mix", _mode_mix(self.sop_mode_mix))
+        for name in ("vf_u_set_pu", "vf_pickup", "vf_v_limits_pu"):
+            object.__setattr__(self, name, _range(name, getattr(self, name)))
+        if self.vf_pickup[1] > 1:
+            raise DatasetError(f"vf_pickup must lie in [0, 1], got {list(self.vf_pickup)}")
+        r = self.restoration_labels
+        if isinstance(r, bool) or not isinstance(r, int) or r < 0:
+            raise DatasetError(f"restoration_labels must be an integer >= 0, got {r!r}")
+        if r > self.samples:
+            raise DatasetError(
+                f"restoration_labels ({r}) exceeds samples ({self.samples}): the MISOCP subset must be "
+                "part of the dataset"
+            )
+        if self.restoration_switchable not in ("ties", "all", "none"):
+            raise DatasetError(
+                f"restoration_switchable must be 'ties', 'all' or 'none', got {self.restoration_switchable!r}"
+            )
+        t = self.restoration_time_limit
+        if not (isinstance(t, (int, float)) and math.isfinite(t) and t > 0):
+            raise DatasetError(f"restoration_time_limit must be > 0 seconds, got {t!r}")
+
+    @property
+    def mode_weights(self) -> tuple[float, ...]:
+        """Normalised weight of each family of :data:`VARIANTS`."""
+        w = dict(self.sop_mode_mix)
+        total = sum(w.values())
+        return tuple(w.get(v, 0.0) / total for v in VARIANTS)
+
+    @property
+    def variants(self) -> bool:
+        """True when some sample may be of another family than ``pq`` (the extra variables exist)."""
+        return self.mode_weights != (1.0, 0.0, 0.0)
 
     @property
     def n_chunks(self) -> int:
@@ -131,4 +202,30 @@ class DatasetSpec:
         """The spec as JSON (provenance attribute; ``samples`` excluded so that a store can grow)."""
         d = dataclasses.asdict(self)
         d.pop("samples")
+        for k, default in _LATER_FIELDS.items():
+            if getattr(self, k) == default:
+                d.pop(k)
         return json.dumps(d, sort_keys=True)
+
+
+def _mode_mix(mix) -> tuple[tuple[str, float], ...]:
+    """Validate ``sop_mode_mix`` (a mapping or ``(name, weight)`` pairs); errors name the entry."""
+    items = list(mix.items()) if isinstance(mix, dict) else list(mix)
+    out: dict[str, float] = {}
+    for item in items:
+        try:
+            name, w = item
+        except (TypeError, ValueError):
+            raise DatasetError(f"sop_mode_mix entries must be (mode, weight) pairs, got {item!r}") from None
+        if name not in VARIANTS:
+            raise DatasetError(f"sop_mode_mix.{name}: unknown SOP mode family; choose from {list(VARIANTS)}")
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w < 0:
+            raise DatasetError(f"sop_mode_mix.{name} must be a weight >= 0, got {w!r}")
+        if name in out:
+            raise DatasetError(f"sop_mode_mix.{name} is given twice")
+        out[name] = float(w)
+    if sum(out.values()) <= 0:
+        raise DatasetError(
+            f"sop_mode_mix enables no mode: give at least one of {list(VARIANTS)} a weight > 0, got {out}"
+        )
+    return tuple(sorted(out.items(), key=lambda kv: VARIANTS.index(kv[0])))

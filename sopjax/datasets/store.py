@@ -24,7 +24,7 @@ import numpy as np
 import xarray as xr
 
 from sopjax.datasets.generate import generate_chunk
-from sopjax.datasets.layout import SAMPLE_VARS
+from sopjax.datasets.layout import sample_vars
 from sopjax.datasets.spec import SPLITS, DatasetError, DatasetSpec
 from sopjax.network import Network
 from sopjax.scaleout import Chunk, make_executor
@@ -52,6 +52,10 @@ _DTYPES = {
     "energized": bool,
     "dispatch_valid": bool,
     "dispatch_converged": bool,
+    "variant": np.int8,
+    "sop_mode": np.int8,
+    "outage": bool,
+    "island_lost": bool,
 }
 
 
@@ -139,7 +143,7 @@ def _template(net: Network, spec: DatasetSpec, start: int, stop: int) -> xr.Data
     size = {"bus": net.n_bus, "branch": net.n_branch, "sop": net.sop.count, "pv": net.pv.count}
     n = stop - start
     vars_ = {}
-    for k, dims in {**SAMPLE_VARS, "done": ()}.items():
+    for k, dims in {**sample_vars(spec), "done": ()}.items():
         dt = np.dtype(_DTYPES.get(k, bool if k == "done" else np.float64))
         shape = (n, *(size[d] for d in dims))
         fill = False if dt == bool else (-1 if dt.kind == "i" else np.nan)
@@ -282,6 +286,7 @@ def build_dataset(
     stop_after: int | None = None,
     on_chunk: Callable[[int], None] | None = None,
     scheduler=None,
+    stop_restoration: int | None = None,
 ) -> dict:
     """Generate (or resume, or grow) the dataset of ``spec`` into the zarr store ``out``.
 
@@ -300,10 +305,14 @@ def build_dataset(
             scheduler address, a ``distributed.Client`` or an executor
             (:func:`sopjax.scaleout.make_executor`). Each task writes its own region of
             the store and its done flags (workers must see ``out``); the store is the same.
+        stop_restoration: solve at most this many MISOCP restoration labels, then return
+            (interruption, for tests). The labels are made in this process once every chunk is
+            written (:mod:`sopjax.datasets.restoration`; only with ``spec.restoration_labels`` > 0).
 
     Returns:
         ``{"chunks_written", "chunks_skipped", "samples_written", "seconds", "samples_per_s",
-        "executor"}``.
+        "executor", "restoration_solved", "restoration_seconds"}``; ``seconds`` and
+        ``samples_per_s`` cover the chunks only.
     """
     from tqdm.auto import tqdm
 
@@ -343,6 +352,16 @@ def build_dataset(
         if executor is not scheduler:
             executor.close()
     dt = time.perf_counter() - t0
+    solved, t1 = 0, time.perf_counter()
+    if spec.restoration_labels and chunks_done(path, spec).all():
+        from sopjax.datasets.restoration import write_restoration
+
+        bar = tqdm(total=spec.restoration_labels, unit="MISOCP", desc="restoration labels",
+                   disable=not sys.stderr.isatty() if progress is None else not progress)  # fmt: skip
+        try:
+            solved = write_restoration(net, spec, path, stop_after=stop_restoration, progress=bar)
+        finally:
+            bar.close()
     return {
         "chunks_written": len(todo),
         "chunks_skipped": int(done.sum()),
@@ -350,4 +369,6 @@ def build_dataset(
         "seconds": dt,
         "samples_per_s": n / dt if dt > 0 else float("nan"),
         "executor": executor.description,
+        "restoration_solved": solved,
+        "restoration_seconds": time.perf_counter() - t1,
     }

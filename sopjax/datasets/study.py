@@ -10,6 +10,8 @@ Config layout (``configs/ieee33_dataset.toml``)::
     seed = 2026
     load_scale = [0.6, 1.2]    # ... every DatasetSpec field, same names
     splits = {train = 0.7, val = 0.1, test = 0.1, ood_topology = 0.05, ood_load = 0.05}
+    sop_mode_mix = {pq = 0.7, off = 0.1, vf = 0.2}   # SOP mode families (default: pq only)
+    restoration_labels = 8     # MISOCP restoration plans of the first 8 faulted samples (default 0)
 """
 
 from __future__ import annotations
@@ -19,17 +21,18 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from sopjax.config import ConfigError, integer, number, parse_network, require, table
-from sopjax.datasets.spec import SPLITS, DatasetSpec
+from sopjax.config import ConfigError, choice, integer, number, parse_network, require, table
+from sopjax.datasets.spec import SPLITS, VARIANTS, DatasetSpec
 from sopjax.network import Network
 from sopjax.network_builder import build_network
 
 __all__ = ["dataset_from_config", "network_from_attrs"]
 
-_RANGES = ("load_scale", "ood_load_scale", "pv_output", "sop_capacity_kva")
-_INTS = ("samples", "chunk_size", "seed", "configurations", "held_out")
-_NUMBERS = ("load_sigma_frac", "setpoint_frac", "fault_fraction", "dispatch_tol", "v_min_pu")
-_KEYS = (*_RANGES, *_INTS, *_NUMBERS, "splits", "dispatch")
+_RANGES = ("load_scale", "ood_load_scale", "pv_output", "sop_capacity_kva", "vf_u_set_pu", "vf_pickup",
+           "vf_v_limits_pu")  # fmt: skip
+_INTS = ("samples", "chunk_size", "seed", "configurations", "held_out", "restoration_labels")
+_NUMBERS = ("load_sigma_frac", "setpoint_frac", "fault_fraction", "dispatch_tol", "v_min_pu", "restoration_time_limit")
+_KEYS = (*_RANGES, *_INTS, *_NUMBERS, "splits", "dispatch", "sop_mode_mix", "restoration_switchable")
 
 
 def dataset_from_config(cfg: Mapping[str, Any]) -> tuple[Network, DatasetSpec, dict]:
@@ -63,6 +66,13 @@ def dataset_from_config(cfg: Mapping[str, Any]) -> tuple[Network, DatasetSpec, d
     if "splits" in d:
         s = table(d["splits"], "[dataset] splits", allowed=SPLITS)
         kw["split_fractions"] = tuple(number(s.get(n, 0.0), f"[dataset] splits.{n}", lo=0.0) for n in SPLITS)
+    if "sop_mode_mix" in d:
+        m = table(d["sop_mode_mix"], "[dataset] sop_mode_mix", allowed=VARIANTS)
+        kw["sop_mode_mix"] = tuple((n, number(w, f"[dataset] sop_mode_mix.{n}", lo=0.0)) for n, w in m.items())
+    if "restoration_switchable" in d:
+        kw["restoration_switchable"] = choice(
+            d["restoration_switchable"], "[dataset] restoration_switchable", ("ties", "all", "none")
+        )
     if "dispatch" in d:
         if not isinstance(d["dispatch"], bool):
             raise ConfigError(f"[dataset] dispatch must be true or false, got {d['dispatch']!r}")

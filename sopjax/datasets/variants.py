@@ -15,7 +15,7 @@ from sopjax.datasets.spec import DatasetError
 from sopjax.network import Network
 from sopjax.topology import compile_topology
 
-__all__ = ["configuration_pool", "random_spanning_tree"]
+__all__ = ["configuration_pool", "random_spanning_tree", "vf_candidates"]
 
 
 def random_spanning_tree(net: Network, rng: np.random.Generator) -> np.ndarray:
@@ -68,3 +68,49 @@ def configuration_pool(
                 pool.append(st)
                 seen.add(st.tobytes())
     return np.stack(pool)
+
+
+def vf_candidates(net: Network, closed: np.ndarray) -> np.ndarray:
+    """Every way a single fault of configuration ``closed`` leaves an island one SOP can form in Vf mode.
+
+    A candidate ``(sop, a_is_i, branch)`` opens the closed ``branch`` on the path from the
+    substation to the SOP's terminal ``a`` (its ``i`` terminal if ``a_is_i``), so that ``a``
+    is de-energized and its partner ``b`` stays fed by the substation; the island (every bus
+    below ``branch``) carries some load. ``a`` in Vf mode then energizes the whole island.
+
+    Args:
+        net: the network (with its SOP table).
+        closed: closed flags of a radial configuration, (branch,).
+
+    Returns:
+        int array (candidate, 3): ``sop``, ``a_is_i`` (0/1), ``branch`` (0-based); sorted, so a
+        draw by index is deterministic. Empty (0, 3) when there is none.
+    """
+    topo = compile_topology(net, closed)
+    parent, up = np.asarray(topo.parent), np.asarray(topo.up_branch)
+    has_parent, energized = np.asarray(topo.has_parent), np.asarray(topo.energized)
+    load = np.asarray(net.p_load_pu, float) > 0
+    children: dict[int, list[int]] = {}
+    for b in np.flatnonzero(has_parent):
+        children.setdefault(int(parent[b]), []).append(int(b))
+
+    def subtree(c: int) -> np.ndarray:
+        mask, stack = np.zeros(net.n_bus, bool), [c]
+        while stack:
+            x = stack.pop()
+            mask[x] = True
+            stack.extend(children.get(x, ()))
+        return mask
+
+    out = []
+    for k, (bi, bj) in enumerate(zip(np.asarray(net.sop.bus_i), np.asarray(net.sop.bus_j))):
+        for a_is_i, (a, b) in ((1, (int(bi), int(bj))), (0, (int(bj), int(bi)))):
+            if a == net.slack_bus or not (energized[a] and energized[b]):
+                continue
+            c = a
+            while has_parent[c]:  # walk up from a: the branch above c isolates subtree(c)
+                below = subtree(c)
+                if not below[b] and load[below].any():
+                    out.append((k, a_is_i, int(up[c])))
+                c = int(parent[c])
+    return np.asarray(sorted(out), dtype=np.int64).reshape(-1, 3)

@@ -24,7 +24,7 @@ from sopjax.kernels.scoring.reduce import (
     histogram,
     reduce_chunk,
 )
-from sopjax.kernels.scoring.sample import SampleScore, net_load, score_flow, score_sample
+from sopjax.kernels.scoring.sample import SampleScore, net_load, score_flow, score_sample, sop_powers
 
 __all__ = [
     "StrategyArrays",
@@ -35,6 +35,7 @@ __all__ = [
     "score_sample",
     "score_flow",
     "net_load",
+    "sop_powers",
     "score_batch",
     "score_strategy",
     "blocked_map",

@@ -44,7 +44,7 @@ from sopjax.kernels.radial import PowerFlowResult, lindistflow, sweep_power_flow
 from sopjax.kernels.scoring.arrays import ScoringContext, StrategyArrays
 from sopjax.kernels.scoring.options import ScoringOptions
 
-__all__ = ["SampleScore", "net_load", "score_sample", "score_flow"]
+__all__ = ["SampleScore", "net_load", "score_flow", "score_sample", "sop_powers"]
 
 
 class SampleScore(NamedTuple):
@@ -147,6 +147,27 @@ def score_sample(
     return score_flow(ctx, st, p_load_pu, res, options)
 
 
+def sop_powers(
+    st: StrategyArrays, res: PowerFlowResult, n: int, dtype
+) -> tuple[Float[Array, " sop"], Float[Array, " sop"], Float[Array, " sop"], Float[Array, " sop"]]:
+    """Power each SOP's VSCs inject into their buses (p.u.): ``(p_a, q_a, p_b, q_b)``, 0 for ``off`` SOPs.
+
+    A PQ-mode VSC ``a`` holds its set-point; a Vf-mode VSC ``a`` delivers its island's power (the
+    source power of the flow ``res`` at its bus); the VdcQ partner ``b`` balances the DC link with
+    both converter losses and injects its ``Q`` set-point.
+    """
+    pq, vf_on = st.sop_is_pq, st.sop_is_vf
+    p_pq, q_a_pq, p_b_pq, _, _ = _sop_pq(st, n, dtype)
+    p_vf = jnp.where(vf_on, res.p_source_pu[st.sop_a_bus], 0.0)
+    q_vf = jnp.where(vf_on, res.q_source_pu[st.sop_a_bus], 0.0)
+    p_b_vf = vdcq_power(p_vf, st.sop_loss_a, _hypot(p_vf, q_vf), st.sop_loss_b, jnp.where(vf_on, st.sop_q_b, 0.0))
+    p_a = jnp.where(pq, p_pq, p_vf)
+    q_a = jnp.where(pq, q_a_pq, q_vf)
+    p_b = jnp.where(pq, p_b_pq, jnp.where(vf_on, p_b_vf, 0.0))
+    q_b = jnp.where(pq | vf_on, st.sop_q_b, 0.0)
+    return p_a, q_a, p_b, q_b
+
+
 def score_flow(
     ctx: ScoringContext,
     st: StrategyArrays,
@@ -159,20 +180,10 @@ def score_flow(
     dtype = p_load_pu.dtype
     topo = st.topo
     energized = topo.energized
-    pq = st.sop_is_pq
-    vf_on = st.sop_is_vf
-    p_a, q_a_pq, p_b_pq, _, _ = _sop_pq(st, n, dtype)
-
-    # SOP powers: Vf VSC delivers its island's power; the VdcQ partner balances the DC link
-    p_vf = jnp.where(vf_on, res.p_source_pu[st.sop_a_bus], 0.0)
-    q_vf = jnp.where(vf_on, res.q_source_pu[st.sop_a_bus], 0.0)
-    s_vf = _hypot(p_vf, q_vf)
-    p_b_vf = vdcq_power(p_vf, st.sop_loss_a, s_vf, st.sop_loss_b, jnp.where(vf_on, st.sop_q_b, 0.0))
-    active = pq | vf_on
-    s_a = jnp.where(pq, _hypot(p_a, q_a_pq), s_vf)
-    p_b = jnp.where(pq, p_b_pq, jnp.where(vf_on, p_b_vf, 0.0))
-    s_b = jnp.where(active, _hypot(p_b, jnp.where(active, st.sop_q_b, 0.0)), 0.0)
-    s_a = jnp.where(active, s_a, 0.0)
+    active = st.sop_is_pq | st.sop_is_vf
+    p_a, q_a, p_b, q_b = sop_powers(st, res, n, dtype)
+    s_a = jnp.where(active, _hypot(p_a, q_a), 0.0)
+    s_b = jnp.where(active, _hypot(p_b, q_b), 0.0)
     sop_loss = jnp.sum(st.sop_loss_a * s_a + st.sop_loss_b * s_b)
     load_a = jnp.where(st.sop_s_a > 0, s_a / jnp.where(st.sop_s_a > 0, st.sop_s_a, 1.0), 0.0)
     load_b = jnp.where(st.sop_s_b > 0, s_b / jnp.where(st.sop_s_b > 0, st.sop_s_b, 1.0), 0.0)
@@ -185,7 +196,7 @@ def score_flow(
     sop_util = jnp.where(s_rated > 0, (s_a + s_b) / jnp.where(s_rated > 0, s_rated, 1.0), 0.0)
 
     # islands of overloaded Vf converters
-    vf_over = vf_on & (over_a | over_b)
+    vf_over = st.sop_is_vf & (over_a | over_b)
     bad_src = jnp.zeros((n,), jnp.int32).at[st.sop_a_bus].max(vf_over.astype(jnp.int32)) > 0
     lost = bad_src[topo.root] & energized & ctx.shed_overloaded_islands
     on = energized & ~lost
