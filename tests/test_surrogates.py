@@ -222,3 +222,27 @@ def test_train_config_errors():
             _settings(batch_size=8),
             progress=False,
         )
+
+
+def test_train_config_reports_violation_calibration_and_writes_plots(store, tmp_path):
+    from sopjax.surrogates import train_from_config
+
+    cfg = {
+        "data": {"dataset": str(store)},
+        "model": {"kind": "mlp", "width": 8, "depth": 1},
+        "training": {"steps": 4, "batch_size": 8, "eval_every": 2, "warmup_steps": 1},
+        "output": {"checkpoint": str(tmp_path / "m")},
+        "evaluate": {"plots": str(tmp_path / "plots")},
+    }
+    res = train_from_config(cfg, progress=False)
+    per = res["metrics"][str(store)]
+    assert per
+    for m in per.values():
+        c = m["calibration"]
+        assert c["events"] > 0 and sum(c["bus"].values()) == c["events"] == sum(c["table"]["count"])
+        assert 0.0 <= c["brier"] <= 1.0 and 0.0 <= c["ece"] <= 1.0
+    names = {p.name for p in (tmp_path / "plots").iterdir()}
+    assert "ieee33_mlp_reliability.png" in names
+    assert {f"ieee33_{s}_mlp_parity.png" for s in per} <= names
+    with pytest.raises(ConfigError, match=r"\[evaluate\] plots must be a directory path"):
+        parse_train_config({**cfg, "evaluate": {"plots": 3}})
