@@ -24,7 +24,8 @@ def register(sub) -> None:
     p.add_argument("--out", metavar="FILE.nc", help="write the dataset (netCDF) and PNG figures next to it")
     add_output_options(p)
     p.add_argument("--samples", type=positive_int, metavar="N", help="override [sampling] samples")
-    p.add_argument("--engine", choices=("jax", "cvxpylayers"), help="override [dispatch] engine")
+    p.add_argument("--engine", choices=("jax", "cvxpylayers", "learned"),
+                   help="override [dispatch] engine (learned: needs [dispatch] checkpoint)")
     p.add_argument("--no-plots", action="store_true", help="do not write figures")
     p.add_argument("--quiet", action="store_true", help="no per-point progress lines")
     add_scheduler_options(p)
@@ -99,7 +100,12 @@ def _run(spec, args) -> int:
         from sopjax.sweeps.runner import run_sweep
 
         with open_executor(args) as executor:
-            ds = run_sweep(spec, progress=not args.quiet, scheduler=executor)
+            if spec.engine == "learned":
+                from sopjax.surrogates.sweep import run_learned_sweep
+
+                ds = run_learned_sweep(spec, progress=not args.quiet, scheduler=executor)
+            else:
+                ds = run_sweep(spec, progress=not args.quiet, scheduler=executor)
     print(_summary(ds))
     if args.out:
         out = Path(args.out)
