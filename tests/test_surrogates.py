@@ -246,3 +246,29 @@ def test_train_config_reports_violation_calibration_and_writes_plots(store, tmp_
     assert {f"ieee33_{s}_mlp_parity.png" for s in per} <= names
     with pytest.raises(ConfigError, match=r"\[evaluate\] plots must be a directory path"):
         parse_train_config({**cfg, "evaluate": {"plots": 3}})
+
+
+def test_residuals_take_shunts_and_features_refuse_a_network_with_them(store):
+    import dataclasses
+
+    from sopjax.branch_model import bus_shunts
+    from sopjax.powerflow import solve
+
+    net = sopjax.ieee33()
+    g, b = np.zeros(net.n_bus), np.zeros(net.n_bus)
+    g[9], b[19] = 0.002, 0.01  # buses 10 and 20
+    for branch in (False, True):  # bus shunts, then also pi-model line charging on every branch
+        extra = {"g_br_pu": np.zeros(net.n_branch), "b_br_pu": np.full(net.n_branch, 0.002)} if branch else {}
+        sh = dataclasses.replace(net, g_sh_pu=g, b_sh_pu=b, **extra)
+        res, topo = solve(sh, tol=1e-12)
+        y = bus_shunts(sh, topo)
+        nm = np.asarray(topo.energized, float)
+        nm[sh.slack_bus] = 0.0
+        kw = dict(f_bus=np.asarray(sh.f_bus), t_bus=np.asarray(sh.t_bus), r=np.asarray(sh.r_pu),
+                  x=np.asarray(sh.x_pu), node_mask=nm, edge_mask=np.asarray(topo.branch_active, float))
+        args = (res.vm_pu, res.p_from_pu, res.q_from_pu, np.asarray(sh.p_load_pu), np.asarray(sh.q_load_pu))
+        assert float(distflow_residuals(*args, **kw, g_sh=y.real, b_sh=y.imag).max_abs()) < 1e-12
+        assert float(distflow_residuals(*args, **kw).max_abs()) > 1e-3  # without the shunts: wrong
+    ds = load_split(store, "test", variables=PF_VARS)
+    with pytest.raises(SurrogateError, match=r"bus 10 has a shunt \(g = 0.002, b = 0 p.u.\)"):
+        feature_set(ds, net=dataclasses.replace(net, g_sh_pu=g, b_sh_pu=b))
