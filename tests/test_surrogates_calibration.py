@@ -14,7 +14,7 @@ from sopjax.surrogates.calibration import (
     reliability_table,
     violation_probability,
 )
-from sopjax.surrogates.plots import parity_plot, reliability_diagram
+from sopjax.surrogates.plots import learned_sweep_plot, parity_plot, reliability_diagram
 
 
 def test_violation_probability_counts_the_calibration_errors_past_each_limit():
@@ -87,6 +87,16 @@ def test_plots_are_written(tmp_path):
     )
     t = reliability_table(rng.uniform(0, 1, 100), rng.uniform(0, 1, 100) < 0.5, bins=5)
     rel = reliability_diagram({"a": t, "b": t}, tmp_path / "rel.png", title="test")
-    for f in (path, rel):
+    import xarray as xr
+
+    x = np.array([0.1, 0.2, 0.3])
+    ds = xr.Dataset(
+        {k: ("capacity_mva", v) for k, v in (("losses_kw", x + 1), ("losses_kw_ipm", x + 0.99),
+                                             ("objective_gap_mean", x / 100), ("objective_gap_max", x / 50))},
+        coords={"capacity_mva": x},
+    )
+    sweep = learned_sweep_plot(ds, tmp_path / "sweep.png")
+    assert learned_sweep_plot(ds.drop_vars("losses_kw_ipm"), tmp_path / "none.png") is None
+    for f in (path, rel, sweep):
         data = f.read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and 5_000 < len(data) < 200_000

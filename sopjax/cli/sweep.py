@@ -116,4 +116,10 @@ def _run(spec, args) -> int:
 
             for p in write_plots(ds, out):
                 print(f"wrote {p}")
+            if spec.engine == "learned" and spec.compare:
+                from sopjax.surrogates.plots import learned_sweep_plot
+
+                p = learned_sweep_plot(ds, out.with_name(out.stem + "_learned_vs_ipm.png"))
+                if p is not None:
+                    print(f"wrote {p}")
     return 0

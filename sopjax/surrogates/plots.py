@@ -5,7 +5,9 @@
   identity line and the MAE / max error in the titles;
 * :func:`reliability_diagram`: observed violation frequency against the mean predicted
   probability per bin (:func:`sopjax.surrogates.calibration.reliability_table`), with the
-  event count per bin underneath.
+  event count per bin underneath;
+* :func:`learned_sweep_plot`: a one-axis sweep through the learned dispatch next to the
+  interior point's (:func:`sopjax.surrogates.sweep.run_learned_sweep` with ``compare``).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["parity_plot", "reliability_diagram"]
+__all__ = ["learned_sweep_plot", "parity_plot", "reliability_diagram"]
 
 _MAX_POINTS = 20_000  # per panel: a deterministic thinning keeps PNGs small
 
@@ -95,6 +97,7 @@ def reliability_diagram(tables: dict[str, dict], path, *, title: str = "") -> Pa
     a1.plot([0, 1], [0, 1], "k--", lw=0.8, label="perfectly calibrated")
     width = 1.0 / max(len(next(iter(tables.values()))["count"]), 1) / (len(tables) + 1)
     for k, (label, t) in enumerate(tables.items()):
+        t = {key: np.asarray(v, float) for key, v in t.items()}  # lists (from JSON) or arrays
         m = t["count"] > 0
         a1.plot(t["mean_prob"][m], t["observed"][m], "o-", ms=4, label=label)
         a2.bar(t["lo"] + (k + 0.5) * width, t["count"], width=width, label=label)
@@ -106,6 +109,38 @@ def reliability_diagram(tables: dict[str, dict], path, *, title: str = "") -> Pa
     a2.set_yscale("log")
     a2.set_xlabel("predicted violation probability")
     a2.set_ylabel("events")
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
+def learned_sweep_plot(ds, path) -> Path | None:
+    """Learned vs interior-point quantities over a one-axis sweep, and the optimality gap (PNG).
+
+    Returns:
+        ``path``, or None when ``ds`` has no comparison or more than one axis.
+    """
+    qs = [v[: -len("_ipm")] for v in ds.data_vars if v.endswith("_ipm")]
+    if not qs or len(ds.dims) != 1:
+        return None
+    plt = _pyplot()
+    (a,) = ds.dims
+    x = ds[a].values
+    fig, axes = plt.subplots(len(qs) + 1, 1, figsize=(6, 2.2 * (len(qs) + 1)), sharex=True)
+    for ax, q in zip(axes, qs):
+        ax.plot(x, ds[q].values, "o-", label="learned + repair")
+        ax.plot(x, ds[f"{q}_ipm"].values, "x--", label="interior point")
+        ax.set_ylabel(f"{q} ({ds[q].attrs.get('units', '')})", fontsize=8)
+        ax.legend(fontsize=7)
+    g = axes[-1]
+    g.plot(x, 100 * ds["objective_gap_mean"].values, "o-", label="mean over samples")
+    g.plot(x, 100 * ds["objective_gap_max"].values, "^:", label="max")
+    g.set_ylabel("optimality gap (%)", fontsize=8)
+    g.set_xlabel(f"{a} ({ds[a].attrs.get('units', '')})")
+    g.legend(fontsize=7)
+    fig.suptitle(ds.attrs.get("title", ""), fontsize=8)
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=80)

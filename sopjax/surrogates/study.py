@@ -191,7 +191,7 @@ def evaluate_store(
         from sopjax.surrogates.plots import reliability_diagram
 
         reliability_diagram(
-            {s: {k: np.asarray(v, float) for k, v in m["calibration"]["table"].items()} for s, m in out.items()},
+            {s: m["calibration"]["table"] for s, m in out.items()},
             Path(plots) / f"{case}_{sur.kind}_reliability.png",
             title=f"{case}, {sur.kind.upper()}: P(V outside [0.95, 1.05] p.u.) from validation errors",
         )
