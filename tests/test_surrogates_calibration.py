@@ -92,7 +92,8 @@ def test_plots_are_written(tmp_path):
     x = np.array([0.1, 0.2, 0.3])
     ds = xr.Dataset(
         {k: ("capacity_mva", v) for k, v in (("losses_kw", x + 1), ("losses_kw_ipm", x + 0.99),
-                                             ("objective_gap_mean", x / 100), ("objective_gap_max", x / 50))},
+                                             ("objective_gap_mean", x / 100), ("objective_gap_max", x / 50),
+                                             ("ms_ipm", x))},
         coords={"capacity_mva": x},
     )
     sweep = learned_sweep_plot(ds, tmp_path / "sweep.png")

@@ -48,7 +48,7 @@ def _table(metrics: dict) -> str:
             if c:
                 lines.append(
                     f"    {split:<14}P(V outside [{c['v_min']}, {c['v_max']}]): Brier {c['brier']:.2e}, "
-                    f"ECE {c['ece']:.2e}, missed violations {c['bus']['fn']} of {c['violations']} bus events "
+                    f"ECE {c['ece']:.2e}, missed {c['bus']['fn']} of {c['violations']} violating bus events "
                     f"({c['sample']['fn']} samples), false alarms {c['bus']['fp']}"
                 )
     return "\n".join(lines)

@@ -122,7 +122,7 @@ def learned_sweep_plot(ds, path) -> Path | None:
     Returns:
         ``path``, or None when ``ds`` has no comparison or more than one axis.
     """
-    qs = [v[: -len("_ipm")] for v in ds.data_vars if v.endswith("_ipm")]
+    qs = [v[: -len("_ipm")] for v in ds.data_vars if v.endswith("_ipm") and v[: -len("_ipm")] in ds]
     if not qs or len(ds.dims) != 1:
         return None
     plt = _pyplot()
