@@ -18,7 +18,7 @@ from sopjax.config import ConfigError
 from sopjax.network_builder import build_network
 from sopjax.surrogates import SurrogateError, TrainSettings, fit
 from sopjax.surrogates.dispatch import DispatchNet, save_dispatch
-from sopjax.surrogates.sweep import run_learned_sweep
+from sopjax.surrogates.sweep import run_learned_optimization, run_learned_sweep
 from sopjax.sweeps import build_scenario, spec_from_config
 
 BASE = {
@@ -79,6 +79,18 @@ def test_learned_sweep_is_checked_and_never_beats_the_interior_point(ckpt):
     np.testing.assert_allclose(ds["objective_kw"].values[full], ds["objective_kw_ipm"].values[full], rtol=1e-6)
 
 
+@pytest.mark.slow  # compiles the interior point under reverse mode several times: minutes on 2 cores
+def test_learned_optax_sizing_next_to_the_interior_point(ckpt):
+    c = {k: v for k, v in _cfg(ckpt).items() if k not in ("axis", "quantities")}
+    c.update(kind="optimization", optimization={"grid": {"start": 0.1, "stop": 0.3, "num": 3}, "steps": 4,
+                                                "batch": 2, "init_mva": 0.2, "max_mva": 0.3})
+    ds = run_learned_optimization(spec_from_config(c))
+    assert ds.attrs["engine"] == "learned" and "ipm_optax_optimum_mva" in ds.attrs
+    # same investment cost, losses of a feasible dispatch >= the optimum's: learned cost >= IPM cost
+    assert np.all(ds["grid_cost"].values >= ds["grid_cost_ipm"].values - 1e-6)
+    assert np.all(np.isfinite(ds["optax_capacity_mva"].values))
+
+
 def test_checkpoint_of_another_network_is_refused_before_any_work(ckpt):
     other = _cfg(ckpt)
     other["network"]["sop"] = [{"pair": [12, 22], "s_rated_kva": 300, "loss": 0.02}]
@@ -108,8 +120,7 @@ def test_learned_engine_config_errors(tmp_path, capsys):
     with pytest.raises(ConfigError, match=r"compare must be true or false"):
         spec_from_config(_cfg("x", compare="yes"))
     opt = {k: v for k, v in _cfg("x").items() if k not in ("axis", "quantities")}
-    with pytest.raises(ConfigError, match="runs sweeps"):
-        spec_from_config({**opt, "kind": "optimization"})
+    assert spec_from_config({**opt, "kind": "optimization"}).engine == "learned"
     # --engine jax overrides a learned config (its checkpoint is then unused)
     assert spec_from_config(_cfg("x"), engine="jax").engine == "jax"
     # the CLI: a missing checkpoint is one line and exit code 2

@@ -51,7 +51,13 @@ def _summary(ds) -> str:
             f"  |optax - grid| = {a['optimum_gap_mva']:.4f} MVA (grid step {a['grid_step_mva']:.4g} MVA): "
             + ("within one grid step" if a["within_one_grid_step"] else "NOT within one grid step"),
             f"  time: grid {a['grid_seconds']:.1f} s, optax {a['optax_seconds']:.1f} s",
-        ])
+        ] + ([
+            f"  interior point, same samples: grid {np.round(json.loads(a['ipm_grid_optimum_mva']), 4).tolist()} "
+            f"MVA (cost {a['ipm_grid_optimum_cost']:.1f} {cur}), optax "
+            f"{np.round(json.loads(a['ipm_optax_optimum_mva']), 4).tolist()} MVA (cost "
+            f"{a['ipm_optax_optimum_cost']:.1f} {cur}); time: grid {a['ipm_grid_seconds']:.1f} s, "
+            f"optax {a['ipm_optax_seconds']:.1f} s",
+        ] if "ipm_optax_optimum_mva" in a else []))
     dims = list(ds.dims)
     derivs = [v for v in ds.data_vars if ds[v].attrs.get("method")]
     qs = [v for v in ds.data_vars if v not in derivs]
@@ -94,7 +100,12 @@ def _run(spec, args) -> int:
         if args.scheduler:
             raise SopjaxError("--scheduler runs sweeps (kind = \"sweep\"); "
                               "the optax optimization runs in-process")
-        ds = optimize_capacity(spec, progress=not args.quiet)
+        if spec.engine == "learned":
+            from sopjax.surrogates.sweep import run_learned_optimization
+
+            ds = run_learned_optimization(spec, progress=not args.quiet)
+        else:
+            ds = optimize_capacity(spec, progress=not args.quiet)
     else:
         from sopjax.cli.common import open_executor
         from sopjax.sweeps.runner import run_sweep

@@ -13,6 +13,11 @@ same samples: ``<quantity>_ipm`` next to each dispatch quantity, the per-sample 
 gap ``(F_learned - F_ipm) / F_ipm`` (mean and max over the samples the interior point
 solves), the fallback count and both paths' times.
 
+An optimization config (``kind = "optimization"``) runs the grid search and the optax
+sizing of :func:`sopjax.sweeps.optimize.optimize_capacity` through the same checked solve
+(:func:`run_learned_optimization`; gradients by reverse mode through model, repair and
+flow), and with ``compare`` the interior point's grid search and sizing next to it.
+
 The checkpoint must fit the sweep's network: the same case, bus count, PV and SOP buses
 and switch configuration (:func:`~sopjax.surrogates.dispatch.check_network`); capacities
 outside the training range are extrapolation (the dataset's ``sop_capacity_kva``).
@@ -34,7 +39,7 @@ from sopjax.sweeps.config import QUANTITIES, SweepSpec
 from sopjax.sweeps.runner import dispatch_means, run_sweep
 from sopjax.sweeps.scenario import Scenario, build_scenario
 
-__all__ = ["LearnedSolver", "checked_solve", "learned_result", "run_learned_sweep"]
+__all__ = ["LearnedSolver", "checked_solve", "learned_result", "run_learned_optimization", "run_learned_sweep"]
 
 
 def learned_result(n_sop: int, r: dict) -> DispatchResult:
@@ -172,3 +177,36 @@ def _compare(ds, spec: SweepSpec, scn: Scenario, ld: LearnedDispatch) -> None:
         attrs[f"{q}_ipm"] = (u, f"{long_name} (interior point)")
     for k, v in out.items():
         ds[k] = (names, v, {"units": attrs[k][0], "long_name": attrs[k][1]})
+
+
+#: attributes of an optimization dataset repeated for the interior point (``ipm_<name>``)
+_OPT_ATTRS = ("grid_optimum_mva", "grid_optimum_cost", "optax_optimum_mva", "optax_optimum_cost",
+              "optax_optimum_losses_kw", "grid_seconds", "optax_seconds", "within_one_grid_step")
+
+
+def run_learned_optimization(spec: SweepSpec, *, progress: bool = False, scenario: Scenario | None = None):
+    """Grid search and optax sizing through the learned dispatch (and the interior point if ``spec.compare``).
+
+    Returns:
+        :func:`~sopjax.sweeps.optimize.optimize_capacity`'s dataset; with ``compare`` also
+        ``grid_cost_ipm``, ``grid_losses_kw_ipm``, ``optax_capacity_mva_ipm`` and the
+        attributes ``ipm_<name>`` (optima, costs, seconds) of the interior point's run.
+
+    Raises:
+        SurrogateError: the checkpoint does not fit the network (before any work).
+    """
+    from sopjax.sweeps.optimize import optimize_capacity
+
+    scn = scenario or build_scenario(spec)
+    solver = LearnedSolver(spec.checkpoint)
+    solver.load(scn)  # refuses a checkpoint of another network before any work
+    ds = optimize_capacity(spec, progress=progress, scenario=scn, solver=solver)
+    ds.attrs["checkpoint"] = spec.checkpoint
+    if spec.compare:
+        ref = optimize_capacity(dataclasses.replace(spec, engine="jax", checkpoint=None, compare=False),
+                                progress=progress, scenario=scn)
+        for k in _OPT_ATTRS:
+            ds.attrs[f"ipm_{k}"] = ref.attrs[k]
+        for v in ("grid_cost", "grid_losses_kw", "optax_capacity_mva"):
+            ds[f"{v}_ipm"] = ref[v].assign_attrs(long_name=ref[v].attrs.get("long_name", v) + " (interior point)")
+    return ds

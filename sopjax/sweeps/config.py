@@ -269,9 +269,6 @@ def spec_from_config(
             raise ConfigError("[dispatch] engine = \"learned\" needs checkpoint = \"PATH\" (a `sopjax train` "
                               "dispatch checkpoint)")
         checkpoint = string(checkpoint, "[dispatch] checkpoint")
-        if kind != "sweep":
-            raise ConfigError("[dispatch] engine = \"learned\" runs sweeps (kind = \"sweep\"); optax sizing "
-                              "through the learned dispatch: benchmarks/learned_dispatch_bench.py")
     elif d.get("engine", "jax") != "learned" and (checkpoint is not None or "compare" in d):
         raise ConfigError(f"[dispatch] checkpoint and compare apply to engine = \"learned\", not {eng!r}")
     compare = d.get("compare", False)
