@@ -8,7 +8,9 @@ axes by forward mode through all of it. Every sample is checked: one whose repai
 set-points violate a row of the sweep's dispatch problem (voltage limits of the sweep
 included) is re-solved by the interior point inside the same program (``lax.cond``, so
 only batches that need it pay), and the reported quantities never rest on an infeasible
-point. With ``compare = true`` each grid point is also solved by the interior point on the
+point. The fallback is compiled only when needed: the sweep runs first without it, and
+if any sample of any point is infeasible after repair it is rerun with it
+(``interior_point_fallback`` attribute). With ``compare = true`` each grid point is also solved by the interior point on the
 same samples: ``<quantity>_ipm`` next to each dispatch quantity, the per-sample optimality
 gap ``(F_learned - F_ipm) / F_ipm`` (mean and max over the samples the interior point
 solves), the fallback count and both paths' times.
@@ -33,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sopjax.kernels.dispatch import DispatchResult, dispatch_batched
+from sopjax.kernels.dispatch import DispatchInfeasibleError, DispatchResult, dispatch_batched
 from sopjax.surrogates.dispatch import LearnedDispatch, load_dispatch
 from sopjax.sweeps.config import QUANTITIES, SweepSpec
 from sopjax.sweeps.runner import dispatch_means, run_sweep
@@ -68,15 +70,20 @@ def learned_result(n_sop: int, r: dict) -> DispatchResult:
     )
 
 
-def checked_solve(ld: LearnedDispatch, *, tol: float = 1e-9, max_iter: int = 150):
+def checked_solve(ld: LearnedDispatch, *, tol: float = 1e-9, max_iter: int = 150, fallback: bool = True):
     """``solve(inputs) -> DispatchResult``: the learned dispatch, the interior point where it is infeasible.
 
     Pure JAX (jit- and forward-mode-differentiable). Samples that fell back carry the
     interior point's result and iteration count (``iterations > 0``); learned ones ``0``.
+    With ``fallback = False`` no interior point is compiled: infeasible samples come back
+    with ``converged = False`` (the sweep then raises, and :func:`run_learned_sweep` reruns
+    with the fallback).
     """
 
     def solve(inp):
         res = learned_result(ld.data.n_sop, ld(inp))
+        if not fallback:
+            return res
         bad = ~res.converged
 
         def with_ipm(res):
@@ -98,13 +105,26 @@ class LearnedSolver:
     """The picklable ``solver(scenario, spec)`` of :func:`sopjax.sweeps.run_sweep` for a checkpoint."""
 
     checkpoint: str
+    fallback: bool = True
 
     def load(self, scn: Scenario) -> LearnedDispatch:
         """The checkpoint's dispatch on the scenario's network, data and switch configuration (checked)."""
         return load_dispatch(self.checkpoint, scn.net, np.asarray(scn.net.in_service, bool), data=scn.data)
 
     def __call__(self, scn: Scenario, spec: SweepSpec):
-        return checked_solve(self.load(scn), tol=spec.tol, max_iter=spec.max_iter)
+        return checked_solve(self.load(scn), tol=spec.tol, max_iter=spec.max_iter, fallback=self.fallback)
+
+
+def _learned_first(run):
+    """``run(fallback)`` without the interior-point fallback; rerun with it if a sample was infeasible.
+
+    Compiling the fallback (the interior point under forward or reverse mode) costs minutes;
+    most sweeps never need it. Returns ``(result, whether the fallback was needed)``.
+    """
+    try:
+        return run(False), False
+    except DispatchInfeasibleError:
+        return run(True), True
 
 
 def run_learned_sweep(spec: SweepSpec, *, progress: bool = False, scenario: Scenario | None = None, scheduler=None):
@@ -124,9 +144,11 @@ def run_learned_sweep(spec: SweepSpec, *, progress: bool = False, scenario: Scen
     solver = LearnedSolver(spec.checkpoint)
     ld = solver.load(scn)  # refuses a checkpoint of another network before any work
     t0 = time.perf_counter()
-    ds = run_sweep(spec, progress=progress, scenario=scn, scheduler=scheduler, solver=solver)
+    ds, used = _learned_first(lambda fb: run_sweep(spec, progress=progress, scenario=scn, scheduler=scheduler,
+                                                   solver=dataclasses.replace(solver, fallback=fb)))
     ds.attrs["seconds_learned"] = time.perf_counter() - t0
     ds.attrs["checkpoint"] = spec.checkpoint
+    ds.attrs["interior_point_fallback"] = int(used)
     if spec.compare:
         _compare(ds, spec, scn, ld)
     return ds
@@ -136,7 +158,7 @@ def _compare(ds, spec: SweepSpec, scn: Scenario, ld: LearnedDispatch) -> None:
     """Add the interior point's quantities and the per-point gap to ``ds`` (in place)."""
     names = tuple(a.name for a in spec.axes)
     shape = tuple(len(a.values) for a in spec.axes)
-    learned = eqx.filter_jit(lambda ld, inp: checked_solve(ld, tol=spec.tol, max_iter=spec.max_iter)(inp))
+    learned = eqx.filter_jit(lambda ld, inp: learned_result(ld.data.n_sop, ld(inp)))
     ipm = jax.jit(lambda inp: dispatch_batched(scn.data, inp, tol=spec.tol, max_iter=spec.max_iter))
     qs = [q for q in spec.quantities if QUANTITIES[q][2] == "dispatch"]
     out = {f"{q}_ipm": np.full(shape, np.nan) for q in qs}
@@ -157,11 +179,13 @@ def _compare(ds, spec: SweepSpec, scn: Scenario, ld: LearnedDispatch) -> None:
         for q in qs:
             out[f"{q}_ipm"][idx] = float(means[q])
         ok = np.asarray(ri.converged)
-        fl, fi = np.asarray(rl.objective)[ok], np.asarray(ri.objective)[ok]
+        back = ~np.asarray(rl.converged)  # infeasible after repair: the interior point's answer is used
+        obj = np.where(back, np.asarray(ri.objective), np.asarray(rl.objective))
+        fl, fi = obj[ok], np.asarray(ri.objective)[ok]
         gap = (fl - fi) / fi
         out["objective_gap_mean"][idx] = float(gap.mean()) if gap.size else np.nan
         out["objective_gap_max"][idx] = float(gap.max()) if gap.size else np.nan
-        out["fallback_samples"][idx] = int(np.sum(np.asarray(rl.iterations) > 0))
+        out["fallback_samples"][idx] = int(np.sum(back))
         out["ipm_failed_samples"][idx] = int(np.sum(~ok))
         out["ms_learned"][idx], out["ms_ipm"][idx] = 1e3 * tl, 1e3 * ti
     attrs = {
@@ -169,7 +193,7 @@ def _compare(ds, spec: SweepSpec, scn: Scenario, ld: LearnedDispatch) -> None:
         "objective_gap_max": ("1", "largest (F_learned - F_ipm) / F_ipm over the samples"),
         "fallback_samples": ("1", "samples re-solved by the interior point (repaired point infeasible)"),
         "ipm_failed_samples": ("1", "samples the interior point did not solve (left out of the gap)"),
-        "ms_learned": ("ms", "learned dispatch + repair + exact DistFlow of the point's batch (wall)"),
+        "ms_learned": ("ms", "learned dispatch + repair + exact DistFlow of the point's batch (wall; no fallback)"),
         "ms_ipm": ("ms", "interior-point dispatch of the point's batch (wall)"),
     }
     for q in qs:
@@ -200,8 +224,10 @@ def run_learned_optimization(spec: SweepSpec, *, progress: bool = False, scenari
     scn = scenario or build_scenario(spec)
     solver = LearnedSolver(spec.checkpoint)
     solver.load(scn)  # refuses a checkpoint of another network before any work
-    ds = optimize_capacity(spec, progress=progress, scenario=scn, solver=solver)
+    ds, used = _learned_first(lambda fb: optimize_capacity(spec, progress=progress, scenario=scn,
+                                                           solver=dataclasses.replace(solver, fallback=fb)))
     ds.attrs["checkpoint"] = spec.checkpoint
+    ds.attrs["interior_point_fallback"] = int(used)
     if spec.compare:
         ref = optimize_capacity(dataclasses.replace(spec, engine="jax", checkpoint=None, compare=False),
                                 progress=progress, scenario=scn)
