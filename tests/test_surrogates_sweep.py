@@ -91,6 +91,26 @@ def test_learned_optax_sizing_next_to_the_interior_point(ckpt):
     assert np.all(np.isfinite(ds["optax_capacity_mva"].values))
 
 
+def test_a_feasible_learned_sweep_compiles_no_interior_point(tmp_path):
+    """A model whose set-points are all zero: losses do not depend on the capacity (known answer)."""
+    import equinox as eqx
+
+    c = _cfg(tmp_path / "z", compare=False)
+    c["baseline"] = {"load_scale": 0.8}  # the feeder alone keeps 0.9 p.u. (the sweep's v_min)
+    spec = spec_from_config(c)
+    net = build_network(spec.network)
+    model = DispatchNet(net.n_bus, net.pv.count, net.sop.count, width=4, depth=1, key=jax.random.key(0))
+    last = lambda m: (m.mlp.layers[-1].weight, m.mlp.layers[-1].bias)
+    model = eqx.tree_at(last, model, replace_fn=jnp.zeros_like)
+    cfg = {"n_bus": net.n_bus, "n_pv": net.pv.count, "n_sop": net.sop.count, "width": 4, "depth": 1}
+    save_dispatch(tmp_path / "z", model, cfg, {"p": 0.01, "pv": 0.01, "s": 0.01}, net, net.in_service)
+    ds = run_learned_sweep(spec)
+    assert ds.attrs["interior_point_fallback"] == 0
+    losses = ds["losses_kw"].values
+    assert np.all(np.isfinite(losses)) and losses[0] == pytest.approx(losses[1], rel=1e-12)
+    np.testing.assert_allclose(ds["dlosses_kw_dcapacity_mva"].values, 0.0, atol=1e-9)
+
+
 def test_checkpoint_of_another_network_is_refused_before_any_work(ckpt):
     other = _cfg(ckpt)
     other["network"]["sop"] = [{"pair": [12, 22], "s_rated_kva": 300, "loss": 0.02}]
