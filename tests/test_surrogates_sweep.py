@@ -91,24 +91,44 @@ def test_learned_optax_sizing_next_to_the_interior_point(ckpt):
     assert np.all(np.isfinite(ds["optax_capacity_mva"].values))
 
 
-def test_a_feasible_learned_sweep_compiles_no_interior_point(tmp_path):
-    """A model whose set-points are all zero: losses do not depend on the capacity (known answer)."""
+def _zero_model(path, spec):
+    """A checkpoint whose set-points are all zero (the SOPs do nothing)."""
     import equinox as eqx
 
-    c = _cfg(tmp_path / "z", compare=False)
-    c["baseline"] = {"load_scale": 0.8}  # the feeder alone keeps 0.9 p.u. (the sweep's v_min)
-    spec = spec_from_config(c)
     net = build_network(spec.network)
     model = DispatchNet(net.n_bus, net.pv.count, net.sop.count, width=4, depth=1, key=jax.random.key(0))
     last = lambda m: (m.mlp.layers[-1].weight, m.mlp.layers[-1].bias)
     model = eqx.tree_at(last, model, replace_fn=jnp.zeros_like)
     cfg = {"n_bus": net.n_bus, "n_pv": net.pv.count, "n_sop": net.sop.count, "width": 4, "depth": 1}
-    save_dispatch(tmp_path / "z", model, cfg, {"p": 0.01, "pv": 0.01, "s": 0.01}, net, net.in_service)
+    save_dispatch(path, model, cfg, {"p": 0.01, "pv": 0.01, "s": 0.01}, net, net.in_service)
+
+
+def test_a_feasible_learned_sweep_compiles_no_interior_point(tmp_path):
+    """Zero set-points: losses do not depend on the capacity (known answer)."""
+    c = _cfg(tmp_path / "z", compare=False)
+    c["baseline"] = {"load_scale": 0.8}  # the feeder alone keeps 0.9 p.u. (the sweep's v_min)
+    spec = spec_from_config(c)
+    _zero_model(tmp_path / "z", spec)
     ds = run_learned_sweep(spec)
     assert ds.attrs["interior_point_fallback"] == 0
     losses = ds["losses_kw"].values
     assert np.all(np.isfinite(losses)) and losses[0] == pytest.approx(losses[1], rel=1e-12)
     np.testing.assert_allclose(ds["dlosses_kw_dcapacity_mva"].values, 0.0, atol=1e-9)
+
+
+@pytest.mark.slow  # compiles the interior point under forward mode and for compare: about a minute
+def test_an_infeasible_repaired_sample_falls_back_to_the_interior_point(tmp_path):
+    """Zero set-points leave some samples below v_min = 0.92 p.u., which the SOP can lift: those fall back."""
+    c = _cfg(tmp_path / "z")
+    c["dispatch"]["v_min_pu"] = 0.92
+    spec = spec_from_config(c)
+    _zero_model(tmp_path / "z", spec)
+    ds = run_learned_sweep(spec)
+    assert ds.attrs["interior_point_fallback"] == 1
+    assert np.all(ds["fallback_samples"].values >= 1) and np.all(ds["ipm_failed_samples"].values == 0)
+    # the fallen-back samples carry the optimum, the others zero set-points: never below the optimum
+    assert np.all(ds["objective_kw"].values >= ds["objective_kw_ipm"].values - 1e-6)
+    assert np.all(ds["objective_gap_mean"].values > -1e-9)
 
 
 def test_checkpoint_of_another_network_is_refused_before_any_work(ckpt):
