@@ -94,6 +94,8 @@ def run(args: argparse.Namespace) -> int:
 def _run(spec, args) -> int:
     from pathlib import Path
 
+    from sopjax.errors import SopjaxError  # the --scheduler refusal below used it without an import
+
     if spec.kind == "optimization":
         from sopjax.sweeps.optimize import optimize_capacity
 
