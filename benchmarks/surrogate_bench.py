@@ -1,7 +1,7 @@
 """Datasets and power-flow surrogates: generation throughput, accuracy vs the exact kernel, speed ratios.
 
     python benchmarks/surrogate_bench.py throughput [chunks]     # labelled samples/s (fresh store)
-    python benchmarks/surrogate_bench.py accuracy                # MLP / GNN / LinDistFlow errors per split
+    python benchmarks/surrogate_bench.py accuracy [DIR]          # errors, violation calibration, plots (PNG in DIR)
     python benchmarks/surrogate_bench.py speed [batch] [rounds]  # surrogate vs exact sweep, per sample
 
 ``accuracy`` and ``speed`` need the stores and checkpoints of docs/surrogates.md
@@ -33,7 +33,9 @@ from sopjax.datasets import (
     open_store,
     sample_topologies,
 )
-from sopjax.surrogates import feature_set, load_power_flow, power_flow_errors
+from sopjax.surrogates import feature_set, load_power_flow
+from sopjax.surrogates.evaluate import split_report, voltage_errors
+from sopjax.surrogates.plots import reliability_diagram
 from sopjax.surrogates.study import PF_VARS
 
 S33, S69 = "results/ieee33_dataset.zarr", "results/ieee69_dataset.zarr"
@@ -57,17 +59,38 @@ def throughput(chunks: int = 4) -> None:
         )
 
 
-def accuracy() -> None:
+def _lindistflow(fs):
+    _, em = fs.masks()
+    return {"vm": fs.v_lin, "va": fs.th_lin, "p_from": fs.p_lin * em, "q_from": fs.q_lin * em}
+
+
+def accuracy(plots: str = "results/plots") -> None:
+    """Error table, violation calibration table, parity plots and reliability diagrams (PNG in ``plots``)."""
+    Path(plots).mkdir(parents=True, exist_ok=True)
     rows = []
     mlp, gnn = load_power_flow("results/ieee33_mlp"), load_power_flow("results/ieee33_gnn")
+    val = feature_set(load_split(S33, "val", variables=list(PF_VARS[:-2])))
+    # calibration errors: each predictor's own errors on the IEEE 33 validation split
+    val_err = {"LinDistFlow": voltage_errors(val, _lindistflow(val))}
+    val_err.update({n: voltage_errors(val, m.predict(val)) for n, m in (("MLP", mlp), ("GNN", gnn))})
     for store, models in ((S33, (("MLP", mlp), ("GNN", gnn))), (S69, (("GNN", gnn),))):
         ds = open_store(store)
+        case = ds.attrs["case"]
+        tables = {}
         for split in ("test", "ood_topology", "ood_load"):
             fs = feature_set(load_split(ds, split, variables=list(PF_VARS[:-2])))
-            _, em = fs.masks()
-            lin = {"vm": fs.v_lin, "va": fs.th_lin, "p_from": fs.p_lin * em, "q_from": fs.q_lin * em}
-            for name, st in (("LinDistFlow", lin), *((n, m.predict(fs)) for n, m in models)):
-                rows.append((ds.attrs["case"], split, name, power_flow_errors(fs, st)))
+            for name, st in (("LinDistFlow", _lindistflow(fs)), *((n, m.predict(fs)) for n, m in models)):
+                plot = None if name == "LinDistFlow" else Path(plots) / f"{case}_{split}_{name.lower()}_parity.png"
+                title = f"{case}, {split} split, {name} ({fs.n_samples} samples)"
+                m = split_report(fs, st, val_errors=val_err[name], plot=plot, title=title)
+                rows.append((case, split, name, m))
+                tables.setdefault(name, {})[split] = m["calibration"]["table"]
+        for name, _ in models:
+            reliability_diagram(
+                tables[name],
+                Path(plots) / f"{case}_{name.lower()}_reliability.png",
+                title=f"{case}, {name}: P(V outside [0.95, 1.05] p.u.), IEEE 33 validation errors",
+            )
     print(
         f"{'case':<8}{'split':<14}{'model':<12}{'samples':>8}{'Vm MAE':>10}{'Vm max':>10}{'P MAE kW':>10}"
         f"{'P max kW':>10}{'loss MAE kW':>12}{'loss max kW':>12}{'max resid':>10}"
@@ -78,6 +101,30 @@ def accuracy() -> None:
             f"{m['p_mae_kw']:>10.3f}{m['p_max_kw']:>10.2f}{m['loss_mae_kw']:>12.3f}{m['loss_max_kw']:>12.2f}"
             f"{m['residual_max_pu']:>10.1e}"
         )
+    print(
+        "\nviolation calibration: P(V outside [0.95, 1.05] p.u.) per (sample, bus) from the predictor's IEEE 33 "
+        "validation errors; decisions at p >= 0.5; 'point': V_pred outside the band, no error model"
+    )
+    print(
+        f"{'case':<8}{'split':<14}{'model':<12}{'events':>8}{'viol.':>7}{'Brier':>10}{'ECE':>10}{'FN bus':>8}"
+        f"{'FP bus':>8}{'FN smp':>8}{'viol smp':>9}{'FN point':>9}{'FP point':>9}"
+    )
+    for case, split, name, m in rows:
+        c = m["calibration"]
+        vs = c["sample"]["tp"] + c["sample"]["fn"]
+        print(
+            f"{case:<8}{split:<14}{name:<12}{c['events']:>8}{c['violations']:>7}{c['brier']:>10.2e}"
+            f"{c['ece']:>10.2e}{c['bus']['fn']:>8}{c['bus']['fp']:>8}{c['sample']['fn']:>8}{vs:>9}"
+            f"{c['point']['fn']:>9}{c['point']['fp']:>9}"
+        )
+    print("\nreliability tables (bins of predicted probability: events, observed frequency)")
+    for case, split, name, m in rows:
+        t = m["calibration"]["table"]
+        cells = [
+            f"[{lo:.1f},{hi:.1f}) {n} {obs:.2f}" for lo, hi, n, obs in zip(t["lo"], t["hi"], t["count"], t["observed"]) if n
+        ]
+        print(f"  {case} {split} {name}: " + "; ".join(cells))
+    print(f"\nfigures in {plots}/")
 
 
 def speed(batch: int = 1024, rounds: int = 5) -> None:
@@ -125,4 +172,8 @@ def speed(batch: int = 1024, rounds: int = 5) -> None:
 
 if __name__ == "__main__":
     what = sys.argv[1] if len(sys.argv) > 1 else "accuracy"
-    {"throughput": throughput, "accuracy": accuracy, "speed": speed}[what](*(int(a) for a in sys.argv[2:]))
+    args = sys.argv[2:]
+    if what == "accuracy":
+        accuracy(*args)
+    else:
+        {"throughput": throughput, "speed": speed}[what](*(int(a) for a in args))

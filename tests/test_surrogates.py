@@ -222,3 +222,67 @@ def test_train_config_errors():
             _settings(batch_size=8),
             progress=False,
         )
+
+
+def test_evaluation_reports_violation_calibration_and_writes_plots(store, train_fs, tmp_path):
+    from sopjax.surrogates import PowerFlowSurrogate
+    from sopjax.surrogates.study import evaluate_store, validation_errors
+
+    model = make_model("mlp", n_bus=33, n_branch=37, width=8, depth=1, seed=0)  # untrained: the plumbing
+    sur = PowerFlowSurrogate(model, fit_normalizer(train_fs), "mlp", {})
+    val_err = validation_errors(sur, store)
+    assert val_err.ndim == 1 and val_err.size > 0
+    per = evaluate_store(sur, store, splits=("test",), val_errors=val_err, plots=tmp_path)
+    c = per["test"]["calibration"]
+    assert c["events"] > 0 and sum(c["bus"].values()) == c["events"] == sum(c["table"]["count"])
+    assert 0.0 <= c["brier"] <= 1.0 and 0.0 <= c["ece"] <= 1.0
+    assert {p.name for p in tmp_path.iterdir()} == {"ieee33_test_mlp_parity.png", "ieee33_mlp_reliability.png"}
+    base = {"data": {"dataset": "x.zarr"}, "model": {"kind": "mlp"}, "output": {"checkpoint": "c"}}
+    assert parse_train_config({**base, "evaluate": {"plots": "figs"}})["plots"] == "figs"
+    with pytest.raises(ConfigError, match=r"\[evaluate\] plots must be a directory path"):
+        parse_train_config({**base, "evaluate": {"plots": 3}})
+
+
+@pytest.mark.slow  # a training and three splits' compilations: about a minute on 2 cores
+def test_train_config_reports_violation_calibration_and_writes_plots(store, tmp_path):
+    from sopjax.surrogates import train_from_config
+
+    cfg = {
+        "data": {"dataset": str(store)},
+        "model": {"kind": "mlp", "width": 8, "depth": 1},
+        "training": {"steps": 4, "batch_size": 8, "eval_every": 2, "warmup_steps": 1},
+        "output": {"checkpoint": str(tmp_path / "m")},
+        "evaluate": {"plots": str(tmp_path / "plots")},
+    }
+    res = train_from_config(cfg, progress=False)
+    per = res["metrics"][str(store)]
+    assert per and all(m["calibration"]["events"] > 0 for m in per.values())
+    names = {p.name for p in (tmp_path / "plots").iterdir()}
+    assert "ieee33_mlp_reliability.png" in names
+    assert {f"ieee33_{s}_mlp_parity.png" for s in per} <= names
+
+
+def test_residuals_take_shunts_and_features_refuse_a_network_with_them(store):
+    import dataclasses
+
+    from sopjax.branch_model import bus_shunts
+    from sopjax.powerflow import solve
+
+    net = sopjax.ieee33()
+    g, b = np.zeros(net.n_bus), np.zeros(net.n_bus)
+    g[9], b[19] = 0.002, 0.01  # buses 10 and 20
+    for branch in (False, True):  # bus shunts, then also pi-model line charging on every branch
+        extra = {"g_br_pu": np.zeros(net.n_branch), "b_br_pu": np.full(net.n_branch, 0.002)} if branch else {}
+        sh = dataclasses.replace(net, g_sh_pu=g, b_sh_pu=b, **extra)
+        res, topo = solve(sh, tol=1e-12)
+        y = bus_shunts(sh, topo)
+        nm = np.asarray(topo.energized, float)
+        nm[sh.slack_bus] = 0.0
+        kw = dict(f_bus=np.asarray(sh.f_bus), t_bus=np.asarray(sh.t_bus), r=np.asarray(sh.r_pu),
+                  x=np.asarray(sh.x_pu), node_mask=nm, edge_mask=np.asarray(topo.branch_active, float))
+        args = (res.vm_pu, res.p_from_pu, res.q_from_pu, np.asarray(sh.p_load_pu), np.asarray(sh.q_load_pu))
+        assert float(distflow_residuals(*args, **kw, g_sh=y.real, b_sh=y.imag).max_abs()) < 1e-12
+        assert float(distflow_residuals(*args, **kw).max_abs()) > 1e-3  # without the shunts: wrong
+    ds = load_split(store, "test", variables=PF_VARS)
+    with pytest.raises(SurrogateError, match=r"bus 10 has a shunt \(g = 0.002, b = 0 p.u.\)"):
+        feature_set(ds, net=dataclasses.replace(net, g_sh_pu=g, b_sh_pu=b))

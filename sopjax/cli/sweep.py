@@ -24,7 +24,8 @@ def register(sub) -> None:
     p.add_argument("--out", metavar="FILE.nc", help="write the dataset (netCDF) and PNG figures next to it")
     add_output_options(p)
     p.add_argument("--samples", type=positive_int, metavar="N", help="override [sampling] samples")
-    p.add_argument("--engine", choices=("jax", "cvxpylayers"), help="override [dispatch] engine")
+    p.add_argument("--engine", choices=("jax", "cvxpylayers", "learned"),
+                   help="override [dispatch] engine (learned: needs [dispatch] checkpoint)")
     p.add_argument("--no-plots", action="store_true", help="do not write figures")
     p.add_argument("--quiet", action="store_true", help="no per-point progress lines")
     add_scheduler_options(p)
@@ -50,7 +51,13 @@ def _summary(ds) -> str:
             f"  |optax - grid| = {a['optimum_gap_mva']:.4f} MVA (grid step {a['grid_step_mva']:.4g} MVA): "
             + ("within one grid step" if a["within_one_grid_step"] else "NOT within one grid step"),
             f"  time: grid {a['grid_seconds']:.1f} s, optax {a['optax_seconds']:.1f} s",
-        ])
+        ] + ([
+            f"  interior point, same samples: grid {np.round(json.loads(a['ipm_grid_optimum_mva']), 4).tolist()} "
+            f"MVA (cost {a['ipm_grid_optimum_cost']:.1f} {cur}), optax "
+            f"{np.round(json.loads(a['ipm_optax_optimum_mva']), 4).tolist()} MVA (cost "
+            f"{a['ipm_optax_optimum_cost']:.1f} {cur}); time: grid {a['ipm_grid_seconds']:.1f} s, "
+            f"optax {a['ipm_optax_seconds']:.1f} s",
+        ] if "ipm_optax_optimum_mva" in a else []))
     dims = list(ds.dims)
     derivs = [v for v in ds.data_vars if ds[v].attrs.get("method")]
     qs = [v for v in ds.data_vars if v not in derivs]
@@ -87,6 +94,8 @@ def run(args: argparse.Namespace) -> int:
 def _run(spec, args) -> int:
     from pathlib import Path
 
+    from sopjax.errors import SopjaxError  # the --scheduler refusal below used it without an import
+
     if spec.kind == "optimization":
         from sopjax.sweeps.optimize import optimize_capacity
 
@@ -95,13 +104,23 @@ def _run(spec, args) -> int:
 
             raise SopjaxError("--scheduler runs sweeps (kind = \"sweep\"); "
                               "the optax optimization runs in-process")
-        ds = optimize_capacity(spec, progress=not args.quiet)
+        if spec.engine == "learned":
+            from sopjax.surrogates.sweep import run_learned_optimization
+
+            ds = run_learned_optimization(spec, progress=not args.quiet)
+        else:
+            ds = optimize_capacity(spec, progress=not args.quiet)
     else:
         from sopjax.cli.common import open_executor
         from sopjax.sweeps.runner import run_sweep
 
         with open_executor(args) as executor:
-            ds = run_sweep(spec, progress=not args.quiet, scheduler=executor)
+            if spec.engine == "learned":
+                from sopjax.surrogates.sweep import run_learned_sweep
+
+                ds = run_learned_sweep(spec, progress=not args.quiet, scheduler=executor)
+            else:
+                ds = run_sweep(spec, progress=not args.quiet, scheduler=executor)
     print(_summary(ds))
     if args.out:
         out = Path(args.out)
@@ -112,4 +131,10 @@ def _run(spec, args) -> int:
 
             for p in write_plots(ds, out):
                 print(f"wrote {p}")
+            if spec.engine == "learned" and spec.compare:
+                from sopjax.surrogates.plots import learned_sweep_plot
+
+                p = learned_sweep_plot(ds, out.with_name(out.stem + "_learned_vs_ipm.png"))
+                if p is not None:
+                    print(f"wrote {p}")
     return 0

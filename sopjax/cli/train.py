@@ -43,6 +43,14 @@ def _table(metrics: dict) -> str:
         lines.append("    " + f"{'split':<14}" + "".join(f"{h:>16}" for _, h, _ in cols))
         for split, m in per.items():
             lines.append("    " + f"{split:<14}" + "".join(f"{f.format(m[k]):>16}" for k, _, f in cols))
+        for split, m in per.items():
+            c = m.get("calibration")
+            if c:
+                lines.append(
+                    f"    {split:<14}P(V outside [{c['v_min']}, {c['v_max']}]): Brier {c['brier']:.2e}, "
+                    f"ECE {c['ece']:.2e}, missed {c['bus']['fn']} of {c['violations']} violating bus events "
+                    f"({c['sample']['fn']} samples), false alarms {c['bus']['fp']}"
+                )
     return "\n".join(lines)
 
 

@@ -7,8 +7,11 @@
 * :mod:`~sopjax.surrogates.train`: optax AdamW with a schedule and early stopping;
 * :mod:`~sopjax.surrogates.checkpoint`: save and reload;
 * :mod:`~sopjax.surrogates.evaluate`: errors in p.u. and kW against the exact labels;
+* :mod:`~sopjax.surrogates.calibration`: calibration of voltage-violation predictions;
+* :mod:`~sopjax.surrogates.plots`: parity plots, reliability diagrams (matplotlib);
 * :mod:`~sopjax.surrogates.dispatch`: learned SOP dispatch with a repair step;
 * :mod:`~sopjax.surrogates.screening`: surrogate ranking with an exact re-score;
+* :mod:`~sopjax.surrogates.sweep`: sweeps through the learned dispatch (``engine = "learned"``);
 * :mod:`~sopjax.surrogates.study`: the TOML entry point.
 """
 

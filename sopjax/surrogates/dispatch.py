@@ -24,6 +24,7 @@ import numpy as np
 
 from sopjax.datasets import DatasetError
 from sopjax.kernels.dispatch import DispatchData, DispatchInputs, compile_dispatch
+from sopjax.kernels.dispatch.flow import bus_voltage
 from sopjax.kernels.dispatch.problem import constraints, consts, flow, params, problem
 from sopjax.surrogates import checkpoint
 from sopjax.surrogates.errors import SurrogateError
@@ -32,12 +33,14 @@ from sopjax.surrogates.train import TrainSettings, fit
 __all__ = [
     "DispatchNet",
     "LearnedDispatch",
+    "check_network",
     "dispatch_checked",
     "dispatch_inputs_of",
     "dispatch_metrics",
     "evaluate_setpoints",
     "load_dispatch",
     "repair",
+    "save_dispatch",
     "train_dispatch",
 ]
 
@@ -172,8 +175,9 @@ def evaluate_setpoints(data: DispatchData, inp: DispatchInputs, x, *, sweeps: in
     """Exact DistFlow at set-points ``x`` (batch, 4 sop): objective, constraint rows, feasibility.
 
     Returns:
-        dict with ``x``, ``objective`` (batch,), ``line_loss`` (batch,), ``rows`` (batch, m)
-        (``>= 0`` when satisfied), ``violation`` (batch,) and ``feasible`` (batch,).
+        dict with ``x``, ``objective`` (batch,), ``line_loss`` (batch,), ``converter_loss``
+        (batch, sop), ``vm_pu`` (batch, bus), ``rows`` (batch, m) (``>= 0`` when satisfied),
+        ``violation`` (batch,) and ``feasible`` (batch,).
     """
     th = jax.tree_util.tree_map(lambda a: a.T, params(inp))
     dtype = th.p_load.dtype
@@ -190,6 +194,8 @@ def evaluate_setpoints(data: DispatchData, inp: DispatchInputs, x, *, sweeps: in
         "x": x,
         "objective": obj,
         "line_loss": line,
+        "converter_loss": -(x[:, :ns] + x[:, 2 * ns : 3 * ns]),
+        "vm_pu": jax.vmap(lambda v: bus_voltage(data, v), in_axes=1)(fl.v),
         "rows": rows,
         "violation": viol,
         "feasible": viol <= _FEAS_TOL,
@@ -318,18 +324,8 @@ def train_dispatch(
         model, loss, arrays(inp_tr, tgt_tr), arrays(inp_va, tgt_va), settings, progress=progress, log=log
     )
     hist["train_samples"] = int(tgt_tr.shape[0])
-    checkpoint.save(
-        out,
-        "dispatch",
-        model,
-        c,
-        {
-            "scales": scales,
-            "history": hist,
-            "dataset": str(store),
-            "closed": np.asarray(ds["config_closed"].values[config_id]).tolist(),
-        },
-    )
+    save_dispatch(out, model, c, scales, net, ds["config_closed"].values[config_id], history=hist,
+                  dataset=str(store))
     ld = LearnedDispatch(model, _scales(scales), data)
     metrics = {}
     for split in ("test", "ood_load"):
@@ -388,14 +384,80 @@ def dispatch_checked(ld: LearnedDispatch, inp: DispatchInputs, **ipm_kw) -> dict
     return r
 
 
-def load_dispatch(path, net, closed=None) -> LearnedDispatch:
-    """A :class:`LearnedDispatch` from a checkpoint, compiled for ``net`` (with its SOPs and PV)."""
-    model, head = checkpoint.load(path, _skeleton, kind="dispatch")
+def save_dispatch(path, model: DispatchNet, config: dict, scales: dict, net, closed, **extra) -> None:
+    """Write a dispatch checkpoint: weights, sizes, input scales, the feeder's case and device buses, switches.
+
+    Args:
+        path: checkpoint path; model: the network; config: ``n_bus, n_pv, n_sop, width, depth``
+        (and ``config_id``); scales: ``{"p", "pv", "s"}`` input scales (p.u.); net: the feeder;
+        closed: its switch configuration (branch,); extra: more header entries (history, dataset).
+    """
+    checkpoint.save(
+        path,
+        "dispatch",
+        model,
+        config,
+        {"scales": scales, "closed": np.asarray(closed, bool).tolist(), **_placement(net), **extra},
+    )
+
+
+def _placement(net) -> dict:
+    """What a checkpoint records of its feeder: case name and device buses (the case's bus ids)."""
+    ids = np.asarray(net.bus_ids)
+    return {
+        "case": net.name,
+        "sop_buses": [[int(ids[a]), int(ids[b])] for a, b in zip(np.asarray(net.sop.bus_i), np.asarray(net.sop.bus_j))],
+        "pv_buses": [int(ids[b]) for b in np.asarray(net.pv.bus)],
+    }
+
+
+def check_network(head: dict, net, path, closed=None) -> None:
+    """Refuse a network other than the checkpoint's: sizes, case, SOP and PV buses, switch configuration.
+
+    Args:
+        head: the checkpoint header; net: the network; path: the checkpoint (for the message).
+        closed: the switch configuration the dispatch will run in (branch,) (None: not checked).
+
+    Raises:
+        SurrogateError: naming what differs (the first SOP, PV unit or branch).
+    """
     c = head["config"]
     if (net.n_bus, net.pv.count, net.sop.count) != (c["n_bus"], c["n_pv"], c["n_sop"]):
         raise SurrogateError(
             f"checkpoint {path} was trained for {c['n_bus']} buses, {c['n_pv']} PV units and "
             f"{c['n_sop']} SOPs; the network has {net.n_bus}, {net.pv.count} and {net.sop.count}"
         )
+    mine = _placement(net)
+    if "case" in head and head["case"] != mine["case"]:
+        raise SurrogateError(f"checkpoint {path} was trained on case {head['case']!r}, the network is {net.name!r}")
+    for key, what in (("sop_buses", "SOP"), ("pv_buses", "PV unit")):
+        for k, (a, b) in enumerate(zip(head.get(key, mine[key]), mine[key])):
+            if a != b:
+                raise SurrogateError(
+                    f"checkpoint {path}: {what} {k + 1} is at bus {a} in training, at bus {b} in this network"
+                )
+    if closed is not None and "closed" in head:
+        diff = np.flatnonzero(np.asarray(head["closed"], bool) != np.asarray(closed, bool))
+        if diff.size:
+            k = int(diff[0])
+            state = "closed" if head["closed"][k] else "open"
+            raise SurrogateError(
+                f"checkpoint {path} was trained with branch {net.branch_numbers[k]} {state}; this switch "
+                f"configuration has it {'open' if state == 'closed' else 'closed'} (a learned dispatch "
+                "holds for one configuration)"
+            )
+
+
+def load_dispatch(path, net, closed=None, *, data: DispatchData | None = None) -> LearnedDispatch:
+    """A :class:`LearnedDispatch` from a checkpoint, compiled for ``net`` (with its SOPs and PV).
+
+    Args:
+        path: the checkpoint; net: the network (checked by :func:`check_network`).
+        closed: the switch configuration (default: the checkpoint's).
+        data: compiled dispatch data to run with (e.g. other voltage limits); it must be of
+            ``net`` in ``closed`` (default: compiled here with the network's limits).
+    """
+    model, head = checkpoint.load(path, _skeleton, kind="dispatch")
     closed = np.asarray(head["closed"], bool) if closed is None else closed
-    return LearnedDispatch(model, _scales(head["scales"]), compile_dispatch(net, closed))
+    check_network(head, net, path, closed)
+    return LearnedDispatch(model, _scales(head["scales"]), compile_dispatch(net, closed) if data is None else data)

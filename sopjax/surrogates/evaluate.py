@@ -4,7 +4,9 @@ The labels of a dataset are the exact sweep's solution; :func:`power_flow_errors
 a prediction with them on energized buses and energized closed branches: voltage
 magnitude (p.u.), angle (rad), branch active / reactive flow (p.u. and kW / kvar) and
 total line losses (kW, from the predicted flows with ``r (P^2 + Q^2) / |V_f|^2``), plus
-the largest DistFlow residual of the predicted state.
+the largest DistFlow residual of the predicted state. :func:`split_report` adds the
+calibration of voltage-violation predictions (:mod:`sopjax.surrogates.calibration`) and
+writes a parity plot (:mod:`sopjax.surrogates.plots`).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import numpy as np
 from sopjax.surrogates.features import FeatureSet
 from sopjax.surrogates.physics import distflow_residuals
 
-__all__ = ["power_flow_errors", "predicted_losses"]
+__all__ = ["power_flow_errors", "predicted_losses", "split_report", "voltage_errors"]
 
 
 def predicted_losses(fs: FeatureSet, st: dict) -> np.ndarray:
@@ -56,3 +58,38 @@ def power_flow_errors(fs: FeatureSet, st: dict) -> dict[str, float]:
         "loss_max_kw": float(dl.max() * kw),
         "residual_max_pu": float(np.max(np.asarray(res))),
     }
+
+
+def voltage_errors(fs: FeatureSet, st: dict) -> np.ndarray:
+    """``exact - predicted`` voltage magnitude at the energized non-slack buses (p.u.), flat."""
+    nm, _ = fs.masks()
+    return (fs.vm - np.asarray(st["vm"]))[nm > 0]
+
+
+def split_report(fs: FeatureSet, st: dict, *, val_errors=None, plot=None, title: str = "") -> dict:
+    """:func:`power_flow_errors` of one split, plus violation calibration and a parity plot.
+
+    Args:
+        fs: the split's features with labels; st: the predicted state.
+        val_errors: :func:`voltage_errors` on the validation split (None: no calibration).
+        plot: PNG path of the parity plot (None: none).
+        title: the plot's title.
+
+    Returns:
+        the errors, with ``calibration`` (:func:`~sopjax.surrogates.calibration.calibration_report`,
+        arrays as lists) when ``val_errors`` is given.
+    """
+    m = power_flow_errors(fs, st)
+    nm, em = fs.masks()
+    if val_errors is not None:
+        from sopjax.surrogates.calibration import calibration_report
+
+        cal = calibration_report(st["vm"], fs.vm, nm > 0, val_errors)
+        cal["table"] = {k: np.asarray(v).tolist() for k, v in cal["table"].items()}
+        m["calibration"] = cal
+    if plot is not None:
+        from sopjax.surrogates.plots import parity_plot
+
+        exact = {"vm": fs.vm, "p_from": fs.p_from}
+        parity_plot(exact, st, nm, em, plot, base_mva=fs.base_mva, title=title)
+    return m

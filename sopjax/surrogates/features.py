@@ -25,6 +25,7 @@ import xarray as xr
 from sopjax.datasets import DatasetError, dataset_network, sample_topologies
 from sopjax.kernels.radial import lindistflow
 from sopjax.network import Network
+from sopjax.surrogates.errors import SurrogateError
 
 __all__ = [
     "EDGE_IN",
@@ -34,6 +35,7 @@ __all__ = [
     "feature_set",
     "fit_normalizer",
     "lindistflow_kernel",
+    "refuse_shunts",
 ]
 
 NODE_IN, EDGE_IN, NODE_OUT, EDGE_OUT = 6, 5, 2, 2
@@ -157,6 +159,30 @@ class FeatureSet:
         return node * nm[..., None], edge * em[..., None]
 
 
+def refuse_shunts(net: Network) -> None:
+    """Refuse a network with shunts: the features, the LinDistFlow prior and the dataset layout have none.
+
+    (:func:`~sopjax.surrogates.physics.distflow_residuals` itself takes shunts; a surrogate
+    trained without them would silently miss their draw.)
+
+    Raises:
+        SurrogateError: naming the first bus (or branch) with a nonzero shunt.
+    """
+    for g, b, ids, what in (
+        (net.g_sh_pu, net.b_sh_pu, net.bus_ids, "bus"),
+        (net.g_br_pu, net.b_br_pu, net.branch_numbers, "branch"),
+    ):
+        if g is None:
+            continue
+        nz = np.flatnonzero((np.asarray(g) != 0) | (np.asarray(b) != 0))
+        if nz.size:
+            k = int(nz[0])
+            raise SurrogateError(
+                f"{what} {ids[k]} has a shunt (g = {float(np.asarray(g)[k]):g}, b = {float(np.asarray(b)[k]):g} p.u.); "
+                "the surrogates' features and LinDistFlow prior have no shunt terms (networks without shunts only)"
+            )
+
+
 @functools.lru_cache(maxsize=4)
 def lindistflow_kernel(n_bus: int):
     """The jitted LinDistFlow ``f(topo, grid, f_bus, p, q)`` vmapped over samples with their own topologies."""
@@ -176,6 +202,7 @@ def feature_set(
 
     Raises:
         DatasetError: NaN in a feature (names the variable and sample).
+        SurrogateError: ``net`` has shunts (names the bus or branch).
     """
     ds = source
     for k in ("p_net_pu", "q_net_pu"):
@@ -188,6 +215,7 @@ def feature_set(
                 f"bus {int(ds['bus_id'].values[b])}"
             )
     net = dataset_network(ds) if net is None else net
+    refuse_shunts(net)
     p, q = np.asarray(ds["p_net_pu"].values, float), np.asarray(ds["q_net_pu"].values, float)
     closed = np.asarray(ds["branch_closed"].values, bool)
     n, nb, ne = p.shape[0], p.shape[1], closed.shape[1]

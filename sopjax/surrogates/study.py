@@ -19,8 +19,11 @@ Config layout (``configs/ieee33_train_gnn.toml``)::
     checkpoint = "results/ieee33_gnn"          # writes .eqx + .json
     [evaluate]
     datasets = ["results/ieee69_dataset.zarr"] # extra stores to evaluate on (test + OOD splits)
+    plots = "results/plots"                    # optional: parity plots + reliability diagrams (PNG)
 
-Every figure is an error against the exact kernel's labels (:mod:`sopjax.surrogates.evaluate`).
+Every figure is an error against the exact kernel's labels (:mod:`sopjax.surrogates.evaluate`);
+voltage-violation probabilities are calibrated on the validation split's errors
+(:mod:`sopjax.surrogates.calibration`).
 """
 
 from __future__ import annotations
@@ -29,17 +32,26 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import numpy as np
+
 from sopjax.config import ConfigError, integer, number, require, table
 from sopjax.datasets import SPLITS, DatasetError, load_split, open_store
 from sopjax.surrogates import checkpoint
 from sopjax.surrogates.errors import SurrogateError
-from sopjax.surrogates.evaluate import power_flow_errors
+from sopjax.surrogates.evaluate import split_report, voltage_errors
 from sopjax.surrogates.features import Normalizer, feature_set, fit_normalizer
 from sopjax.surrogates.models import MODEL_KINDS, make_model
 from sopjax.surrogates.powerflow import PowerFlowSurrogate, batch_arrays, make_loss
 from sopjax.surrogates.train import TrainSettings, fit
 
-__all__ = ["load_power_flow", "parse_train_config", "train_from_config", "train_power_flow"]
+__all__ = [
+    "evaluate_store",
+    "load_power_flow",
+    "parse_train_config",
+    "train_from_config",
+    "train_power_flow",
+    "validation_errors",
+]
 
 _TRAIN_INT = ("steps", "batch_size", "warmup_steps", "eval_every", "patience", "seed")
 _TRAIN_NUM = ("learning_rate", "weight_decay", "physics_weight")
@@ -87,13 +99,16 @@ def parse_train_config(cfg: Mapping[str, Any]) -> dict:
         raise ConfigError(f"[training]: {e}") from None
     out = table(top["output"], "[output]", allowed=("checkpoint",))
     require(out, ("checkpoint",), "[output]")
-    ev = table(top.get("evaluate", {}), "[evaluate]", allowed=("datasets",))
+    ev = table(top.get("evaluate", {}), "[evaluate]", allowed=("datasets", "plots"))
     for key, v in (("[data] dataset", data["dataset"]), ("[output] checkpoint", out["checkpoint"])):
         if not isinstance(v, str) or not v:
             raise ConfigError(f"{key} must be a path (a non-empty string), got {v!r}")
     extra = ev.get("datasets", [])
     if not isinstance(extra, list) or not all(isinstance(x, str) and x for x in extra):
         raise ConfigError(f"[evaluate] datasets must be a list of paths, got {extra!r}"[:200])
+    plots = ev.get("plots")
+    if plots is not None and (not isinstance(plots, str) or not plots):
+        raise ConfigError(f"[evaluate] plots must be a directory path (a non-empty string), got {plots!r}")
     prior = data.get("prior", True)
     if not isinstance(prior, bool):
         raise ConfigError(f"[data] prior must be true or false, got {prior!r}")
@@ -109,6 +124,7 @@ def parse_train_config(cfg: Mapping[str, Any]) -> dict:
         "settings": settings,
         "checkpoint": str(out["checkpoint"]),
         "evaluate": [str(p) for p in ev.get("datasets", [])],
+        "plots": plots,
     }
 
 
@@ -140,18 +156,52 @@ def _pf_features(store, split, prior, limit=0):
 
 
 def evaluate_store(
-    sur: PowerFlowSurrogate, store, *, prior: bool = True, splits=("test", "ood_topology", "ood_load")
+    sur: PowerFlowSurrogate,
+    store,
+    *,
+    prior: bool = True,
+    splits=("test", "ood_topology", "ood_load"),
+    val_errors=None,
+    plots=None,
 ) -> dict[str, dict]:
-    """Errors per split of ``store`` (splits without samples are left out)."""
+    """Errors per split of ``store`` (splits without samples are left out).
+
+    Args:
+        sur: the surrogate; store: a dataset store; prior: the LinDistFlow prior on or off.
+        splits: the splits to evaluate.
+        val_errors: validation voltage errors (:func:`validation_errors`): adds each split's
+            violation calibration.
+        plots: a directory: writes ``<case>_<split>_<kind>_parity.png`` per split and, with
+            ``val_errors``, ``<case>_<kind>_reliability.png`` (it must exist).
+    """
+    from pathlib import Path
+
     out = {}
     ds = open_store(store)
+    case = ds.attrs.get("case", "dataset")
     for s in splits:
         try:
             fs = _pf_features(ds, s, prior)
         except DatasetError:
             continue
-        out[s] = power_flow_errors(fs, sur.predict(fs))
+        plot = None if plots is None else Path(plots) / f"{case}_{s}_{sur.kind}_parity.png"
+        title = f"{case}, {s} split, {sur.kind.upper()} ({fs.n_samples} samples)"
+        out[s] = split_report(fs, sur.predict(fs), val_errors=val_errors, plot=plot, title=title)
+    if plots is not None and val_errors is not None and out:
+        from sopjax.surrogates.plots import reliability_diagram
+
+        reliability_diagram(
+            {s: m["calibration"]["table"] for s, m in out.items()},
+            Path(plots) / f"{case}_{sur.kind}_reliability.png",
+            title=f"{case}, {sur.kind.upper()}: P(V outside [0.95, 1.05] p.u.) from validation errors",
+        )
     return out
+
+
+def validation_errors(sur: PowerFlowSurrogate, store, *, prior: bool = True) -> np.ndarray:
+    """Voltage errors ``exact - predicted`` (p.u.) of ``sur`` on the validation split of ``store``."""
+    fs = _pf_features(open_store(store), "val", prior)
+    return voltage_errors(fs, sur.predict(fs))
 
 
 def train_power_flow(
@@ -243,12 +293,18 @@ def train_from_config(
         progress=progress,
         log=log,
     )
-    metrics = {d["dataset"]: evaluate_store(sur, d["dataset"], prior=d["prior"])}
+    if p["plots"] is not None:
+        from pathlib import Path
+
+        Path(p["plots"]).mkdir(parents=True, exist_ok=True)
+    kw = {"prior": d["prior"], "val_errors": validation_errors(sur, d["dataset"], prior=d["prior"]),
+          "plots": p["plots"]}
+    metrics = {d["dataset"]: evaluate_store(sur, d["dataset"], **kw)}
     for extra in p["evaluate"]:
         if m["kind"] == "mlp" and open_store(extra).sizes["bus"] != sur.model.n_bus:
             metrics[extra] = {"skipped": f"an MLP of {sur.model.n_bus} buses cannot run on this feeder"}
             continue
-        metrics[extra] = evaluate_store(sur, extra, prior=d["prior"], splits=SPLITS)
+        metrics[extra] = evaluate_store(sur, extra, splits=SPLITS, **kw)
     return {
         "title": p["title"],
         "kind": m["kind"],

@@ -11,7 +11,9 @@ calls :func:`spec_from_config`. Layout (keys optional unless marked)::
     sop = [{pair = [12, 22], s_rated_kva = 1000, loss = 0.02}, ...]   # required
     [dispatch]
     v_min_pu = 0.90, v_max_pu = 1.10, voltage_weight = 0.0
-    engine = "jax"                         # or "cvxpylayers"
+    engine = "jax"                         # or "cvxpylayers", or "learned" (sopjax.surrogates.sweep):
+    checkpoint = "results/ieee33_dispatch" #   a learned dispatch (engine = "learned" only)
+    compare = true                         #   also the interior point: side by side, gap per point
     [uncertainty]                          # sopjax.sampling.UncertaintyModel.from_dict,
     pv_forecast_frac = 1.0                 #   plus the forecast as a fraction of PV rating
     pv = {kind = "normal", sigma_frac = 0.1}
@@ -83,7 +85,9 @@ QUANTITIES: dict[str, tuple[str, str, str]] = {
 
 _TOP = {"title", "description", "kind", "network", "dispatch", "uncertainty", "sampling", "baseline", "axis",
         "quantities", "restoration", "optimization", "costs"}
-_DISPATCH = {"v_min_pu", "v_max_pu", "voltage_weight", "engine", "tol", "max_iter"}
+_DISPATCH = {"v_min_pu", "v_max_pu", "voltage_weight", "engine", "tol", "max_iter", "checkpoint", "compare"}
+#: dispatch engines: the interior point, the cvxpylayers layer, a learned dispatch + repair
+ENGINES = ("jax", "cvxpylayers", "learned")
 _SAMPLING = {"samples", "seed"}
 _RESTORATION = {"strategy", "fault", "montecarlo", "uncertainty", "report"}
 _OPT = {"capacity", "grid", "steps", "batch", "learning_rate", "init_mva", "seed", "max_mva"}
@@ -223,6 +227,8 @@ class SweepSpec:
     v_max_pu: float
     voltage_weight: float
     engine: str
+    checkpoint: str | None
+    compare: bool
     tol: float
     max_iter: int
     uncertainty: dict
@@ -256,7 +262,18 @@ def spec_from_config(
     if not net.sop:
         raise ConfigError("[network] needs at least one 'sop' (the dispatch moves SOP set-points)")
     d = sub_table(cfg, "dispatch", "[dispatch]", allowed=_DISPATCH)
-    eng = choice(engine or d.get("engine", "jax"), "[dispatch] engine", ("jax", "cvxpylayers"))
+    eng = choice(engine or d.get("engine", "jax"), "[dispatch] engine", ENGINES)
+    checkpoint = d.get("checkpoint")
+    if eng == "learned":
+        if checkpoint is None:
+            raise ConfigError("[dispatch] engine = \"learned\" needs checkpoint = \"PATH\" (a `sopjax train` "
+                              "dispatch checkpoint)")
+        checkpoint = string(checkpoint, "[dispatch] checkpoint")
+    elif d.get("engine", "jax") != "learned" and (checkpoint is not None or "compare" in d):
+        raise ConfigError(f"[dispatch] checkpoint and compare apply to engine = \"learned\", not {eng!r}")
+    compare = d.get("compare", False)
+    if not isinstance(compare, bool):
+        raise ConfigError(f"[dispatch] compare must be true or false, got {compare!r}")
     unc = dict(sub_table(cfg, "uncertainty", "[uncertainty]"))
     frac = number(unc.pop("pv_forecast_frac", 1.0), "[uncertainty] pv_forecast_frac", lo=0.0, hi=1.0)
     UncertaintyModel.from_dict(unc)  # checked before any work
@@ -342,6 +359,8 @@ def spec_from_config(
         v_max_pu=number(d.get("v_max_pu", 1.10), "[dispatch] v_max_pu", positive=True, hi=2.0),
         voltage_weight=number(d.get("voltage_weight", 0.0), "[dispatch] voltage_weight", lo=0.0),
         engine=eng,
+        checkpoint=checkpoint,
+        compare=compare,
         tol=number(d.get("tol", 1e-9), "[dispatch] tol", positive=True, hi=0.1),
         max_iter=number(d.get("max_iter", 150), "[dispatch] max_iter", lo=1, integer=True),
         uncertainty=unc,

@@ -38,10 +38,11 @@ from sopjax.sweeps.scenario import Scenario, build_scenario
 __all__ = ["optimize_capacity", "cost_function"]
 
 
-def cost_function(scn: Scenario, spec: SweepSpec):
+def cost_function(scn: Scenario, spec: SweepSpec, solve=None):
     """``cost(S_mva (sop,), idx) -> (J, (losses_kw, investment/yr, energy/yr, converged))``.
 
-    The expectation is over the samples ``idx`` of the pool.
+    The expectation is over the samples ``idx`` of the pool; ``solve`` (batched inputs ->
+    :class:`DispatchResult`) defaults to the interior point.
     """
     costs = spec.optimization.costs
     data = scn.data
@@ -54,7 +55,7 @@ def cost_function(scn: Scenario, spec: SweepSpec):
 
     def cost(s_mva, idx):
         inp = scn.inputs({"capacity_mva": s_mva}, idx)
-        res = dispatch_batched(data, inp, tol=spec.tol, max_iter=spec.max_iter)
+        res = solve(inp) if solve is not None else dispatch_batched(data, inp, tol=spec.tol, max_iter=spec.max_iter)
         per_sample = res.objective if losses_only else res.line_loss + jnp.sum(res.converter_loss, axis=-1)
         losses = jnp.mean(per_sample) * kw
         inv = per_mva * jnp.sum(s_mva)
@@ -64,8 +65,12 @@ def cost_function(scn: Scenario, spec: SweepSpec):
     return cost
 
 
-def optimize_capacity(spec: SweepSpec, *, progress: bool = False, scenario: Scenario | None = None):
+def optimize_capacity(spec: SweepSpec, *, progress: bool = False, scenario: Scenario | None = None,
+                      solver=None):
     """Run the grid search and the optax optimization of ``spec`` (``kind = "optimization"``).
+
+    ``solver(scenario, spec) -> solve`` replaces the interior point (as in
+    :func:`sopjax.sweeps.run_sweep`; the learned dispatch plugs in here).
 
     Returns:
         :class:`xarray.Dataset` with the grid (``cost``, ``losses_kw``, ``dcost_dcapacity``
@@ -85,7 +90,7 @@ def optimize_capacity(spec: SweepSpec, *, progress: bool = False, scenario: Scen
     ns = scn.data.n_sop
     dim = 1 if o.capacity == "common" else ns
     n = int(scn.p_load.shape[0])
-    cost = cost_function(scn, spec)
+    cost = cost_function(scn, spec, None if solver is None else solver(scn, spec))
     expand = (lambda u: jnp.broadcast_to(u, (ns,))) if dim == 1 else (lambda u: u)
     full = jnp.arange(n)
 

@@ -61,6 +61,9 @@ def _solver(scn: Scenario, spec: SweepSpec) -> Callable[[DispatchInputs], object
 
     The JAX engine splits the samples over all local JAX devices (:func:`_over_devices`).
     """
+    if spec.engine == "learned":
+        raise ConfigError("engine = \"learned\" needs the learned dispatch's solver: run the sweep with "
+                          "sopjax.surrogates.sweep.run_learned_sweep (what `sopjax sweep` does)")
     if spec.engine == "jax":
         data = scn.data
         return _over_devices(lambda i: dispatch_batched(data, i, tol=spec.tol, max_iter=spec.max_iter))
@@ -217,6 +220,7 @@ class SweepJob:
     spec: SweepSpec
     scenario: Scenario | None
     token: str
+    solver: Callable | None = None  # solver(scenario, spec) -> batched solve (default: the spec's engine)
 
 
 def _point_kernels(job: SweepJob) -> dict:
@@ -226,8 +230,8 @@ def _point_kernels(job: SweepJob) -> dict:
     names = tuple(a.name for a in spec.axes)
     out = {"scn": scn, "names": names, "value": None, "step": None}
     if any(QUANTITIES[q][2] == "dispatch" for q in spec.quantities):
-        f = point_function(scn, spec, names)
-        if spec.engine == "jax":
+        f = point_function(scn, spec, names, None if job.solver is None else job.solver(scn, spec))
+        if spec.engine in ("jax", "learned"):
             out["step"], out["value"] = jax.jit(jax.jacfwd(f, has_aux=True)), jax.jit(f)
         else:
             out["step"], out["value"] = jax.jacrev(f, has_aux=True), f
@@ -276,11 +280,12 @@ def sweep_point(job: SweepJob, chunk: Chunk) -> dict:
     return out
 
 
-def _job_token(spec: SweepSpec, scenario: Scenario | None) -> str:
-    return hashlib.sha256(pickle.dumps((spec, scenario))).hexdigest()[:16]
+def _job_token(spec: SweepSpec, scenario: Scenario | None, solver=None) -> str:
+    return hashlib.sha256(pickle.dumps((spec, scenario, solver))).hexdigest()[:16]
 
 
-def run_sweep(spec: SweepSpec, *, progress: bool = False, scenario: Scenario | None = None, scheduler=None):
+def run_sweep(spec: SweepSpec, *, progress: bool = False, scenario: Scenario | None = None, scheduler=None,
+              solver: Callable | None = None):
     """Evaluate ``spec.quantities`` and their derivatives on the grid of ``spec.axes``.
 
     Args:
@@ -290,6 +295,9 @@ def run_sweep(spec: SweepSpec, *, progress: bool = False, scenario: Scenario | N
         scheduler: where the grid points run (one chunk each): ``None`` (this process),
             ``"local:N"``, a Dask scheduler address, a ``distributed.Client`` or an executor
             (:func:`sopjax.scaleout.make_executor`); the dataset is the same.
+        solver: ``solver(scenario, spec) -> solve`` (batched :class:`DispatchInputs` -> a
+            :class:`DispatchResult`), a picklable function; default the spec's engine. The
+            learned dispatch plugs in here (:mod:`sopjax.surrogates.sweep`).
 
     Returns:
         :class:`xarray.Dataset` with one dimension per axis.
@@ -309,7 +317,7 @@ def run_sweep(spec: SweepSpec, *, progress: bool = False, scenario: Scenario | N
     values = {q: np.full(shape, np.nan) for q in spec.quantities}
     derivs = {(q, a): np.full(shape, np.nan) for q in spec.quantities for a in names}
     sop_island = np.full(shape, np.nan)
-    job = SweepJob(spec, scenario, _job_token(spec, scenario))
+    job = SweepJob(spec, scenario, _job_token(spec, scenario, solver), solver)
     executor = make_executor(scheduler)
     try:
         for chunk, r in run_plan(executor, sweep_point, job, chunk_plan(int(np.prod(shape)), 1)):
