@@ -32,3 +32,8 @@ class TopologyError(SopjaxError):
 
 class UnsupportedElementError(SopjaxError):
     """An input network holds an element sopjax does not model (e.g. a transformer)."""
+
+
+class NothingToRestoreError(SopjaxError):
+    """After a fault no closable switch or SOP connects the outage area to a source: the optimal
+    restoration restores nothing (raised before any solver runs)."""

@@ -109,7 +109,7 @@ def restoration_problem(net: Network, spec: DatasetSpec, row: xr.Dataset):
 
 def solve_scenario(net: Network, spec: DatasetSpec, row: xr.Dataset) -> dict[str, np.ndarray]:
     """Solve the restoration MISOCP of one sample and return its label row (per unit; see the module)."""
-    from sopjax.errors import SopjaxError
+    from sopjax.errors import NothingToRestoreError
     from sopjax.problems.restoration import solve_restoration
     from sopjax.solvers.backends.solve import InfeasibleError
     from sopjax.strategies.strategy import mode_code
@@ -126,9 +126,7 @@ def solve_scenario(net: Network, spec: DatasetSpec, row: xr.Dataset) -> dict[str
     except InfeasibleError:
         out.update(empty, solve_status=np.asarray(STATUS_NAMES.index("infeasible")))
         return out
-    except SopjaxError as e:  # no switch or SOP reaches the outage area: the optimum restores nothing
-        if not str(e).startswith("nothing can be restored"):
-            raise
+    except NothingToRestoreError:  # no switch or SOP reaches the outage area: the optimum restores nothing
         out.update(empty, recovery_ratio=np.asarray(0.0), solve_status=np.asarray(STATUS_NAMES.index("unrestorable")))
         return out
     kva = 1e3 * float(net.base_mva)

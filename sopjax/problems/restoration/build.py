@@ -31,7 +31,7 @@ import numpy as np
 
 from sopjax import graph
 from sopjax.branch_model import fold_capacitors
-from sopjax.errors import SopjaxError
+from sopjax.errors import NothingToRestoreError, SopjaxError
 from sopjax.network import Network
 from sopjax.problems.restoration.periods import plan_periods
 from sopjax.problems.restoration.settings import (
@@ -80,8 +80,8 @@ def restorable_buses(net: Network, settings: RestorationSettings, closable: np.n
     sit in blocks of fixed branches that no switch or SOP reaches: they stay de-energized.
 
     Raises:
-        SopjaxError: the fault isolates no load (e.g. a fault on an open tie), or no switch or SOP
-            reaches any interrupted load (buses named).
+        SopjaxError: the fault isolates no load (e.g. a fault on an open tie).
+        NothingToRestoreError: no switch or SOP reaches any interrupted load (buses named).
     """
     outage = outage_mask(net, settings)
     p = np.asarray(net.p_load_pu, float)
@@ -102,7 +102,7 @@ def restorable_buses(net: Network, settings: RestorationSettings, closable: np.n
                         reach |= _reach(net, closable, [dst])
                         grew = True
     if not np.any(reach & outage & (p > 0)):
-        raise SopjaxError(
+        raise NothingToRestoreError(
             f"nothing can be restored after the fault on branch(es) {labels}: no closable switch "
             f"{'or SOP ' if settings.use_sop and net.sop.count else ''}connects the outage area (buses "
             f"{_bus_list(net, outage)}) to a source; make branches switchable (switchable = ...) "
