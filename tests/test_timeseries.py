@@ -13,6 +13,7 @@ from hypothesis import strategies as hst
 
 import sopjax
 from sopjax.config import ConfigError
+from sopjax.kernels.scoring.control import ControlOptions
 from sopjax.montecarlo import ModelSource, MonteCarloSettings, run_montecarlo
 from sopjax.montecarlo.timeseries import (
     ProfileSource,
@@ -242,6 +243,20 @@ def test_optimal_setpoints_match_the_cvxpy_dispatch(net, plans):
         np.testing.assert_allclose(np.asarray(sp.q_a[k]), ref.q_i, atol=3e-4)
         np.testing.assert_allclose(np.asarray(sp.q_b[k]), ref.q_j, atol=3e-4)
     assert np.max(np.abs(np.asarray(sp.q_a))) > 1e-3  # the dispatch does move the set-points
+
+
+def test_dispatch_in_blocks_equals_one_call(net, plans):
+    """A chunk's dispatch problems solved in blocks (the last one padded) equal one batched call."""
+    s = _pair_strategies(net, plans)[0]
+    source = ProfileSource(net, _model((0.7,)), [[0.04]], seed=5, n_samples=N)
+    p, q, pv = (a[:, 0] for a in source.draw(0, N))
+    one = optimal_setpoints(net, s, p, q, pv, fault_open=FAULT, control=ControlOptions(dispatch_block=N))
+    blocks = optimal_setpoints(net, s, p, q, pv, fault_open=FAULT, control=ControlOptions(dispatch_block=5))
+    np.testing.assert_array_equal(np.asarray(one[1]), np.asarray(blocks[1]))
+    for a, b in zip(one[0], blocks[0]):
+        np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="dispatch_block"):
+        ControlOptions(dispatch_block=0).validate()
 
 
 # ------------------------------------------------------------------ bad input

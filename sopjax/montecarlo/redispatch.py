@@ -49,6 +49,27 @@ def _dispatch_kernel(net, key: bytes, status, ctx, control: ControlOptions):
     return _DISPATCH[k]
 
 
+def _block(control: ControlOptions, n: int) -> int:
+    """Problems per dispatch call (:attr:`ControlOptions.dispatch_block`; ``None``: 256 on CPU, all elsewhere)."""
+    if control.dispatch_block is not None:
+        return int(control.dispatch_block)
+    return 256 if jax.default_backend() == "cpu" else max(n, 1)
+
+
+def _solve_in_blocks(kernel, inputs: DispatchInputs, block: int):
+    """``kernel`` on ``inputs`` (problem, .) in calls of ``block`` problems, results in problem order.
+
+    The last block is padded with copies of the last problem, so one compiled program serves all.
+    """
+    n = inputs[0].shape[0]
+    if n <= block:
+        return kernel(inputs)
+    pad = -n % block
+    padded = jax.tree_util.tree_map(lambda a: jnp.concatenate([a, jnp.repeat(a[-1:], pad, axis=0)]), inputs)
+    parts = [kernel(jax.tree_util.tree_map(lambda a: a[s:s + block], padded)) for s in range(0, n + pad, block)]
+    return jax.tree_util.tree_map(lambda *xs: jnp.concatenate(xs)[:n], *parts)
+
+
 def _dispatch_group(net, status, rows, ctx, control: ControlOptions, p, q, pv, dtype):
     """Optimal PQ set-points of compiled strategies ``rows`` (stacked, G rows) sharing the switch states
     ``status``, on samples ``p, q, pv`` (G, sample, .): one batched dispatch of G x sample problems.
@@ -64,7 +85,7 @@ def _dispatch_group(net, status, rows, ctx, control: ControlOptions, p, q, pv, d
     flat = lambda a: a.reshape((g * n,) + a.shape[2:])  # noqa: E731
     inputs = DispatchInputs(flat(pk * p), flat(pk * q), flat(pv),
                             *(flat(jnp.broadcast_to(c[:, None, :], (g, n, c.shape[1]))) for c in caps))
-    res = _dispatch_kernel(net, key, status, ctx, control)(inputs)
+    res = _solve_in_blocks(_dispatch_kernel(net, key, status, ctx, control), inputs, _block(control, g * n))
     res = jax.tree_util.tree_map(lambda a: a.reshape((g, n) + a.shape[1:]), res)
     a_i = jnp.asarray(rows.sop_a_is_i)[:, None, :]
     conv = res.converged & jnp.all(jnp.isfinite(res.p_i), axis=-1)
