@@ -3,6 +3,7 @@
     nice python benchmarks/scaleout_bench.py                       # 1 strategy, 8 chunks of the default size
     nice python benchmarks/scaleout_bench.py --chunks 4 --repeats 3
     nice python benchmarks/scaleout_bench.py --peak 1000000,10000000,100000000   # driver memory, Dask path
+    python benchmarks/scaleout_bench.py --peak 100000000 --checkpoint-dir results/peak   # resumable
 
 Setup: IEEE 33 with a 1 MVA PV at bus 30 and an SOP 8-21 after the fault on branch 2-3 (seed 002),
 one restoration strategy (SOP 8-21 in Vf mode), the seed 002 uncertainty model, the default
@@ -22,6 +23,8 @@ is then timed ``--repeats`` times; medians are printed.
 each in a fresh driver process, and prints the driver's peak resident memory
 (``ru_maxrss``): it is bounded by the chunk, not by the sample count. The LocalCluster's
 scheduler runs in the driver process, so its memory is included; the workers' is not.
+With ``--checkpoint-dir`` each count checkpoints after every merged chunk and a rerun of the
+same command resumes it (the line then says from which sample; the peak is that driver's).
 """
 
 from __future__ import annotations
@@ -63,10 +66,11 @@ def source(net, n: int, seed: int = 0):
     return ModelSource(net, model, [0.05], seed=seed, n_samples=n)
 
 
-def run(net, strategies, n: int, chunk: int, scheduler, progress: bool = False) -> tuple[float, object]:
+def run(net, strategies, n: int, chunk: int, scheduler, progress: bool = False, checkpoint=None):
     settings = MonteCarloSettings(n_samples=n, chunk_size=chunk, fault_open=FAULT)
     t0 = time.perf_counter()
-    ds = run_montecarlo(net, strategies, source(net, n), settings, scheduler=scheduler, progress=progress)
+    ds = run_montecarlo(net, strategies, source(net, n), settings, scheduler=scheduler, progress=progress,
+                        checkpoint=checkpoint)
     return time.perf_counter() - t0, ds
 
 
@@ -137,6 +141,8 @@ def peak(args) -> None:
           "one fresh driver process per count")
     for n in counts:
         cmd = [sys.executable, __file__, "--one-peak", str(n), "--workers", str(args.workers)]
+        if args.checkpoint_dir:
+            cmd += ["--checkpoint-dir", args.checkpoint_dir]
         out = subprocess.run(cmd, capture_output=True, text=True)
         if out.returncode:
             print(out.stderr[-2000:])
@@ -144,18 +150,21 @@ def peak(args) -> None:
         r = json.loads(out.stdout.strip().splitlines()[-1])
         print(f"  {r['samples']:>13,d} samples: {r['seconds']:9.1f} s, {r['rate']:>10,.0f} strategy-samples/s, "
               f"{r['chunks']} chunks, peak driver RSS {r['peak_mib']:.0f} MiB (before the run {r['start_mib']:.0f} MiB), "
-              f"recovery_ratio_mean {r['recovery_ratio_mean']:.6f}, n_failed {r['n_failed']}", flush=True)
+              f"recovery_ratio_mean {r['recovery_ratio_mean']:.6f}, n_failed {r['n_failed']}"
+              + (f", resumed from sample {r['resumed_from']:,d}" if r["resumed_from"] else ""), flush=True)
 
 
 def one_peak(args) -> None:
     net, strategies = study()
     chunk = default_chunk_size(1, 1 << 40)
     start = rss_mib()
-    t, ds = run(net, strategies, args.one_peak, chunk, f"local:{args.workers}", progress=sys.stderr.isatty())
+    ckpt = os.path.join(args.checkpoint_dir, f"peak_{args.one_peak}.npz") if args.checkpoint_dir else None
+    t, ds = run(net, strategies, args.one_peak, chunk, f"local:{args.workers}", progress=sys.stderr.isatty(),
+                checkpoint=ckpt)
     print(json.dumps({"samples": args.one_peak, "seconds": t, "rate": args.one_peak / t, "peak_mib": rss_mib(),
                       "start_mib": start, "chunks": -(-args.one_peak // chunk),
                       "recovery_ratio_mean": float(ds["recovery_ratio_mean"][0]),
-                      "n_failed": int(ds["n_failed"][0])}))
+                      "n_failed": int(ds["n_failed"][0]), "resumed_from": int(ds.attrs.get("resumed_from_sample", 0))}))
 
 
 def main() -> None:
@@ -165,6 +174,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3, help="timed runs per configuration (default 3)")
     ap.add_argument("--peak", metavar="N1,N2,...", help="driver peak memory of the Dask path at these sample counts")
     ap.add_argument("--workers", type=int, default=2, help="Dask workers for --peak (default 2)")
+    ap.add_argument("--checkpoint-dir", help="--peak: checkpoint each count here; a rerun resumes it")
     ap.add_argument("--one-peak", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one_peak:
