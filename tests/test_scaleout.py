@@ -317,3 +317,33 @@ def test_cli_scheduler_local_gives_the_in_process_summary(tmp_path, capsys):
                  "--samples-out", str(store)]) == 0
     assert json.loads(capsys.readouterr().out) == ref
     assert store.exists()
+
+
+TWO_DEVICE_SWEEP = """
+import json
+import numpy as np
+from sopjax.sweeps import run_sweep, spec_from_config
+ds = run_sweep(spec_from_config(json.load(open({cfg!r}))))
+assert ds.attrs["devices_per_point"] == 2, ds.attrs["devices_per_point"]
+np.savez({out!r}, **{{k: v.values for k, v in ds.data_vars.items()}})
+"""
+
+
+def test_jax_engine_sweep_on_two_local_devices_gives_the_one_device_results(tmp_path):
+    # the JAX dispatch engine's 5-sample pool split 3 + 3 (one padding sample) over two host
+    # devices; values and forward-mode derivatives against the one-device run of this process
+    import json
+
+    from test_sweeps import BASE
+
+    from sopjax.sweeps import run_sweep, spec_from_config
+
+    config = {**BASE, "dispatch": {"engine": "jax"}, "sampling": {"samples": 5, "seed": 1},
+              "axis": [{"name": "capacity_mva", "values": [0.05, 0.2]}]}
+    (tmp_path / "sweep.json").write_text(json.dumps(config))
+    got = run_on_two_devices(TWO_DEVICE_SWEEP, tmp_path, cfg=str(tmp_path / "sweep.json"))
+    ref = run_sweep(spec_from_config(config))
+    assert ref.attrs["devices_per_point"] == 1
+    assert set(got) == set(ref.data_vars) and len(got) == 4
+    for name, values in got.items():
+        np.testing.assert_array_equal(values, ref[name].values, err_msg=name)
