@@ -1,6 +1,7 @@
 """Reproduce (or rule out) the XLA CPU hang of a sweep's dispatch split over two host devices.
 
-    XLA_FLAGS=--xla_force_host_platform_device_count=2 timeout 300 python experiments/sweep_devices_hang.py MODE [POINTS]
+    XLA_FLAGS=--xla_force_host_platform_device_count=2 \
+        timeout 300 python experiments/sweep_devices_hang.py MODE [POINTS]
 
 MODE:
   one        no split (one device), the reference;
@@ -21,12 +22,14 @@ configure_xla()
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
 
 from sopjax.kernels.dispatch import dispatch_batched  # noqa: E402
 from sopjax.powerflow import sample_mesh  # noqa: E402
-from sopjax.sweeps import build_scenario, spec_from_config  # noqa: E402
-from sopjax.sweeps import runner  # noqa: E402
+from sopjax.sweeps import (  # noqa: E402
+    build_scenario,
+    runner,  # noqa: E402
+    spec_from_config,
+)
 
 CONFIG = {
     "title": "device hang reproducer",
@@ -59,7 +62,8 @@ def shard_map_solver(scn, spec):
     def run(inputs):
         n = jax.tree_util.tree_leaves(inputs)[0].shape[0]
         pad = (-n) % n_dev
-        padded = jax.tree_util.tree_map(lambda a: jnp.concatenate([a, jnp.repeat(a[-1:], pad, axis=0)]), inputs)
+        padded = jax.tree_util.tree_map(lambda a: jnp.concatenate([a, jnp.repeat(a[-1:], pad, axis=0)]),
+                                        inputs)
         res = jax.tree_util.tree_map(lambda a: a[:n], sharded(padded))
         return jax.lax.with_sharding_constraint(res, NamedSharding(mesh, PartitionSpec()))
 

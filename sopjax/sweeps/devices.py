@@ -14,9 +14,12 @@ splits its Monte Carlo sample pool along the sample axis, like the Monte Carlo e
 3. the per-sample outputs are moved to the first device (a transfer outside any program)
    and a second jitted program drops the padding and reduces them (the Monte Carlo means).
 
-Why two programs and not one sharded program with an all-gather before the means: on
-XLA's CPU backend (jaxlib 0.10) that program, the interior-point while loops of two host
-devices next to an all-gather, hung (``experiments/sweep_devices_hang.py``, docs/scaleout.md).
+Why two programs and not one sharded program with an all-gather before the means: that
+program (the interior-point while loops of two host devices next to an all-gather) hung once
+on XLA's CPU backend (jaxlib 0.10.2); it was not reproduced since
+(``experiments/sweep_devices_hang.py``), but no program here holds a collective. Results
+equal the one-device run to round-off (a sample's batched solve differs in the last bits
+with the batch size); see docs/scaleout.md.
 """
 
 from __future__ import annotations
@@ -53,8 +56,9 @@ def split_over_devices(per_sample: Callable, finish: Callable, pool: tuple, n_de
     split = NamedSharding(mesh, PartitionSpec("sample"))
     placed = tuple(jax.device_put(jnp.concatenate([a, jnp.repeat(a[-1:], pad, axis=0)]), split)
                    for a in map(jnp.asarray, pool))
-    parts = jax.jit(jax.shard_map(per_sample, mesh=mesh, in_specs=(PartitionSpec(),) + (PartitionSpec("sample"),) * len(pool),
-                                  out_specs=PartitionSpec("sample"), check_vma=False))
+    in_specs = (PartitionSpec(),) + (PartitionSpec("sample"),) * len(pool)  # theta replicated, the pool split
+    parts = jax.jit(jax.shard_map(per_sample, mesh=mesh, in_specs=in_specs, out_specs=PartitionSpec("sample"),
+                                  check_vma=False))
     reduce = jax.jit(lambda out: finish(jax.tree_util.tree_map(lambda a: a[:n], out)))
     first = jax.local_devices()[0]
 

@@ -31,11 +31,10 @@ from sopjax.kernels.dispatch import DispatchInfeasibleError, DispatchInputs, dis
 from sopjax.montecarlo.study import Study, build_strategies, make_study, run_study
 from sopjax.network import Network
 from sopjax.network_builder import build_network
-from sopjax.powerflow import sample_mesh
 from sopjax.scaleout import Chunk, chunk_plan, make_executor, run_plan, worker_cached
 from sopjax.strategies.strategy import StrategyError
-from sopjax.sweeps.devices import split_over_devices
 from sopjax.sweeps.config import LARGE_SOP_KVA, PARAMETERS, QUANTITIES, RestorationSpec, SweepSpec
+from sopjax.sweeps.devices import split_over_devices
 from sopjax.sweeps.scenario import Scenario, build_scenario
 
 __all__ = ["run_sweep", "sweep_point", "SweepJob", "dispatch_means", "point_function", "DISPATCH_QUANTITIES"]
@@ -63,7 +62,8 @@ def sample_quantities(res) -> dict:
 def pool_means(per_sample: dict, kw: float) -> dict:
     """Monte Carlo means over the leading sample axis of :func:`sample_quantities` (or of their
     tangents, ``(sample, axis)``), the ``*_kw`` quantities converted to kW."""
-    return {q: jnp.mean(v, axis=0) * kw if q.endswith("_kw") else jnp.mean(v, axis=0) for q, v in per_sample.items()}
+    return {q: jnp.mean(v, axis=0) * kw if q.endswith("_kw") else jnp.mean(v, axis=0)
+            for q, v in per_sample.items()}
 
 
 def dispatch_means(res, kw: float) -> dict:
