@@ -9,7 +9,9 @@ MODE:
              ("sample",) mesh plus with_sharding_constraint(replicated) before the means,
              value and jacfwd jitted as in sopjax.sweeps.runner (one SPMD program, an
              all-gather next to the interior-point while loops);
-  library    whatever sopjax.sweeps.runner does now (its point functions).
+  library    whatever sopjax.sweeps.runner does now (run_sweep);
+  per_sample the per-sample quantities at the first point solved unsplit on one device against
+             split over the devices (sopjax.sweeps.devices): their largest differences.
 Prints one line per grid point and the values; a hang is killed by `timeout`.
 """
 
@@ -70,6 +72,28 @@ def shard_map_solver(scn, spec):
     return run
 
 
+def per_sample_differences(scn, spec, capacity):
+    import dataclasses
+
+    import numpy as np
+
+    from sopjax.sweeps.devices import split_over_devices
+
+    def per_sample(theta, p_load, q_load, p_pv):
+        shard = dataclasses.replace(scn, p_load=p_load, q_load=q_load, p_pv=p_pv)
+        res = dispatch_batched(scn.data, shard.inputs({"capacity_mva": theta[0]}), tol=spec.tol,
+                               max_iter=spec.max_iter)
+        return runner.sample_quantities(res)
+
+    pool, theta = (scn.p_load, scn.q_load, scn.p_pv), jnp.asarray([capacity])
+    one = jax.jit(per_sample)(theta, *pool)
+    split = split_over_devices(per_sample, lambda o: o, pool, len(jax.local_devices()))(theta)
+    for q in one:
+        a, b = np.asarray(one[q]), np.asarray(split[q])
+        print(f"  {q:18s} bit-equal samples {int(np.sum(a == b))}/{a.size}, largest difference "
+              f"{np.max(np.abs(a - b)):.3g} p.u. ({np.max(np.abs(a - b) / np.abs(a)):.3g} relative)", flush=True)
+
+
 def main():
     mode = sys.argv[1]
     points = [float(v) for v in sys.argv[2].split(",")] if len(sys.argv) > 2 else [0.05, 0.1, 0.2]
@@ -81,6 +105,8 @@ def main():
             print(q, ds[q].values.tolist(), ds[f"d{q}_dcapacity_mva"].values.tolist(), flush=True)
         return
     scn = build_scenario(spec)
+    if mode == "per_sample":
+        return per_sample_differences(scn, spec, points[0])
     solve = shard_map_solver(scn, spec) if mode == "shard_map" else None
     f = runner.point_function(scn, spec, ("capacity_mva",), solve=solve)
     value, step = jax.jit(f), jax.jit(jax.jacfwd(f, has_aux=True))
