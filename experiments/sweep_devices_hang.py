@@ -1,7 +1,7 @@
 """Reproduce (or rule out) the XLA CPU hang of a sweep's dispatch split over two host devices.
 
     XLA_FLAGS=--xla_force_host_platform_device_count=2 \
-        timeout 300 python experiments/sweep_devices_hang.py MODE [POINTS]
+        timeout 300 python experiments/sweep_devices_hang.py MODE [POINTS] [SAMPLES]
 
 MODE:
   one        no split (one device), the reference;
@@ -9,7 +9,10 @@ MODE:
              ("sample",) mesh plus with_sharding_constraint(replicated) before the means,
              value and jacfwd jitted as in sopjax.sweeps.runner (one SPMD program, an
              all-gather next to the interior-point while loops);
-  library    whatever sopjax.sweeps.runner does now (run_sweep);
+  library    whatever sopjax.sweeps.runner does now (run_sweep; on CPU the devices' shards run one
+             after the other);
+  concurrent run_sweep with the shards forced to run concurrently (one shard_map program, no
+             collective: the accelerator path) - hangs on CPU with a large enough pool (256);
   per_sample the per-sample quantities at the first point solved unsplit on one device against
              split over the devices (sopjax.sweeps.devices): their largest differences.
 Prints one line per grid point and the values; a hang is killed by `timeout`.
@@ -97,9 +100,17 @@ def per_sample_differences(scn, spec, capacity):
 def main():
     mode = sys.argv[1]
     points = [float(v) for v in sys.argv[2].split(",")] if len(sys.argv) > 2 else [0.05, 0.1, 0.2]
-    spec = spec_from_config({**CONFIG, "axis": [{"name": "capacity_mva", "values": points}]})
-    print(f"jax {jax.__version__}, {len(jax.local_devices())} devices, mode {mode}", flush=True)
-    if mode == "library":
+    samples = int(sys.argv[3]) if len(sys.argv) > 3 else CONFIG["sampling"]["samples"]
+    spec = spec_from_config({**CONFIG, "axis": [{"name": "capacity_mva", "values": points}],
+                             "sampling": {"samples": samples, "seed": 1}})
+    print(f"jax {jax.__version__}, {len(jax.local_devices())} devices, mode {mode}, {samples} samples", flush=True)
+    if mode == "concurrent":
+        import functools
+
+        from sopjax.sweeps import devices
+
+        runner.split_over_devices = functools.partial(devices.split_over_devices, concurrent=True)
+    if mode in ("library", "concurrent"):
         ds = runner.run_sweep(spec)
         for q in ("losses_kw", "vmin_pu"):
             print(q, ds[q].values.tolist(), ds[f"d{q}_dcapacity_mva"].values.tolist(), flush=True)
