@@ -379,7 +379,7 @@ np.savez({out!r}, **{{k: v.values for k, v in ds.data_vars.items()}})
 """
 
 
-@pytest.mark.slow  # compiles the interior-point dispatch and its JVP per device (150-425 s on the shared 2 cores)
+@pytest.mark.slow  # compiles the interior-point dispatch and its JVP per device (150-425 s here)
 def test_jax_engine_sweep_on_two_local_devices_gives_the_one_device_results(tmp_path):
     # the JAX dispatch engine's 5-sample pool split 3 + 3 (one padding sample) over two host
     # devices; values and forward-mode derivatives against the one-device run of this process.
