@@ -12,10 +12,12 @@ MODE:
   library    whatever sopjax.sweeps.runner does now (run_sweep; on CPU the devices' shards run one
              after the other);
   concurrent run_sweep with the shards forced to run concurrently (one shard_map program, no
-             collective: the accelerator path) - hangs on CPU with a large enough pool (256);
+             collective: the accelerator path) - hangs on CPU with a large enough pool (256
+             samples; with NPROC=8 in the environment, a larger XLA intra-op pool, it ran);
   per_sample the per-sample quantities at the first point solved unsplit on one device against
              split over the devices (sopjax.sweeps.devices): their largest differences.
-Prints one line per grid point and the values; a hang is killed by `timeout`.
+Prints one line per grid point and the values; a hang is killed by `timeout`. Findings, stacks
+(sweep_devices_hang_stacks*.txt) and counts: docs/scaleout.md, "Several devices in one process".
 """
 
 import sys
@@ -94,7 +96,8 @@ def per_sample_differences(scn, spec, capacity):
     for q in one:
         a, b = np.asarray(one[q]), np.asarray(split[q])
         print(f"  {q:18s} bit-equal samples {int(np.sum(a == b))}/{a.size}, largest difference "
-              f"{np.max(np.abs(a - b)):.3g} p.u. ({np.max(np.abs(a - b) / np.abs(a)):.3g} relative)", flush=True)
+              f"{np.max(np.abs(a - b)):.3g} p.u. ({np.max(np.abs(a - b) / np.abs(a)):.3g} relative)",
+              flush=True)
 
 
 def main():
@@ -103,7 +106,8 @@ def main():
     samples = int(sys.argv[3]) if len(sys.argv) > 3 else CONFIG["sampling"]["samples"]
     spec = spec_from_config({**CONFIG, "axis": [{"name": "capacity_mva", "values": points}],
                              "sampling": {"samples": samples, "seed": 1}})
-    print(f"jax {jax.__version__}, {len(jax.local_devices())} devices, mode {mode}, {samples} samples", flush=True)
+    print(f"jax {jax.__version__}, {len(jax.local_devices())} devices, mode {mode}, {samples} samples",
+          flush=True)
     if mode == "concurrent":
         import functools
 
