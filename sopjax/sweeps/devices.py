@@ -18,12 +18,12 @@ Step 2 runs **concurrently** on accelerators (one ``jax.shard_map`` program over
 other** on the CPU backend. Why: the interior-point dispatch's batched LU (LAPACK
 ``getrf`` through jaxlib's ``ParallelBatchMap``) splits a large batch into tasks on XLA's
 intra-op thread pool (as many threads as cores) and blocks its thread until they finish.
-Two host devices running it at the same time each block one pool thread; with 2 cores no
-thread is left to run the tasks, and the process hangs (captured with a 256-sample pool:
-``experiments/sweep_devices_hang_stacks.txt``, both ``tf_XLAEigen`` threads in
-``BlockingCounter::Wait`` under ``lapack_dgetrf_ffi``). Host devices share the same cores,
-so running them one after another loses no parallelism that the intra-op pool does not
-already use. Results equal the one-device run to round-off (a sample's batched solve differs
+Host devices running it at the same time each block a pool thread; once every pool thread
+is blocked (2 devices on 2 cores) no thread is left to run the tasks, and the process hangs
+(captured with a 256-sample pool: ``experiments/sweep_devices_hang_stacks.txt``, both
+``tf_XLAEigen`` threads in ``BlockingCounter::Wait`` under ``lapack_dgetrf_ffi``). Host
+devices share the same cores, whose intra-op pool already spreads a large batch, so the
+order costs little (measured in docs/scaleout.md). Results equal the one-device run to round-off (a sample's batched solve differs
 in the last bits with the batch size); see docs/scaleout.md.
 """
 
