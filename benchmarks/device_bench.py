@@ -13,7 +13,12 @@ On IEEE 33, with the samples split over all local devices (``jax.local_devices()
   fault, PV and SOP in Vf mode) on ``--samples`` samples, sampling and reductions
   included, in-process (chunks split over the local devices);
 * **batched dispatch**: ``dispatch_batched`` (the JAX interior-point SOP dispatch, three
-  SOPs) on ``--dispatch-samples`` operating points, forward only.
+  SOPs) on ``--dispatch-samples`` operating points, forward only;
+* **sweep**: ``run_sweep`` with the JAX engine (two SOPs, a 4-point capacity axis, the
+  dispatch quantities and their forward-mode derivatives) on a pool of
+  ``--dispatch-samples`` samples, split over the local devices
+  (:mod:`sopjax.sweeps.devices`); samples/s counts pool samples times grid points.
+  Always float64 (the sweeps' parameters are float64).
 
 Each is compiled first, then timed ``--repeats`` times; the median is printed. No host
 round trip happens inside a kernel: inputs are placed on the devices before timing and
@@ -109,13 +114,33 @@ def dispatch(n: int, dtype, repeats: int):
     return median_time(lambda: run(inp), repeats)
 
 
+def sweep(n: int, dtype, repeats: int):
+    from sopjax.sweeps import run_sweep, spec_from_config
+
+    spec = spec_from_config({
+        "network": {"case": "ieee33", "pv": [{"bus": 7, "s_rated_kva": 300, "pf": 0.95}],
+                    "sop": [{"pair": [12, 22], "s_rated_kva": 300}, {"pair": [25, 29], "s_rated_kva": 300}]},
+        "dispatch": {"engine": "jax"},
+        "uncertainty": {"pv": {"kind": "normal", "sigma_frac": 0.1},
+                        "load": {"kind": "normal", "sigma_frac": 0.1}},
+        "sampling": {"samples": n, "seed": 1},
+        "axis": [{"name": "capacity_mva", "values": SWEEP_POINTS}],
+        "quantities": ["losses_kw", "vmin_pu"],
+    })
+    return median_time(lambda: run_sweep(spec)["losses_kw"].values, repeats)  # compiled once (worker cache)
+
+
+SWEEP_POINTS = [0.05, 0.1, 0.2, 0.4]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--samples", type=int, default=200_000, help="power-flow and Monte Carlo samples")
     ap.add_argument("--dispatch-samples", type=int, default=256, help="dispatch operating points")
     ap.add_argument("--dtype", choices=("float64", "float32"), default="float64")
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--skip", action="append", default=[], choices=("powerflow", "montecarlo", "dispatch"))
+    ap.add_argument("--skip", action="append", default=[],
+                    choices=("powerflow", "montecarlo", "dispatch", "sweep"))
     args = ap.parse_args()
     dtype = jnp.float64 if args.dtype == "float64" else jnp.float32
     devs = jax.local_devices()
@@ -123,12 +148,14 @@ def main() -> None:
           f"{', '.join(d.device_kind for d in devs)}; {args.dtype}; median of {args.repeats}")
     rows = [("power flow (IEEE 33, sweep)", "powerflow", args.samples, powerflow),
             ("Monte Carlo scoring (1 strategy)", "montecarlo", args.samples, montecarlo),
-            ("batched dispatch (JAX IPM, 3 SOPs)", "dispatch", args.dispatch_samples, dispatch)]
+            ("batched dispatch (JAX IPM, 3 SOPs)", "dispatch", args.dispatch_samples, dispatch),
+            ("sweep (JAX IPM + jacfwd, 4 points)", "sweep", args.dispatch_samples, sweep)]
     for label, key, n, fn in rows:
         if key in args.skip:
             continue
         first, t = fn(n, dtype, args.repeats)
-        print(f"  {label:36s} {n:>9,d} samples  {n / t:>12,.0f} samples/s  "
+        work = n * len(SWEEP_POINTS) if key == "sweep" else n
+        print(f"  {label:36s} {n:>9,d} samples  {work / t:>12,.0f} samples/s  "
               f"(median {t:.3f} s; compile + first run {first:.1f} s)", flush=True)
 
 

@@ -31,10 +31,10 @@ from sopjax.kernels.dispatch import DispatchInfeasibleError, DispatchInputs, dis
 from sopjax.montecarlo.study import Study, build_strategies, make_study, run_study
 from sopjax.network import Network
 from sopjax.network_builder import build_network
-from sopjax.powerflow import sample_mesh
 from sopjax.scaleout import Chunk, chunk_plan, make_executor, run_plan, worker_cached
 from sopjax.strategies.strategy import StrategyError
 from sopjax.sweeps.config import LARGE_SOP_KVA, PARAMETERS, QUANTITIES, RestorationSpec, SweepSpec
+from sopjax.sweeps.devices import split_over_devices
 from sopjax.sweeps.scenario import Scenario, build_scenario
 
 __all__ = ["run_sweep", "sweep_point", "SweepJob", "dispatch_means", "point_function", "DISPATCH_QUANTITIES"]
@@ -44,64 +44,68 @@ DISPATCH_QUANTITIES = tuple(q for q, v in QUANTITIES.items() if v[2] == "dispatc
 MC_CAPACITY_FLOOR_KVA = 1.0
 
 
-def dispatch_means(res, kw: float) -> dict:
-    """Monte Carlo means (JAX scalars) of a batched :class:`DispatchResult`."""
+def sample_quantities(res) -> dict:
+    """Per-sample dispatch quantities (JAX arrays, sample axis first) of a batched :class:`DispatchResult`.
+
+    In p.u. (the ``*_kw`` quantities before the factor ``kW per p.u.``; see :func:`pool_means`).
+    """
     conv = jnp.sum(res.converter_loss, axis=-1)
     return {
-        "losses_kw": jnp.mean(res.line_loss + conv) * kw,
-        "line_loss_kw": jnp.mean(res.line_loss) * kw,
-        "converter_loss_kw": jnp.mean(conv) * kw,
-        "vmin_pu": jnp.mean(jnp.min(res.vm_pu, axis=-1)),
-        "objective_kw": jnp.mean(res.objective) * kw,
+        "losses_kw": res.line_loss + conv,
+        "line_loss_kw": res.line_loss,
+        "converter_loss_kw": conv,
+        "vmin_pu": jnp.min(res.vm_pu, axis=-1),
+        "objective_kw": res.objective,
     }
 
 
-def _solver(scn: Scenario, spec: SweepSpec) -> Callable[[DispatchInputs], object]:
-    """Batched dispatch of the spec's engine: inputs with a leading sample axis -> result.
+def pool_means(per_sample: dict, kw: float) -> dict:
+    """Monte Carlo means over the leading sample axis of :func:`sample_quantities` (or of their
+    tangents, ``(sample, axis)``), the ``*_kw`` quantities converted to kW."""
+    return {q: jnp.mean(v, axis=0) * kw if q.endswith("_kw") else jnp.mean(v, axis=0)
+            for q, v in per_sample.items()}
 
-    The JAX engine splits the samples over all local JAX devices (:func:`_over_devices`).
-    """
+
+def dispatch_means(res, kw: float) -> dict:
+    """Monte Carlo means (JAX scalars) of a batched :class:`DispatchResult`."""
+    return pool_means(sample_quantities(res), kw)
+
+
+def _solver(scn: Scenario, spec: SweepSpec) -> Callable[[DispatchInputs], object]:
+    """Batched dispatch of the spec's engine: inputs with a leading sample axis -> result (one device)."""
     if spec.engine == "learned":
         raise ConfigError("engine = \"learned\" needs the learned dispatch's solver: run the sweep with "
                           "sopjax.surrogates.sweep.run_learned_sweep (what `sopjax sweep` does)")
     if spec.engine == "jax":
         data = scn.data
-        return _over_devices(lambda i: dispatch_batched(data, i, tol=spec.tol, max_iter=spec.max_iter))
+        return lambda i: dispatch_batched(data, i, tol=spec.tol, max_iter=spec.max_iter)
     from sopjax.problems.dispatch import DispatchLayer, build_dispatch
 
     return DispatchLayer(build_dispatch(scn.data))
 
 
-def _over_devices(solve):
-    """``solve`` with its samples split across the local accelerators (unchanged with one device, or on CPU).
+def _split_point_functions(scn: Scenario, spec: SweepSpec, names: tuple[str, ...], n_dev: int):
+    """The JAX engine's ``(value, step)`` of a grid point with the sample pool split over ``n_dev`` devices.
 
-    The sample pool is padded to a multiple of the device count by repeating its last
-    sample, each device solves its share (``jax.shard_map``; a sample's dispatch does not
-    depend on the others of its batch), and the result is replicated before the Monte
-    Carlo means, so they are reduced as on one device. Not on the CPU backend: there,
-    several host devices running the interior-point loops with the all-gather in one
-    program hung in XLA's CPU runtime (jaxlib 0.10; a 3-point sweep stopped at its third
-    point with every thread asleep), so CPU sweeps use one device per process and scale
-    out over processes (``scheduler=``). See docs/scaleout.md.
+    ``value(theta)`` and ``step(theta)`` return what ``jit(f)`` and ``jit(jacfwd(f, has_aux=True))``
+    of :func:`point_function` return on one device: each device solves (and differentiates,
+    forward mode) its share of the pool, the per-sample quantities are reduced on the first
+    device (:func:`sopjax.sweeps.devices.split_over_devices`).
     """
-    n_dev = len(jax.local_devices())
-    if n_dev == 1 or jax.default_backend() == "cpu":
-        return solve
-    from jax.sharding import NamedSharding, PartitionSpec
+    data, kw = scn.data, scn.kw
 
-    mesh = sample_mesh(n_dev)
-    smp = PartitionSpec("sample")
-    sharded = jax.shard_map(solve, mesh=mesh, in_specs=smp, out_specs=smp, check_vma=False)
+    def per_sample(theta, p_load, q_load, p_pv):
+        shard = dataclasses.replace(scn, p_load=p_load, q_load=q_load, p_pv=p_pv)
+        res = dispatch_batched(data, shard.inputs({n: theta[k] for k, n in enumerate(names)}),
+                               tol=spec.tol, max_iter=spec.max_iter)
+        return sample_quantities(res), (res.converged, res.infeasibility)
 
-    def run(inputs):
-        n = jax.tree_util.tree_leaves(inputs)[0].shape[0]
-        pad = (-n) % n_dev
-        padded = jax.tree_util.tree_map(lambda a: jnp.concatenate([a, jnp.repeat(a[-1:], pad, axis=0)]),
-                                        inputs)
-        res = jax.tree_util.tree_map(lambda a: a[:n], sharded(padded))
-        return jax.lax.with_sharding_constraint(res, NamedSharding(mesh, PartitionSpec()))
+    def finish(out):
+        return pool_means(out[0], kw), out[1]
 
-    return run
+    pool = (scn.p_load, scn.q_load, scn.p_pv)
+    return (split_over_devices(per_sample, finish, pool, n_dev),
+            split_over_devices(jax.jacfwd(per_sample, has_aux=True), finish, pool, n_dev))
 
 
 def point_function(scn: Scenario, spec: SweepSpec, names: tuple[str, ...], solve=None):
@@ -228,8 +232,13 @@ def _point_kernels(job: SweepJob) -> dict:
     spec = job.spec
     scn = _job_scenario(job)
     names = tuple(a.name for a in spec.axes)
-    out = {"scn": scn, "names": names, "value": None, "step": None}
+    out = {"scn": scn, "names": names, "value": None, "step": None, "devices": 1}
     if any(QUANTITIES[q][2] == "dispatch" for q in spec.quantities):
+        n_dev = len(jax.local_devices())
+        if spec.engine == "jax" and job.solver is None and n_dev > 1:  # the pool split over all local devices
+            out["value"], out["step"] = _split_point_functions(scn, spec, names, n_dev)
+            out["devices"] = n_dev
+            return out
         f = point_function(scn, spec, names, None if job.solver is None else job.solver(scn, spec))
         if spec.engine in ("jax", "learned"):
             out["step"], out["value"] = jax.jit(jax.jacfwd(f, has_aux=True)), jax.jit(f)
@@ -254,7 +263,7 @@ def sweep_point(job: SweepJob, chunk: Chunk) -> dict:
     shape = tuple(len(a.values) for a in spec.axes)
     idx = np.unravel_index(chunk.index, shape)
     point = {n: float(np.asarray(a.values, float)[i]) for n, a, i in zip(names, spec.axes, idx)}
-    out = {"values": {}, "derivs": {}, "sop_island": np.nan}
+    out = {"values": {}, "derivs": {}, "sop_island": np.nan, "devices": k["devices"]}
     if k["value"] is not None:
         theta = jnp.asarray([point[n] for n in names], jnp.float64)
         try:
@@ -317,6 +326,7 @@ def run_sweep(spec: SweepSpec, *, progress: bool = False, scenario: Scenario | N
     values = {q: np.full(shape, np.nan) for q in spec.quantities}
     derivs = {(q, a): np.full(shape, np.nan) for q in spec.quantities for a in names}
     sop_island = np.full(shape, np.nan)
+    devices = 1
     job = SweepJob(spec, scenario, _job_token(spec, scenario, solver), solver)
     executor = make_executor(scheduler)
     try:
@@ -327,6 +337,7 @@ def run_sweep(spec: SweepSpec, *, progress: bool = False, scenario: Scenario | N
             for key, v in r["derivs"].items():
                 derivs[key][idx] = v
             sop_island[idx] = r["sop_island"]
+            devices = max(devices, r["devices"])
             if progress:
                 where = ", ".join(f"{n}={coords[k][i]:g}" for k, (n, i) in enumerate(zip(names, idx)))
                 print(f"  {where}: "
@@ -361,7 +372,7 @@ def run_sweep(spec: SweepSpec, *, progress: bool = False, scenario: Scenario | N
             a.name: (a.name, coords[k], {"units": PARAMETERS[a.name][0], "long_name": PARAMETERS[a.name][1]})
             for k, a in enumerate(spec.axes)
         },
-        attrs=_attrs(spec, scn),
+        attrs={**_attrs(spec, scn), "devices_per_point": devices},
     )
     return ds
 
