@@ -18,7 +18,7 @@ import pytest
 import sopjax
 from sopjax.errors import ConfigError, SopjaxError
 from sopjax.montecarlo import ArraySource, MonteCarloSettings, run_montecarlo
-from sopjax.scaleout import Chunk, InProcessExecutor, chunk_plan, make_executor, run_plan
+from sopjax.scaleout import InProcessExecutor, chunk_plan, make_executor, run_plan
 from sopjax.strategies import Strategy
 
 ROOT = Path(__file__).resolve().parents[1]

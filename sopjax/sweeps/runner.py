@@ -37,7 +37,7 @@ from sopjax.sweeps.config import LARGE_SOP_KVA, PARAMETERS, QUANTITIES, Restorat
 from sopjax.sweeps.devices import split_over_devices
 from sopjax.sweeps.scenario import Scenario, build_scenario
 
-__all__ = ["run_sweep", "sweep_point", "SweepJob", "dispatch_means", "point_function", "DISPATCH_QUANTITIES"]
+__all__ = ["DISPATCH_QUANTITIES", "SweepJob", "dispatch_means", "point_function", "run_sweep", "sweep_point"]
 
 DISPATCH_QUANTITIES = tuple(q for q, v in QUANTITIES.items() if v[2] == "dispatch")
 #: smallest SOP capacity passed to the Monte Carlo restoration engine (kVA)
